@@ -1,0 +1,181 @@
+"""The 3D super-resolution generator and the patch discriminator: plain `torch.nn` modules.
+
+Tensors are (B, C, D, H, W) with (D, H, W) = the volume's (X, Y, Z) array axes, so a per-axis
+scale (sx, sy, sz) applies to (D, H, W) in that order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of `Generator`.
+
+    Attributes:
+        channels: feature width at low resolution (a multiple of 8 suits GPU tensor cores).
+        n_blocks: residual blocks at low resolution.
+        upsample_channels: feature width after the sub-pixel shuffle, at high resolution.
+        scale: integer factor per axis, e.g. (2, 2, 2) or (1, 1, 2) for through-plane only.
+        residual_scale: each block adds 0.2 x its output, which keeps deep residual stacks stable
+            from random initialisation (as in ESRGAN).
+        negative_slope: of the LeakyReLU activations.
+    """
+
+    channels: int = 32
+    n_blocks: int = 4
+    upsample_channels: int = 16
+    scale: tuple[int, int, int] = (2, 2, 2)
+    residual_scale: float = 0.2
+    negative_slope: float = 0.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
+        if len(self.scale) != 3 or any(s < 1 for s in self.scale):
+            raise ValueError(f"scale must be three positive integers, not {self.scale}")
+        for name in ("channels", "upsample_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, not {self.n_blocks}")
+
+    @property
+    def receptive_radius(self) -> float:
+        """How far, in input voxels, an output voxel can see: one per 3x3x3 convolution."""
+        return 1 + 2 * self.n_blocks + 1 + 1 + 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["scale"] = list(self.scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown generator config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if k == "scale" else v for k, v in d.items()})
+
+
+def _conv(cin: int, cout: int) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, kernel_size=3, padding=1)
+
+
+class ResidualBlock(nn.Module):
+    """conv - LeakyReLU - conv, added back scaled by `residual_scale`; no normalisation layers
+    (batch statistics shift intensities, which SR must not do)."""
+
+    def __init__(self, channels: int, *, residual_scale: float, negative_slope: float) -> None:
+        super().__init__()
+        self.conv1 = _conv(channels, channels)
+        self.conv2 = _conv(channels, channels)
+        self.act = nn.LeakyReLU(negative_slope, inplace=True)
+        self.residual_scale = residual_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.residual_scale * self.conv2(self.act(self.conv1(x)))
+
+
+def pixel_shuffle_3d(x: torch.Tensor, scale: tuple[int, int, int]) -> torch.Tensor:
+    """(B, C*sx*sy*sz, D, H, W) -> (B, C, D*sx, H*sy, W*sz); channel c*(sx*sy*sz) + offset maps to
+    sub-voxel offset (i, j, k) in row-major order."""
+    b, c, d, h, w = x.shape
+    sx, sy, sz = scale
+    n = sx * sy * sz
+    if c % n:
+        raise ValueError(f"channels {c} are not divisible by the shuffle size {n}")
+    x = x.reshape(b, c // n, sx, sy, sz, d, h, w)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return x.reshape(b, c // n, d * sx, h * sy, w * sz)
+
+
+def icnr_(weight: torch.Tensor, n_sub: int) -> None:
+    """ICNR initialisation (Aitken et al. 2017): every group of `n_sub` output channels that the
+    shuffle spreads over one voxel's children starts with the same kernel, so the initial
+    upsampling is a nearest-neighbour one and carries no checkerboard pattern."""
+    cout = weight.shape[0]
+    sub = torch.empty((cout // n_sub, *weight.shape[1:]), dtype=weight.dtype, device=weight.device)
+    nn.init.kaiming_normal_(sub, a=0.2, nonlinearity="leaky_relu")
+    with torch.no_grad():
+        weight.copy_(sub.repeat_interleave(n_sub, dim=0))
+
+
+class Generator(nn.Module):
+    """Residual 3D super-resolution network.
+
+    (B, 1, D, H, W) -> (B, 1, sx*D, sy*H, sz*W). Features are computed at low resolution,
+    upsampled by a 3D sub-pixel shuffle (ICNR-initialised; no transposed convolutions, which
+    leave checkerboards), and added to a trilinear interpolation of the input (the global skip),
+    so the network learns only the detail interpolation misses. Trilinear with
+    align_corners=False follows the field-of-view grid rule of `srgan3d.volume.upscaled_affine`.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or GeneratorConfig()
+        n_sub = math.prod(cfg.scale)
+        self.head = _conv(1, cfg.channels)
+        self.body = nn.Sequential(
+            *[
+                ResidualBlock(cfg.channels, residual_scale=cfg.residual_scale, negative_slope=cfg.negative_slope)
+                for _ in range(cfg.n_blocks)
+            ]
+        )
+        self.body_tail = _conv(cfg.channels, cfg.channels)
+        self.upsample = _conv(cfg.channels, cfg.upsample_channels * n_sub)
+        self.act = nn.LeakyReLU(cfg.negative_slope, inplace=True)
+        self.tail = _conv(cfg.upsample_channels, 1)
+        icnr_(self.upsample.weight, n_sub)
+        nn.init.zeros_(self.upsample.bias)
+        # Start as plain trilinear interpolation: the detail branch begins silent.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.config.scale
+        base = F.interpolate(x, scale_factor=scale, mode="trilinear", align_corners=False)
+        feat = self.head(x)
+        feat = feat + self.body_tail(self.body(feat))
+        up = self.act(pixel_shuffle_3d(self.upsample(feat), scale))
+        return base + self.tail(up)
+
+
+class PatchDiscriminator(nn.Module):
+    """3D patch discriminator: strided convolutions with spectral normalisation, one logit per
+    patch of the input. (B, 1, D, H, W) -> (B, 1, D/2^k, H/2^k, W/2^k) for k = n_layers - 1."""
+
+    def __init__(self, channels: int = 32, n_layers: int = 4, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        layers: list[nn.Module] = [nn.Conv3d(1, channels, 3, padding=1), nn.LeakyReLU(negative_slope, inplace=True)]
+        c = channels
+        for _ in range(n_layers - 1):
+            layers += [sn(nn.Conv3d(c, c * 2, 4, stride=2, padding=1)), nn.LeakyReLU(negative_slope, inplace=True)]
+            c *= 2
+        layers += [sn(nn.Conv3d(c, c, 3, padding=1)), nn.LeakyReLU(negative_slope, inplace=True)]
+        layers += [nn.Conv3d(c, 1, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def flops_per_input_voxel(config: GeneratorConfig) -> float:
+    """Multiply-adds x 2 of the generator's convolutions per low-resolution input voxel."""
+    k = 27 * 2
+    c, u, n_sub = config.channels, config.upsample_channels, math.prod(config.scale)
+    low = k * (1 * c + 2 * config.n_blocks * c * c + c * c + c * u * n_sub)
+    high = k * u * 1 * n_sub
+    return float(low + high)

@@ -1,0 +1,488 @@
+"""Scans in and out: the `Volume` type, NIfTI and DICOM series, and the geometry of scaled grids.
+
+Voxel order is NIfTI's (X, Y, Z); the affine maps voxel indices to RAS+ millimetres. This module
+imports no torch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+#: Image formats we recognise but do not read; found in a folder they are reported, not ignored.
+UNSUPPORTED_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh", ".hdr", ".img")
+#: Relative tolerance on slice spacing before a DICOM series counts as unevenly spaced.
+SPACING_RTOL = 0.01
+
+# LPS (DICOM) <-> RAS (NIfTI): flip the first two world axes.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class VolumeError(ValueError):
+    """A scan that cannot be read as one 3D volume; the message names the file and the fix."""
+
+
+@dataclass
+class Volume:
+    """A 3D scan.
+
+    Attributes:
+        data: float32 array of shape (X, Y, Z) in NIfTI voxel order.
+        affine: (4, 4) float64 matrix, voxel index -> RAS+ millimetres.
+        meta: free-form provenance (source path, header codes, DICOM series UID...).
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = np.asarray(self.data)
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        if self.data.ndim != 3:
+            raise VolumeError(f"Volume data must be 3D (X, Y, Z), not shape {self.data.shape}")
+        if self.affine.shape != (4, 4):
+            raise VolumeError(f"Affine shape must be (4, 4), not {self.affine.shape}")
+        if not np.all(np.isfinite(self.affine)) or abs(np.linalg.det(self.affine[:3, :3])) < 1e-12:
+            raise VolumeError(f"Affine must be finite and invertible, got\n{self.affine}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Voxel size along each array axis, from the affine's column norms."""
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes such as 'RAS' or 'LPS' (nibabel's closest-axis convention)."""
+        return "".join(nib.aff2axcodes(self.affine))
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry of scaled grids
+
+
+def _as_factors(factors: int | Sequence[int]) -> tuple[int, int, int]:
+    out = (int(factors),) * 3 if np.isscalar(factors) else tuple(int(f) for f in factors)  # type: ignore[arg-type]
+    if len(out) != 3 or any(f < 1 for f in out):
+        raise ValueError(f"Scale factors must be three positive integers, not {factors!r}")
+    return out  # type: ignore[return-value]
+
+
+def upscaled_affine(affine: np.ndarray, factors: int | Sequence[int]) -> np.ndarray:
+    """Affine of the grid refined by integer `factors`, keeping the field of view.
+
+    The outer edges of the voxel grid stay where they were: fine voxel j along an axis scaled by s
+    has its centre at coarse index (j + 0.5) / s - 0.5, so each coarse voxel centre is the mean
+    of the centres of its s children.
+
+    Args:
+        affine: (4, 4) voxel -> world matrix of the coarse grid.
+        factors: one integer or one per array axis.
+
+    Returns:
+        (4, 4) voxel -> world matrix of the fine grid.
+    """
+    s = np.asarray(_as_factors(factors), dtype=np.float64)
+    fine_to_coarse = np.eye(4)
+    fine_to_coarse[:3, :3] = np.diag(1.0 / s)
+    fine_to_coarse[:3, 3] = 0.5 / s - 0.5
+    return np.asarray(affine, dtype=np.float64) @ fine_to_coarse
+
+
+def downscaled_affine(affine: np.ndarray, factors: int | Sequence[int]) -> np.ndarray:
+    """Inverse of `upscaled_affine`: coarse voxel i is centred at fine index s*i + (s-1)/2."""
+    s = np.asarray(_as_factors(factors), dtype=np.float64)
+    coarse_to_fine = np.eye(4)
+    coarse_to_fine[:3, :3] = np.diag(s)
+    coarse_to_fine[:3, 3] = (s - 1.0) / 2.0
+    return np.asarray(affine, dtype=np.float64) @ coarse_to_fine
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _is_dicom_candidate(path: Path) -> bool:
+    return path.suffix.lower() in DICOM_SUFFIXES or _has_dicom_magic(path)
+
+
+def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
+    """Read a NIfTI file or a DICOM series as a float32 `Volume` in RAS+.
+
+    Args:
+        path: a `.nii`/`.nii.gz` file; a folder holding one DICOM series; or one file of a
+            DICOM series (the other files of that series are taken from its folder).
+        series_uid: for a folder with several series, the SeriesInstanceUID to read.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        VolumeError: the file is not one readable 3D volume; the message says why and what to do.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return read_dicom_series(path, series_uid=series_uid)
+    if _is_nifti(path):
+        return _read_nifti(path)
+    if _is_dicom_candidate(path):
+        import pydicom
+
+        try:
+            uid = pydicom.dcmread(path, stop_before_pixels=True).get("SeriesInstanceUID")
+        except Exception as exc:  # pydicom raises several types for damaged files
+            raise VolumeError(f"{path}: not a readable DICOM file ({exc}); remove or replace it") from exc
+        return read_dicom_series(path.parent, series_uid=series_uid or uid)
+    raise VolumeError(
+        f"{path}: unsupported file type; give a NIfTI file (.nii, .nii.gz) or a DICOM series folder"
+    )
+
+
+def _read_nifti(path: Path) -> Volume:
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:
+        raise VolumeError(f"{path}: not a readable NIfTI file ({exc}); re-export or remove it") from exc
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise VolumeError(f"{path}: not a NIfTI-1/2 image ({type(img).__name__})")
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise VolumeError(
+            f"{path}: image has shape {img.shape}, expected one 3D volume; "
+            "split 4D series into 3D volumes and give one per file"
+        )
+    try:
+        # get_fdata applies scl_slope / scl_inter.
+        data = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise VolumeError(f"{path}: image data cannot be read, the file is truncated or damaged ({exc})") from exc
+    data = _check_finite(data, path)
+    hdr = img.header
+    sform_code = int(hdr["sform_code"])
+    qform_code = int(hdr["qform_code"])
+    # nibabel's img.affine prefers the sform when its code is set, then the qform.
+    meta = {
+        "source": str(path),
+        "format": "nifti",
+        "sform_code": sform_code,
+        "qform_code": qform_code,
+        "source_dtype": str(img.get_data_dtype()),
+    }
+    return Volume(data, np.asarray(img.affine, dtype=np.float64), meta)
+
+
+def _check_finite(data: np.ndarray, path: Path) -> np.ndarray:
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise VolumeError(f"{path}: every voxel is NaN or infinite; the image holds no data")
+    if not finite.all():
+        n_bad = int(data.size - finite.sum())
+        log.warning("%s: %d non-finite voxels set to 0", path, n_bad)
+        data = np.where(finite, data, 0).astype(np.float32)
+    return data
+
+
+_GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+
+
+def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> Volume:
+    """Read one DICOM series from a folder (not recursive) as a RAS+ `Volume`.
+
+    Slices are sorted by ImagePositionPatient along the slice normal and rescaled with
+    RescaleSlope/RescaleIntercept. The series is refused, with a message listing what was found,
+    when it is not one evenly spaced 3D stack.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    folder = Path(folder)
+    datasets = []
+    unreadable = []
+    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+        if not _is_dicom_candidate(f):
+            continue
+        try:
+            datasets.append((f, pydicom.dcmread(f)))
+        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+            unreadable.append(f"{f.name} ({exc})")
+    if unreadable:
+        log.warning("%s: skipped unreadable DICOM files: %s", folder, "; ".join(unreadable))
+    if not datasets:
+        raise VolumeError(f"{folder}: no readable DICOM files found")
+
+    by_series: dict[str, list] = {}
+    for f, ds in datasets:
+        by_series.setdefault(str(ds.get("SeriesInstanceUID", "<missing>")), []).append((f, ds))
+    if series_uid is None:
+        if len(by_series) > 1:
+            found = ", ".join(f"{uid} ({len(v)} files)" for uid, v in by_series.items())
+            raise VolumeError(
+                f"{folder}: holds {len(by_series)} DICOM series ({found}); "
+                "put each series in its own folder or give its SeriesInstanceUID"
+            )
+        series_uid = next(iter(by_series))
+    if series_uid not in by_series:
+        raise VolumeError(f"{folder}: no DICOM series with SeriesInstanceUID {series_uid}")
+    items = by_series[series_uid]
+    where = f"{folder} (series {series_uid})"
+
+    for f, ds in items:
+        missing = [t for t in _GEOMETRY_TAGS if t not in ds]
+        if missing:
+            raise VolumeError(
+                f"{f}: missing geometry tags {', '.join(missing)}; the series cannot be placed in space"
+            )
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise VolumeError(
+                f"{f}: enhanced multi-frame DICOM is not supported; convert the series to NIfTI first"
+            )
+
+    iop = np.array([float(v) for v in items[0][1].ImageOrientationPatient])
+    row_dir, col_dir = iop[:3], iop[3:]
+    for f, ds in items:
+        if not np.allclose([float(v) for v in ds.ImageOrientationPatient], iop, atol=1e-4):
+            raise VolumeError(f"{where}: slice orientation differs in {f.name}; the series is not one 3D volume")
+        if (int(ds.Rows), int(ds.Columns)) != (int(items[0][1].Rows), int(items[0][1].Columns)):
+            raise VolumeError(f"{where}: image size differs in {f.name}; the series is not one 3D volume")
+    normal = np.cross(row_dir, col_dir)
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for _, ds in items])
+    order = np.argsort(positions @ normal, kind="stable")
+    items = [items[i] for i in order]
+    positions = positions[order]
+    along = positions @ normal
+
+    if len(items) < 2:
+        raise VolumeError(f"{where}: only one slice found; a 3D volume needs at least two")
+    gaps = np.diff(along)
+    if np.any(gaps < 1e-3 * max(abs(gaps).max(), 1e-6)):
+        dup = [items[i + 1][0].name for i in np.flatnonzero(gaps < 1e-3 * abs(gaps).max())]
+        raise VolumeError(
+            f"{where}: several slices share one position ({', '.join(dup[:5])}); "
+            "the folder mixes acquisitions or time points; keep one volume per folder"
+        )
+    step = float(np.median(gaps))
+    if not np.allclose(gaps, step, rtol=SPACING_RTOL, atol=1e-3):
+        missing_at = [
+            f"{along[i]:.2f}..{along[i + 1]:.2f} mm" for i in np.flatnonzero(gaps > step * (1 + SPACING_RTOL))
+        ]
+        ratio = gaps / step
+        if missing_at and np.allclose(ratio, np.round(ratio), atol=0.05):
+            raise VolumeError(
+                f"{where}: {len(items)} slices at {step:.3f} mm with slice(s) missing between "
+                f"{', '.join(missing_at[:5])}; restore the missing files"
+            )
+        raise VolumeError(
+            f"{where}: uneven slice spacing (gaps from {gaps.min():.3f} to {gaps.max():.3f} mm); "
+            "resample the series to even spacing first"
+        )
+
+    planes = []
+    for _f, ds in items:
+        px = ds.pixel_array.astype(np.float32)
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        inter = float(ds.get("RescaleIntercept", 0) or 0)
+        planes.append(px * slope + inter)
+    # pixel_array is (Rows, Columns); NIfTI order is (column index x, row index y, slice z).
+    data = np.stack(planes, axis=-1).transpose(1, 0, 2)
+    data = _check_finite(np.ascontiguousarray(data, dtype=np.float32), folder)
+
+    row_spacing, col_spacing = (float(v) for v in items[0][1].PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0] = row_dir * col_spacing  # moving along a row: next column
+    lps[:3, 1] = col_dir * row_spacing  # moving down a column: next row
+    lps[:3, 2] = (positions[-1] - positions[0]) / (len(items) - 1)
+    lps[:3, 3] = positions[0]
+    first = items[0][1]
+    meta = {
+        "source": str(folder),
+        "format": "dicom",
+        "series_uid": series_uid,
+        "n_files": len(items),
+        "modality": str(first.get("Modality", "")),
+        "series_description": str(first.get("SeriesDescription", "")),
+        "sform_code": 1,
+        "qform_code": 1,
+    }
+    return Volume(data, _LPS_TO_RAS @ lps, meta)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_volume(
+    volume: Volume,
+    path: str | Path,
+    *,
+    description: str = "",
+    dtype: np.dtype | type = np.float32,
+) -> Path:
+    """Write `volume` as NIfTI atomically: to a temporary file in the same folder, then renamed.
+
+    The sform and qform both hold the affine, with the codes of the source (scanner = 1 when
+    unknown). `description` goes into the header's 80-character descrip field.
+    """
+    path = Path(path)
+    if not _is_nifti(path):
+        raise ValueError(f"{path}: output must end in .nii or .nii.gz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = nib.Nifti1Image(np.asarray(volume.data, dtype=dtype), volume.affine)
+    sform_code = int(volume.meta.get("sform_code") or 0) or 1
+    qform_code = int(volume.meta.get("qform_code") or 0) or sform_code
+    img.set_sform(volume.affine, code=sform_code)
+    img.set_qform(volume.affine, code=qform_code)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = description.encode("ascii", "replace")[:79]
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery
+
+
+@dataclass(frozen=True)
+class ScanSource:
+    """One scan found on disk.
+
+    Attributes:
+        path: the NIfTI file, or the folder holding the DICOM series.
+        kind: "nifti", "dicom" or "unsupported" (found, but in a format we do not read).
+        relative: where the scan sits relative to the folder it was found in, used to mirror
+            the folder structure in the outputs (a file name for scans given directly).
+        series_uid: the DICOM SeriesInstanceUID, when a folder holds several series.
+    """
+
+    path: Path
+    kind: str
+    relative: Path
+    series_uid: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "nifti":
+            n = self.path.name
+            for suf in NIFTI_SUFFIXES:
+                if n.lower().endswith(suf):
+                    return n[: -len(suf)]
+        if self.kind == "dicom" and self.series_uid:
+            return f"{self.path.name}_{self.series_uid[-12:]}"
+        return self.path.name
+
+    def read(self) -> Volume:
+        if self.kind == "unsupported":
+            raise VolumeError(f"{self.path}: unsupported image format; convert it to NIfTI (.nii.gz)")
+        return read_volume(self.path, series_uid=self.series_uid)
+
+
+def find_scans(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = ()) -> list[ScanSource]:
+    """Discover NIfTI files and DICOM series under files and folders, recursively.
+
+    Each folder's DICOM files make one scan per SeriesInstanceUID. Files that are neither NIfTI
+    nor DICOM are ignored (logged), except known image formats we cannot read, which are
+    returned with kind "unsupported" so the caller can report them. A damaged file with a DICOM
+    suffix is returned as a DICOM scan so that reading it reports the damage.
+
+    Args:
+        paths: files or folders.
+        exclude: folders never searched (for example the output folder).
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+    """
+    import pydicom
+
+    excluded = [Path(p).resolve() for p in exclude]
+    found: list[ScanSource] = []
+    seen: set[tuple[Path, str | None]] = set()
+
+    def add(src: ScanSource) -> None:
+        key = (src.path.resolve(), src.series_uid)
+        if key not in seen:
+            seen.add(key)
+            found.append(src)
+
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+        if p.is_file():
+            if _is_nifti(p):
+                add(ScanSource(p, "nifti", Path(p.name)))
+            elif _is_dicom_candidate(p):
+                add(ScanSource(p.parent, "dicom", Path(p.parent.name)))
+            else:
+                add(ScanSource(p, "unsupported", Path(p.name)))
+            continue
+        for folder, dirnames, filenames in os.walk(p):
+            fdir = Path(folder)
+            if any(fdir.resolve() == e or e in fdir.resolve().parents for e in excluded):
+                dirnames[:] = []
+                continue
+            dirnames.sort()
+            series: dict[str | None, int] = {}
+            for name in sorted(filenames):
+                f = fdir / name
+                if name.startswith("."):
+                    continue
+                if _is_nifti(f):
+                    add(ScanSource(f, "nifti", f.relative_to(p)))
+                elif name.lower().endswith(UNSUPPORTED_SUFFIXES):
+                    add(ScanSource(f, "unsupported", f.relative_to(p)))
+                elif _is_dicom_candidate(f):
+                    try:
+                        uid = pydicom.dcmread(f, stop_before_pixels=True).get("SeriesInstanceUID")
+                    except Exception:  # damaged: let reading the series report it
+                        uid = None
+                    series[uid] = series.get(uid, 0) + 1
+                else:
+                    log.debug("ignored non-image file %s", f)
+            real = [u for u in series if u is not None]
+            if not series:
+                continue
+            rel = fdir.relative_to(p) if fdir != p else Path(p.name)
+            if len(real) <= 1:
+                add(ScanSource(fdir, "dicom", rel))
+            else:
+                for uid in sorted(real):
+                    add(ScanSource(fdir, "dicom", rel, series_uid=uid))
+    return found

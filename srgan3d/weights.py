@@ -1,0 +1,135 @@
+"""The shipped generator weights: lookup by name, checksum, safe loading.
+
+A weights file `<name>.pt` holds a state_dict only; `<name>.json` beside it (the model card)
+holds the architecture config, scale, training data and recipe, validation metrics and the
+sha256 of the .pt. Nothing is ever fetched from the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from srgan3d.nets import Generator, GeneratorConfig
+
+DEFAULT_WEIGHTS = "srgan3d_x2"
+_REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+class WeightsError(ValueError):
+    """Weights that are missing, tampered with or do not fit the generator."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    name: str
+    path: Path
+    card: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return str(self.card.get("sha256", ""))
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for weights by name: $SRGAN3D_WEIGHTS_DIR (os.pathsep-separated), then the
+    repository's `weights/`."""
+    dirs = [Path(p) for p in os.environ.get("SRGAN3D_WEIGHTS_DIR", "").split(os.pathsep) if p]
+    return [*dirs, _REPO_WEIGHTS]
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_weights() -> list[WeightsInfo]:
+    """Every `<name>.pt` with a model card in the search folders (first folder wins a name)."""
+    found: dict[str, WeightsInfo] = {}
+    for d in weights_dirs():
+        if not d.is_dir():
+            continue
+        for pt in sorted(d.glob("*.pt")):
+            card_path = pt.with_suffix(".json")
+            if pt.stem in found or not card_path.exists():
+                continue
+            found[pt.stem] = WeightsInfo(pt.stem, pt, json.loads(card_path.read_text()))
+    return list(found.values())
+
+
+NO_WEIGHTS_HELP = (
+    "No trained generator weights are installed. Train them with `srgan3d train` (see the README), "
+    "give a weights file with --weights PATH, or use an interpolation baseline: --method sinc."
+)
+
+
+def find_weights(name_or_path: str | Path = DEFAULT_WEIGHTS) -> WeightsInfo:
+    """Resolve a weights name (searched in `weights_dirs()`) or a path to a `.pt` with its card."""
+    p = Path(name_or_path)
+    if p.suffix == ".pt" or p.exists():
+        if not p.is_file():
+            raise WeightsError(f"{p}: no such weights file")
+        card_path = p.with_suffix(".json")
+        if not card_path.is_file():
+            raise WeightsError(f"{p}: model card {card_path.name} is missing beside it")
+        return WeightsInfo(p.stem, p, json.loads(card_path.read_text()))
+    for info in list_weights():
+        if info.name == str(name_or_path):
+            return info
+    installed = ", ".join(i.name for i in list_weights()) or "none"
+    raise WeightsError(f"weights {str(name_or_path)!r} not found (installed: {installed}). {NO_WEIGHTS_HELP}")
+
+
+def load_generator(name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu") -> tuple[Generator, WeightsInfo]:
+    """Build the generator its model card describes and load its weights.
+
+    The file's sha256 must match the card; loading uses `torch.load(weights_only=True)`, which
+    refuses anything but tensors and plain containers.
+    """
+    info = find_weights(name_or_path)
+    digest = sha256_file(info.path)
+    if info.sha256 and digest != info.sha256:
+        raise WeightsError(
+            f"{info.path}: sha256 {digest[:16]}... does not match its model card ({info.sha256[:16]}...); "
+            "the file is damaged or was replaced: restore it"
+        )
+    if "generator" not in info.card:
+        raise WeightsError(f"{info.path.with_suffix('.json')}: model card has no 'generator' config")
+    config = GeneratorConfig.from_dict(info.card["generator"])
+    try:
+        state = torch.load(info.path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{info.path}: cannot be loaded safely as a state_dict ({exc})") from exc
+    if isinstance(state, dict) and "params_ema" in state:
+        state = state["params_ema"]
+    model = Generator(config)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise WeightsError(f"{info.path}: weights do not fit the generator of its card ({exc})") from exc
+    info = WeightsInfo(info.name, info.path, {**info.card, "sha256": digest})
+    return model.eval(), info
+
+
+def save_weights(model: Generator, path: str | Path, card: dict[str, Any]) -> Path:
+    """Write the state_dict to `path` and its model card (with sha256 and config) beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, path)
+    full = {**card, "generator": model.config.to_dict(), "sha256": sha256_file(path), "file": path.name}
+    card_path = path.with_suffix(".json")
+    tmp_card = card_path.with_name(f".{card_path.name}.tmp")
+    tmp_card.write_text(json.dumps(full, indent=2) + "\n")
+    os.replace(tmp_card, card_path)
+    return path
