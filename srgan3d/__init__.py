@@ -6,4 +6,12 @@ from srgan3d.volume import Volume, VolumeError, find_scans, read_volume, upscale
 
 __version__ = "0.1.0"
 
-__all__ = ["Volume", "VolumeError", "find_scans", "read_volume", "upscaled_affine", "write_volume", "__version__"]
+__all__ = [
+    "Volume",
+    "VolumeError",
+    "find_scans",
+    "read_volume",
+    "upscaled_affine",
+    "write_volume",
+    "__version__",
+]

@@ -54,17 +54,33 @@ def _parse_ints(text: str, what: str) -> tuple[int, int, int]:
 
 @app.command()
 def upscale(
-    inputs: Annotated[list[Path], typer.Argument(help="NIfTI files, DICOM series folders, or folders to search.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="NIfTI files, DICOM series folders, or folders to search.")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created).")],
-    method: Annotated[str, typer.Option(help="generator, or a baseline: sinc, tricubic, trilinear, nearest.")] = "generator",
-    weights: Annotated[str, typer.Option(help="Weights name (see `srgan3d info`) or path to a .pt.")] = "srgan3d_x2",
-    scale: Annotated[str, typer.Option(help="Factor: 2, or one per axis such as 1,1,2; 'through-plane' = thickest axis only.")] = "2",
+    method: Annotated[
+        str, typer.Option(help="generator, or a baseline: sinc, tricubic, trilinear, nearest.")
+    ] = "generator",
+    weights: Annotated[
+        str, typer.Option(help="Weights name (see `srgan3d info`) or path to a .pt.")
+    ] = "srgan3d_x2",
+    scale: Annotated[
+        str,
+        typer.Option(help="Factor: 2, or one per axis such as 1,1,2; 'through-plane' = thickest axis only."),
+    ] = "2",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    window: Annotated[str | None, typer.Option(help="Input window per axis for the generator, e.g. 64 or 96,96,48 (default: from memory).")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Input window per axis for the generator, e.g. 64 or 96,96,48 (default: from memory)."
+        ),
+    ] = None,
     sw_batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 1,
     overlap: Annotated[float, typer.Option(help="Window overlap fraction (>= 0.25).")] = 0.25,
     amp: Annotated[bool, typer.Option(help="bfloat16 mixed precision on CUDA.")] = True,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs instead of skipping them.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing outputs instead of skipping them.")
+    ] = False,
     compress: Annotated[bool, typer.Option(help="Write .nii.gz (else .nii).")] = True,
 ) -> None:
     """Double the resolution of every scan; geometry exact, manifest.csv beside the outputs."""
@@ -87,7 +103,9 @@ def upscale(
         return
     n_ok = sum(r.status == "ok" for r in result.rows)
     n_skip = sum(r.status == "skipped" for r in result.rows)
-    typer.echo(f"{n_ok} upscaled, {n_skip} skipped (already done), {len(result.failed)} failed; manifest: {result.manifest}")
+    typer.echo(
+        f"{n_ok} upscaled, {n_skip} skipped (already done), {len(result.failed)} failed; manifest: {result.manifest}"
+    )
     for r in result.failed:
         typer.secho(f"failed: {r.input}: {r.error}", fg=typer.colors.RED, err=True)
     if result.failed:
@@ -113,7 +131,9 @@ def info() -> None:
     if not found:
         typer.echo(f"{'weights':20s} none installed (upscale --method sinc works without them)")
     for w in found:
-        typer.echo(f"{'weights':20s} {w.name}  scale {w.card.get('generator', {}).get('scale')}  sha256 {w.sha256[:12]}")
+        typer.echo(
+            f"{'weights':20s} {w.name}  scale {w.card.get('generator', {}).get('scale')}  sha256 {w.sha256[:12]}"
+        )
 
 
 @app.command()

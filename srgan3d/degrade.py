@@ -106,7 +106,9 @@ def gaussian_downsample_axis(x: np.ndarray, s: int, axis: int) -> np.ndarray:
     shape = [1] * x.ndim
     shape[axis] = len(centres)
     w = w.reshape(shape)
-    return (np.take(blurred, lo, axis=axis) * (1 - w) + np.take(blurred, hi, axis=axis) * w).astype(np.float32)
+    return (np.take(blurred, lo, axis=axis) * (1 - w) + np.take(blurred, hi, axis=axis) * w).astype(
+        np.float32
+    )
 
 
 def add_rician_noise(x: np.ndarray, sigma: float, *, rng: np.random.Generator) -> np.ndarray:
@@ -171,7 +173,9 @@ def degrade_volume(
     The input must already have lengths divisible by the factors (see `crop_to_multiple`).
     """
     data = degrade_array(hr.data, factors, model=model, noise_sigma=noise_sigma, seed=seed)
-    meta = dict(hr.meta, degraded={"factors": list(_as_factors(factors)), "model": model, "noise_sigma": noise_sigma})
+    meta = dict(
+        hr.meta, degraded={"factors": list(_as_factors(factors)), "model": model, "noise_sigma": noise_sigma}
+    )
     return Volume(data, downscaled_affine(hr.affine, factors), meta)
 
 

@@ -11,7 +11,13 @@ def foreground_mask(reference: np.ndarray, *, fraction: float = 0.05) -> np.ndar
     return reference > fraction * float(np.percentile(reference, 99.5))
 
 
-def psnr(reference: np.ndarray, test: np.ndarray, *, mask: np.ndarray | None = None, data_range: float | None = None) -> float:
+def psnr(
+    reference: np.ndarray,
+    test: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    data_range: float | None = None,
+) -> float:
     """Peak signal-to-noise ratio in dB over `mask` (all voxels when None).
 
     `data_range` defaults to max - min of the reference inside the mask.
@@ -25,7 +31,13 @@ def psnr(reference: np.ndarray, test: np.ndarray, *, mask: np.ndarray | None = N
     return float("inf") if mse == 0 else 10.0 * np.log10(rng * rng / mse)
 
 
-def ssim(reference: np.ndarray, test: np.ndarray, *, mask: np.ndarray | None = None, data_range: float | None = None) -> float:
+def ssim(
+    reference: np.ndarray,
+    test: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    data_range: float | None = None,
+) -> float:
     """Mean 3D structural similarity (7-voxel Gaussian-free window, scikit-image) over `mask`."""
     if reference.shape != test.shape:
         raise ValueError(f"shapes differ: reference {reference.shape}, test {test.shape}")

@@ -125,7 +125,9 @@ class Generator(nn.Module):
         self.head = _conv(1, cfg.channels)
         self.body = nn.Sequential(
             *[
-                ResidualBlock(cfg.channels, residual_scale=cfg.residual_scale, negative_slope=cfg.negative_slope)
+                ResidualBlock(
+                    cfg.channels, residual_scale=cfg.residual_scale, negative_slope=cfg.negative_slope
+                )
                 for _ in range(cfg.n_blocks)
             ]
         )
@@ -155,10 +157,16 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, channels: int = 32, n_layers: int = 4, negative_slope: float = 0.2) -> None:
         super().__init__()
         sn = nn.utils.spectral_norm
-        layers: list[nn.Module] = [nn.Conv3d(1, channels, 3, padding=1), nn.LeakyReLU(negative_slope, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv3d(1, channels, 3, padding=1),
+            nn.LeakyReLU(negative_slope, inplace=True),
+        ]
         c = channels
         for _ in range(n_layers - 1):
-            layers += [sn(nn.Conv3d(c, c * 2, 4, stride=2, padding=1)), nn.LeakyReLU(negative_slope, inplace=True)]
+            layers += [
+                sn(nn.Conv3d(c, c * 2, 4, stride=2, padding=1)),
+                nn.LeakyReLU(negative_slope, inplace=True),
+            ]
             c *= 2
         layers += [sn(nn.Conv3d(c, c, 3, padding=1)), nn.LeakyReLU(negative_slope, inplace=True)]
         layers += [nn.Conv3d(c, 1, 3, padding=1)]

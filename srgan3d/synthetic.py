@@ -49,7 +49,9 @@ def _smooth_noise(shape: tuple[int, ...], sigma_vox: np.ndarray, rng: np.random.
     return field / (field.std() + 1e-8)
 
 
-def _ellipsoid(p: np.ndarray, centre: tuple[float, float, float], radii: tuple[float, float, float]) -> np.ndarray:
+def _ellipsoid(
+    p: np.ndarray, centre: tuple[float, float, float], radii: tuple[float, float, float]
+) -> np.ndarray:
     """Signed-ish distance: < 1 inside the ellipsoid, in units of its radii."""
     return np.sqrt(sum(((p[i] - centre[i]) / radii[i]) ** 2 for i in range(3)))
 
@@ -112,7 +114,9 @@ def make_phantom(
     liver &= body_r < 0.84
     texture = _smooth_noise(shape, 1.2 / sp, rng)
     img[liver] = (0.55 + 0.03 * texture)[liver]
-    spleen = (_ellipsoid(p, (0.55 * bx, -0.20 * by, 0), (0.20 * bx * j(), 0.25 * by * j(), 0.9 * half[2])) < 1) & ~liver
+    spleen = (
+        _ellipsoid(p, (0.55 * bx, -0.20 * by, 0), (0.20 * bx * j(), 0.25 * by * j(), 0.9 * half[2])) < 1
+    ) & ~liver
     img[spleen] = (0.75 + 0.08 * _smooth_noise(shape, 3.0 / sp, rng))[spleen]  # arterial-phase moire
     for side in (-1, 1):
         kc = (side * 0.35 * bx, -0.42 * by, -0.5 * half[2])
@@ -125,7 +129,9 @@ def make_phantom(
     # Aorta (left of midline, anterior to spine) and hepatic arteries; portal veins in the liver.
     aorta = _ellipsoid(p, (0.06 * bx, -0.30 * by, 0), (11, 11, 1e6)) < 1
     img[aorta] = 1.0
-    hilum = np.array([liver_c[0] + 0.3 * liver_r[0], liver_c[1] - 0.1 * liver_r[1], liver_c[2] - 0.4 * liver_r[2]])
+    hilum = np.array(
+        [liver_c[0] + 0.3 * liver_r[0], liver_c[1] - 0.1 * liver_r[1], liver_c[2] - 0.4 * liver_r[2]]
+    )
     for n_branch, (radius, value) in enumerate([(1.6, 0.95)] * 5 + [(3.0, 0.68)] * 4):
         pts = [hilum.copy()]
         direction = rng.normal(size=3)
@@ -140,7 +146,9 @@ def make_phantom(
 
     # Tumour: perturbed sphere in the right lobe, enhancing viable rim, necrotic core, capsule.
     r_mm = tumour.diameter_mm / 2
-    tc = np.array([liver_c[0] - 0.25 * liver_r[0], liver_c[1] + 0.15 * liver_r[1], liver_c[2] - 0.2 * liver_r[2]])
+    tc = np.array(
+        [liver_c[0] - 0.25 * liver_r[0], liver_c[1] + 0.15 * liver_r[1], liver_c[2] - 0.2 * liver_r[2]]
+    )
     tc += rng.uniform(-5, 5, 3)
     d = np.sqrt(sum((p[i] - tc[i]) ** 2 for i in range(3)))
     lobes = 1 + 0.12 * _smooth_noise(shape, 8.0 / sp, rng)

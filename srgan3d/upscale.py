@@ -186,7 +186,9 @@ class GeneratorEngine:
         """(X, Y, Z) normalised array -> (sx*X, sy*Y, sz*Z), CUDA memory errors retried smaller."""
         from monai.inferers import sliding_window_inference
 
-        roi = self.window or choose_window(data.shape, max_voxels=self.max_window_voxels, overlap=self.overlap)
+        roi = self.window or choose_window(
+            data.shape, max_voxels=self.max_window_voxels, overlap=self.overlap
+        )
         roi = tuple(min(int(r), n) for r, n in zip(roi, data.shape, strict=True))
         batch = self.sw_batch_size
         x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None, None]
@@ -369,7 +371,9 @@ def check_writable(outdir: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise PermissionError(f"{outdir}: cannot write outputs there ({exc.strerror}); choose another -o folder") from exc
+        raise PermissionError(
+            f"{outdir}: cannot write outputs there ({exc.strerror}); choose another -o folder"
+        ) from exc
 
 
 def _fmt(t: Sequence[float], digits: int = 4) -> str:

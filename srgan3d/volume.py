@@ -187,7 +187,9 @@ def _read_nifti(path: Path) -> Volume:
         # get_fdata applies scl_slope / scl_inter.
         data = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-        raise VolumeError(f"{path}: image data cannot be read, the file is truncated or damaged ({exc})") from exc
+        raise VolumeError(
+            f"{path}: image data cannot be read, the file is truncated or damaged ({exc})"
+        ) from exc
     data = _check_finite(data, path)
     hdr = img.header
     sform_code = int(hdr["sform_code"])
@@ -273,7 +275,9 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
     row_dir, col_dir = iop[:3], iop[3:]
     for f, ds in items:
         if not np.allclose([float(v) for v in ds.ImageOrientationPatient], iop, atol=1e-4):
-            raise VolumeError(f"{where}: slice orientation differs in {f.name}; the series is not one 3D volume")
+            raise VolumeError(
+                f"{where}: slice orientation differs in {f.name}; the series is not one 3D volume"
+            )
         if (int(ds.Rows), int(ds.Columns)) != (int(items[0][1].Rows), int(items[0][1].Columns)):
             raise VolumeError(f"{where}: image size differs in {f.name}; the series is not one 3D volume")
     normal = np.cross(row_dir, col_dir)

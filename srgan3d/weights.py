@@ -89,7 +89,9 @@ def find_weights(name_or_path: str | Path = DEFAULT_WEIGHTS) -> WeightsInfo:
     raise WeightsError(f"weights {str(name_or_path)!r} not found (installed: {installed}). {NO_WEIGHTS_HELP}")
 
 
-def load_generator(name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu") -> tuple[Generator, WeightsInfo]:
+def load_generator(
+    name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu"
+) -> tuple[Generator, WeightsInfo]:
     """Build the generator its model card describes and load its weights.
 
     The file's sha256 must match the card; loading uses `torch.load(weights_only=True)`, which
