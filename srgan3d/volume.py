@@ -356,17 +356,24 @@ def write_volume(
     """Write `volume` as NIfTI atomically: to a temporary file in the same folder, then renamed.
 
     The sform and qform both hold the affine, with the codes of the source (scanner = 1 when
-    unknown). `description` goes into the header's 80-character descrip field.
+    unknown; a code of 0 is kept, so a sform-only input gives a sform-only output). `description` goes into the header's 80-character descrip field.
     """
     path = Path(path)
     if not _is_nifti(path):
         raise ValueError(f"{path}: output must end in .nii or .nii.gz")
     path.parent.mkdir(parents=True, exist_ok=True)
     img = nib.Nifti1Image(np.asarray(volume.data, dtype=dtype), volume.affine)
-    sform_code = int(volume.meta.get("sform_code") or 0) or 1
-    qform_code = int(volume.meta.get("qform_code") or 0) or sform_code
+    # Keep the source's codes (a sform-only file stays sform-only); a volume with neither gets
+    # sform code 2 ("aligned") so that its geometry is never dropped.
+    sform_code = int(volume.meta.get("sform_code", 1))
+    qform_code = int(volume.meta.get("qform_code", sform_code))
+    if sform_code == 0 and qform_code == 0:
+        sform_code = 2
     img.set_sform(volume.affine, code=sform_code)
-    img.set_qform(volume.affine, code=qform_code)
+    if qform_code:
+        img.set_qform(volume.affine, code=qform_code)
+    else:
+        img.set_qform(None, code=0)
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = description.encode("ascii", "replace")[:79]
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"

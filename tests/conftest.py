@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_SCAN = REPO.parent / "shared" / "data" / "totalseg_example_mr_sm.nii.gz"
+
+
+def oblique_affine(spacing=(0.8, 1.1, 3.0), angles=(0.3, -0.2, 0.5), origin=(-40.0, 12.5, 7.0)) -> np.ndarray:
+    """Rotation about three axes times anisotropic spacing, plus an origin."""
+    a, b, c = angles
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    aff = np.eye(4)
+    aff[:3, :3] = rz @ ry @ rx @ np.diag(spacing)
+    aff[:3, 3] = origin
+    return aff
+
+
+def smooth_volume(shape, seed=0) -> np.ndarray:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    x = ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
+    return (500 + 2000 * (x - x.min()) / (x.max() - x.min())).astype(np.float32)
+
+
+@pytest.fixture
+def oblique_nifti(tmp_path) -> Path:
+    """A 16x16x8 oblique, anisotropic int16 NIfTI with scl_slope 2 and scl_inter 10."""
+    data = (smooth_volume((16, 16, 8)) / 2).astype(np.int16)
+    img = nib.Nifti1Image(data, oblique_affine())
+    img.header.set_slope_inter(2.0, 10.0)
+    img.set_qform(oblique_affine(), code=1)
+    img.set_sform(oblique_affine(), code=1)
+    path = tmp_path / "oblique.nii.gz"
+    nib.save(img, str(path))
+    return path
+
+
+def write_dicom_series(
+    folder: Path,
+    data_lps_rows: np.ndarray,
+    *,
+    row_dir=(0.9950, 0.0998, 0.0),
+    col_dir=(-0.0998, 0.9950, 0.0),
+    pixel_spacing=(0.7, 0.9),
+    slice_step=2.5,
+    origin=(-100.0, -80.0, 30.0),
+    slope=2.0,
+    intercept=-1024.0,
+    series_uid="1.2.826.0.1.3680043.8.498.1",
+    shuffle_seed=3,
+    skip_slices=(),
+    extra_gap_after=None,
+    prefix="IM",
+) -> list[dict]:
+    """Write an MR series (one file per slice, names in shuffled order) with pydicom.
+
+    `data_lps_rows[k]` is slice k as stored pixels (Rows x Columns, uint16). Returns, per written
+    slice, the stored pixels and its ImagePositionPatient for independent checks.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    r, c = np.asarray(row_dir, float), np.asarray(col_dir, float)
+    n = np.cross(r, c)
+    written = []
+    order = np.random.default_rng(shuffle_seed).permutation(len(data_lps_rows))
+    for k in range(len(data_lps_rows)):
+        if k in skip_slices:
+            continue
+        pos = np.asarray(origin) + n * slice_step * k
+        if extra_gap_after is not None and k > extra_gap_after:
+            pos = pos + n * 0.7
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Modality = "MR"
+        ds.SeriesInstanceUID = series_uid
+        ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.2"
+        ds.PatientID = "anon"
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in pos]
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*r, *c)]
+        ds.PixelSpacing = [str(pixel_spacing[0]), str(pixel_spacing[1])]
+        ds.SliceThickness = str(slice_step)
+        ds.RescaleSlope = str(slope)
+        ds.RescaleIntercept = str(intercept)
+        px = np.asarray(data_lps_rows[k], dtype=np.uint16)
+        ds.Rows, ds.Columns = px.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.PixelData = px.tobytes()
+        ds.save_as(folder / f"{prefix}{order[k]:04d}.dcm", enforce_file_format=True)
+        written.append({"pixels": px, "ipp": pos})
+    return written
+
+
+@pytest.fixture
+def dicom_series(tmp_path):
+    rng = np.random.default_rng(7)
+    slices = rng.integers(0, 4000, size=(8, 12, 10)).astype(np.uint16)  # 8 slices of 12 rows x 10 columns
+    folder = tmp_path / "series"
+    written = write_dicom_series(folder, slices)
+    return folder, written
+
+
+@pytest.fixture
+def tiny_weights(tmp_path) -> Path:
+    """An untrained tiny generator whose detail branch is randomised (not the silent default)."""
+    from srgan3d.nets import Generator, GeneratorConfig
+    from srgan3d.weights import save_weights
+
+    torch.manual_seed(0)
+    model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    return save_weights(model, tmp_path / "w" / "tiny_x2.pt", {"note": "untrained, for tests only"})
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
