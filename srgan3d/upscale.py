@@ -89,26 +89,31 @@ def keep_background(lr: np.ndarray, sr: np.ndarray, factors: Sequence[int]) -> n
 # Sliding window
 
 
-def core_weight_map(roi: Sequence[int], overlap: float, *, eps: float = 1e-6) -> torch.Tensor:
-    """Blending weights for one window: 1 in its core, `eps` in a halo of floor(roi*overlap/2)
-    voxels along each side.
+def window_weights(
+    roi: Sequence[int], start: Sequence[int], image: Sequence[int], overlap: float, *, eps: float = 1e-6
+) -> torch.Tensor:
+    """Blending weights of one window: 1 in its core, `eps` in a halo of floor(roi*overlap/2)
+    voxels along each side that faces the inside of the volume.
 
-    A convolution network's output near a window edge is wrong (it sees zero padding where the
-    volume goes on). With this map a voxel takes its value from the windows whose core holds it;
-    with the overlap the cores tile the volume, so the seams vanish as long as the network's
-    effective receptive field fits in the halo. At the volume's own edges only the halo of the
-    window flush with that edge covers a voxel, and there the network sees the true border.
+    A convolution network's output near a window edge is wrong: it sees zero padding where the
+    volume goes on. With these weights a voxel takes its value from the windows whose core holds
+    it; with the overlap the cores tile the volume, so seams vanish as long as the network's
+    effective receptive field fits in the halo. A side flush with the volume's own edge keeps full
+    weight, since there the network sees the true border, as whole-volume inference would.
     """
     w = torch.ones(tuple(int(r) for r in roi))
-    for axis, r in enumerate(roi):
+    for axis, (r, s0, n) in enumerate(zip(roi, start, image, strict=True)):
         halo = int(r * overlap / 2)
-        if halo > 0:
-            idx = [slice(None)] * len(roi)
+        if halo == 0:
+            continue
+        idx = [slice(None)] * len(roi)
+        if s0 > 0:
             idx[axis] = slice(0, halo)
-            w[tuple(idx)] = eps
+            w[tuple(idx)] *= eps
+        if s0 + r < n:
             idx[axis] = slice(r - halo, r)
-            w[tuple(idx)] = eps
-    return w[None, None]
+            w[tuple(idx)] *= eps
+    return w
 
 
 def choose_window(shape: Sequence[int], *, max_voxels: int, overlap: float) -> tuple[int, int, int]:
@@ -176,11 +181,34 @@ class GeneratorEngine:
         self.max_window_voxels = max_window_voxels or (96**3 if device.type == "cuda" else 128**3)
         self.scale = model.config.scale
 
-    def _predict(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.amp:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return self.model(x).float()
         return self.model(x)
+
+    def _weighted_predictor(self, image: Sequence[int], roi: Sequence[int]):
+        """A MONAI predictor that returns [output x weight, weight] per window.
+
+        MONAI blends with one weight map for every window; ours differ by where a window sits
+        (see `window_weights`). Stitching both channels with constant weights and dividing them
+        gives the exact per-window weighted average.
+        """
+        scale = self.scale
+
+        def predict(x: torch.Tensor, coords: list) -> torch.Tensor:
+            out = self._forward(x)
+            weights = []
+            for c in coords:
+                start = [sl.start for sl in c[2:]]
+                w = window_weights(roi, start, image, self.overlap).to(out.device)
+                for axis, s in enumerate(scale):
+                    w = w.repeat_interleave(s, dim=axis)
+                weights.append(w)
+            w = torch.stack(weights)[:, None]
+            return torch.cat([out * w, w], dim=1)
+
+        return predict
 
     def run(self, data: np.ndarray) -> np.ndarray:
         """(X, Y, Z) normalised array -> (sx*X, sy*Y, sz*Z), CUDA memory errors retried smaller."""
@@ -199,13 +227,14 @@ class GeneratorEngine:
                         x.to(self.device),
                         roi_size=roi,
                         sw_batch_size=batch,
-                        predictor=self._predict,
+                        predictor=self._weighted_predictor(data.shape, roi),
                         overlap=self.overlap,
-                        roi_weight_map=core_weight_map(roi, self.overlap).to(self.device),
+                        mode="constant",
                         sw_device=self.device,
                         device=torch.device("cpu"),
+                        with_coord=True,
                     )
-                return out[0, 0].numpy()
+                return (out[0, 0] / out[0, 1]).numpy()
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 if batch > 1:
@@ -457,7 +486,7 @@ def upscale_files(
                 )  # fmt: skip
             except (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError) as exc:
                 row.status, row.error = "failed", str(exc)
-                log.error("%s: %s", src.path, exc)
+                log.error("%s", exc)
             row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
         write_manifest(rows, manifest)
     return BatchResult(rows, manifest)

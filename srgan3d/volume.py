@@ -172,7 +172,9 @@ def _read_nifti(path: Path) -> Volume:
     try:
         img = nib.load(str(path))
     except Exception as exc:
-        raise VolumeError(f"{path}: not a readable NIfTI file ({exc}); re-export or remove it") from exc
+        raise VolumeError(
+            f"{path}: not a readable NIfTI file, it is truncated or damaged ({exc}); re-export or remove it"
+        ) from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise VolumeError(f"{path}: not a NIfTI-1/2 image ({type(img).__name__})")
     shape = img.shape
@@ -239,10 +241,11 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
             datasets.append((f, pydicom.dcmread(f)))
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
             unreadable.append(f"{f.name} ({exc})")
+    if not datasets:
+        detail = f": {'; '.join(unreadable[:5])}" if unreadable else ""
+        raise VolumeError(f"{folder}: no readable DICOM files found{detail}; remove or replace damaged files")
     if unreadable:
         log.warning("%s: skipped unreadable DICOM files: %s", folder, "; ".join(unreadable))
-    if not datasets:
-        raise VolumeError(f"{folder}: no readable DICOM files found")
 
     by_series: dict[str, list] = {}
     for f, ds in datasets:

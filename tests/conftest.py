@@ -67,7 +67,6 @@ def write_dicom_series(
     `data_lps_rows[k]` is slice k as stored pixels (Rows x Columns, uint16). Returns, per written
     slice, the stored pixels and its ImagePositionPatient for independent checks.
     """
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -138,5 +137,7 @@ def tiny_weights(tmp_path) -> Path:
 
 def tree_digest(root: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }

@@ -154,9 +154,15 @@ def test_dicom_missing_geometry_tags(tmp_path):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), str(p)), "expected one 3D volume"),
+        (
+            lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), str(p)),
+            "expected one 3D volume",
+        ),
         (lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8, 4, 3), np.float32), np.eye(4)), str(p)), "4D"),
-        (lambda p: nib.save(nib.Nifti1Image(np.full((8, 8, 4), np.nan, np.float32), np.eye(4)), str(p)), "NaN"),
+        (
+            lambda p: nib.save(nib.Nifti1Image(np.full((8, 8, 4), np.nan, np.float32), np.eye(4)), str(p)),
+            "NaN",
+        ),
     ],
 )
 def test_bad_nifti_errors_name_the_file(tmp_path, make, message):

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import csv
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import REAL_SCAN, smooth_volume, tree_digest, write_dicom_series
+
+from srgan3d.nets import Generator, GeneratorConfig
+from srgan3d.upscale import (
+    GeneratorEngine,
+    IntensityScaling,
+    UpscaleConfig,
+    choose_window,
+    upscale_files,
+    upscale_volume,
+)
+from srgan3d.volume import Volume, read_volume, upscaled_affine
+from srgan3d.weights import WeightsError, load_generator
+
+
+def test_intensity_scaling_inverse_is_exact():
+    x = smooth_volume((20, 20, 10)) * 3.7 - 100
+    s = IntensityScaling.fit(x)
+    y = s.forward(x)
+    assert 0.0 < float(np.median(y)) < 1.0
+    np.testing.assert_allclose(s.inverse(y), x, rtol=1e-5, atol=1e-3)
+
+
+def _random_detail_generator(seed=0):
+    torch.manual_seed(seed)
+    model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("window", "overlap"), [((24, 24, 24), 0.5), ((48, 48, 48), 0.25), ((20, 48, 20), 0.6)]
+)
+def test_sliding_window_equals_whole_volume(window, overlap):
+    model = _random_detail_generator()
+    # Receptive radius 5.5 voxels fits in the halo: floor(24 * 0.5 / 2) = 6, floor(48 * 0.25 / 2) = 6.
+    assert model.config.receptive_radius <= int(min(window) * overlap / 2)
+    x = IntensityScaling.fit(smooth_volume((50, 41, 23))).forward(smooth_volume((50, 41, 23)))
+    engine = GeneratorEngine(model, device=torch.device("cpu"), window=window, overlap=overlap)
+    tiled = engine.run(x)
+    with torch.inference_mode():
+        whole = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    assert tiled.shape == whole.shape == (100, 82, 46)
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_background_stays_background():
+    x = smooth_volume((24, 24, 12))
+    x[:, :6] = 0  # padding outside the field of view
+    for method in ("sinc", "tricubic"):
+        out = upscale_volume(Volume(x, np.eye(4)), method=method, factors=(2, 2, 2)).data
+        assert out.min() >= 0
+        assert np.all(out[:, :10] == 0)  # inside the zero band (eroded by one coarse voxel)
+
+
+def test_choose_window_respects_budget():
+    assert choose_window((40, 40, 20), max_voxels=10**6, overlap=0.25) == (40, 40, 20)
+    roi = choose_window((192, 192, 100), max_voxels=128**3, overlap=0.25)
+    assert np.prod(roi) <= 128**3 and all(r <= n for r, n in zip(roi, (192, 192, 100), strict=True))
+
+
+@pytest.mark.skipif(not REAL_SCAN.exists(), reason="shared/data is not beside the checkout")
+@pytest.mark.parametrize("method", ["sinc", "tricubic", "generator"])
+def test_real_scan_upscales_with_exact_geometry(tmp_path, tiny_weights, method):
+    before = tree_digest(REAL_SCAN.parent)
+    config = UpscaleConfig(method=method, weights=str(tiny_weights), window=(64, 64, 20))
+    result = upscale_files([REAL_SCAN], tmp_path / "out", config)
+    (row,) = result.rows
+    assert row.status == "ok", row.error
+    src, out = nib.load(str(REAL_SCAN)), nib.load(row.output)
+    assert out.shape == tuple(2 * n for n in src.shape)
+    np.testing.assert_allclose(out.affine, upscaled_affine(src.affine, 2), atol=1e-5)
+    assert nib.aff2axcodes(out.affine) == ("L", "P", "S")
+    assert (
+        int(out.header["sform_code"]) == int(src.header["sform_code"]) and int(out.header["qform_code"]) == 0
+    )
+    data = out.get_fdata()
+    if method != "generator":  # the test generator is untrained; interpolation must stay faithful
+        from srgan3d.degrade import degrade_array
+
+        back = degrade_array(data.astype(np.float32), 2)
+        orig = np.asarray(src.dataobj, dtype=np.float32)
+        assert np.corrcoef(back.ravel(), orig.ravel())[0, 1] > 0.98
+    assert tree_digest(REAL_SCAN.parent) == before
+
+
+def _nifti(path, data, affine=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def test_batch_reports_every_bad_scan_and_goes_on(tmp_path, oblique_nifti):
+    root = tmp_path / "in"
+    good = root / "sub" / "good.nii.gz"
+    good.parent.mkdir(parents=True)
+    good.write_bytes(oblique_nifti.read_bytes())
+    (root / "truncated.nii.gz").write_bytes(oblique_nifti.read_bytes()[:400])
+    _nifti(root / "flat2d.nii.gz", np.ones((8, 8), np.float32))
+    _nifti(root / "four_d.nii.gz", np.ones((6, 6, 4, 3), np.float32))
+    _nifti(root / "nan.nii.gz", np.full((6, 6, 4), np.nan, np.float32))
+    (root / "readme.txt").write_text("not an image")
+    (root / "junk.dcm").write_bytes(b"\x00" * 50)
+    (root / "vol.nrrd").write_text("NRRD0004")
+    write_dicom_series(root / "gappy", np.ones((6, 5, 5), np.uint16), skip_slices=(2,))
+    write_dicom_series(root / "dicom_ok", np.full((4, 6, 6), 100, np.uint16))
+    before = tree_digest(root)
+
+    result = upscale_files([root], tmp_path / "out", UpscaleConfig(method="sinc"))
+
+    status = {r.input.split("/in/")[-1]: (r.status, r.error) for r in result.rows}
+    assert status["sub/good.nii.gz"][0] == "ok"
+    assert status["dicom_ok"][0] == "ok"
+    expected_errors = {
+        "truncated.nii.gz": "truncated or damaged",
+        "flat2d.nii.gz": "expected one 3D volume",
+        "four_d.nii.gz": "expected one 3D volume",
+        "nan.nii.gz": "NaN",
+        "gappy": "missing",
+        "vol.nrrd": "unsupported image format",
+        "": "junk.dcm",  # the folder `in` itself, as a DICOM series of one damaged file
+    }
+    for name, fragment in expected_errors.items():
+        key = name or str(root).split("/in")[-1]
+        matches = [v for k, v in status.items() if k == key or (not name and k.endswith("/in"))]
+        assert matches and matches[0][0] == "failed" and fragment in matches[0][1], (name, status)
+    assert "readme.txt" not in " ".join(status)
+    assert tree_digest(root) == before, "inputs were modified"
+    out = tmp_path / "out" / "sub" / "good_sr2x.nii.gz"
+    assert read_volume(out).shape == (32, 32, 16)
+    with (tmp_path / "out" / "manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(result.rows) and {r["status"] for r in rows} == {"ok", "failed"}
+    ok = next(r for r in rows if r["input"].endswith("good.nii.gz"))
+    assert ok["input_shape"] == "16x16x8" and ok["output_shape"] == "32x32x16" and ok["torch"]
+
+
+def test_resume_skips_finished_outputs_and_overwrite_redoes(tmp_path, oblique_nifti):
+    out = tmp_path / "out"
+    first = upscale_files([oblique_nifti], out, UpscaleConfig(method="tricubic"))
+    assert first.rows[0].status == "ok"
+    mtime = (out / "oblique_sr2x.nii.gz").stat().st_mtime_ns
+    second = upscale_files([oblique_nifti], out, UpscaleConfig(method="tricubic"))
+    assert second.rows[0].status == "skipped"
+    assert (out / "oblique_sr2x.nii.gz").stat().st_mtime_ns == mtime
+    third = upscale_files([oblique_nifti], out, UpscaleConfig(method="tricubic", overwrite=True))
+    assert third.rows[0].status == "ok"
+
+
+def test_outputs_inside_the_input_folder_are_not_rediscovered(tmp_path, oblique_nifti):
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.nii.gz").write_bytes(oblique_nifti.read_bytes())
+    upscale_files([root], root / "sr", UpscaleConfig(method="sinc"))
+    again = upscale_files([root], root / "sr", UpscaleConfig(method="sinc"))
+    assert [r.input for r in again.rows] == [str(root / "a.nii.gz")]
+
+
+def test_empty_folder_and_unwritable_output(tmp_path, oblique_nifti):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no scans found"):
+        upscale_files([tmp_path / "empty"], tmp_path / "out", UpscaleConfig(method="sinc"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="cannot write outputs there"):
+        upscale_files([oblique_nifti], blocker / "out", UpscaleConfig(method="sinc"))
+
+
+def test_through_plane_picks_the_thickest_axis(tmp_path):
+    aff = np.diag([3.0, 0.8, 0.8, 1.0])  # slices along X
+    vol = Volume(smooth_volume((6, 16, 16)), aff)
+    cfg = UpscaleConfig(method="sinc", through_plane=True)
+    factors = cfg.factors_for(vol)
+    assert factors == (2, 1, 1)
+    out = upscale_volume(vol, method="sinc", factors=factors)
+    assert out.shape == (12, 16, 16)
+    np.testing.assert_allclose(out.spacing_mm, (1.5, 0.8, 0.8))
+    torch.manual_seed(0)
+    model = Generator(GeneratorConfig(channels=8, n_blocks=0, upsample_channels=8, scale=(1, 1, 2))).eval()
+    engine = GeneratorEngine(model, device=torch.device("cpu"))
+    g = upscale_volume(vol, method="generator", factors=factors, engine=engine)
+    assert g.shape == (12, 16, 16)
+    with pytest.raises(ValueError, match="cannot upscale by"):
+        upscale_volume(vol, method="generator", factors=(2, 2, 2), engine=engine)
+
+
+def test_weights_are_checked_and_loaded_safely(tmp_path, tiny_weights):
+    model, info = load_generator(tiny_weights)
+    assert info.sha256 and model.config.channels == 8
+    # A tampered file is refused by its checksum.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "t.pt").write_bytes(tiny_weights.read_bytes() + b"\x00")
+    (bad / "t.json").write_text(tiny_weights.with_suffix(".json").read_text())
+    with pytest.raises(WeightsError, match="does not match its model card"):
+        load_generator(bad / "t.pt")
+    # A pickle carrying an arbitrary object is refused by weights_only loading.
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    torch.save({"x": Volume}, evil / "e.pt")
+    card = {"generator": GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8).to_dict()}
+    (evil / "e.json").write_text(__import__("json").dumps(card))
+    with pytest.raises(WeightsError, match="cannot be loaded safely"):
+        load_generator(evil / "e.pt")
+
+
+def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, monkeypatch):
+    monkeypatch.setattr("srgan3d.weights._REPO_WEIGHTS", tmp_path / "none")
+    with pytest.raises(WeightsError, match="srgan3d train"):
+        upscale_files(
+            [oblique_nifti], tmp_path / "out", UpscaleConfig(method="generator", weights="srgan3d_x2")
+        )
