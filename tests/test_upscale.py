@@ -214,7 +214,7 @@ def test_weights_are_checked_and_loaded_safely(tmp_path, tiny_weights):
 
 def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, monkeypatch):
     monkeypatch.setattr("srgan3d.weights._REPO_WEIGHTS", tmp_path / "none")
-    with pytest.raises(WeightsError, match="srgan3d train"):
+    with pytest.raises(WeightsError, match="--method sinc"):
         upscale_files(
             [oblique_nifti], tmp_path / "out", UpscaleConfig(method="generator", weights="srgan3d_x2")
         )

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+from conftest import REAL_SCAN, tree_digest
+from typer.testing import CliRunner
+
+from srgan3d.cli import app
+
+runner = CliRunner()
+
+
+def test_upscale_folder_with_a_corrupt_file(tmp_path, oblique_nifti):
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "good.nii.gz").write_bytes(oblique_nifti.read_bytes())
+    (root / "corrupt.nii.gz").write_bytes(b"this is not a nifti file at all")
+    before = tree_digest(root)
+    res = runner.invoke(app, ["upscale", str(root), "-o", str(tmp_path / "out"), "--method", "sinc"])
+    assert res.exit_code == 1
+    assert "1 upscaled" in res.output and "1 failed" in res.output
+    assert "corrupt.nii.gz" in res.output
+    assert nib.load(str(tmp_path / "out" / "good_sr2x.nii.gz")).shape == (32, 32, 16)
+    assert tree_digest(root) == before
+    with (tmp_path / "out" / "manifest.csv").open() as f:
+        assert {r["status"] for r in csv.DictReader(f)} == {"ok", "failed"}
+
+
+def test_upscale_clear_errors(tmp_path, oblique_nifti):
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(
+        app, ["upscale", str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--method", "sinc"]
+    )
+    assert res.exit_code == 2 and "no scans found" in res.output
+    res = runner.invoke(app, ["upscale", str(tmp_path / "nope"), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "no such file or folder" in res.output
+    res = runner.invoke(
+        app, ["upscale", str(oblique_nifti), "-o", str(tmp_path / "o"), "--method", "bicubic"]
+    )
+    assert res.exit_code == 2 and "unknown method 'bicubic'" in res.output
+    res = runner.invoke(app, ["upscale", str(oblique_nifti), "-o", str(tmp_path / "o"), "--scale", "2,a"])
+    assert res.exit_code == 2 and "--scale" in res.output
+
+
+def test_upscale_with_weights_path_and_through_plane(tmp_path, oblique_nifti, tiny_weights):
+    res = runner.invoke(
+        app,
+        [
+            "upscale",
+            str(oblique_nifti),
+            "-o",
+            str(tmp_path / "g"),
+            "--weights",
+            str(tiny_weights),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    with (tmp_path / "g" / "manifest.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["weights"] == "tiny_x2" and len(row["weights_sha256"]) == 64 and row["device"] == "cpu"
+    res = runner.invoke(
+        app,
+        [
+            "upscale",
+            str(oblique_nifti),
+            "-o",
+            str(tmp_path / "t"),
+            "--method",
+            "sinc",
+            "--scale",
+            "through-plane",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert nib.load(str(tmp_path / "t" / "oblique_sr2x.nii.gz")).shape == (16, 16, 16)
+
+
+def test_info_lists_versions():
+    res = runner.invoke(app, ["info"])
+    assert res.exit_code == 0
+    assert "torch" in res.output and "monai" in res.output and "weights" in res.output
+
+
+def test_console_script_as_subprocess(tmp_path):
+    exe = Path(sys.executable).parent / "srgan3d"
+    src = REAL_SCAN if REAL_SCAN.exists() else None
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    assert "upscale" in out.stdout and "demo" in out.stdout
+    if src is not None:
+        run = subprocess.run(
+            [str(exe), "upscale", str(src), "-o", str(tmp_path / "o"), "--method", "tricubic"],
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr
+        assert nib.load(str(tmp_path / "o" / "totalseg_example_mr_sm_sr2x.nii.gz")).shape == (234, 182, 40)
+
+
+def test_demo_runs_on_built_in_data(tmp_path):
+    res = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo")])
+    assert res.exit_code == 0, res.output
+    summary = __import__("json").loads((tmp_path / "demo" / "summary.json").read_text())
+    by = {r["method"]: r for r in summary["results"]}
+    # Zero-filled k-space undoes k-space truncation better than trilinear interpolation.
+    assert by["sinc"]["psnr_db"] > by["trilinear"]["psnr_db"]
