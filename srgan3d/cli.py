@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -151,8 +150,10 @@ def demo(
         _fail(exc)
         return
     typer.echo(summary["table"])
-    typer.echo(f"\nwritten: {output}/ (summary.json, manifest.csv, NIfTI volumes)")
-    typer.echo(json.dumps({"best_method_installed": summary["method"]}))
+    typer.echo(
+        f"\nbest installed method: {summary['method']}; written to {output}/: summary.json, input/ (low "
+        "resolution), truth/ (high resolution, tumour VOI), sr_<method>/ (outputs and manifest.csv)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
