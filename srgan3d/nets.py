@@ -27,6 +27,10 @@ class GeneratorConfig:
         residual_scale: each block adds 0.2 x its output, which keeps deep residual stacks stable
             from random initialisation (as in ESRGAN).
         negative_slope: of the LeakyReLU activations.
+        skip: the cheap interpolation the network adds detail to. "sinc": the network outputs
+            only the residual over zero-filled k-space interpolation, which the caller computes
+            on the whole volume (a window's FFT would wrap at its edges); "trilinear": the
+            network adds a trilinear interpolation of its input itself.
     """
 
     channels: int = 32
@@ -35,8 +39,11 @@ class GeneratorConfig:
     scale: tuple[int, int, int] = (2, 2, 2)
     residual_scale: float = 0.2
     negative_slope: float = 0.2
+    skip: str = "sinc"
 
     def __post_init__(self) -> None:
+        if self.skip not in ("sinc", "trilinear"):
+            raise ValueError(f"skip must be 'sinc' or 'trilinear', not {self.skip!r}")
         object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
         if len(self.scale) != 3 or any(s < 1 for s in self.scale):
             raise ValueError(f"scale must be three positive integers, not {self.scale}")
@@ -113,9 +120,11 @@ class Generator(nn.Module):
 
     (B, 1, D, H, W) -> (B, 1, sx*D, sy*H, sz*W). Features are computed at low resolution,
     upsampled by a 3D sub-pixel shuffle (ICNR-initialised; no transposed convolutions, which
-    leave checkerboards), and added to a trilinear interpolation of the input (the global skip),
-    so the network learns only the detail interpolation misses. Trilinear with
-    align_corners=False follows the field-of-view grid rule of `srgan3d.volume.upscaled_affine`.
+    leave checkerboards), and added to a cheap interpolation of the input (the global skip), so
+    the network learns only the detail interpolation misses. With `skip="sinc"` the forward pass
+    returns that detail alone and the caller adds zero-filled k-space interpolation of the whole
+    volume (`srgan3d.degrade.sinc_upsample`); with `skip="trilinear"` it adds trilinear
+    interpolation itself (align_corners=False follows the grid rule of `upscaled_affine`).
     """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
@@ -137,17 +146,18 @@ class Generator(nn.Module):
         self.tail = _conv(cfg.upsample_channels, 1)
         icnr_(self.upsample.weight, n_sub)
         nn.init.zeros_(self.upsample.bias)
-        # Start as plain trilinear interpolation: the detail branch begins silent.
+        # Start as plain interpolation: the detail branch begins silent.
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.config.scale
-        base = F.interpolate(x, scale_factor=scale, mode="trilinear", align_corners=False)
         feat = self.head(x)
         feat = feat + self.body_tail(self.body(feat))
-        up = self.act(pixel_shuffle_3d(self.upsample(feat), scale))
-        return base + self.tail(up)
+        detail = self.tail(self.act(pixel_shuffle_3d(self.upsample(feat), scale)))
+        if self.config.skip == "sinc":
+            return detail
+        return F.interpolate(x, scale_factor=scale, mode="trilinear", align_corners=False) + detail
 
 
 class PatchDiscriminator(nn.Module):

@@ -21,7 +21,7 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from srgan3d.degrade import upsample_volume
+from srgan3d.degrade import sinc_upsample, upsample_volume
 from srgan3d.nets import Generator
 from srgan3d.provenance import versions
 from srgan3d.volume import ScanSource, Volume, VolumeError, find_scans, upscaled_affine, write_volume
@@ -212,6 +212,13 @@ class GeneratorEngine:
 
     def run(self, data: np.ndarray) -> np.ndarray:
         """(X, Y, Z) normalised array -> (sx*X, sy*Y, sz*Z), CUDA memory errors retried smaller."""
+        detail = self.run_network(data)
+        if self.model.config.skip == "sinc":
+            detail += sinc_upsample(data, self.scale)
+        return detail
+
+    def run_network(self, data: np.ndarray) -> np.ndarray:
+        """The network's own output over the whole volume, by sliding windows."""
         from monai.inferers import sliding_window_inference
 
         roi = self.window or choose_window(

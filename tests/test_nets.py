@@ -47,7 +47,7 @@ def test_pixel_shuffle_order():
 
 def test_icnr_start_has_no_checkerboard():
     torch.manual_seed(0)
-    g = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
+    g = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8, skip="trilinear"))
     x = torch.randn(1, 1, 6, 6, 6)
     up = pixel_shuffle_3d(g.upsample(g.head(x)), (2, 2, 2))
     # All 8 children of a coarse voxel start equal: nearest-neighbour upsampling.
@@ -56,6 +56,10 @@ def test_icnr_start_has_no_checkerboard():
     # And the untrained generator is exactly trilinear interpolation (silent detail branch).
     tri = torch.nn.functional.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)
     assert torch.allclose(g(x), tri)
+    # With the sinc skip the untrained network adds nothing to zero-filled k-space.
+    assert (
+        torch.count_nonzero(Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))(x)) == 0
+    )
 
 
 def test_generator_runs_under_cpu_autocast():
