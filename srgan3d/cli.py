@@ -156,5 +156,71 @@ def demo(
     )
 
 
+@app.command()
+def train(
+    data: Annotated[list[Path], typer.Argument(help="High-resolution training scans or folders.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Run folder (checkpoint, log.csv, config.json).")
+    ],
+    val: Annotated[
+        list[Path] | None, typer.Option(help="Held-out high-resolution scans for validation.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML recipe; keys are TrainConfig fields (unknown keys are an error)."),
+    ] = None,
+    pretrain_steps: Annotated[int | None, typer.Option(help="Stage 1 (L1 + gradient) steps.")] = None,
+    gan_steps: Annotated[int | None, typer.Option(help="Stage 2 (adversarial) steps.")] = None,
+    patch_size: Annotated[int | None, typer.Option(help="Low-resolution patch edge, voxels.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Patches per step.")] = None,
+    phantoms: Annotated[
+        int | None, typer.Option(help="Synthetic abdominal phantoms added to the data.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of patches, degradations and weights.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's checkpoint.")] = False,
+) -> None:
+    """Train or fine-tune the generator on your own high-resolution scans (multi-GPU: torchrun)."""
+    from srgan3d.train import TrainConfig
+    from srgan3d.train import train as run_training
+
+    overrides = {
+        k: v
+        for k, v in dict(
+            pretrain_steps=pretrain_steps, gan_steps=gan_steps, patch_size=patch_size, batch_size=batch_size,
+            phantoms=phantoms, seed=seed, device=device,
+        ).items()
+        if v is not None
+    }  # fmt: skip
+    try:
+        cfg = TrainConfig.from_yaml(config, **overrides) if config else TrainConfig(**overrides)
+        with logging_redirect_tqdm():
+            result = run_training(data, output, cfg, val=val or [], resume=resume, progress=True)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    typer.echo(f"trained to step {result['step']}; validation: {result['validation']}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Weights file to write, e.g. weights/NAME.pt.")
+    ],
+    raw: Annotated[bool, typer.Option(help="Export the raw generator instead of its EMA.")] = False,
+    description: Annotated[str, typer.Option(help="One paragraph for the model card.")] = "",
+) -> None:
+    """Write a run's generator (EMA) as weights plus its model card (.json and .md)."""
+    from srgan3d.train import export_weights
+
+    try:
+        path = export_weights(run_dir, output, use_ema=not raw, description=description)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    typer.echo(f"wrote {path} and its model card")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_volume
+from typer.testing import CliRunner
+
+from srgan3d.cli import app
+from srgan3d.synthetic import make_phantom
+from srgan3d.train import PatchSampler, TrainConfig, export_weights, gradient_loss, train
+from srgan3d.upscale import UpscaleConfig, upscale_files
+from srgan3d.volume import write_volume
+from srgan3d.weights import load_generator
+
+TINY = dict(channels=8, n_blocks=1, upsample_channels=8, patch_size=8, batch_size=2, val_crop=16, phantoms=1)
+
+
+def test_config_is_strict(tmp_path):
+    (tmp_path / "r.yaml").write_text("channels: 16\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown training config keys \['learning_rate'\]"):
+        TrainConfig.from_yaml(tmp_path / "r.yaml")
+    (tmp_path / "ok.yaml").write_text("channels: 16\nscale: [1, 1, 2]\n")
+    cfg = TrainConfig.from_yaml(tmp_path / "ok.yaml", seed=4)
+    assert cfg.generator.channels == 16 and cfg.generator.scale == (1, 1, 2) and cfg.seed == 4
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_sampler_patches_are_aligned():
+    vol = smooth_volume((48, 40, 32), seed=3) / 2500
+    cfg = TrainConfig(
+        **{**TINY, "noise_max": 0.0, "blur_max": 0.0, "gaussian_fraction": 0.0, "n_variants": 1}
+    )
+    sampler = PatchSampler([vol], cfg, seed=0)
+    lr, hr, base = sampler.sample(6)
+    assert lr.shape == (6, 1, 8, 8, 8) and hr.shape == base.shape == (6, 1, 16, 16, 16)
+    # The sinc base of the low-resolution copy reproduces the smooth truth at the same place.
+    assert float((base - hr).abs().mean()) < 0.02 * float(hr.abs().mean())
+    # Each LR voxel is the k-space sample of its 2x2x2 children: close to their mean for smooth data.
+    pooled = torch.nn.functional.avg_pool3d(hr, 2)
+    assert float((pooled - lr).abs().mean()) < 0.02 * float(lr.abs().mean())
+
+
+def test_gradient_loss_zero_only_for_equal_gradients():
+    a = torch.randn(1, 1, 6, 6, 6)
+    assert gradient_loss(a, a + 3.0) < 1e-6  # constant offsets have no gradient
+    assert gradient_loss(a, 2 * a) > 0
+
+
+def test_train_resume_export_and_use(tmp_path):
+    ph = make_phantom((48, 48, 32), (2.0, 2.0, 2.0), seed=5)
+    val = write_volume(ph.image, tmp_path / "val.nii.gz")
+    cfg = TrainConfig(**TINY, pretrain_steps=4, gan_steps=3, val_every=7, checkpoint_every=3)
+    result = train([], tmp_path / "run", cfg, val=[val])
+    assert result["step"] == 7 and "psnr_sinc" in result["validation"]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert {"params", "params_ema", "params_d", "opt_g", "opt_d"} <= set(state)
+    with (tmp_path / "run" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["stage"] for r in rows] == ["pixel"] * 4 + ["gan"] * 3
+    assert float(rows[-1]["d_loss"]) > 0 and rows[-1]["val_psnr"]
+    with pytest.raises(FileExistsError, match="--resume"):
+        train([], tmp_path / "run", cfg)
+    longer = TrainConfig(**TINY, pretrain_steps=4, gan_steps=5, val_every=100, checkpoint_every=100)
+    assert train([], tmp_path / "run", longer, resume=True)["step"] == 9
+    weights = export_weights(tmp_path / "run", tmp_path / "w" / "mine_x2.pt", description="test run")
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["steps"] == 9 and card["stage"] == "gan" and card["validation_data"] == [str(val)]
+    model, info = load_generator(weights)
+    assert info.sha256 == card["sha256"]
+    res = upscale_files([val], tmp_path / "sr", UpscaleConfig(weights=str(weights), device="cpu"))
+    assert res.rows[0].status == "ok"
+
+
+def test_train_cli_reports_bad_input(tmp_path):
+    res = CliRunner().invoke(app, ["train", str(tmp_path / "missing.nii.gz"), "-o", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "no such file" in res.output
+    small = write_volume(make_phantom((16, 16, 16), (2.0, 2.0, 2.0), seed=1).image, tmp_path / "small.nii.gz")
+    res = CliRunner().invoke(app, ["train", str(small), "-o", str(tmp_path / "run2"), "--patch-size", "12"])
+    assert res.exit_code == 2 and "smaller than one patch" in res.output

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Gather the real MRI volumes that registry packages ship, for training and validating the
+# generator (`make weights`). Not part of CI. Writes data/real/ (ignored by git).
+#   - nilearn's wheel: MNI ICBM152 2009a T1 template (1 mm)
+#   - Debian's mricron-data: Colin27 T1 (ch2better 0.5 mm, ch2 1 mm) and the INIA19 primate T1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=data/real
+mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "nilearn==0.14.1"
+python3 - "$tmp" "$out" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(f"{sys.argv[1]}/nilearn-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if "mni_icbm152_t1" in n.lower() and n.endswith((".nii", ".nii.gz"))]
+    if not names:
+        sys.exit(f"no MNI T1 template in {wheel}: {[n for n in z.namelist() if 'icbm' in n.lower()]}")
+    for n in names:
+        target = f"{sys.argv[2]}/mni152_{n.rsplit('/', 1)[-1]}"
+        open(target, "wb").write(z.read(n))
+        print("wrote", target)
+PY
+
+if [ ! -d /usr/share/mricron/templates ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq mricron-data >/dev/null
+  else
+    echo "install Debian's mricron-data (sudo apt-get install mricron-data) for Colin27 and INIA19" >&2
+  fi
+fi
+for f in ch2better.nii.gz ch2.nii.gz; do
+  [ -f /usr/share/mricron/templates/$f ] && cp /usr/share/mricron/templates/$f "$out/colin27_$f" && echo "wrote $out/colin27_$f"
+done
+find /usr/share/mricron -iname '*inia19*t1*.nii*' -exec cp {} "$out/" \; 2>/dev/null || true
+ls -la "$out"
