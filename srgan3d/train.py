@@ -149,19 +149,25 @@ class PatchSampler:
                     f"a training volume of shape {vol.shape} is smaller than one patch "
                     f"({config.patch_size} low-resolution voxels per axis); lower patch_size"
                 )
+            scale_hr = IntensityScaling.fit(hr)
             for _ in range(config.n_variants):
                 blur = self.rng.uniform(0, config.blur_max)
                 src = ndimage.gaussian_filter(hr, blur) if blur > 0.05 else hr
                 model = "gaussian" if self.rng.random() < config.gaussian_fraction else "kspace"
+                # Degrade and add noise in the scan's own (non-negative magnitude) units: Rician
+                # noise on normalised data, whose background is negative, would flip its sign.
                 lr = degrade_array(
                     src,
                     config.scale,
                     model=model,
-                    noise_sigma=float(self.rng.uniform(0, config.noise_max)),
+                    noise_sigma=float(self.rng.uniform(0, config.noise_max)) * (scale_hr.hi - scale_hr.lo),
                     seed=int(self.rng.integers(2**31)),
                 )
-                base = sinc_upsample(lr, config.scale) if config.skip == "sinc" else None
-                self.pairs.append(_Pair(lr, hr, base, foreground_mask(lr)))
+                # Normalise as inference does: by the low-resolution image's own robust range.
+                scaling = IntensityScaling.fit(lr)
+                lr_n, hr_n = scaling.forward(lr), scaling.forward(hr)
+                base = sinc_upsample(lr_n, config.scale) if config.skip == "sinc" else None
+                self.pairs.append(_Pair(lr_n, hr_n, base, foreground_mask(lr)))
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         p = self.config.patch_size
@@ -200,7 +206,7 @@ def load_training_volumes(
     out = []
     for src in find_scans(paths) if paths else []:
         vol = src.read()
-        out.append(IntensityScaling.fit(vol.data).forward(vol.data))
+        out.append(vol.data)
         log.info("training volume %s %s", src.path, vol.shape)
     rng = np.random.default_rng(seed + 7919)
     for k in range(phantoms):
@@ -212,7 +218,7 @@ def load_training_volumes(
             texture=float(rng.uniform(0.05, 0.5)),
         )
         ph = make_phantom((160, 144, 64), (1.2, 1.2, 1.6), tumour=spec, seed=seed * 1000 + k)
-        out.append(IntensityScaling.fit(ph.image.data).forward(ph.image.data))
+        out.append(ph.image.data)
     if not out:
         raise ValueError("no training volumes: give high-resolution scans and/or phantoms > 0")
     return out
@@ -248,16 +254,18 @@ class ValidationVolume:
 
 
 def prepare_validation(volumes: Sequence[Volume], config: TrainConfig) -> list[ValidationVolume]:
-    """Central crops of held-out volumes, degraded by clean k-space truncation, with the PSNR/SSIM
-    of zero-filled k-space and tricubic interpolation precomputed."""
+    """Central crops of held-out volumes, degraded by clean k-space truncation and normalised by
+    the degraded image's range, with the PSNR/SSIM of zero-filled k-space and tricubic
+    interpolation precomputed."""
     out = []
     for k, vol in enumerate(volumes):
-        data = IntensityScaling.fit(vol.data).forward(vol.data)
-        crop = [min(n, config.val_crop * f) for n, f in zip(data.shape, config.scale, strict=True)]
-        start = [(n - c) // 2 for n, c in zip(data.shape, crop, strict=True)]
-        hr = data[tuple(slice(a, a + c) for a, c in zip(start, crop, strict=True))]
+        crop = [min(n, config.val_crop * f) for n, f in zip(vol.shape, config.scale, strict=True)]
+        start = [(n - c) // 2 for n, c in zip(vol.shape, crop, strict=True)]
+        hr = vol.data[tuple(slice(a, a + c) for a, c in zip(start, crop, strict=True))]
         hr = crop_to_multiple(Volume(hr, np.eye(4)), config.scale).data
         lr = degrade_array(hr, config.scale)
+        scaling = IntensityScaling.fit(lr)  # as inference: by the input's own range
+        lr, hr = scaling.forward(lr), scaling.forward(hr)
         mask = foreground_mask(hr)
         base = {
             "sinc": sinc_upsample(lr, config.scale),

@@ -37,10 +37,22 @@ def test_sampler_patches_are_aligned():
     lr, hr, base = sampler.sample(6)
     assert lr.shape == (6, 1, 8, 8, 8) and hr.shape == base.shape == (6, 1, 16, 16, 16)
     # The sinc base of the low-resolution copy reproduces the smooth truth at the same place.
-    assert float((base - hr).abs().mean()) < 0.02 * float(hr.abs().mean())
+    assert float((base - hr).abs().mean()) < 0.05 * float(hr.abs().mean())
     # Each LR voxel is the k-space sample of its 2x2x2 children: close to their mean for smooth data.
     pooled = torch.nn.functional.avg_pool3d(hr, 2)
-    assert float((pooled - lr).abs().mean()) < 0.02 * float(lr.abs().mean())
+    assert float((pooled - lr).abs().mean()) < 0.05 * float(lr.abs().mean())
+
+
+def test_sampler_noise_keeps_patches_aligned():
+    """Noise is added to magnitudes in the scan's units; a zero background must not flip sign."""
+    vol = smooth_volume((48, 40, 32), seed=4)
+    vol[:, :12] = 0  # air
+    cfg = TrainConfig(
+        **{**TINY, "noise_max": 0.02, "blur_max": 0.0, "gaussian_fraction": 0.0, "n_variants": 2}
+    )
+    lr, hr, _ = PatchSampler([vol], cfg, seed=1).sample(16)
+    pooled = torch.nn.functional.avg_pool3d(hr, 2)
+    assert float((pooled - lr).abs().mean()) < 0.05 * float(hr.abs().mean())
 
 
 def test_gradient_loss_zero_only_for_equal_gradients():
