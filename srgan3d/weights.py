@@ -67,9 +67,9 @@ def list_weights() -> list[WeightsInfo]:
 
 
 NO_WEIGHTS_HELP = (
-    "No trained generator weights are installed (this version ships none yet, and `srgan3d train` is "
-    "not available yet). Give a weights file with --weights PATH, or use an interpolation baseline: "
-    "--method sinc (zero-filled k-space) or --method tricubic."
+    "No trained generator weights are installed (this version ships none yet). Train your own with "
+    "`srgan3d train` and `srgan3d export` (see the README), give a weights file with --weights PATH, "
+    "or use an interpolation baseline: --method sinc (zero-filled k-space) or --method tricubic."
 )
 
 
