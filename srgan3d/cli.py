@@ -58,8 +58,12 @@ def upscale(
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created).")],
     method: Annotated[
-        str, typer.Option(help="generator, or a baseline: sinc, tricubic, trilinear, nearest.")
-    ] = "generator",
+        str,
+        typer.Option(
+            help="auto (generator if its weights are installed, else sinc), generator, or a baseline: "
+            "sinc, tricubic, trilinear, nearest."
+        ),
+    ] = "auto",
     weights: Annotated[
         str, typer.Option(help="Weights name (see `srgan3d info`) or path to a .pt.")
     ] = "srgan3d_x2",
@@ -106,7 +110,8 @@ def upscale(
         f"{n_ok} upscaled, {n_skip} skipped (already done), {len(result.failed)} failed; manifest: {result.manifest}"
     )
     for r in result.failed:
-        typer.secho(f"failed: {r.input}: {r.error}", fg=typer.colors.RED, err=True)
+        msg = r.error if r.input in r.error else f"{r.input}: {r.error}"
+        typer.secho(f"failed: {msg}", fg=typer.colors.RED, err=True)
     if result.failed:
         raise typer.Exit(1)
 

@@ -25,7 +25,7 @@ from srgan3d.degrade import sinc_upsample, upsample_volume
 from srgan3d.nets import Generator
 from srgan3d.provenance import versions
 from srgan3d.volume import ScanSource, Volume, VolumeError, find_scans, upscaled_affine, write_volume
-from srgan3d.weights import DEFAULT_WEIGHTS, WeightsInfo, load_generator
+from srgan3d.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights, load_generator
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,9 @@ class UpscaleConfig:
     """Options of `srgan3d upscale`; one field per CLI option.
 
     Attributes:
-        method: "generator" or an interpolation baseline (see `upscale_volume`).
+        method: "generator", an interpolation baseline (see `upscale_volume`), or "auto": the
+            generator when `weights` are installed, else zero-filled k-space ("sinc"), with a
+            warning.
         weights: weights name or path for the generator.
         scale: factor per array axis.
         through_plane: upscale by the largest factor along each scan's thickest axis only.
@@ -330,7 +332,7 @@ class UpscaleConfig:
         compress: write .nii.gz (True) or .nii.
     """
 
-    method: str = "generator"
+    method: str = "auto"
     weights: str = DEFAULT_WEIGHTS
     scale: tuple[int, int, int] = (2, 2, 2)
     through_plane: bool = False
@@ -344,7 +346,7 @@ class UpscaleConfig:
     compress: bool = True
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        if self.method not in (*METHODS, "auto"):
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
             raise ValueError(f"scale must be three positive integers, not {self.scale}")
@@ -443,14 +445,26 @@ def upscale_files(
         )
     check_writable(outdir)
     manifest = outdir / "manifest.csv"
+    method = config.method
+    if method == "auto":
+        try:
+            find_weights(config.weights)
+            method = "generator"
+        except WeightsError:
+            method = "sinc"
+            log.warning(
+                "no generator weights %r installed: using zero-filled k-space interpolation (--method sinc); "
+                "pass --weights PATH for your own generator",
+                config.weights,
+            )
     vers = versions()
     common: dict[str, Any] = {
-        "method": config.method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
+        "method": method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
     }  # fmt: skip
 
     engine: GeneratorEngine | None = None
     winfo: WeightsInfo | None = None
-    if config.method == "generator":
+    if method == "generator":
         device = resolve_device(config.device)
         model, winfo = load_generator(config.weights)
         engine = GeneratorEngine(
@@ -480,8 +494,8 @@ def upscale_files(
             try:
                 vol = src.read()
                 factors = config.factors_for(vol)
-                sr = upscale_volume(vol, method=config.method, factors=factors, engine=engine)
-                what = f"srgan3d {config.method} x{_fmt(factors)}"
+                sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
+                what = f"srgan3d {method} x{_fmt(factors)}"
                 if winfo:
                     what += f" {winfo.name} {winfo.sha256[:12]}"
                 write_volume(sr, out, description=what)
@@ -492,7 +506,7 @@ def upscale_files(
                     orientation=vol.orientation,
                 )  # fmt: skip
             except (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError) as exc:
-                row.status, row.error = "failed", str(exc)
+                row.status, row.error, row.output = "failed", str(exc), ""
                 log.error("%s", exc)
             row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
         write_manifest(rows, manifest)

@@ -227,3 +227,17 @@ def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, mo
         upscale_files(
             [oblique_nifti], tmp_path / "out", UpscaleConfig(method="generator", weights="srgan3d_x2")
         )
+
+
+def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti, monkeypatch, caplog):
+    monkeypatch.setattr("srgan3d.weights._REPO_WEIGHTS", tmp_path / "none")
+    res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig())
+    assert res.rows[0].status == "ok" and res.rows[0].values["method"] == "sinc"
+    assert "no generator weights" in caplog.text
+    monkeypatch.setenv("SRGAN3D_WEIGHTS_DIR", str(tmp_path / "w"))
+    from srgan3d.nets import GeneratorConfig
+    from srgan3d.weights import save_weights
+
+    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", {})
+    res = upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(device="cpu"))
+    assert res.rows[0].values["method"] == "generator" and res.rows[0].values["weights"] == "srgan3d_x2"
