@@ -1,0 +1,450 @@
+"""Statistics for the response models: ROC/AUC with DeLong intervals and paired tests, decision
+curves, calibration and operating points.
+
+Everything here takes plain arrays; it imports neither torch nor pyradiomics. The conventions
+follow the reference tools the tests compare with: pROC (R) for AUC, DeLong variance and
+`roc.test(method="delong")`; dcurves for net benefit; statsmodels for the logistic fits and
+Wilson intervals. A higher score always means "more likely positive" (pROC's `direction = "<"`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+__all__ = [
+    "RocResult",
+    "DelongResult",
+    "CalibrationResult",
+    "OperatingPoint",
+    "roc_auc_ci",
+    "delong_test",
+    "roc_points",
+    "net_benefit",
+    "decision_curve",
+    "calibration",
+    "wilson_ci",
+    "youden_threshold",
+    "operating_point",
+]
+
+
+def _binary(y_true: Sequence[int] | np.ndarray) -> np.ndarray:
+    y = np.asarray(y_true)
+    if y.ndim != 1:
+        raise ValueError(f"y_true must be one-dimensional, not of shape {y.shape}")
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1, True, False}:
+        raise ValueError(f"y_true must hold only 0 and 1, found {sorted(values)[:5]}")
+    y = y.astype(int)
+    if y.min() == y.max():
+        raise ValueError("y_true holds one class only; ROC analysis needs positives and negatives")
+    return y
+
+
+def _scores(y: np.ndarray, score: Sequence[float] | np.ndarray, name: str = "y_score") -> np.ndarray:
+    s = np.asarray(score, dtype=float)
+    if s.shape != y.shape:
+        raise ValueError(f"{name} has shape {s.shape}; y_true has {y.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{name} holds NaN or infinite values at positions {np.flatnonzero(~np.isfinite(s))[:5]}")
+    return s
+
+
+def _midrank(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their mean rank."""
+    return sps.rankdata(x, method="average")
+
+
+def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fast DeLong (Sun & Xu 2014) for k score rows at once.
+
+    Args:
+        y: (n,) labels 0/1.
+        scores: (k, n) scores.
+
+    Returns:
+        aucs (k,), v10 (k, m) structural components of the m positives, v01 (k, n0) of the
+        n0 negatives.
+    """
+    pos, neg = scores[:, y == 1], scores[:, y == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    k = scores.shape[0]
+    tx = np.empty((k, m))
+    ty = np.empty((k, n))
+    tz = np.empty((k, m + n))
+    for r in range(k):
+        tx[r] = _midrank(pos[r])
+        ty[r] = _midrank(neg[r])
+        tz[r] = _midrank(np.concatenate([pos[r], neg[r]]))
+    aucs = (tz[:, :m].sum(axis=1) / m - (m + 1) / 2.0) / n
+    v10 = (tz[:, :m] - tx) / n
+    v01 = 1.0 - (tz[:, m:] - ty) / m
+    return aucs, v10, v01
+
+
+def _delong_cov(v10: np.ndarray, v01: np.ndarray) -> np.ndarray:
+    m, n = v10.shape[1], v01.shape[1]
+    s10 = np.atleast_2d(np.cov(v10, ddof=1))
+    s01 = np.atleast_2d(np.cov(v01, ddof=1))
+    return s10 / m + s01 / n
+
+
+@dataclass(frozen=True)
+class RocResult:
+    """AUC with its DeLong variance and Wald interval (clipped to [0, 1], as pROC)."""
+
+    auc: float
+    variance: float
+    ci_low: float
+    ci_high: float
+    level: float
+    n_positive: int
+    n_negative: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.auc:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"
+
+
+def roc_auc_ci(
+    y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray, *, level: float = 0.95
+) -> RocResult:
+    """Area under the ROC curve with a DeLong confidence interval.
+
+    Args:
+        y_true: array-like of shape (n_samples,), 1 = positive (responder), 0 = negative.
+        y_score: array-like of shape (n_samples,); higher means more likely positive.
+        level: confidence level of the interval.
+
+    Reproduces pROC: ``ci.auc(roc(outcome, marker, direction = "<"), method = "delong")``.
+    """
+    y = _binary(y_true)
+    s = _scores(y, y_score)
+    aucs, v10, v01 = _delong_components(y, s[None, :])
+    var = float(_delong_cov(v10, v01)[0, 0])
+    z = sps.norm.ppf(0.5 + level / 2)
+    auc = float(aucs[0])
+    half = z * np.sqrt(max(var, 0.0))
+    return RocResult(
+        auc=auc,
+        variance=var,
+        ci_low=float(max(0.0, auc - half)),
+        ci_high=float(min(1.0, auc + half)),
+        level=level,
+        n_positive=int(y.sum()),
+        n_negative=int((1 - y).sum()),
+    )
+
+
+@dataclass(frozen=True)
+class DelongResult:
+    """Paired DeLong comparison of two AUCs on the same patients."""
+
+    auc_a: float
+    auc_b: float
+    difference: float
+    z: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+    level: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def delong_test(
+    y_true: Sequence[int] | np.ndarray,
+    score_a: Sequence[float] | np.ndarray,
+    score_b: Sequence[float] | np.ndarray,
+    *,
+    level: float = 0.95,
+) -> DelongResult:
+    """Two-sided DeLong test of AUC(a) = AUC(b) for two scores of the same patients.
+
+    Args:
+        y_true: array-like of shape (n_samples,), 0/1.
+        score_a, score_b: array-likes of shape (n_samples,).
+        level: confidence level of the interval of auc_a - auc_b.
+
+    Reproduces pROC: ``roc.test(roc(outcome, a), roc(outcome, b), method = "delong", paired = TRUE)``.
+    Identical scores give z = 0 and p = 1.
+    """
+    y = _binary(y_true)
+    a = _scores(y, score_a, "score_a")
+    b = _scores(y, score_b, "score_b")
+    aucs, v10, v01 = _delong_components(y, np.vstack([a, b]))
+    cov = _delong_cov(v10, v01)
+    diff = float(aucs[0] - aucs[1])
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    zq = sps.norm.ppf(0.5 + level / 2)
+    if var <= 1e-15 * max(1.0, float(cov[0, 0])):
+        z, p, half = 0.0, 1.0, 0.0
+        if abs(diff) > 1e-12:  # different AUCs with no variance: a degenerate, perfectly separated case
+            z, p = float(np.sign(diff) * np.inf), 0.0
+    else:
+        sd = np.sqrt(var)
+        z = diff / sd
+        p = float(2 * sps.norm.sf(abs(z)))
+        half = zq * sd
+    return DelongResult(
+        auc_a=float(aucs[0]),
+        auc_b=float(aucs[1]),
+        difference=diff,
+        z=float(z),
+        p_value=p,
+        ci_low=diff - half,
+        ci_high=diff + half,
+        level=level,
+    )
+
+
+def roc_points(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> pd.DataFrame:
+    """The empirical ROC curve: one row per distinct threshold (score >= threshold is positive),
+    with columns ``threshold``, ``fpr``, ``tpr``, from (0, 0) to (1, 1)."""
+    y = _binary(y_true)
+    s = _scores(y, y_score)
+    thr = np.unique(s)[::-1]
+    tpr = [(s[y == 1] >= t).mean() for t in thr]
+    fpr = [(s[y == 0] >= t).mean() for t in thr]
+    return pd.DataFrame(
+        {"threshold": np.r_[np.inf, thr], "fpr": np.r_[0.0, fpr], "tpr": np.r_[0.0, tpr]}
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Decision curves
+
+
+def _thresholds(thresholds: Sequence[float] | np.ndarray) -> np.ndarray:
+    t = np.atleast_1d(np.asarray(thresholds, dtype=float))
+    if np.any((t < 0) | (t >= 1)):
+        raise ValueError(f"thresholds must lie in [0, 1), got {t[(t < 0) | (t >= 1)][:5]}")
+    return t
+
+
+def net_benefit(
+    y_true: Sequence[int] | np.ndarray,
+    y_prob: Sequence[float] | np.ndarray,
+    thresholds: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Net benefit TP/n - FP/n * pt/(1 - pt) of treating patients whose risk is >= pt.
+
+    Args:
+        y_true: array-like of shape (n_samples,), 0/1.
+        y_prob: predicted probabilities of shape (n_samples,), or a 0/1 test.
+        thresholds: threshold probabilities pt in [0, 1).
+
+    Returns:
+        array of shape (n_thresholds,).
+    """
+    y = _binary(y_true)
+    p = _scores(y, y_prob, "y_prob")
+    t = _thresholds(thresholds)
+    n = len(y)
+    treated = p[None, :] >= t[:, None]
+    tp = (treated & (y == 1)).sum(axis=1)
+    fp = (treated & (y == 0)).sum(axis=1)
+    return tp / n - fp / n * t / (1 - t)
+
+
+def decision_curve(
+    y_true: Sequence[int] | np.ndarray,
+    models: Mapping[str, Sequence[float] | np.ndarray],
+    thresholds: Sequence[float] | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Net benefit of each model and of treating all or none.
+
+    Returns a DataFrame indexed by ``threshold`` with columns ``treat_all``, ``treat_none`` and
+    one per model (the dcurves ``dca()`` net benefits, in wide form).
+    """
+    y = _binary(y_true)
+    t = _thresholds(np.arange(0.01, 1.0, 0.01) if thresholds is None else thresholds)
+    prev = y.mean()
+    out = {
+        "treat_all": prev - (1 - prev) * t / (1 - t),
+        "treat_none": np.zeros_like(t),
+    }
+    for name, prob in models.items():
+        if name in out:
+            raise ValueError(f"model name {name!r} is reserved")
+        out[name] = net_benefit(y, prob, t)
+    return pd.DataFrame(out, index=pd.Index(t, name="threshold"))
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Calibration of predicted probabilities against outcomes.
+
+    Attributes:
+        brier: mean squared error of the probabilities.
+        slope: logistic recalibration slope (1 = ideal; < 1 = predictions too extreme).
+        intercept: calibration-in-the-large, the intercept of a logistic model with logit(prob)
+            as offset (0 = ideal; > 0 = risks underestimated).
+        curve: per bin ``n``, ``mean_predicted``, ``observed`` (fraction positive).
+        hl_statistic, hl_df, hl_p_value: Hosmer-Lemeshow test over the same bins (df = bins - 2).
+    """
+
+    brier: float
+    slope: float
+    intercept: float
+    curve: pd.DataFrame
+    hl_statistic: float
+    hl_df: int
+    hl_p_value: float
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "curve"}
+        d["curve"] = self.curve.to_dict(orient="list")
+        return d
+
+
+def _logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    p = np.clip(p, eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def calibration(
+    y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float] | np.ndarray, *, n_bins: int = 10
+) -> CalibrationResult:
+    """Brier score, recalibration slope and intercept, binned curve and Hosmer-Lemeshow test.
+
+    Bins are groups of near-equal size by sorted predicted risk (deciles by default), as in the
+    Hosmer-Lemeshow test; with fewer distinct patients than bins, fewer bins are used.
+    """
+    import statsmodels.api as sm
+
+    y = _binary(y_true)
+    p = _scores(y, y_prob, "y_prob")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("y_prob must be probabilities in [0, 1]")
+    lp = _logit(p)
+    brier = float(np.mean((p - y) ** 2))
+    try:
+        fit = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
+        slope = float(fit.params[1])
+    except (np.linalg.LinAlgError, ValueError):  # perfectly separated predictions
+        slope = float("nan")
+    try:
+        fit0 = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
+        intercept = float(fit0.params[0])
+    except (np.linalg.LinAlgError, ValueError):
+        intercept = float("nan")
+
+    n_bins = int(max(2, min(n_bins, len(y) // 2)))
+    order = np.argsort(p, kind="mergesort")
+    groups = np.array_split(order, n_bins)
+    rows = []
+    hl = 0.0
+    for g in groups:
+        n_g = len(g)
+        expected = p[g].sum()
+        observed = y[g].sum()
+        rows.append({"n": n_g, "mean_predicted": p[g].mean(), "observed": observed / n_g})
+        mean_p = expected / n_g
+        denom = expected * (1 - mean_p)
+        if denom > 0:
+            hl += (observed - expected) ** 2 / denom
+    df = n_bins - 2
+    return CalibrationResult(
+        brier=brier,
+        slope=slope,
+        intercept=intercept,
+        curve=pd.DataFrame(rows),
+        hl_statistic=float(hl),
+        hl_df=df,
+        hl_p_value=float(sps.chi2.sf(hl, df)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Operating points
+
+
+def wilson_ci(successes: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (no continuity correction)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = sps.norm.ppf(0.5 + level / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def youden_threshold(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float:
+    """The score threshold (score >= threshold is positive) maximising sensitivity + specificity - 1.
+
+    Ties between thresholds go to the one with the higher threshold. Choose it on the training
+    set and carry it to the test set unchanged.
+    """
+    pts = roc_points(y_true, y_score).iloc[1:]
+    j = np.round((pts["tpr"] - pts["fpr"]).to_numpy(), 12)  # so that equal J values tie exactly
+    return float(pts["threshold"].to_numpy()[int(np.argmax(j))])
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Accuracy, sensitivity and specificity at one threshold, with Wilson intervals."""
+
+    threshold: float
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    sensitivity: float
+    sensitivity_ci: tuple[float, float]
+    specificity: float
+    specificity_ci: tuple[float, float]
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def operating_point(
+    y_true: Sequence[int] | np.ndarray,
+    y_score: Sequence[float] | np.ndarray,
+    threshold: float,
+    *,
+    level: float = 0.95,
+) -> OperatingPoint:
+    """Classification at ``score >= threshold`` with Wilson intervals for each proportion."""
+    y = np.asarray(y_true).astype(int)
+    s = _scores(y, y_score)
+    pred = s >= threshold
+    tp = int((pred & (y == 1)).sum())
+    fp = int((pred & (y == 0)).sum())
+    tn = int((~pred & (y == 0)).sum())
+    fn = int((~pred & (y == 1)).sum())
+    n = len(y)
+
+    def frac(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return OperatingPoint(
+        threshold=float(threshold),
+        accuracy=frac(tp + tn, n),
+        accuracy_ci=wilson_ci(tp + tn, n, level=level),
+        sensitivity=frac(tp, tp + fn),
+        sensitivity_ci=wilson_ci(tp, tp + fn, level=level),
+        specificity=frac(tn, tn + fp),
+        specificity_ci=wilson_ci(tn, tn + fp, level=level),
+        tp=tp,
+        fp=fp,
+        tn=tn,
+        fn=fn,
+    )
