@@ -9,6 +9,7 @@ dark. A smooth multiplicative bias field and Rician noise finish it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -178,3 +179,202 @@ def make_phantom(
         tumour_mask=Volume(tumour_mask.astype(np.float32), affine.copy(), dict(meta)),
         tumour=tumour,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# A synthetic cohort
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    """How `make_cohort` draws patients and their responses.
+
+    The response model (documented in the README and the report): for patient i,
+
+        logit P(objective response) = b0 + b_diam * z(log diameter) + b_enh * z(enhancement)
+                                      + b_tex * z(fine texture)
+
+    with z() the standardisation over the cohort. Larger tumours, weaker arterial enhancement and
+    stronger fine (1-3 mm) texture heterogeneity make response less likely. The labels are drawn
+    from this model again and again (seeded) until the number of responders equals
+    `n_responders`: the logistic model conditioned on the class sizes of the study.
+
+    Attributes:
+        n_patients, n_responders: cohort size and responders (Dong et al. 2024: 122 and 68).
+        shape, spacing_mm: grid of the true high-resolution image; the LR image that the tool
+            sees is the 2x k-space truncation of it.
+        b_diam, b_enh, b_tex: log-odds per standard deviation.
+        noise: Rician noise relative to the liver signal, on the high-resolution image.
+    """
+
+    n_patients: int = 122
+    n_responders: int = 68
+    shape: tuple[int, int, int] = (128, 112, 48)
+    spacing_mm: tuple[float, float, float] = (1.5, 1.5, 2.5)
+    b_diam: float = -0.8
+    b_enh: float = 0.8
+    b_tex: float = -1.4
+    noise: float = 0.02
+
+
+def draw_cohort_table(spec: CohortSpec, *, seed: int = 0) -> list[dict]:
+    """Patients' tumour parameters, clinical variables and mRECIST responses (no images)."""
+    if not 0 < spec.n_responders < spec.n_patients:
+        raise ValueError(
+            f"n_responders must lie between 1 and n_patients - 1, not {spec.n_responders} of {spec.n_patients}"
+        )
+    rng = np.random.default_rng(seed)
+    n = spec.n_patients
+    diameter = np.clip(np.exp(rng.normal(np.log(38), 0.35, n)), 15, 75)
+    enhancement = rng.uniform(0.1, 1.3, n)
+    texture = rng.uniform(0.05, 0.7, n)
+    necrosis = rng.uniform(0.0, 0.5, n)
+    capsule = rng.random(n) < 0.6
+
+    def z(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean()) / x.std()
+
+    lin = spec.b_diam * z(np.log(diameter)) + spec.b_enh * z(enhancement) + spec.b_tex * z(texture)
+    # intercept that makes the expected number of responders match
+    from scipy.optimize import brentq
+
+    b0 = brentq(lambda b: (1 / (1 + np.exp(-(b + lin)))).sum() - spec.n_responders, -10, 10)
+    prob = 1 / (1 + np.exp(-(b0 + lin)))
+    for _ in range(10_000):
+        resp = rng.random(n) < prob
+        if resp.sum() == spec.n_responders:
+            break
+    else:  # pragma: no cover - needs an absurd spec
+        raise RuntimeError("could not draw the requested number of responders")
+
+    rows = []
+    for i in range(n):
+        if resp[i]:
+            category = "CR" if rng.random() < 0.25 else "PR"
+        else:
+            category = "SD" if rng.random() < 0.7 else "PD"
+        rows.append(
+            {
+                "patient_id": f"P{i + 1:03d}",
+                "response": category,
+                # a radiologist's measurement of the longest diameter, to the mm
+                "diameter_mm": float(round(diameter[i] + rng.normal(0, 1.5))),
+                "arterial_enhancement": int(enhancement[i] + rng.normal(0, 0.1) > 0.45),
+                "afp_ng_ml": float(round(10 ** rng.normal(1.6 + 0.3 * z(np.log(diameter))[i], 0.8), 1)),
+                "child_pugh": "A" if rng.random() < 0.8 else "B",
+                "bclc": "B" if rng.random() < 0.6 else "C",
+                "age": int(np.clip(round(rng.normal(58, 10)), 30, 85)),
+                "sex": "M" if rng.random() < 0.85 else "F",
+                "_tumour": TumourSpec(
+                    diameter_mm=float(diameter[i]),
+                    enhancement=float(enhancement[i]),
+                    necrosis=float(necrosis[i]),
+                    capsule=bool(capsule[i]),
+                    texture=float(texture[i]),
+                ),
+                "_probability": float(prob[i]),
+            }
+        )
+    return rows
+
+
+def _render_patient(args: tuple) -> tuple[str, dict[str, str]]:
+    from srgan3d.degrade import degrade_volume
+    from srgan3d.volume import downscaled_affine, write_volume
+
+    row, spec, seed, outdir = args
+    pid = row["patient_id"]
+    ph = make_phantom(spec.shape, spec.spacing_mm, tumour=row["_tumour"], seed=seed, noise=spec.noise)
+    lr = degrade_volume(ph.image, 2, model="kspace")
+    m = ph.tumour_mask.data
+    sx, sy, sz = (n // 2 for n in m.shape)
+    lr_mask = m.reshape(sx, 2, sy, 2, sz, 2).mean(axis=(1, 3, 5)) >= 0.5
+    meta = dict(lr.meta)
+    lr.meta = meta
+    paths = {
+        "image": f"images/{pid}.nii.gz",
+        "mask": f"masks/{pid}.nii.gz",
+        "truth_hr": f"truth_hr/{pid}.nii.gz",
+        "truth_hr_mask": f"truth_hr/{pid}_mask.nii.gz",
+    }
+    write_volume(lr, outdir / paths["image"], description=f"srgan3d synthetic cohort {pid}, LR")
+    write_volume(
+        Volume(lr_mask.astype(np.uint8), downscaled_affine(ph.image.affine, 2), dict(meta)),
+        outdir / paths["mask"],
+        description=f"srgan3d synthetic cohort {pid}, tumour VOI",
+    )
+    write_volume(ph.image, outdir / paths["truth_hr"], description=f"srgan3d synthetic cohort {pid}, truth")
+    write_volume(
+        Volume(m.astype(np.uint8), ph.image.affine, dict(meta)),
+        outdir / paths["truth_hr_mask"],
+        description=f"srgan3d synthetic cohort {pid}, truth VOI",
+    )
+    return pid, paths
+
+
+def make_cohort(
+    outdir: str | Path,
+    spec: CohortSpec | None = None,
+    *,
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = False,
+) -> Path:
+    """Write a synthetic cohort: LR images, VOI masks, true HR images and `cohort.csv`.
+
+    The LR image of each patient is the 2x k-space truncation of its phantom (what the tool is
+    given); `truth_hr/` holds the phantom itself for measuring super-resolution. The responses are
+    SIMULATED from the model of `CohortSpec`; `cohort.csv` also lists the true tumour parameters
+    and response probability in columns starting with ``true_``.
+
+    Returns the path of `cohort.csv`.
+    """
+    import csv
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    spec = spec or CohortSpec()
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows = draw_cohort_table(spec, seed=seed)
+    jobs = [(r, spec, seed * 100_003 + i + 1, outdir) for i, r in enumerate(rows)]
+    bar = tqdm(total=len(jobs), desc="synthetic cohort", unit="patient", disable=not progress)
+    results: dict[str, dict[str, str]] = {}
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for pid, paths in pool.map(_render_patient, jobs):
+                results[pid] = paths
+                bar.update()
+    else:
+        for job in jobs:
+            pid, paths = _render_patient(job)
+            results[pid] = paths
+            bar.update()
+    bar.close()
+
+    fields = [
+        "patient_id", "image", "mask", "response", "diameter_mm", "arterial_enhancement", "afp_ng_ml",
+        "child_pugh", "bclc", "age", "sex", "truth_hr", "truth_hr_mask", "true_diameter_mm",
+        "true_enhancement", "true_texture", "true_necrosis", "true_capsule", "true_response_probability",
+    ]  # fmt: skip
+    tmp = outdir / ".cohort.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            t: TumourSpec = r["_tumour"]
+            out = {k: v for k, v in r.items() if not k.startswith("_")}
+            out.update(results[r["patient_id"]])
+            out.update(
+                true_diameter_mm=round(t.diameter_mm, 2),
+                true_enhancement=round(t.enhancement, 4),
+                true_texture=round(t.texture, 4),
+                true_necrosis=round(t.necrosis, 4),
+                true_capsule=int(t.capsule),
+                true_response_probability=round(r["_probability"], 4),
+            )
+            w.writerow(out)
+    os.replace(tmp, outdir / "cohort.csv")
+    return outdir / "cohort.csv"

@@ -1,0 +1,257 @@
+"""The cohort table: parsing, validation and the mRECIST response mapping.
+
+One row per patient (ARCHITECTURE.md): ``patient_id``, ``image``, ``mask``, ``response``, optional
+``image_sr`` and ``mask_sr``, and clinical columns. Paths are relative to the table's folder.
+``response`` is CR/PR/SD/PD or 1/0 (objective response = CR + PR = 1). Where ``response`` is
+empty, it is derived from ``baseline_viable_mm``, ``followup_viable_mm`` (one or more sums of
+viable-tumour diameters, separated by ``;``, in time order) and ``new_lesion`` by mRECIST.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("patient_id", "image", "mask")
+PATH_COLUMNS = ("image", "mask", "image_sr", "mask_sr")
+RESPONSE_CODES = {"CR": 1, "PR": 1, "SD": 0, "PD": 0, "1": 1, "0": 0}
+MIN_PER_CLASS = 10
+
+
+class CohortError(ValueError):
+    """The cohort table has problems; `problems` lists every one with its row and column."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        head = f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the cohort table"
+        super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def mrecist_category(
+    baseline_mm: float, followup_mm: Sequence[float], *, new_lesion: bool = False
+) -> str:
+    """mRECIST category at the last follow-up from sums of viable (arterially enhancing) diameters.
+
+    In this order: PD if a new lesion appeared or the sum rose by >= 20% over its nadir (the
+    smallest sum since baseline, baseline included); CR if no viable tumour is left; PR if the sum
+    fell by >= 30% from baseline; else SD.
+    """
+    if not followup_mm:
+        raise ValueError("mRECIST needs at least one follow-up measurement")
+    sums = [float(baseline_mm), *map(float, followup_mm)]
+    if any(not np.isfinite(s) or s < 0 for s in sums):
+        raise ValueError(f"viable-tumour sums must be non-negative numbers, not {sums}")
+    if baseline_mm <= 0:
+        raise ValueError("the baseline sum of viable diameters must be > 0 (a target lesion is needed)")
+    last = sums[-1]
+    nadir = min(sums[:-1])
+    if new_lesion or (nadir > 0 and last >= 1.2 * nadir) or (nadir == 0 and last > 0):
+        return "PD"
+    if last == 0:
+        return "CR"
+    if last <= 0.7 * sums[0]:
+        return "PR"
+    return "SD"
+
+
+@dataclass
+class Cohort:
+    """A validated cohort: `table` has absolute paths and a 0/1 ``label`` column."""
+
+    path: Path
+    table: pd.DataFrame
+    clinical_columns: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.table["label"].to_numpy(dtype=int)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+
+def _truthy(value: object) -> bool | None:
+    s = str(value).strip().lower()
+    if s in ("1", "true", "yes", "y"):
+        return True
+    if s in ("0", "false", "no", "n", "", "nan"):
+        return False
+    return None
+
+
+def _response_of(row: pd.Series, where: str, problems: list[str]) -> int | None:
+    raw = row.get("response")
+    code = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw).strip().upper()
+    if code.endswith(".0"):
+        code = code[:-2]
+    if code:
+        if code not in RESPONSE_CODES:
+            problems.append(
+                f"{where}, column 'response': unknown code {raw!r}; use CR, PR, SD, PD (mRECIST) or 1/0"
+            )
+            return None
+        return RESPONSE_CODES[code]
+    if "baseline_viable_mm" in row.index and "followup_viable_mm" in row.index:
+        try:
+            base = float(row["baseline_viable_mm"])
+            follow = [float(v) for v in str(row["followup_viable_mm"]).split(";") if v.strip()]
+            new = _truthy(row.get("new_lesion", 0))
+            if new is None:
+                raise ValueError(f"new_lesion must be yes/no or 1/0, not {row.get('new_lesion')!r}")
+            return RESPONSE_CODES[mrecist_category(base, follow, new_lesion=new)]
+        except ValueError as exc:
+            problems.append(f"{where}, columns 'baseline_viable_mm'/'followup_viable_mm': {exc}")
+            return None
+    problems.append(
+        f"{where}, column 'response': empty; give CR/PR/SD/PD or 1/0, or the columns "
+        "baseline_viable_mm and followup_viable_mm to derive it"
+    )
+    return None
+
+
+def _geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
+    from srgan3d.volume import read_volume
+
+    if path.is_file() and path.name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        img = nib.load(str(path))
+        return tuple(int(n) for n in img.shape[:3]), img.affine
+    vol = read_volume(path)
+    return vol.shape, vol.affine
+
+
+def read_cohort(
+    path: str | Path,
+    *,
+    clinical_columns: Sequence[str] | None = None,
+    min_per_class: int = MIN_PER_CLASS,
+    check_images: bool = True,
+) -> Cohort:
+    """Read and validate a cohort table (CSV); raise `CohortError` listing every problem.
+
+    Args:
+        path: the CSV file; paths inside it are relative to its folder (or absolute).
+        clinical_columns: columns that must be present and numeric or yes/no (None: no check).
+        min_per_class: fewest responders and non-responders accepted.
+        check_images: open every image and mask header; read masks to check they are not empty
+            and lie on the image's grid.
+    """
+    from srgan3d.volume import read_volume
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cohort table {path} does not exist")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CohortError(path, [f"not a readable CSV file: {exc}"]) from None
+    df.columns = [c.strip() for c in df.columns]
+    problems: list[str] = []
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if "response" not in df.columns and "baseline_viable_mm" not in df.columns:
+        missing.append("response")
+    if missing:
+        raise CohortError(
+            path,
+            [f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+             f"the table has {', '.join(df.columns) or 'no columns'}"],
+        )  # fmt: skip
+    clinical = list(clinical_columns or [])
+    for c in clinical:
+        if c not in df.columns:
+            problems.append(f"clinical column {c!r} is not in the table (columns: {', '.join(df.columns)})")
+
+    root = path.parent
+    labels: list[int | None] = []
+    abs_paths: dict[str, list[str]] = {c: [] for c in PATH_COLUMNS if c in df.columns}
+    seen: dict[str, int] = {}
+    for i, row in df.iterrows():
+        line = int(i) + 2  # header is line 1
+        pid = row["patient_id"].strip()
+        where = f"row {line} (patient {pid or '?'})"
+        if not pid:
+            problems.append(f"row {line}, column 'patient_id': empty")
+        elif pid in seen:
+            problems.append(f"{where}, column 'patient_id': duplicate of row {seen[pid]}")
+        else:
+            seen[pid] = line
+        labels.append(_response_of(row, where, problems))
+        for c in abs_paths:
+            raw = row[c].strip()
+            if not raw:
+                if c in REQUIRED:
+                    problems.append(f"{where}, column {c!r}: empty")
+                abs_paths[c].append("")
+                continue
+            p = Path(raw) if Path(raw).is_absolute() else root / raw
+            abs_paths[c].append(str(p))
+            if not p.exists():
+                problems.append(f"{where}, column {c!r}: file {raw} not found (looked at {p})")
+        for c in clinical:
+            if c in df.columns:
+                v = row[c].strip()
+                if v == "":
+                    problems.append(f"{where}, column {c!r}: empty; fill it or drop the patient")
+                else:
+                    try:
+                        float(v)
+                    except ValueError:
+                        if _truthy(v) is None:
+                            problems.append(f"{where}, column {c!r}: {v!r} is neither a number nor yes/no")
+
+        if check_images:
+            for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr")):
+                if img_col not in abs_paths or mask_col not in abs_paths:
+                    continue
+                ip, mp = abs_paths[img_col][-1], abs_paths[mask_col][-1]
+                if not ip or not mp or not Path(ip).exists() or not Path(mp).exists():
+                    continue
+                try:
+                    ishape, iaff = _geometry(Path(ip))
+                    mvol = read_volume(mp)
+                except Exception as exc:  # noqa: BLE001 - any unreadable file is one reported problem
+                    problems.append(f"{where}, columns {img_col!r}/{mask_col!r}: cannot read: {exc}")
+                    continue
+                if mvol.shape != ishape or not np.allclose(mvol.affine, iaff, atol=1e-3):
+                    problems.append(
+                        f"{where}, column {mask_col!r}: mask grid {mvol.shape} does not match the image's "
+                        f"{ishape} (or their affines differ); resample the mask onto the image"
+                    )
+                elif not np.any(mvol.data > 0.5):
+                    problems.append(f"{where}, column {mask_col!r}: the mask is empty (no voxel > 0.5)")
+
+    known = [v for v in labels if v is not None]
+    n_pos, n_neg = sum(known), len(known) - sum(known)
+    if not problems and (n_pos < min_per_class or n_neg < min_per_class):
+        problems.append(
+            f"column 'response': {n_pos} responders and {n_neg} non-responders; at least {min_per_class} "
+            "of each are needed for the models"
+        )
+    if problems:
+        raise CohortError(path, problems)
+    out = df.copy()
+    for c, vals in abs_paths.items():
+        out[c] = vals
+    out["label"] = [int(v) for v in labels]  # type: ignore[arg-type]
+    for c in clinical:
+        out[c] = [float(v) if _is_float(v) else float(bool(_truthy(v))) for v in df[c].str.strip()]
+    log.info("cohort %s: %d patients, %d responders", path, len(out), n_pos)
+    return Cohort(path=path, table=out, clinical_columns=clinical)
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
