@@ -1,0 +1,511 @@
+"""The response models: one stratified split, radiomics signatures (radscores), the clinical model
+and clinical + radscore, evaluated on the held-out patients and by bootstrap internal validation.
+
+Nothing from the test set reaches any fitting or selection step: `fit_models` is only ever given
+the training rows, and `tests/test_modeling.py` shuffles the test labels and checks that every
+fitted coefficient stays the same. Imports neither torch nor pyradiomics.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from srgan3d import stats
+
+log = logging.getLogger(__name__)
+
+MODEL_NAMES = ("radiomics_pre_sr", "radiomics_post_sr", "clinical", "clinical_post_sr")
+MODEL_LABELS = {
+    "radiomics_pre_sr": "Radiomics, pre-SR",
+    "radiomics_post_sr": "Radiomics, post-SR",
+    "clinical": "Clinical",
+    "clinical_post_sr": "Clinical + post-SR radscore",
+}
+
+
+@dataclass(frozen=True)
+class ModelingConfig:
+    """Options of the modelling; one per `evaluate` option.
+
+    Attributes:
+        test_size: fraction of patients held out (stratified by response).
+        seed: seeds the split, the cross-validation folds and the bootstrap.
+        screen_p: Mann-Whitney p-value below which a feature passes univariate screening.
+        min_screened: if fewer pass, the features with the smallest p-values are kept instead.
+        max_screened: at most this many (smallest p) go on to the redundancy filter.
+        max_abs_spearman: of two features correlated more than this, the one with the larger
+            screening p-value is dropped.
+        cv_folds: folds of the LASSO's cross-validation (scored by ROC AUC).
+        n_cs: size of the grid of inverse penalties C (log-spaced 0.005 to 10).
+        clinical: candidate clinical variables (numeric or 0/1 columns).
+        clinical_p_enter: univariable p-value below which a clinical variable enters the
+            multivariable model; if none does, all candidates enter.
+        n_bootstrap: bootstrap resamples for the optimism-corrected AUC (0 = skip).
+    """
+
+    test_size: float = 0.2
+    seed: int = 0
+    screen_p: float = 0.05
+    min_screened: int = 5
+    max_screened: int = 30
+    max_abs_spearman: float = 0.9
+    cv_folds: int = 5
+    n_cs: int = 20
+    clinical: tuple[str, ...] = ("diameter_mm", "arterial_enhancement")
+    clinical_p_enter: float = 0.10
+    n_bootstrap: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.test_size <= 0.5:
+            raise ValueError(f"test size must lie between 0.05 and 0.5, not {self.test_size}")
+        if not self.clinical:
+            raise ValueError("at least one clinical variable is needed for the clinical model")
+
+
+def split_patients(y: np.ndarray, *, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded split: (train indices, test indices), each sorted."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    train, test = train_test_split(idx, test_size=test_size, stratify=y, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+# --------------------------------------------------------------------------------------------
+# Radscore
+
+
+@dataclass
+class Radscore:
+    """Feature selection and LASSO-logistic signature, fitted on training rows only.
+
+    Steps: drop features that are not finite or constant; Mann-Whitney screening; redundancy
+    removal by |Spearman|; standardisation; L1-penalised logistic regression with C chosen by
+    stratified cross-validated ROC AUC. The radscore is the model's linear predictor
+    ``intercept + sum(coef * (x - mean) / sd)`` over the features with non-zero coefficients.
+    """
+
+    seed: int = 0
+    config: ModelingConfig = field(default_factory=ModelingConfig)
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Radscore:
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.model_selection import StratifiedKFold
+
+        cfg = self.config
+        y = np.asarray(y, int)
+        Xv = X.to_numpy(float)
+        finite = np.all(np.isfinite(Xv), axis=0)
+        sd = np.nanstd(Xv, axis=0)
+        keep = finite & (sd > 1e-12 * np.maximum(1.0, np.abs(np.nanmean(Xv, axis=0))))
+        self.n_features_in_ = X.shape[1]
+        self.n_variance_kept_ = int(keep.sum())
+        cols = X.columns[keep]
+        Xk = Xv[:, keep]
+        pvals = sps.mannwhitneyu(Xk[y == 1], Xk[y == 0], axis=0, alternative="two-sided").pvalue
+        order = np.argsort(pvals, kind="mergesort")
+        passed = order[pvals[order] < cfg.screen_p]
+        self.n_screen_passed_ = int(len(passed))
+        if len(passed) < cfg.min_screened:
+            passed = order[: cfg.min_screened]
+        passed = passed[: cfg.max_screened]
+        # redundancy: walk features from the smallest p, keep one unless too correlated to a kept one
+        rho = sps.spearmanr(Xk[:, passed]).statistic if len(passed) > 1 else np.ones((1, 1))
+        rho = np.atleast_2d(rho)
+        kept: list[int] = []
+        for i in range(len(passed)):
+            if all(abs(rho[i, j]) <= cfg.max_abs_spearman for j in kept):
+                kept.append(i)
+        candidates = passed[kept]
+        self.screened_ = [str(cols[i]) for i in candidates]
+        self.screen_p_ = {str(cols[i]): float(pvals[i]) for i in candidates}
+        Xc = Xk[:, candidates]
+        self.mean_ = Xc.mean(axis=0)
+        self.sd_ = Xc.std(axis=0, ddof=0)
+        Z = (Xc - self.mean_) / self.sd_
+        cv = StratifiedKFold(n_splits=min(cfg.cv_folds, int(np.bincount(y).min())), shuffle=True, random_state=self.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            lasso = LogisticRegressionCV(
+                Cs=np.logspace(np.log10(0.005), 1, cfg.n_cs),
+                l1_ratios=(1.0,),
+                solver="liblinear",
+                cv=cv,
+                scoring="roc_auc",
+                max_iter=5000,
+                use_legacy_attributes=False,
+            ).fit(Z, y)
+        coef = lasso.coef_.ravel()
+        intercept = float(lasso.intercept_[0])
+        self.C_ = float(np.ravel(lasso.C_)[0])
+        if not np.any(coef != 0):
+            # The CV optimum shrank every coefficient to zero; take the strongest penalty that
+            # keeps one feature rather than a constant score (recorded in `fallback_`).
+            from sklearn.linear_model import LogisticRegression
+
+            for c in lasso.Cs_:
+                m = LogisticRegression(C=c, l1_ratio=1.0, solver="liblinear", max_iter=5000).fit(Z, y)
+                if np.any(m.coef_ != 0):
+                    coef, intercept, self.C_ = m.coef_.ravel(), float(m.intercept_[0]), float(c)
+                    break
+            self.fallback_ = True
+        else:
+            self.fallback_ = False
+        nz = coef != 0
+        self.features_ = [f for f, k in zip(self.screened_, nz, strict=True) if k]
+        self.coef_ = coef[nz]
+        self.intercept_ = intercept
+        self.mean_, self.sd_ = self.mean_[nz], self.sd_[nz]
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Radscore of each row (log-odds scale)."""
+        Z = (X[self.features_].to_numpy(float) - self.mean_) / self.sd_
+        return self.intercept_ + Z @ self.coef_
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return 1 / (1 + np.exp(-self.decision_function(X)))
+
+    def formula(self) -> str:
+        terms = [f"{self.intercept_:+.4f}"] + [
+            f"{c:+.4f} x z({f})" for f, c in zip(self.features_, self.coef_, strict=True)
+        ]
+        return "radscore = " + " ".join(terms)
+
+    def coefficients(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "feature": ["(intercept)", *self.features_],
+                "coefficient": [self.intercept_, *self.coef_],
+                "train_mean": [np.nan, *self.mean_],
+                "train_sd": [np.nan, *self.sd_],
+                "screen_p": [np.nan, *(self.screen_p_[f] for f in self.features_)],
+            }
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Logistic models with odds ratios (statsmodels)
+
+
+@dataclass
+class Logistic:
+    """Unpenalised logistic regression with odds ratios, 95% CIs and Wald p-values (statsmodels)."""
+
+    variables: list[str]
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Logistic:
+        import statsmodels.api as sm
+
+        design = sm.add_constant(X[self.variables].astype(float), has_constant="add")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sm.Logit(np.asarray(y, float), design).fit(disp=0, maxiter=200, method="newton")
+        self.params_ = res.params
+        ci = res.conf_int(0.05)
+        with np.errstate(over="ignore"):  # separated data: infinite odds ratios are the honest answer
+            self.table_ = self._table(res, ci)
+        return self
+
+    @staticmethod
+    def _table(res: Any, ci: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "variable": list(res.params.index),
+                "coefficient": res.params.to_numpy(),
+                "odds_ratio": np.exp(res.params.to_numpy()),
+                "or_ci_low": np.exp(ci[0].to_numpy()),
+                "or_ci_high": np.exp(ci[1].to_numpy()),
+                "p_value": res.pvalues.to_numpy(),
+            }
+        )
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        b = self.params_
+        return b["const"] + X[self.variables].astype(float).to_numpy() @ b[self.variables].to_numpy()
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return 1 / (1 + np.exp(-self.decision_function(X)))
+
+
+@dataclass
+class FittedModels:
+    """Everything fitted on the training rows."""
+
+    radscore_pre: Radscore
+    radscore_post: Radscore
+    clinical_univariable: pd.DataFrame
+    clinical: Logistic
+    combined: Logistic
+
+    def predict(self, pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame) -> pd.DataFrame:
+        """Predicted probability of response of every model for these rows."""
+        clin = clin.copy()
+        clin["radscore_post_sr"] = self.radscore_post.decision_function(post)
+        return pd.DataFrame(
+            {
+                "radiomics_pre_sr": self.radscore_pre.predict_proba(pre),
+                "radiomics_post_sr": self.radscore_post.predict_proba(post),
+                "clinical": self.clinical.predict_proba(clin),
+                "clinical_post_sr": self.combined.predict_proba(clin),
+            },
+            index=pre.index,
+        )
+
+    def coefficients(self) -> pd.DataFrame:
+        frames = []
+        for name, model in (("radiomics_pre_sr", self.radscore_pre), ("radiomics_post_sr", self.radscore_post)):
+            frames.append(model.coefficients().rename(columns={"feature": "variable"}).assign(model=name))
+        for name, model in (("clinical", self.clinical), ("clinical_post_sr", self.combined)):
+            frames.append(model.table_.assign(model=name))
+        return pd.concat(frames, ignore_index=True)
+
+
+def fit_models(
+    pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
+) -> FittedModels:
+    """Fit all models on the rows given, which must be training rows only."""
+    y = np.asarray(y, int)
+    r_pre = Radscore(seed=config.seed, config=config).fit(pre, y)
+    r_post = Radscore(seed=config.seed, config=config).fit(post, y)
+    uni = pd.concat(
+        [Logistic([v]).fit(clin, y).table_.iloc[1:] for v in config.clinical], ignore_index=True
+    )
+    entered = [v for v, p in zip(uni["variable"], uni["p_value"], strict=True) if p < config.clinical_p_enter]
+    clinical = Logistic(entered or list(config.clinical)).fit(clin, y)
+    clin2 = clin.copy()
+    clin2["radscore_post_sr"] = r_post.decision_function(post)
+    combined = Logistic([*clinical.variables, "radscore_post_sr"]).fit(clin2, y)
+    return FittedModels(r_pre, r_post, uni, clinical, combined)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole analysis
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float:
+    return stats.roc_auc_ci(y, p).auc
+
+
+def optimism_corrected_auc(
+    pre: pd.DataFrame,
+    post: pd.DataFrame,
+    clin: pd.DataFrame,
+    y: np.ndarray,
+    config: ModelingConfig,
+    *,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Harrell's bootstrap: apparent AUC of the whole pipeline fitted on all patients, minus the
+    mean optimism (AUC on the bootstrap sample - AUC on the original patients, each time with
+    selection and fitting redone on the bootstrap sample). Resamples are stratified by response.
+    """
+    from tqdm.auto import tqdm
+
+    y = np.asarray(y, int)
+    full = fit_models(pre, post, clin, y, config).predict(pre, post, clin)
+    apparent = {m: _auc(y, full[m].to_numpy()) for m in MODEL_NAMES}
+    rng = np.random.default_rng(config.seed + 1)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    optimism: dict[str, list[float]] = {m: [] for m in MODEL_NAMES}
+    failures = 0
+    for _ in tqdm(range(config.n_bootstrap), desc="bootstrap", unit="fit", disable=not progress):
+        b = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        bp, bq, bc = pre.iloc[b], post.iloc[b], clin.iloc[b]
+        try:
+            fitted = fit_models(bp, bq, bc, y[b], config)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            failures += 1
+            log.debug("bootstrap fit failed: %s", exc)
+            continue
+        on_boot = fitted.predict(bp, bq, bc)
+        on_orig = fitted.predict(pre, post, clin)
+        for m in MODEL_NAMES:
+            optimism[m].append(_auc(y[b], on_boot[m].to_numpy()) - _auc(y, on_orig[m].to_numpy()))
+    rows = []
+    for m in MODEL_NAMES:
+        o = np.array(optimism[m]) if optimism[m] else np.array([np.nan])
+        rows.append(
+            {
+                "model": m,
+                "apparent_auc": apparent[m],
+                "optimism": float(np.mean(o)),
+                "corrected_auc": apparent[m] - float(np.mean(o)),
+                "n_bootstrap": len(optimism[m]),
+                "failed_fits": failures,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class ModelingResult:
+    """Predictions and statistics of every model; `to_dict` is what results.json holds."""
+
+    config: ModelingConfig
+    train_ids: list[str]
+    test_ids: list[str]
+    fitted: FittedModels
+    predictions: pd.DataFrame  # index patient_id; columns set, label, one per model
+    roc: dict[str, dict[str, dict]]  # set -> model -> RocResult dict
+    delong: dict[str, list[dict]]  # set -> pairwise comparisons
+    operating_points: dict[str, dict[str, dict]]
+    calibration: dict[str, dict[str, dict]]
+    decision_curve: pd.DataFrame  # test set
+    optimism: pd.DataFrame | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "train_ids": self.train_ids,
+            "test_ids": self.test_ids,
+            "roc": self.roc,
+            "delong": self.delong,
+            "operating_points": self.operating_points,
+            "calibration": self.calibration,
+            "decision_curve": self.decision_curve.reset_index().to_dict(orient="list"),
+            "optimism": None if self.optimism is None else self.optimism.to_dict(orient="records"),
+            "clinical_univariable": self.fitted.clinical_univariable.to_dict(orient="records"),
+            "clinical_multivariable": self.fitted.clinical.table_.to_dict(orient="records"),
+            "combined_model": self.fitted.combined.table_.to_dict(orient="records"),
+            "radscore": {
+                name: {
+                    "formula": r.formula(),
+                    "features": r.features_,
+                    "coefficients": r.coefficients().to_dict(orient="records"),
+                    "n_features_in": r.n_features_in_,
+                    "n_variance_kept": r.n_variance_kept_,
+                    "n_screen_passed": r.n_screen_passed_,
+                    "n_after_redundancy": len(r.screened_),
+                    "C": r.C_,
+                    "fallback": r.fallback_,
+                }
+                for name, r in (
+                    ("radiomics_pre_sr", self.fitted.radscore_pre),
+                    ("radiomics_post_sr", self.fitted.radscore_post),
+                )
+            },
+        }
+
+
+def run_modeling(
+    pre: pd.DataFrame,
+    post: pd.DataFrame,
+    clin: pd.DataFrame,
+    y: Sequence[int] | np.ndarray,
+    config: ModelingConfig,
+    *,
+    progress: bool = False,
+) -> ModelingResult:
+    """Split, fit on the training rows, evaluate on both sets, and bootstrap the whole pipeline.
+
+    Args:
+        pre, post: features before and after SR, one row per patient (same index and order).
+        clin: the clinical variables (numeric), same rows.
+        y: 1 = objective response, 0 = none.
+    """
+    y = np.asarray(y, int)
+    if not (pre.index.equals(post.index) and pre.index.equals(clin.index)):
+        raise ValueError("pre-SR, post-SR and clinical tables must list the same patients in the same order")
+    missing = [c for c in config.clinical if c not in clin.columns]
+    if missing:
+        raise ValueError(f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})")
+    train, test = split_patients(y, test_size=config.test_size, seed=config.seed)
+    tr = pre.index[train]
+    fitted = fit_models(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config)
+    pred = fitted.predict(pre, post, clin)
+    pred.insert(0, "label", y)
+    pred.insert(0, "set", np.where(np.isin(np.arange(len(y)), test), "test", "train"))
+
+    roc: dict[str, dict[str, dict]] = {}
+    delong: dict[str, list[dict]] = {}
+    ops: dict[str, dict[str, dict]] = {}
+    cal: dict[str, dict[str, dict]] = {}
+    thresholds = {m: stats.youden_threshold(y[train], pred[m].to_numpy()[train]) for m in MODEL_NAMES}
+    for name, idx in (("train", train), ("test", test)):
+        yy = y[idx]
+        roc[name] = {m: stats.roc_auc_ci(yy, pred[m].to_numpy()[idx]).to_dict() for m in MODEL_NAMES}
+        delong[name] = []
+        for i, a in enumerate(MODEL_NAMES):
+            for b in MODEL_NAMES[i + 1 :]:
+                r = stats.delong_test(yy, pred[a].to_numpy()[idx], pred[b].to_numpy()[idx]).to_dict()
+                delong[name].append({"model_a": a, "model_b": b, **r})
+        ops[name] = {
+            m: stats.operating_point(yy, pred[m].to_numpy()[idx], thresholds[m]).to_dict() for m in MODEL_NAMES
+        }
+        cal[name] = {m: stats.calibration(yy, pred[m].to_numpy()[idx], n_bins=5 if name == "test" else 10).to_dict()
+                     for m in MODEL_NAMES}  # fmt: skip
+    dca = stats.decision_curve(y[test], {m: pred[m].to_numpy()[test] for m in MODEL_NAMES}, np.arange(0.01, 1.0, 0.01))
+    optimism = (
+        optimism_corrected_auc(pre, post, clin, y, config, progress=progress) if config.n_bootstrap > 0 else None
+    )
+    return ModelingResult(
+        config=config,
+        train_ids=[str(i) for i in tr],
+        test_ids=[str(i) for i in pre.index[test]],
+        fitted=fitted,
+        predictions=pred,
+        roc=roc,
+        delong=delong,
+        operating_points=ops,
+        calibration=cal,
+        decision_curve=dca,
+        optimism=optimism,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Cohort summary
+
+
+def cohort_summary(table: pd.DataFrame, y: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+    """Clinical variables by response: median [IQR] and Mann-Whitney p for numbers; n (%) and
+    Fisher's exact (2x2) or chi-square p for categories."""
+    y = np.asarray(y, int)
+    rows = []
+    for c in columns:
+        if c not in table.columns:
+            continue
+        col = table[c]
+        num = pd.to_numeric(col, errors="coerce")
+        is_binary_num = num.notna().all() and set(num.unique()) <= {0, 1}
+        if num.notna().all() and not is_binary_num:
+            a, b = num[y == 1], num[y == 0]
+            p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+            def fmt(v: pd.Series) -> str:
+                q1, q2, q3 = np.percentile(v, [25, 50, 75])
+                return f"{q2:.1f} [{q1:.1f}-{q3:.1f}]"
+
+            rows.append({"variable": c, "level": "median [IQR]", "responders": fmt(a), "non_responders": fmt(b),
+                         "test": "Mann-Whitney U", "p_value": p})  # fmt: skip
+            continue
+        values = num.astype(int).astype(str) if is_binary_num else col.astype(str)
+        ct = pd.crosstab(values, y).reindex(columns=[1, 0], fill_value=0)
+        if ct.shape == (2, 2):
+            p = float(sps.fisher_exact(ct.to_numpy()).pvalue)
+            test = "Fisher exact"
+        else:
+            p = float(sps.chi2_contingency(ct.to_numpy()).pvalue)
+            test = "chi-square"
+        n1, n0 = int((y == 1).sum()), int((y == 0).sum())
+        for i, level in enumerate(ct.index):
+            rows.append(
+                {
+                    "variable": c,
+                    "level": str(level),
+                    "responders": f"{ct.loc[level, 1]} ({100 * ct.loc[level, 1] / n1:.0f}%)",
+                    "non_responders": f"{ct.loc[level, 0]} ({100 * ct.loc[level, 0] / n0:.0f}%)",
+                    "test": test if i == 0 else "",
+                    "p_value": p if i == 0 else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
