@@ -141,6 +141,7 @@ class Radscore:
                 cv=cv,
                 scoring="roc_auc",
                 max_iter=5000,
+                random_state=self.seed,  # liblinear draws random numbers: seed them for reproducibility
                 use_legacy_attributes=False,
             ).fit(Z, y)
         coef = lasso.coef_.ravel()
@@ -152,7 +153,9 @@ class Radscore:
             from sklearn.linear_model import LogisticRegression
 
             for c in lasso.Cs_:
-                m = LogisticRegression(C=c, l1_ratio=1.0, solver="liblinear", max_iter=5000).fit(Z, y)
+                m = LogisticRegression(
+                    C=c, l1_ratio=1.0, solver="liblinear", max_iter=5000, random_state=self.seed
+                ).fit(Z, y)
                 if np.any(m.coef_ != 0):
                     coef, intercept, self.C_ = m.coef_.ravel(), float(m.intercept_[0]), float(c)
                     break
@@ -403,6 +406,7 @@ def run_modeling(
     y: Sequence[int] | np.ndarray,
     config: ModelingConfig,
     *,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
     progress: bool = False,
 ) -> ModelingResult:
     """Split, fit on the training rows, evaluate on both sets, and bootstrap the whole pipeline.
@@ -411,6 +415,7 @@ def run_modeling(
         pre, post: features before and after SR, one row per patient (same index and order).
         clin: the clinical variables (numeric), same rows.
         y: 1 = objective response, 0 = none.
+        split: (train, test) row indices; None = `split_patients(y, ...)` from the config.
     """
     y = np.asarray(y, int)
     if not (pre.index.equals(post.index) and pre.index.equals(clin.index)):
@@ -418,7 +423,7 @@ def run_modeling(
     missing = [c for c in config.clinical if c not in clin.columns]
     if missing:
         raise ValueError(f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})")
-    train, test = split_patients(y, test_size=config.test_size, seed=config.seed)
+    train, test = split or split_patients(y, test_size=config.test_size, seed=config.seed)
     tr = pre.index[train]
     fitted = fit_models(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config)
     pred = fitted.predict(pre, post, clin)

@@ -10,6 +10,7 @@ Wilson intervals. A higher score always means "more likely positive" (pROC's `di
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -331,17 +332,19 @@ def calibration(
         raise ValueError("y_prob must be probabilities in [0, 1]")
     lp = _logit(p)
     brier = float(np.mean((p - y) ** 2))
-    try:
-        fit = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
-        slope = float(fit.params[1])
-    except (np.linalg.LinAlgError, ValueError):  # perfectly separated predictions
-        slope = float("nan")
-    try:
-        fit0 = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
-        intercept = float(fit0.params[0])
-    except (np.linalg.LinAlgError, ValueError):
-        intercept = float("nan")
-
+    slope = intercept = float("nan")
+    # Perfectly separated predictions (common on a training set) leave slope and intercept
+    # undefined: they are reported as NaN rather than as the solver's huge last iterate.
+    with warnings.catch_warnings(record=True) as caught, np.errstate(over="ignore", divide="ignore"):
+        warnings.simplefilter("always")
+        try:
+            fit = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
+            fit0 = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
+            separated = any("separation" in str(w.message).lower() for w in caught)
+            if not separated:
+                slope, intercept = float(fit.params[1]), float(fit0.params[0])
+        except (np.linalg.LinAlgError, ValueError):
+            pass
     n_bins = int(max(2, min(n_bins, len(y) // 2)))
     order = np.argsort(p, kind="mergesort")
     groups = np.array_split(order, n_bins)

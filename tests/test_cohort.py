@@ -1,0 +1,94 @@
+"""Cohort table validation and the mRECIST mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from srgan3d.cohort import CohortError, mrecist_category, read_cohort
+from srgan3d.volume import Volume, write_volume
+
+
+@pytest.mark.parametrize(
+    ("baseline", "follow", "new", "expected"),
+    [
+        (50, [20], False, "PR"),  # -60%
+        (50, [35], False, "PR"),  # exactly -30%
+        (50, [36], False, "SD"),  # -28%
+        (50, [0], False, "CR"),
+        (50, [0], True, "PD"),  # a new lesion is progression even with no viable target left
+        (50, [60], False, "PD"),  # exactly +20% over the nadir (baseline)
+        (50, [59], False, "SD"),
+        (50, [20, 24], False, "PD"),  # +20% over the nadir 20, although still -52% from baseline
+        (50, [20, 23], False, "PR"),
+        (50, [0, 5], False, "PD"),  # viable tumour back after CR
+    ],
+)
+def test_mrecist_category(baseline, follow, new, expected):
+    assert mrecist_category(baseline, follow, new_lesion=new) == expected
+
+
+def _write(tmp_path, name, data, affine=None):
+    return write_volume(Volume(data.astype(np.float32), np.eye(4) if affine is None else affine, {}), tmp_path / name)
+
+
+def _table(tmp_path, rows, header="patient_id,image,mask,response,diameter_mm"):
+    p = tmp_path / "cohort.csv"
+    p.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return p
+
+
+@pytest.fixture
+def files(tmp_path):
+    img = np.random.default_rng(0).random((8, 8, 4))
+    mask = np.zeros((8, 8, 4))
+    mask[2:5, 2:5, 1:3] = 1
+    _write(tmp_path, "img.nii.gz", img)
+    _write(tmp_path, "mask.nii.gz", mask)
+    _write(tmp_path, "empty.nii.gz", np.zeros((8, 8, 4)))
+    _write(tmp_path, "small.nii.gz", mask[:6])
+    return tmp_path
+
+
+def test_good_table_with_codes_and_derived_response(files):
+    rows = [f"R{i},img.nii.gz,mask.nii.gz,{'CR' if i % 2 else 'pd'},{30 + i}" for i in range(20)]
+    p = _table(files, rows)
+    c = read_cohort(p, clinical_columns=["diameter_mm"])
+    assert c.labels.sum() == 10 and len(c.table) == 20
+    assert c.table["image"].iloc[0] == str(files / "img.nii.gz")
+    hdr = "patient_id,image,mask,response,baseline_viable_mm,followup_viable_mm,new_lesion"
+    rows = [f"A{i},img.nii.gz,mask.nii.gz,,50,20,no" for i in range(10)]
+    rows += [f"B{i},img.nii.gz,mask.nii.gz,,50,20;25,0" for i in range(10)]
+    assert read_cohort(_table(files, rows, hdr)).labels.tolist() == [1] * 10 + [0] * 10
+
+
+def test_every_problem_is_reported_at_once_with_row_and_column(files):
+    rows = [f"R{i},img.nii.gz,mask.nii.gz,{i % 2},40" for i in range(20)]
+    rows[0] = "R0,missing.nii.gz,mask.nii.gz,1,40"
+    rows[1] = "R1,img.nii.gz,empty.nii.gz,0,40"
+    rows[2] = "R2,img.nii.gz,small.nii.gz,1,40"
+    rows[3] = "R3,img.nii.gz,mask.nii.gz,NE,40"
+    rows[4] = "R3,img.nii.gz,mask.nii.gz,1,abc"
+    with pytest.raises(CohortError) as err:
+        read_cohort(_table(files, rows), clinical_columns=["diameter_mm"])
+    msg = str(err.value)
+    assert len(err.value.problems) == 6, msg
+    assert "row 2 (patient R0), column 'image': file missing.nii.gz not found" in msg
+    assert "row 3 (patient R1), column 'mask': the mask is empty" in msg
+    assert "row 4 (patient R2), column 'mask': mask grid (6, 8, 4) does not match" in msg
+    assert "row 5 (patient R3), column 'response': unknown code 'NE'" in msg
+    assert "row 6 (patient R3), column 'patient_id': duplicate of row 5" in msg
+    assert "row 6 (patient R3), column 'diameter_mm': 'abc' is neither a number nor yes/no" in msg
+
+
+def test_too_few_patients_in_a_class(files):
+    rows = [f"R{i},img.nii.gz,mask.nii.gz,{int(i < 4)},40" for i in range(20)]
+    with pytest.raises(CohortError, match="4 responders and 16 non-responders; at least 10"):
+        read_cohort(_table(files, rows))
+
+
+def test_missing_columns_are_named(files):
+    p = files / "c.csv"
+    p.write_text("id,image\nA,img.nii.gz\n")
+    with pytest.raises(CohortError, match="missing columns patient_id, mask, response"):
+        read_cohort(p)

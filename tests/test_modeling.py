@@ -1,0 +1,107 @@
+"""Modelling: no information from the test set reaches any fit; the pipeline finds real signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from srgan3d.modeling import MODEL_NAMES, ModelingConfig, cohort_summary, run_modeling, split_patients
+
+
+def _cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.55).astype(int)
+    idx = pd.Index([f"P{i:03d}" for i in range(n)], name="patient_id")
+    noise = rng.normal(size=(n, 60))
+    pre = pd.DataFrame(noise, index=idx, columns=[f"f{i}" for i in range(60)])
+    pre["f0"] += 1.0 * y  # weak signal before SR
+    post = pre.copy()
+    post["f1"] += 2.0 * y  # stronger after
+    pre["const"] = 1.0  # removed by the variance filter
+    post["const"] = 1.0
+    clin = pd.DataFrame(
+        {"diameter_mm": rng.normal(40, 10, n) - 8 * y, "arterial_enhancement": (rng.random(n) < 0.4 + 0.3 * y).astype(float)},
+        index=idx,
+    )
+    return pre, post, clin, y
+
+
+CFG = ModelingConfig(n_bootstrap=0, seed=3)
+
+
+def test_split_is_stratified_and_seeded():
+    y = np.r_[np.ones(68, int), np.zeros(54, int)]
+    tr, te = split_patients(y, test_size=0.2, seed=1)
+    assert len(te) == 25 and len(set(tr) & set(te)) == 0 and len(tr) + len(te) == 122
+    assert abs(y[te].mean() - y.mean()) < 0.03
+    tr2, te2 = split_patients(y, test_size=0.2, seed=1)
+    assert (te == te2).all()
+
+
+def test_nothing_from_the_test_set_reaches_any_fit():
+    pre, post, clin, y = _cohort()
+    split = split_patients(y, test_size=CFG.test_size, seed=CFG.seed)
+    base = run_modeling(pre, post, clin, y, CFG, split=split)
+
+    # Shuffle the test labels and replace the test patients' features and clinical values.
+    rng = np.random.default_rng(99)
+    test = split[1]
+    y2 = y.copy()
+    y2[test] = rng.permutation(y[test])
+    y2[test[0]] = 1 - y2[test[0]]  # change the class balance of the test set too
+    pre2, post2, clin2 = pre.copy(), post.copy(), clin.copy()
+    for df in (pre2, post2, clin2):
+        df.iloc[test] = rng.normal(size=(len(test), df.shape[1])) * 5
+    other = run_modeling(pre2, post2, clin2, y2, CFG, split=split)
+
+    pd.testing.assert_frame_equal(base.fitted.coefficients(), other.fitted.coefficients())
+    assert base.fitted.radscore_post.features_ == other.fitted.radscore_post.features_
+    train = split[0]
+    pd.testing.assert_frame_equal(base.predictions.iloc[train], other.predictions.iloc[train])
+    for m in MODEL_NAMES:
+        assert base.operating_points["train"][m]["threshold"] == other.operating_points["train"][m]["threshold"]
+    # ...while the test-set figures do change, so the test above can fail
+    assert base.roc["test"] != other.roc["test"]
+
+
+def test_pipeline_finds_the_signal_and_is_reproducible():
+    pre, post, clin, y = _cohort(n=120, seed=1)
+    a = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0))
+    assert "f1" in a.fitted.radscore_post.features_
+    assert "const" not in a.fitted.radscore_pre.screened_
+    assert a.roc["test"]["radiomics_post_sr"]["auc"] > 0.75
+    assert a.roc["test"]["radiomics_post_sr"]["auc"] > a.roc["test"]["radiomics_pre_sr"]["auc"]
+    opt = a.optimism.set_index("model")
+    assert (opt["corrected_auc"] <= opt["apparent_auc"] + 0.02).all()
+    b = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0))
+    pd.testing.assert_frame_equal(a.predictions, b.predictions)
+    pd.testing.assert_frame_equal(a.optimism, b.optimism)
+    assert a.decision_curve.shape == (99, 6)
+
+
+def test_clinical_odds_ratios_match_an_independent_fit():
+    from sklearn.linear_model import LogisticRegression
+
+    pre, post, clin, y = _cohort(n=120, seed=2)
+    res = run_modeling(pre, post, clin, y, CFG)
+    tr = split_patients(y, test_size=CFG.test_size, seed=CFG.seed)[0]
+    vars_ = res.fitted.clinical.variables
+    ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(clin.iloc[tr][vars_], y[tr])
+    table = res.fitted.clinical.table_.set_index("variable")
+    np.testing.assert_allclose(table.loc[vars_, "odds_ratio"], np.exp(ref.coef_[0]), rtol=1e-5)
+
+
+def test_cohort_summary_uses_the_right_tests():
+    from scipy.stats import fisher_exact, mannwhitneyu
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(20, int), np.zeros(20, int)]
+    t = pd.DataFrame({"age": rng.normal(60, 8, 40), "sex": ["M"] * 30 + ["F"] * 10, "bclc": list("ABC" * 13) + ["A"]})
+    s = cohort_summary(t, y, ["age", "sex", "bclc"])
+    age = s[s.variable == "age"].iloc[0]
+    assert age.p_value == pytest.approx(mannwhitneyu(t.age[y == 1], t.age[y == 0]).pvalue)
+    sex = s[(s.variable == "sex") & (s.test != "")].iloc[0]
+    assert sex.test == "Fisher exact"
+    assert sex.p_value == pytest.approx(fisher_exact([[0, 10], [20, 10]]).pvalue)
+    assert s[s.variable == "bclc"].iloc[0].test == "chi-square"
