@@ -8,6 +8,7 @@ dark. A smooth multiplicative bias field and Rician noise finish it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -377,4 +378,14 @@ def make_cohort(
             )
             w.writerow(out)
     os.replace(tmp, outdir / "cohort.csv")
+    card = {
+        "simulated": True,
+        "generator": "srgan3d.synthetic.make_cohort",
+        "seed": seed,
+        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
+        "response_model": "logit P = b0 + b_diam z(log diameter) + b_enh z(enhancement) + b_tex z(texture), "
+        "conditioned on n_responders",
+    }
+    (outdir / ".cohort.json.tmp").write_text(json.dumps(card, indent=2))
+    os.replace(outdir / ".cohort.json.tmp", outdir / "cohort.json")
     return outdir / "cohort.csv"

@@ -1,0 +1,154 @@
+"""`srgan3d evaluate`: cohort table -> radiomics before and after SR -> models -> statistics -> report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srgan3d.cohort import read_cohort
+from srgan3d.modeling import ModelingConfig, cohort_summary, run_modeling
+from srgan3d.provenance import versions
+from srgan3d.radiomics import RadiomicsConfig, crop, extract_cohort
+from srgan3d.report import write_report
+from srgan3d.volume import read_volume
+
+log = logging.getLogger(__name__)
+
+NOT_CLINICAL = {
+    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "label", "baseline_viable_mm",
+    "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
+}  # fmt: skip
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, ids: list[str]) -> list[dict[str, Any]]:
+    """Axial slices through the VOI centre before and after SR, for the report."""
+    out = []
+    for pid in ids:
+        row = table.set_index("patient_id").loc[pid]
+        box = tuple(slice(a, b) for a, b in info.loc[pid, "crop_lr"])
+        lr = crop(read_volume(row["image"]), box)
+        lr_mask = crop(read_volume(row["mask"]), box)
+        sr_path = Path(row["image_sr"]) if row.get("image_sr") else outdir / "sr" / f"{pid}.nii.gz"
+        srm_path = Path(row["mask_sr"]) if row.get("mask_sr") else outdir / "sr" / f"{pid}_mask.nii.gz"
+        if not sr_path.is_file() or not srm_path.is_file():
+            continue
+        sr, sr_mask = read_volume(sr_path), read_volume(srm_path)
+        z_lr = int(round(np.argwhere(lr_mask.data > 0.5)[:, 2].mean()))
+        z_sr = int(round(np.argwhere(sr_mask.data > 0.5)[:, 2].mean()))
+        out.append(
+            {
+                "patient_id": pid,
+                "response": str(row["response"]),
+                "lr": {"image": np.round(lr.data[:, :, z_lr], 2).tolist(), "mask": lr_mask.data[:, :, z_lr].astype(int).tolist(),
+                       "spacing_mm": list(lr.spacing_mm)},
+                "sr": {"image": np.round(sr.data[:, :, z_sr], 2).tolist(), "mask": (sr_mask.data[:, :, z_sr] > 0.5).astype(int).tolist(),
+                       "spacing_mm": list(sr.spacing_mm)},
+            }
+        )  # fmt: skip
+    return out
+
+
+def evaluate_cohort(
+    cohort_csv: str | Path,
+    outdir: str | Path,
+    *,
+    radiomics: RadiomicsConfig | None = None,
+    modeling: ModelingConfig | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The whole analysis of one cohort; writes results.json, CSVs and report.html in `outdir`.
+
+    Returns the results dictionary (as written to results.json).
+    """
+    radiomics = radiomics or RadiomicsConfig()
+    modeling = modeling or ModelingConfig()
+    cohort_csv = Path(cohort_csv)
+    outdir = Path(outdir)
+    if outdir.resolve() == cohort_csv.parent.resolve():
+        raise ValueError(f"the output folder {outdir} is the cohort's own folder; choose a separate one")
+    cohort = read_cohort(cohort_csv, clinical_columns=modeling.clinical)
+    outdir.mkdir(parents=True, exist_ok=True)
+    table = cohort.table
+    log.info("extracting radiomics for %d patients (%s spacing)", len(table), radiomics.spacing)
+    feats = extract_cohort(table, outdir, radiomics, progress=progress)
+    keep = table.set_index("patient_id").loc[feats.pre.index]
+    y = keep["label"].to_numpy(int)
+    for cls, n in ((1, int(y.sum())), (0, int(len(y) - y.sum()))):
+        if n < 5:
+            raise RuntimeError(f"only {n} patients of class {cls} left after failed extractions; cannot fit models")
+    clin = keep[list(modeling.clinical)].astype(float)
+    log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
+    res = run_modeling(feats.pre, feats.post, clin, y, modeling, progress=progress)
+
+    pred = res.predictions.copy()
+    pred.index.name = "patient_id"
+    pred.to_csv(outdir / ".predictions.csv.tmp")
+    os.replace(outdir / ".predictions.csv.tmp", outdir / "predictions.csv")
+    res.fitted.coefficients().to_csv(outdir / ".coefficients.csv.tmp", index=False)
+    os.replace(outdir / ".coefficients.csv.tmp", outdir / "coefficients.csv")
+
+    clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith("true_")]
+    summary = cohort_summary(keep.reset_index(), y, clinical_cols)
+    # one responder and one non-responder from the test set for the images section
+    test = pred[pred["set"] == "test"]
+    ids = [str(test.index[test["label"] == c][0]) for c in (1, 0) if (test["label"] == c).any()]
+    card_path = cohort_csv.with_name("cohort.json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    methods = sorted(set(feats.info["method"]))
+    shas = sorted({s for s in feats.info["weights_sha256"] if isinstance(s, str)})
+    results: dict[str, Any] = {
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cohort": {
+            "name": cohort_csv.parent.name or cohort_csv.name,
+            "path": str(cohort_csv),
+            "simulated": bool(card.get("simulated", False)),
+            "n_patients": int(len(y)),
+            "n_responders": int(y.sum()),
+            "failed": sorted(feats.failed),
+            "failed_errors": feats.failed,
+        },
+        "config": {"radiomics": asdict(feats.config), "modeling": asdict(modeling)},
+        "radiomics": {
+            "params": feats.config.params,
+            "n_features": int(feats.pre.shape[1]),
+            "spacing": feats.config.spacing,
+            "common_spacing_mm": feats.resample_mm,
+            "lr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["lr_spacing_mm"].to_list()), axis=0)],
+            "sr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["sr_spacing_mm"].to_list()), axis=0)],
+            "sr_method": ", ".join(methods),
+            "weights_sha256": ", ".join(shas) or None,
+            "margin_vox": feats.config.margin_vox,
+        },
+        "modeling": res.to_dict(),
+        "predictions": pred.reset_index().to_dict(orient="list"),
+        "cohort_summary": summary.to_dict(orient="records"),
+        "examples": _examples(table, feats.info, outdir, ids),
+        "provenance": {"versions": versions(), "seed": modeling.seed, "cohort_card": card},
+    }
+    _atomic_write(outdir / "results.json", json.dumps(results, indent=1, default=_json_default, allow_nan=True))
+    write_report(outdir)
+    return results
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")

@@ -1,0 +1,400 @@
+"""The evaluation report: one self-contained HTML file (figures embedded as PNG data URIs, no
+external resources), rendered from `results.json` alone so that `srgan3d report OUT` can redo it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srgan3d import stats
+from srgan3d.modeling import MODEL_LABELS, MODEL_NAMES
+
+COLOURS = {
+    "radiomics_pre_sr": "#1f77b4",
+    "radiomics_post_sr": "#d62728",
+    "clinical": "#2ca02c",
+    "clinical_post_sr": "#9467bd",
+}
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
+td.l,th.l{text-align:left}.banner{background:#fff3cd;border:1px solid #e0c36a;padding:.7em 1em;
+border-radius:4px}.key{background:#eef5fb;border:1px solid #b8d4ea;padding:.7em 1em;border-radius:4px}
+figure{margin:1em 0}figcaption{font-size:.9em;color:#555;max-width:900px}img{max-width:100%}
+code{background:#f5f5f5;padding:0 .2em}.small{font-size:.85em;color:#555}
+"""
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _fig(uri: str, caption: str) -> str:
+    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>'
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def _p(p: float | None) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "&lt;0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return _esc(v)
+    if not np.isfinite(f):
+        return "–" if np.isnan(f) else ("∞" if f > 0 else "−∞")
+    return f"{f:.{digits}f}"
+
+
+def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, Any] | None = None) -> str:
+    formats = formats or {}
+    head = "".join(f'<th class="{"l" if c in left else ""}">{_esc(c)}</th>' for c in df.columns)
+    body = []
+    for _, row in df.iterrows():
+        cells = []
+        for c in df.columns:
+            v = row[c]
+            text = formats[c](v) if c in formats else (_num(v) if isinstance(v, (float, np.floating)) else _esc(v))
+            cells.append(f'<td class="{"l" if c in left else ""}">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def _predictions(results: dict) -> pd.DataFrame:
+    return pd.DataFrame(results["predictions"])
+
+
+def roc_figure(results: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = _predictions(results)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, name in zip(axes, ("train", "test"), strict=True):
+        sub = pred[pred["set"] == name]
+        y = sub["label"].to_numpy(int)
+        for m in MODEL_NAMES:
+            pts = stats.roc_points(y, sub[m].to_numpy())
+            r = results["modeling"]["roc"][name][m]
+            ax.step(pts["fpr"], pts["tpr"], where="post", color=COLOURS[m], lw=2,
+                    label=f"{MODEL_LABELS[m]}: {r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]")  # fmt: skip
+        ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
+        n1, n0 = int(y.sum()), int(len(y) - y.sum())
+        ax.set(title=f"{name.capitalize()} set (n = {len(y)}: {n1} responders, {n0} non-responders)",
+               xlabel="1 − specificity", ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
+        ax.legend(loc="lower right", fontsize=8, title="AUC [95% CI, DeLong]", title_fontsize=8)
+        ax.set_aspect("equal")
+    return _png(fig)
+
+
+def dca_figure(results: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
+    dc = dc[dc.index <= 0.95]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    ax.plot(dc.index, dc["treat_all"], color="#555", lw=1.5, label="Treat all")
+    ax.plot(dc.index, dc["treat_none"], color="#000", lw=1.5, ls="--", label="Treat none")
+    for m in MODEL_NAMES:
+        ax.plot(dc.index, dc[m], color=COLOURS[m], lw=2, label=MODEL_LABELS[m])
+    top = float(np.nanmax(dc.to_numpy()))
+    ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
+           title="Decision curves, test set")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def calibration_figure(results: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, name in zip(axes, ("train", "test"), strict=True):
+        for m in MODEL_NAMES:
+            c = results["modeling"]["calibration"][name][m]["curve"]
+            ax.plot(c["mean_predicted"], c["observed"], "o-", color=COLOURS[m], label=MODEL_LABELS[m], ms=4)
+        ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
+        ax.set(title=f"Calibration, {name} set (groups of equal size by predicted risk)",
+               xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
+               xlim=(0, 1), ylim=(-0.02, 1.02))  # fmt: skip
+        ax.legend(fontsize=8)
+        ax.set_aspect("equal")
+    return _png(fig)
+
+
+def examples_figure(results: dict) -> str | None:
+    import matplotlib.pyplot as plt
+
+    examples = results.get("examples") or []
+    if not examples:
+        return None
+    fig, axes = plt.subplots(len(examples), 2, figsize=(8, 4 * len(examples)), squeeze=False)
+    for row, ex in zip(axes, examples, strict=True):
+        for ax, key, title in ((row[0], "lr", "before SR"), (row[1], "sr", "after SR")):
+            img = np.asarray(ex[key]["image"], float)
+            mask = np.asarray(ex[key]["mask"], float)
+            sp = ex[key]["spacing_mm"]
+            extent = (0, img.shape[0] * sp[0], 0, img.shape[1] * sp[1])
+            lo, hi = np.percentile(img, [1, 99.5])
+            ax.imshow(img.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=extent, interpolation="nearest")
+            ax.contour(mask.T, levels=[0.5], colors="#ffcc00", linewidths=1.2, origin="lower", extent=extent)
+            ax.set_title(f"{ex['patient_id']} ({ex['response']}), {title}: {sp[0]:.2f} × {sp[1]:.2f} mm", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+
+
+def _performance_table(results: dict) -> pd.DataFrame:
+    mod = results["modeling"]
+    opt = {r["model"]: r for r in (mod.get("optimism") or [])}
+    rows = []
+    for m in MODEL_NAMES:
+        for name in ("train", "test"):
+            r = mod["roc"][name][m]
+            op = mod["operating_points"][name][m]
+            cal = mod["calibration"][name][m]
+
+            def ci(v: float, lohi: list[float]) -> str:
+                return f"{v:.3f} [{lohi[0]:.3f}-{lohi[1]:.3f}]" if np.isfinite(v) else "–"
+
+            rows.append(
+                {
+                    "Model": MODEL_LABELS[m],
+                    "Set": name,
+                    "AUC [95% CI]": f"{r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]",
+                    "Accuracy": ci(op["accuracy"], op["accuracy_ci"]),
+                    "Sensitivity": ci(op["sensitivity"], op["sensitivity_ci"]),
+                    "Specificity": ci(op["specificity"], op["specificity_ci"]),
+                    "Brier": f"{cal['brier']:.3f}",
+                    "Optimism-corrected AUC (all patients)": (
+                        f"{opt[m]['corrected_auc']:.3f}" if name == "train" and m in opt else ""
+                    ),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _delong_table(results: dict, name: str) -> pd.DataFrame:
+    rows = []
+    for d in results["modeling"]["delong"][name]:
+        rows.append(
+            {
+                "Model A": MODEL_LABELS[d["model_a"]],
+                "Model B": MODEL_LABELS[d["model_b"]],
+                "AUC A": f"{d['auc_a']:.3f}",
+                "AUC B": f"{d['auc_b']:.3f}",
+                "A − B [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
+                "Z": _num(d["z"], 2),
+                "p": _p(d["p_value"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _or_table(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    df = df[df["variable"] != "const"]
+    return pd.DataFrame(
+        {
+            "Variable": df["variable"],
+            "OR [95% CI]": [
+                f"{_num(o)} [{_num(lo)}-{_num(hi)}]"
+                for o, lo, hi in zip(df["odds_ratio"], df["or_ci_low"], df["or_ci_high"], strict=True)
+            ],
+            "p": [_p(p) for p in df["p_value"]],
+        }
+    )
+
+
+def render_html(results: dict) -> str:
+    """The whole report as one HTML string; everything comes from `results`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    mod = results["modeling"]
+    cfg = results["config"]
+    cohort = results["cohort"]
+    rad = results["radiomics"]
+    parts: list[str] = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+                        f"<title>srgan3d evaluation: {_esc(cohort['name'])}</title><style>{CSS}</style></head><body>"]  # fmt: skip
+    parts.append("<h1>Does super-resolution improve the radiomics prediction of response?</h1>")
+    parts.append(
+        f"<p class='small'>srgan3d {_esc(results['provenance']['versions'].get('srgan3d', ''))} · cohort "
+        f"<code>{_esc(cohort['path'])}</code> · {_esc(results['created'])}</p>"
+    )
+    if cohort.get("simulated"):
+        parts.append(
+            "<p class='banner'><b>Simulated data.</b> This cohort is srgan3d's built-in synthetic cohort: the "
+            "images are phantoms and the responses were <b>simulated</b> from a documented logistic model "
+            "(tumour diameter, arterial enhancement and fine tumour texture carry the signal). No figure in this "
+            "report says anything about real patients.</p>"
+        )
+    # Key findings
+    t = mod["roc"]["test"]
+    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[("radiomics_pre_sr", "radiomics_post_sr")]
+    opt = {r["model"]: r for r in (mod.get("optimism") or [])}
+    key = [
+        f"{len(mod['train_ids'])} training and {len(mod['test_ids'])} test patients "
+        f"(stratified {1 - cfg['modeling']['test_size']:.0%}:{cfg['modeling']['test_size']:.0%} split, seed {cfg['modeling']['seed']})."
+    ]
+    for m in MODEL_NAMES:
+        line = f"{MODEL_LABELS[m]}: test AUC {t[m]['auc']:.3f} [{t[m]['ci_low']:.3f}-{t[m]['ci_high']:.3f}]"
+        if m in opt:
+            line += f"; optimism-corrected AUC {opt[m]['corrected_auc']:.3f} (bootstrap, all patients)"
+        key.append(line + ".")
+    key.append(
+        f"Post- vs pre-SR radiomics on the test set: ΔAUC {-d['difference']:+.3f}, DeLong p = {_p(d['p_value'])}. "
+        f"With {len(mod['test_ids'])} test patients the intervals are wide; read the optimism-corrected AUCs beside them."
+    )
+    parts.append("<div class='key'><b>Key results</b><ul>" + "".join(f"<li>{k}</li>" for k in key) + "</ul></div>")
+
+    parts.append("<h2>1. Cohort</h2>")
+    parts.append(
+        f"<p>{cohort['n_patients']} patients, {cohort['n_responders']} responders (mRECIST CR + PR) and "
+        f"{cohort['n_patients'] - cohort['n_responders']} non-responders (SD + PD)."
+        + (f" Left out after failed feature extraction: {', '.join(map(_esc, cohort['failed']))}." if cohort.get("failed") else "")
+        + "</p>"
+    )
+    summ = pd.DataFrame(results["cohort_summary"])
+    if len(summ):
+        summ = summ.rename(columns={"variable": "Variable", "level": "", "responders": "Responders",
+                                    "non_responders": "Non-responders", "test": "Test", "p_value": "p"})  # fmt: skip
+        parts.append(_table(summ, left=("Variable", "", "Test"), formats={"p": _p}))
+
+    parts.append("<h2>2. Clinical model</h2><p>Univariable logistic regression on the training set; variables with "
+                 f"p &lt; {cfg['modeling']['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
+                 "Odds ratios per unit of each variable (per mm of diameter; enhancement yes vs no).</p>")  # fmt: skip
+    parts.append("<b>Univariable</b>" + _table(_or_table(mod["clinical_univariable"]), left=("Variable",)))
+    parts.append("<b>Multivariable</b>" + _table(_or_table(mod["clinical_multivariable"]), left=("Variable",)))
+    parts.append("<b>Clinical + post-SR radscore</b>" + _table(_or_table(mod["combined_model"]), left=("Variable",)))
+
+    parts.append("<h2>3. Radiomics signatures</h2>")
+    parts.append(
+        f"<p>{rad['n_features']} pyradiomics features per image (parameter file <code>{_esc(Path(rad['params']).name)}</code>). "
+        "On the training set only: features that are constant or not finite are dropped; Mann–Whitney U screening "
+        f"(p &lt; {cfg['modeling']['screen_p']}, at least {cfg['modeling']['min_screened']} and at most "
+        f"{cfg['modeling']['max_screened']} features); of two features with |Spearman ρ| &gt; {cfg['modeling']['max_abs_spearman']} "
+        f"the less significant is dropped; LASSO-logistic regression with {cfg['modeling']['cv_folds']}-fold "
+        "cross-validated penalty (ROC AUC) gives the radscore, the model's log-odds; z(x) = (x − training mean) / training SD.</p>"
+    )
+    for name in ("radiomics_pre_sr", "radiomics_post_sr"):
+        r = mod["radscore"][name]
+        parts.append(
+            f"<p><b>{MODEL_LABELS[name]}</b>: {r['n_features_in']} → {r['n_variance_kept']} variable → "
+            f"{r['n_screen_passed']} with p &lt; {cfg['modeling']['screen_p']} → {r['n_after_redundancy']} after the redundancy "
+            f"filter → <b>{len(r['features'])}</b> selected (C = {r['C']:.3g}"
+            + ("; the cross-validated optimum selected none, so the strongest penalty keeping one feature was used" if r["fallback"] else "")
+            + f").<br><code>{_esc(r['formula'])}</code></p>"
+        )
+
+    parts.append("<h2>4. Discrimination</h2>")
+    parts.append(_fig(roc_figure(results), "ROC curves of the four models on the training and test sets; legend: AUC "
+                      "[95% CI] by DeLong's method."))  # fmt: skip
+    parts.append(
+        "<p>Accuracy, sensitivity and specificity at the Youden threshold chosen on the training set and carried "
+        "unchanged to the test set, with Wilson 95% CIs. The optimism-corrected AUC (Harrell's bootstrap, "
+        f"{cfg['modeling']['n_bootstrap']} resamples, selection and fitting redone in each) uses all patients.</p>"
+    )
+    parts.append(_table(_performance_table(results), left=("Model", "Set")))
+    parts.append("<b>DeLong tests, test set</b>" + _table(_delong_table(results, "test"), left=("Model A", "Model B")))
+    parts.append("<b>DeLong tests, training set</b>" + _table(_delong_table(results, "train"), left=("Model A", "Model B")))
+
+    parts.append("<h2>5. Clinical usefulness</h2>")
+    parts.append(_fig(dca_figure(results), "Net benefit on the test set of treating (here: predicting response for) the "
+                      "patients whose predicted probability is at or above each threshold."))  # fmt: skip
+    parts.append("<h2>6. Calibration</h2>")
+    parts.append(_fig(calibration_figure(results), "Observed fraction of responders against mean predicted probability "
+                      "in groups of equal size (10 on the training set, 5 on the test set)."))  # fmt: skip
+    crow = []
+    for name in ("train", "test"):
+        for m in MODEL_NAMES:
+            c = mod["calibration"][name][m]
+            crow.append({"Model": MODEL_LABELS[m], "Set": name, "Brier": _num(c["brier"]),
+                         "Slope": _num(c["slope"], 2), "Intercept": _num(c["intercept"], 2),
+                         "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
+                         "HL p": _p(c["hl_p_value"])})  # fmt: skip
+    parts.append(_table(pd.DataFrame(crow), left=("Model", "Set")))
+    parts.append("<p class='small'>Slope: logistic recalibration slope (1 ideal, &lt; 1 predictions too extreme; "
+                 "– when the predictions separate the classes perfectly). Intercept: calibration-in-the-large.</p>")  # fmt: skip
+
+    parts.append("<h2>7. Images</h2>")
+    ex = examples_figure(results)
+    if ex:
+        parts.append(_fig(ex, "Axial slice through the centre of the tumour VOI (yellow outline) before and after "
+                          f"super-resolution ({_esc(rad['sr_method'])}); the same physical field of view."))  # fmt: skip
+    parts.append("<h2>8. Methods and provenance</h2>")
+    spacing_text = (
+        "<b>native</b>: features were computed on each image's own grid (pre-SR "
+        f"{_esc(rad['lr_spacing_mm'])} mm, post-SR {_esc(rad['sr_spacing_mm'])} mm). Texture matrices work at a distance of "
+        "one voxel, so pre- and post-SR texture features describe different physical scales."
+        if rad["spacing"] == "native"
+        else f"<b>common</b>: both images were resampled (B-spline; masks nearest neighbour) to one isotropic grid of "
+        f"{rad['common_spacing_mm']:.3g} mm before extraction, so pre- and post-SR features describe the same physical scale."
+    )
+    parts.append(
+        "<ul>"
+        f"<li>Super-resolution: {_esc(rad['sr_method'])} 2x, applied to each VOI's bounding box plus "
+        f"{rad['margin_vox']} LR voxels; weights sha256 <code>{_esc(rad.get('weights_sha256') or 'n/a (no generator used)')}</code>.</li>"
+        "<li>The VOI drawn on the LR image is carried to the SR grid by the affine rule (trilinear interpolation of "
+        "the binary mask at the SR voxel centres, threshold 0.5), unless a re-delineated mask was given.</li>"
+        f"<li>Spacing policy {spacing_text}</li>"
+        f"<li>Seed {cfg['modeling']['seed']}; modelling options: <code>{_esc(json.dumps(cfg['modeling']))}</code></li>"
+        f"<li>Radiomics options: <code>{_esc(json.dumps(cfg['radiomics']))}</code></li>"
+        f"<li>Versions: <code>{_esc(json.dumps(results['provenance']['versions']))}</code></li>"
+        "</ul><p class='small'>Statistics: AUC CIs and paired comparisons by DeLong's method (fast algorithm of "
+        "Sun &amp; Xu), as pROC; net benefit TP/n − FP/n·pt/(1 − pt), as dcurves; odds ratios from statsmodels. "
+        "Machine-readable results: <code>results.json</code>, <code>predictions.csv</code>, "
+        "<code>coefficients.csv</code>, <code>features_pre.csv</code>, <code>features_post.csv</code>.</p>"
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(outdir: str | Path) -> Path:
+    """Render `outdir/report.html` from `outdir/results.json` (atomically)."""
+    outdir = Path(outdir)
+    src = outdir / "results.json"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} not found; run `srgan3d evaluate COHORT.csv -o {outdir}` first")
+    results = json.loads(src.read_text())
+    text = render_html(results)
+    tmp = outdir / ".report.html.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, outdir / "report.html")
+    return outdir / "report.html"
