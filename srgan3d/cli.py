@@ -143,22 +143,148 @@ def info() -> None:
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("demo_out"),
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic phantom.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the phantoms, the responses, the split and the bootstrap.")
+    ] = 0,
+    patients: Annotated[int, typer.Option(help="Patients in the synthetic cohort.")] = 122,
+    responders: Annotated[int, typer.Option(help="Responders among them.")] = 68,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the optimism-corrected AUC.")] = 100,
+    workers: Annotated[int, typer.Option(help="Processes (default: CPU cores).")] = 0,
 ) -> None:
-    """Synthetic arterial-phase phantom -> 2x k-space degradation -> upscale -> quality vs truth."""
+    """The whole study on a built-in synthetic cohort (simulated responses): phantom SR quality,
+    then cohort -> SR of each tumour -> radiomics pre/post SR -> models -> report.html."""
+    import os
+
     from srgan3d.demo import run_demo
 
     try:
         with logging_redirect_tqdm():
-            summary = run_demo(output, seed=seed, progress=True)
+            summary = run_demo(
+                output, seed=seed, n_patients=patients, n_responders=responders, n_bootstrap=bootstrap,
+                workers=workers or os.cpu_count() or 1, progress=True,
+            )  # fmt: skip
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
         return
     typer.echo(summary["table"])
+    typer.echo("\n" + summary["evaluation_table"])
     typer.echo(
-        f"\nbest installed method: {summary['method']}; written to {output}/: summary.json, input/ (low "
-        "resolution), truth/ (high resolution, tumour VOI), sr_<method>/ (outputs and manifest.csv)"
+        f"\nSR method: {summary['method']}. Responses are SIMULATED. Report: {summary['report']}\n"
+        f"Also in {output}/: summary.json, cohort/ (synthetic cohort, cohort.csv), evaluation/ (results.json, "
+        "CSVs), phantom/ (single-phantom SR quality against truth)"
     )
+
+
+@app.command("synth-cohort")
+def synth_cohort(
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for images/, masks/, truth_hr/, cohort.csv.")
+    ],
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 122,
+    responders: Annotated[int, typer.Option(help="Number of responders (CR + PR).")] = 68,
+    seed: Annotated[
+        int, typer.Option(help="Seed of anatomy, tumours, clinical variables and responses.")
+    ] = 0,
+    workers: Annotated[int, typer.Option(help="Processes (default: CPU cores).")] = 0,
+) -> None:
+    """Write a synthetic cohort of arterial-phase phantoms with SIMULATED responses."""
+    import os
+
+    from srgan3d.synthetic import CohortSpec, make_cohort
+
+    try:
+        if output.exists() and any(output.iterdir()):
+            raise ValueError(f"{output} exists and is not empty; choose a new folder")
+        with logging_redirect_tqdm():
+            path = make_cohort(
+                output, CohortSpec(n_patients=patients, n_responders=responders), seed=seed,
+                workers=workers or os.cpu_count() or 1, progress=True,
+            )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    typer.echo(f"wrote {path} ({patients} patients, {responders} responders; responses are simulated)")
+
+
+@app.command()
+def evaluate(
+    cohort: Annotated[
+        Path, typer.Argument(help="Cohort table (CSV): patient_id, image, mask, response, clinical columns.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")],
+    spacing: Annotated[
+        str, typer.Option(help="native: each image's own grid; common: both resampled to one isotropic grid.")
+    ] = "native",
+    common_spacing: Annotated[
+        float | None,
+        typer.Option(
+            "--common-spacing-mm", help="Grid of --spacing common (default: the SR in-plane spacing)."
+        ),
+    ] = None,
+    params: Annotated[
+        Path | None, typer.Option(help="pyradiomics parameter file (default: the shipped one).")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="SR of the VOIs: auto, generator, sinc, tricubic, ...")
+    ] = "auto",
+    weights: Annotated[str, typer.Option(help="Generator weights name or path.")] = "srgan3d_x2",
+    margin: Annotated[
+        int, typer.Option(help="LR voxels around each VOI's bounding box to super-resolve.")
+    ] = 16,
+    clinical: Annotated[
+        str, typer.Option(help="Candidate clinical variables, comma-separated (numeric or yes/no columns).")
+    ] = "diameter_mm,arterial_enhancement",
+    test_size: Annotated[float, typer.Option(help="Fraction held out for testing (stratified).")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the split, cross-validation and bootstrap.")] = 0,
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples for the optimism-corrected AUC (0: skip).")
+    ] = 100,
+    workers: Annotated[int, typer.Option(help="Processes for feature extraction (default: CPU cores).")] = 0,
+    device: Annotated[str, typer.Option(help="Device of the generator: auto, cpu, cuda[:N].")] = "auto",
+) -> None:
+    """Radiomics before and after SR, the pre-SR, post-SR, clinical and combined models, DeLong,
+    decision curves, calibration: report.html, results.json and CSVs in OUTPUT."""
+    import os
+
+    from srgan3d.evaluation import evaluate_cohort
+    from srgan3d.modeling import ModelingConfig
+    from srgan3d.radiomics import DEFAULT_PARAMS, RadiomicsConfig
+
+    try:
+        rcfg = RadiomicsConfig(
+            params=str(params or DEFAULT_PARAMS), spacing=spacing, common_spacing_mm=common_spacing, method=method,
+            weights=weights, margin_vox=margin, device=device, workers=workers or os.cpu_count() or 1,
+        )  # fmt: skip
+        mcfg = ModelingConfig(
+            test_size=test_size, seed=seed, n_bootstrap=bootstrap,
+            clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),
+        )  # fmt: skip
+        with logging_redirect_tqdm():
+            results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, progress=True)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    from srgan3d.demo import evaluation_table
+
+    typer.echo(evaluation_table(results))
+    typer.echo(
+        f"\nreport: {output / 'report.html'}; data: results.json, predictions.csv, coefficients.csv, features_*.csv"
+    )
+
+
+@app.command()
+def report(
+    output: Annotated[Path, typer.Argument(help="An evaluate output folder (holding results.json).")],
+) -> None:
+    """Re-render report.html from results.json alone."""
+    from srgan3d.report import write_report
+
+    try:
+        path = write_report(output)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

@@ -35,9 +35,7 @@ class CohortError(ValueError):
         super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def mrecist_category(
-    baseline_mm: float, followup_mm: Sequence[float], *, new_lesion: bool = False
-) -> str:
+def mrecist_category(baseline_mm: float, followup_mm: Sequence[float], *, new_lesion: bool = False) -> str:
     """mRECIST category at the last follow-up from sums of viable (arterially enhancing) diameters.
 
     In this order: PD if a new lesion appeared or the sum rose by >= 20% over its nadir (the

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, ids: list[s
         if not sr_path.is_file() or not srm_path.is_file():
             continue
         sr, sr_mask = read_volume(sr_path), read_volume(srm_path)
+        # flip array axes 0/1 that run against RAS x/y, so that the report can show every scan alike
+        flip = [bool(v) for v in (np.diag(lr.affine)[:2] < 0)]
         z_lr = int(round(np.argwhere(lr_mask.data > 0.5)[:, 2].mean()))
         z_sr = int(round(np.argwhere(sr_mask.data > 0.5)[:, 2].mean()))
         out.append(
@@ -54,9 +56,9 @@ def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, ids: list[s
                 "patient_id": pid,
                 "response": str(row["response"]),
                 "lr": {"image": np.round(lr.data[:, :, z_lr], 2).tolist(), "mask": lr_mask.data[:, :, z_lr].astype(int).tolist(),
-                       "spacing_mm": list(lr.spacing_mm)},
+                       "spacing_mm": list(lr.spacing_mm), "flip": flip},
                 "sr": {"image": np.round(sr.data[:, :, z_sr], 2).tolist(), "mask": (sr_mask.data[:, :, z_sr] > 0.5).astype(int).tolist(),
-                       "spacing_mm": list(sr.spacing_mm)},
+                       "spacing_mm": list(sr.spacing_mm), "flip": flip},
             }
         )  # fmt: skip
     return out
@@ -89,7 +91,9 @@ def evaluate_cohort(
     y = keep["label"].to_numpy(int)
     for cls, n in ((1, int(y.sum())), (0, int(len(y) - y.sum()))):
         if n < 5:
-            raise RuntimeError(f"only {n} patients of class {cls} left after failed extractions; cannot fit models")
+            raise RuntimeError(
+                f"only {n} patients of class {cls} left after failed extractions; cannot fit models"
+            )
     clin = keep[list(modeling.clinical)].astype(float)
     log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
     res = run_modeling(feats.pre, feats.post, clin, y, modeling, progress=progress)
@@ -111,7 +115,7 @@ def evaluate_cohort(
     methods = sorted(set(feats.info["method"]))
     shas = sorted({s for s in feats.info["weights_sha256"] if isinstance(s, str)})
     results: dict[str, Any] = {
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cohort": {
             "name": cohort_csv.parent.name or cohort_csv.name,
             "path": str(cohort_csv),
@@ -127,8 +131,12 @@ def evaluate_cohort(
             "n_features": int(feats.pre.shape[1]),
             "spacing": feats.config.spacing,
             "common_spacing_mm": feats.resample_mm,
-            "lr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["lr_spacing_mm"].to_list()), axis=0)],
-            "sr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["sr_spacing_mm"].to_list()), axis=0)],
+            "lr_spacing_mm": [
+                float(v) for v in np.median(np.stack(feats.info["lr_spacing_mm"].to_list()), axis=0)
+            ],
+            "sr_spacing_mm": [
+                float(v) for v in np.median(np.stack(feats.info["sr_spacing_mm"].to_list()), axis=0)
+            ],
             "sr_method": ", ".join(methods),
             "weights_sha256": ", ".join(shas) or None,
             "margin_vox": feats.config.margin_vox,
@@ -139,7 +147,9 @@ def evaluate_cohort(
         "examples": _examples(table, feats.info, outdir, ids),
         "provenance": {"versions": versions(), "seed": modeling.seed, "cohort_card": card},
     }
-    _atomic_write(outdir / "results.json", json.dumps(results, indent=1, default=_json_default, allow_nan=True))
+    _atomic_write(
+        outdir / "results.json", json.dumps(results, indent=1, default=_json_default, allow_nan=True)
+    )
     write_report(outdir)
     return results
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from scipy.special import expit
 
 from srgan3d import stats
 
@@ -131,7 +132,9 @@ class Radscore:
         self.mean_ = Xc.mean(axis=0)
         self.sd_ = Xc.std(axis=0, ddof=0)
         Z = (Xc - self.mean_) / self.sd_
-        cv = StratifiedKFold(n_splits=min(cfg.cv_folds, int(np.bincount(y).min())), shuffle=True, random_state=self.seed)
+        cv = StratifiedKFold(
+            n_splits=min(cfg.cv_folds, int(np.bincount(y).min())), shuffle=True, random_state=self.seed
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             lasso = LogisticRegressionCV(
@@ -175,7 +178,7 @@ class Radscore:
         return self.intercept_ + Z @ self.coef_
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return 1 / (1 + np.exp(-self.decision_function(X)))
+        return expit(self.decision_function(X))
 
     def formula(self) -> str:
         terms = [f"{self.intercept_:+.4f}"] + [
@@ -236,7 +239,7 @@ class Logistic:
         return b["const"] + X[self.variables].astype(float).to_numpy() @ b[self.variables].to_numpy()
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return 1 / (1 + np.exp(-self.decision_function(X)))
+        return expit(self.decision_function(X))
 
 
 @dataclass
@@ -265,7 +268,10 @@ class FittedModels:
 
     def coefficients(self) -> pd.DataFrame:
         frames = []
-        for name, model in (("radiomics_pre_sr", self.radscore_pre), ("radiomics_post_sr", self.radscore_post)):
+        for name, model in (
+            ("radiomics_pre_sr", self.radscore_pre),
+            ("radiomics_post_sr", self.radscore_post),
+        ):
             frames.append(model.coefficients().rename(columns={"feature": "variable"}).assign(model=name))
         for name, model in (("clinical", self.clinical), ("clinical_post_sr", self.combined)):
             frames.append(model.table_.assign(model=name))
@@ -279,9 +285,7 @@ def fit_models(
     y = np.asarray(y, int)
     r_pre = Radscore(seed=config.seed, config=config).fit(pre, y)
     r_post = Radscore(seed=config.seed, config=config).fit(post, y)
-    uni = pd.concat(
-        [Logistic([v]).fit(clin, y).table_.iloc[1:] for v in config.clinical], ignore_index=True
-    )
+    uni = pd.concat([Logistic([v]).fit(clin, y).table_.iloc[1:] for v in config.clinical], ignore_index=True)
     entered = [v for v, p in zip(uni["variable"], uni["p_value"], strict=True) if p < config.clinical_p_enter]
     clinical = Logistic(entered or list(config.clinical)).fit(clin, y)
     clin2 = clin.copy()
@@ -422,7 +426,9 @@ def run_modeling(
         raise ValueError("pre-SR, post-SR and clinical tables must list the same patients in the same order")
     missing = [c for c in config.clinical if c not in clin.columns]
     if missing:
-        raise ValueError(f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})")
+        raise ValueError(
+            f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})"
+        )
     train, test = split or split_patients(y, test_size=config.test_size, seed=config.seed)
     tr = pre.index[train]
     fitted = fit_models(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config)
@@ -444,13 +450,18 @@ def run_modeling(
                 r = stats.delong_test(yy, pred[a].to_numpy()[idx], pred[b].to_numpy()[idx]).to_dict()
                 delong[name].append({"model_a": a, "model_b": b, **r})
         ops[name] = {
-            m: stats.operating_point(yy, pred[m].to_numpy()[idx], thresholds[m]).to_dict() for m in MODEL_NAMES
+            m: stats.operating_point(yy, pred[m].to_numpy()[idx], thresholds[m]).to_dict()
+            for m in MODEL_NAMES
         }
         cal[name] = {m: stats.calibration(yy, pred[m].to_numpy()[idx], n_bins=5 if name == "test" else 10).to_dict()
                      for m in MODEL_NAMES}  # fmt: skip
-    dca = stats.decision_curve(y[test], {m: pred[m].to_numpy()[test] for m in MODEL_NAMES}, np.arange(0.01, 1.0, 0.01))
+    dca = stats.decision_curve(
+        y[test], {m: pred[m].to_numpy()[test] for m in MODEL_NAMES}, np.arange(0.01, 1.0, 0.01)
+    )
     optimism = (
-        optimism_corrected_auc(pre, post, clin, y, config, progress=progress) if config.n_bootstrap > 0 else None
+        optimism_corrected_auc(pre, post, clin, y, config, progress=progress)
+        if config.n_bootstrap > 0
+        else None
     )
     return ModelingResult(
         config=config,
@@ -493,7 +504,7 @@ def cohort_summary(table: pd.DataFrame, y: np.ndarray, columns: Sequence[str]) -
             rows.append({"variable": c, "level": "median [IQR]", "responders": fmt(a), "non_responders": fmt(b),
                          "test": "Mann-Whitney U", "p_value": p})  # fmt: skip
             continue
-        values = num.astype(int).astype(str) if is_binary_num else col.astype(str)
+        values = num.map({0: "no (0)", 1: "yes (1)"}) if is_binary_num else col.astype(str)
         ct = pd.crosstab(values, y).reindex(columns=[1, 0], fill_value=0)
         if ct.shape == (2, 2):
             p = float(sps.fisher_exact(ct.to_numpy()).pvalue)

@@ -294,7 +294,11 @@ def extract_cohort(
     if config.spacing == "common":
         resample_mm = config.common_spacing_mm
         if resample_mm is None:
-            first = read_volume(rows[0]["image"]) if not rows[0].get("image_sr") else read_volume(rows[0]["image_sr"])
+            first = (
+                read_volume(rows[0]["image"])
+                if not rows[0].get("image_sr")
+                else read_volume(rows[0]["image_sr"])
+            )
             resample_mm = float(min(first.spacing_mm)) / (1 if rows[0].get("image_sr") else 2)
         config = replace(config, common_spacing_mm=resample_mm)
     jobs = [(r, config, str(outdir), resample_mm) for r in rows]
@@ -316,8 +320,12 @@ def extract_cohort(
         log.warning("patient %s: feature extraction failed: %s", pid, err)
     ok = [r for r in results if "error" not in r]
     if not ok:
-        raise RuntimeError("feature extraction failed for every patient; first error: " + next(iter(failed.values())))
-    pre = pd.DataFrame([r["pre"] for r in ok], index=pd.Index([r["patient_id"] for r in ok], name="patient_id"))
+        raise RuntimeError(
+            "feature extraction failed for every patient; first error: " + next(iter(failed.values()))
+        )
+    pre = pd.DataFrame(
+        [r["pre"] for r in ok], index=pd.Index([r["patient_id"] for r in ok], name="patient_id")
+    )
     post = pd.DataFrame([r["post"] for r in ok], index=pre.index)
     info = pd.DataFrame([r["info"] for r in ok], index=pre.index)
     for name, df in (("features_pre.csv", pre), ("features_post.csv", post), ("voi_info.csv", info)):

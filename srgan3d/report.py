@@ -30,7 +30,7 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:110
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right;white-space:nowrap}th{background:#f3f3f3}
 td.l,th.l{text-align:left}.banner{background:#fff3cd;border:1px solid #e0c36a;padding:.7em 1em;
 border-radius:4px}.key{background:#eef5fb;border:1px solid #b8d4ea;padding:.7em 1em;border-radius:4px}
 figure{margin:1em 0}figcaption{font-size:.9em;color:#555;max-width:900px}img{max-width:100%}
@@ -48,7 +48,9 @@ def _png(fig: Any) -> str:
 
 
 def _fig(uri: str, caption: str) -> str:
-    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>'
+    return (
+        f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>'
+    )
 
 
 def _esc(v: Any) -> str:
@@ -58,7 +60,7 @@ def _esc(v: Any) -> str:
 def _p(p: float | None) -> str:
     if p is None or not np.isfinite(p):
         return "–"
-    return "&lt;0.001" if p < 0.001 else f"{p:.3f}"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -79,7 +81,11 @@ def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, A
         cells = []
         for c in df.columns:
             v = row[c]
-            text = formats[c](v) if c in formats else (_num(v) if isinstance(v, (float, np.floating)) else _esc(v))
+            text = (
+                _esc(formats[c](v))
+                if c in formats
+                else (_num(v) if isinstance(v, (float, np.floating)) else _esc(v))
+            )
             cells.append(f'<td class="{"l" if c in left else ""}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -145,7 +151,7 @@ def calibration_figure(results: dict) -> str:
             c = results["modeling"]["calibration"][name][m]["curve"]
             ax.plot(c["mean_predicted"], c["observed"], "o-", color=COLOURS[m], label=MODEL_LABELS[m], ms=4)
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
-        ax.set(title=f"Calibration, {name} set (groups of equal size by predicted risk)",
+        ax.set(title=f"Calibration, {name} set",
                xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
                xlim=(0, 1), ylim=(-0.02, 1.02))  # fmt: skip
         ax.legend(fontsize=8)
@@ -164,12 +170,20 @@ def examples_figure(results: dict) -> str | None:
         for ax, key, title in ((row[0], "lr", "before SR"), (row[1], "sr", "after SR")):
             img = np.asarray(ex[key]["image"], float)
             mask = np.asarray(ex[key]["mask"], float)
+            # shown in radiological convention: patient's right on the left, anterior at the top
+            for axis, flip in enumerate(ex[key].get("flip", [False, False])):
+                if flip:
+                    img, mask = np.flip(img, axis), np.flip(mask, axis)
             sp = ex[key]["spacing_mm"]
             extent = (0, img.shape[0] * sp[0], 0, img.shape[1] * sp[1])
             lo, hi = np.percentile(img, [1, 99.5])
-            ax.imshow(img.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=extent, interpolation="nearest")
+            ax.imshow(
+                img.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=extent, interpolation="nearest"
+            )
             ax.contour(mask.T, levels=[0.5], colors="#ffcc00", linewidths=1.2, origin="lower", extent=extent)
-            ax.set_title(f"{ex['patient_id']} ({ex['response']}), {title}: {sp[0]:.2f} × {sp[1]:.2f} mm", fontsize=9)
+            ax.set_title(
+                f"{ex['patient_id']} ({ex['response']}), {title}: {sp[0]:.2f} × {sp[1]:.2f} mm", fontsize=9
+            )
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
@@ -202,7 +216,7 @@ def _performance_table(results: dict) -> pd.DataFrame:
                     "Sensitivity": ci(op["sensitivity"], op["sensitivity_ci"]),
                     "Specificity": ci(op["specificity"], op["specificity_ci"]),
                     "Brier": f"{cal['brier']:.3f}",
-                    "Optimism-corrected AUC (all patients)": (
+                    "Corrected AUC*": (
                         f"{opt[m]['corrected_auc']:.3f}" if name == "train" and m in opt else ""
                     ),
                 }
@@ -221,7 +235,7 @@ def _delong_table(results: dict, name: str) -> pd.DataFrame:
                 "AUC B": f"{d['auc_b']:.3f}",
                 "A − B [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
                 "Z": _num(d["z"], 2),
-                "p": _p(d["p_value"]),
+                "p": _p(d["p_value"]),  # escaped by _table
             }
         )
     return pd.DataFrame(rows)
@@ -237,7 +251,7 @@ def _or_table(rows: list[dict]) -> pd.DataFrame:
                 f"{_num(o)} [{_num(lo)}-{_num(hi)}]"
                 for o, lo, hi in zip(df["odds_ratio"], df["or_ci_low"], df["or_ci_high"], strict=True)
             ],
-            "p": [_p(p) for p in df["p_value"]],
+            "p": [_p(p) for p in df["p_value"]],  # escaped by _table
         }
     )
 
@@ -267,11 +281,17 @@ def render_html(results: dict) -> str:
         )
     # Key findings
     t = mod["roc"]["test"]
-    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[("radiomics_pre_sr", "radiomics_post_sr")]
+    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[
+        ("radiomics_pre_sr", "radiomics_post_sr")
+    ]
     opt = {r["model"]: r for r in (mod.get("optimism") or [])}
+    sr_note = rad["sr_method"]
+    if "generator" not in sr_note:
+        sr_note += " (zero-filled k-space interpolation: no generator weights were used, so SR adds no new information)"
     key = [
+        f"Super-resolution of each tumour: {_esc(sr_note)}; features on the {rad['spacing']} grids.",
         f"{len(mod['train_ids'])} training and {len(mod['test_ids'])} test patients "
-        f"(stratified {1 - cfg['modeling']['test_size']:.0%}:{cfg['modeling']['test_size']:.0%} split, seed {cfg['modeling']['seed']})."
+        f"(stratified {1 - cfg['modeling']['test_size']:.0%}:{cfg['modeling']['test_size']:.0%} split, seed {cfg['modeling']['seed']}).",
     ]
     for m in MODEL_NAMES:
         line = f"{MODEL_LABELS[m]}: test AUC {t[m]['auc']:.3f} [{t[m]['ci_low']:.3f}-{t[m]['ci_high']:.3f}]"
@@ -279,16 +299,22 @@ def render_html(results: dict) -> str:
             line += f"; optimism-corrected AUC {opt[m]['corrected_auc']:.3f} (bootstrap, all patients)"
         key.append(line + ".")
     key.append(
-        f"Post- vs pre-SR radiomics on the test set: ΔAUC {-d['difference']:+.3f}, DeLong p = {_p(d['p_value'])}. "
+        f"Post- vs pre-SR radiomics on the test set: ΔAUC {-d['difference']:+.3f}, DeLong p = {_esc(_p(d['p_value']))}. "
         f"With {len(mod['test_ids'])} test patients the intervals are wide; read the optimism-corrected AUCs beside them."
     )
-    parts.append("<div class='key'><b>Key results</b><ul>" + "".join(f"<li>{k}</li>" for k in key) + "</ul></div>")
+    parts.append(
+        "<div class='key'><b>Key results</b><ul>" + "".join(f"<li>{k}</li>" for k in key) + "</ul></div>"
+    )
 
     parts.append("<h2>1. Cohort</h2>")
     parts.append(
         f"<p>{cohort['n_patients']} patients, {cohort['n_responders']} responders (mRECIST CR + PR) and "
         f"{cohort['n_patients'] - cohort['n_responders']} non-responders (SD + PD)."
-        + (f" Left out after failed feature extraction: {', '.join(map(_esc, cohort['failed']))}." if cohort.get("failed") else "")
+        + (
+            f" Left out after failed feature extraction: {', '.join(map(_esc, cohort['failed']))}."
+            if cohort.get("failed")
+            else ""
+        )
         + "</p>"
     )
     summ = pd.DataFrame(results["cohort_summary"])
@@ -301,8 +327,12 @@ def render_html(results: dict) -> str:
                  f"p &lt; {cfg['modeling']['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
                  "Odds ratios per unit of each variable (per mm of diameter; enhancement yes vs no).</p>")  # fmt: skip
     parts.append("<b>Univariable</b>" + _table(_or_table(mod["clinical_univariable"]), left=("Variable",)))
-    parts.append("<b>Multivariable</b>" + _table(_or_table(mod["clinical_multivariable"]), left=("Variable",)))
-    parts.append("<b>Clinical + post-SR radscore</b>" + _table(_or_table(mod["combined_model"]), left=("Variable",)))
+    parts.append(
+        "<b>Multivariable</b>" + _table(_or_table(mod["clinical_multivariable"]), left=("Variable",))
+    )
+    parts.append(
+        "<b>Clinical + post-SR radscore</b>" + _table(_or_table(mod["combined_model"]), left=("Variable",))
+    )
 
     parts.append("<h2>3. Radiomics signatures</h2>")
     parts.append(
@@ -319,7 +349,11 @@ def render_html(results: dict) -> str:
             f"<p><b>{MODEL_LABELS[name]}</b>: {r['n_features_in']} → {r['n_variance_kept']} variable → "
             f"{r['n_screen_passed']} with p &lt; {cfg['modeling']['screen_p']} → {r['n_after_redundancy']} after the redundancy "
             f"filter → <b>{len(r['features'])}</b> selected (C = {r['C']:.3g}"
-            + ("; the cross-validated optimum selected none, so the strongest penalty keeping one feature was used" if r["fallback"] else "")
+            + (
+                "; the cross-validated optimum selected none, so the strongest penalty keeping one feature was used"
+                if r["fallback"]
+                else ""
+            )
             + f").<br><code>{_esc(r['formula'])}</code></p>"
         )
 
@@ -332,8 +366,17 @@ def render_html(results: dict) -> str:
         f"{cfg['modeling']['n_bootstrap']} resamples, selection and fitting redone in each) uses all patients.</p>"
     )
     parts.append(_table(_performance_table(results), left=("Model", "Set")))
-    parts.append("<b>DeLong tests, test set</b>" + _table(_delong_table(results, "test"), left=("Model A", "Model B")))
-    parts.append("<b>DeLong tests, training set</b>" + _table(_delong_table(results, "train"), left=("Model A", "Model B")))
+    parts.append(
+        "<p class='small'>* Optimism-corrected AUC of the whole selection-and-fitting pipeline, "
+        "bootstrap over all patients; it does not depend on the one split.</p>"
+    )
+    parts.append(
+        "<b>DeLong tests, test set</b>" + _table(_delong_table(results, "test"), left=("Model A", "Model B"))
+    )
+    parts.append(
+        "<b>DeLong tests, training set</b>"
+        + _table(_delong_table(results, "train"), left=("Model A", "Model B"))
+    )
 
     parts.append("<h2>5. Clinical usefulness</h2>")
     parts.append(_fig(dca_figure(results), "Net benefit on the test set of treating (here: predicting response for) the "

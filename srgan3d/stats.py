@@ -9,8 +9,8 @@ Wilson intervals. A higher score always means "more likely positive" (pROC's `di
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -39,7 +39,7 @@ def _binary(y_true: Sequence[int] | np.ndarray) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"y_true must be one-dimensional, not of shape {y.shape}")
     values = set(np.unique(y).tolist())
-    if not values <= {0, 1, True, False}:
+    if not values <= {0, 1}:
         raise ValueError(f"y_true must hold only 0 and 1, found {sorted(values)[:5]}")
     y = y.astype(int)
     if y.min() == y.max():
@@ -52,7 +52,9 @@ def _scores(y: np.ndarray, score: Sequence[float] | np.ndarray, name: str = "y_s
     if s.shape != y.shape:
         raise ValueError(f"{name} has shape {s.shape}; y_true has {y.shape}")
     if not np.all(np.isfinite(s)):
-        raise ValueError(f"{name} holds NaN or infinite values at positions {np.flatnonzero(~np.isfinite(s))[:5]}")
+        raise ValueError(
+            f"{name} holds NaN or infinite values at positions {np.flatnonzero(~np.isfinite(s))[:5]}"
+        )
     return s
 
 
@@ -215,9 +217,7 @@ def roc_points(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np
     thr = np.unique(s)[::-1]
     tpr = [(s[y == 1] >= t).mean() for t in thr]
     fpr = [(s[y == 0] >= t).mean() for t in thr]
-    return pd.DataFrame(
-        {"threshold": np.r_[np.inf, thr], "fpr": np.r_[0.0, fpr], "tpr": np.r_[0.0, tpr]}
-    )
+    return pd.DataFrame({"threshold": np.r_[np.inf, thr], "fpr": np.r_[0.0, fpr], "tpr": np.r_[0.0, tpr]})
 
 
 # --------------------------------------------------------------------------------------------

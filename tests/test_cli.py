@@ -102,10 +102,27 @@ def test_console_script_as_subprocess(tmp_path):
         assert nib.load(str(tmp_path / "o" / "totalseg_example_mr_sm_sr2x.nii.gz")).shape == (234, 182, 40)
 
 
-def test_demo_runs_on_built_in_data(tmp_path):
-    res = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo")])
+def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):
+    out = tmp_path / "demo"
+    args = [
+        "demo",
+        "-o",
+        str(out),
+        "--patients",
+        "20",
+        "--responders",
+        "10",
+        "--bootstrap",
+        "3",
+        "--workers",
+        "2",
+    ]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    summary = __import__("json").loads((tmp_path / "demo" / "summary.json").read_text())
+    summary = __import__("json").loads((out / "summary.json").read_text())
     by = {r["method"]: r for r in summary["results"]}
     # Zero-filled k-space undoes k-space truncation better than trilinear interpolation.
     assert by["sinc"]["psnr_db"] > by["trilinear"]["psnr_db"]
+    html = (out / "evaluation" / "report.html").read_text()
+    assert "Simulated data" in html and 'src="http' not in html and "<script" not in html
+    assert "SIMULATED" in res.output and "DeLong" in res.output

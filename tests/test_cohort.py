@@ -29,7 +29,9 @@ def test_mrecist_category(baseline, follow, new, expected):
 
 
 def _write(tmp_path, name, data, affine=None):
-    return write_volume(Volume(data.astype(np.float32), np.eye(4) if affine is None else affine, {}), tmp_path / name)
+    return write_volume(
+        Volume(data.astype(np.float32), np.eye(4) if affine is None else affine, {}), tmp_path / name
+    )
 
 
 def _table(tmp_path, rows, header="patient_id,image,mask,response,diameter_mm"):

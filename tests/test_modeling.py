@@ -21,7 +21,10 @@ def _cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     pre["const"] = 1.0  # removed by the variance filter
     post["const"] = 1.0
     clin = pd.DataFrame(
-        {"diameter_mm": rng.normal(40, 10, n) - 8 * y, "arterial_enhancement": (rng.random(n) < 0.4 + 0.3 * y).astype(float)},
+        {
+            "diameter_mm": rng.normal(40, 10, n) - 8 * y,
+            "arterial_enhancement": (rng.random(n) < 0.4 + 0.3 * y).astype(float),
+        },
         index=idx,
     )
     return pre, post, clin, y
@@ -60,7 +63,9 @@ def test_nothing_from_the_test_set_reaches_any_fit():
     train = split[0]
     pd.testing.assert_frame_equal(base.predictions.iloc[train], other.predictions.iloc[train])
     for m in MODEL_NAMES:
-        assert base.operating_points["train"][m]["threshold"] == other.operating_points["train"][m]["threshold"]
+        assert (
+            base.operating_points["train"][m]["threshold"] == other.operating_points["train"][m]["threshold"]
+        )
     # ...while the test-set figures do change, so the test above can fail
     assert base.roc["test"] != other.roc["test"]
 
@@ -97,7 +102,9 @@ def test_cohort_summary_uses_the_right_tests():
 
     rng = np.random.default_rng(0)
     y = np.r_[np.ones(20, int), np.zeros(20, int)]
-    t = pd.DataFrame({"age": rng.normal(60, 8, 40), "sex": ["M"] * 30 + ["F"] * 10, "bclc": list("ABC" * 13) + ["A"]})
+    t = pd.DataFrame(
+        {"age": rng.normal(60, 8, 40), "sex": ["M"] * 30 + ["F"] * 10, "bclc": list("ABC" * 13) + ["A"]}
+    )
     s = cohort_summary(t, y, ["age", "sex", "bclc"])
     age = s[s.variable == "age"].iloc[0]
     assert age.p_value == pytest.approx(mannwhitneyu(t.age[y == 1], t.age[y == 0]).pvalue)

@@ -48,8 +48,12 @@ def test_auc_and_delong_variance_match_proc(asah):
     assert wfns.variance == pytest.approx(0.00146991470882363, rel=1e-7)
     assert s100b.variance == pytest.approx(0.00266868245717244, rel=1e-7)
     # pROC's ci.auc(method="delong"): AUC +- qnorm(0.975) * sqrt(var)
-    assert wfns.ci_low == pytest.approx(0.823678861788618 - 1.959963984540054 * 0.00146991470882363**0.5, rel=1e-7)
-    assert wfns.ci_high == pytest.approx(0.823678861788618 + 1.959963984540054 * 0.00146991470882363**0.5, rel=1e-7)
+    assert wfns.ci_low == pytest.approx(
+        0.823678861788618 - 1.959963984540054 * 0.00146991470882363**0.5, rel=1e-7
+    )
+    assert wfns.ci_high == pytest.approx(
+        0.823678861788618 + 1.959963984540054 * 0.00146991470882363**0.5, rel=1e-7
+    )
     assert (wfns.n_positive, wfns.n_negative) == (41, 72)
 
 
@@ -105,10 +109,16 @@ def test_net_benefit_matches_dcurves(dca_df):
     """Values of the dcurves tests and docs (dca(cancer ~ cancerpredmarker + famhistory, dca_df_binary))."""
     y = dca_df["cancer"].to_numpy()
     t = [0.05, 0.10, 0.20, 0.30, 0.50]
-    dc = stats.decision_curve(y, {"marker": dca_df["cancerpredmarker"], "famhistory": dca_df["famhistory"]}, t)
+    dc = stats.decision_curve(
+        y, {"marker": dca_df["cancerpredmarker"], "famhistory": dca_df["famhistory"]}, t
+    )
     np.testing.assert_allclose(dc["marker"], [0.105544, 0.087407, 0.067333, 0.054667, 0.021333], atol=5e-7)
-    np.testing.assert_allclose(dc["famhistory"], [0.025614, 0.018519, 0.001667, -0.020000, -0.089333], atol=5e-7)
-    np.testing.assert_allclose(dc["treat_all"], [0.094737, 0.044444, -0.075000, -0.228571, -0.720000], atol=5e-7)
+    np.testing.assert_allclose(
+        dc["famhistory"], [0.025614, 0.018519, 0.001667, -0.020000, -0.089333], atol=5e-7
+    )
+    np.testing.assert_allclose(
+        dc["treat_all"], [0.094737, 0.044444, -0.075000, -0.228571, -0.720000], atol=5e-7
+    )
     assert (dc["treat_none"] == 0).all()
     at25 = stats.decision_curve(y, {"marker": dca_df["cancerpredmarker"]}, [0.25]).iloc[0]
     assert at25["treat_all"] == pytest.approx(-0.1466667, abs=5e-8)

@@ -1,0 +1,155 @@
+"""Radiomics geometry and `srgan3d evaluate` / `srgan3d report` end to end on a tiny synthetic cohort."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import oblique_affine, tree_digest
+from typer.testing import CliRunner
+
+from srgan3d.cli import app
+from srgan3d.radiomics import crop, mask_to_sr_grid, to_sitk, voi_box
+from srgan3d.synthetic import CohortSpec, make_cohort
+from srgan3d.volume import Volume
+
+runner = CliRunner()
+
+FAST_PARAMS = """
+imageType:
+  Original: {}
+featureClass:
+  firstorder:
+  glcm:
+  glrlm:
+  shape:
+setting:
+  normalize: true
+  normalizeScale: 100
+  voxelArrayShift: 300
+  binWidth: 10
+  label: 1
+  minimumROISize: 8
+"""
+
+
+def test_sitk_image_has_the_volume_geometry():
+    aff = oblique_affine()
+    vol = Volume(np.random.default_rng(0).random((6, 5, 4)).astype(np.float32), aff, {})
+    img = to_sitk(vol)
+    for ijk in [(0, 0, 0), (5, 0, 0), (2, 4, 3)]:
+        ras = aff @ np.array([*ijk, 1.0])
+        lps = np.array(img.TransformIndexToPhysicalPoint(tuple(int(v) for v in ijk)))
+        np.testing.assert_allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-6)
+        assert img.GetPixel(*ijk) == pytest.approx(vol.data[ijk])
+
+
+def test_crop_keeps_world_positions_and_mask_moves_to_sr_grid_by_the_affine_rule():
+    aff = oblique_affine()
+    idx = np.indices((30, 28, 12)).astype(float)
+    centre = np.array([14.3, 12.6, 5.2])
+    r = np.sqrt(sum(((idx[i] - centre[i]) * s) ** 2 for i, s in enumerate((2.0, 2.0, 4.0))))
+    mask = Volume((r < 11).astype(np.float32), aff, {})
+    box = voi_box(mask.data, 2)
+    sub = crop(mask, box)
+    start = np.array([s.start for s in box])
+    np.testing.assert_allclose(sub.affine[:3, 3], (aff @ np.r_[start, 1.0])[:3], atol=1e-9)
+    sr = mask_to_sr_grid(sub, (2, 2, 2))
+    # volume kept within 5%, centroid in world coordinates within a tenth of an LR voxel
+    assert sr.data.sum() / 8 == pytest.approx(sub.data.sum(), rel=0.05)
+
+    def centroid(v: Volume) -> np.ndarray:
+        c = np.argwhere(v.data > 0.5).mean(axis=0)
+        return (v.affine @ np.r_[c, 1.0])[:3]
+
+    assert np.linalg.norm(centroid(sr) - centroid(sub)) < 0.1 * min(mask.spacing_mm)
+    with pytest.raises(ValueError, match="empty"):
+        voi_box(np.zeros((4, 4, 4)), 1)
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cohort")
+    spec = CohortSpec(n_patients=24, n_responders=12, shape=(64, 56, 24), spacing_mm=(2.0, 2.0, 3.5))
+    csv = make_cohort(root / "cohort", spec, seed=1, workers=2)
+    (root / "fast.yaml").write_text(FAST_PARAMS)
+    return csv
+
+
+def test_synthetic_cohort_has_the_requested_classes_and_files(tiny_cohort):
+    import pandas as pd
+
+    df = pd.read_csv(tiny_cohort)
+    assert len(df) == 24 and df["response"].isin(["CR", "PR"]).sum() == 12
+    assert set(df.columns) >= {
+        "diameter_mm",
+        "arterial_enhancement",
+        "afp_ng_ml",
+        "child_pugh",
+        "bclc",
+        "age",
+        "sex",
+    }
+    assert json.loads((tiny_cohort.parent / "cohort.json").read_text())["simulated"] is True
+    for p in df["image"].head(3):
+        assert (tiny_cohort.parent / p).is_file()
+
+
+def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tmp_path):
+    before = tree_digest(tiny_cohort.parent)
+    out = tmp_path / "eval"
+    args = ["evaluate", str(tiny_cohort), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
+            "--bootstrap", "4", "--test-size", "0.25", "--method", "sinc", "--workers", "2"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    for name in ("report.html", "results.json", "predictions.csv", "coefficients.csv", "features_pre.csv",
+                 "features_post.csv"):  # fmt: skip
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["cohort"]["n_patients"] == 24 and results["cohort"]["simulated"] is True
+    assert results["radiomics"]["spacing"] == "native"
+    assert results["radiomics"]["sr_spacing_mm"] == pytest.approx([2.0, 2.0, 3.5])
+    assert len(results["modeling"]["test_ids"]) == 6
+    assert len(results["modeling"]["delong"]["test"]) == 6
+    assert results["provenance"]["seed"] == 0 and "torch" in results["provenance"]["versions"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "http://" not in html and "https://" not in html
+    assert tree_digest(tiny_cohort.parent) == before, "evaluate modified the user's cohort folder"
+
+    # report re-renders from results.json alone
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(out / "results.json", alone / "results.json")
+    res = runner.invoke(app, ["report", str(alone)])
+    assert res.exit_code == 0, res.output
+    assert (alone / "report.html").read_text() == html
+
+    # a second run reuses the SR crops and features, and gives the same numbers
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    again = json.loads((out / "results.json").read_text())
+    assert again["modeling"]["roc"] == results["modeling"]["roc"]
+
+
+def test_evaluate_reports_every_cohort_problem(tiny_cohort, tmp_path):
+    bad = tiny_cohort.parent / "bad.csv"
+    lines = tiny_cohort.read_text().splitlines()
+    lines[1] = lines[1].replace("images/P001.nii.gz", "images/nope.nii.gz")
+    lines[2] = (
+        lines[2]
+        .replace(",SD,", ",maybe,")
+        .replace(",PR,", ",maybe,")
+        .replace(",CR,", ",maybe,")
+        .replace(",PD,", ",maybe,")
+    )
+    bad.write_text("\n".join(lines) + "\n")
+    try:
+        res = runner.invoke(app, ["evaluate", str(bad), "-o", str(tmp_path / "o")])
+    finally:
+        bad.unlink()
+    assert res.exit_code == 2
+    assert "row 2 (patient P001), column 'image': file images/nope.nii.gz not found" in res.output
+    assert "row 3 (patient P002), column 'response': unknown code 'maybe'" in res.output
