@@ -84,7 +84,11 @@ def upscale(
     overwrite: Annotated[
         bool, typer.Option(help="Replace existing outputs instead of skipping them.")
     ] = False,
-    compress: Annotated[bool, typer.Option(help="Write .nii.gz (else .nii).")] = True,
+    compress: Annotated[bool, typer.Option(help="Write .nii.gz (gzip level 1) or .nii (--no-compress).")] = True,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="K/N: process the K-th of N parts of the scan list (one per GPU, node or array job)."),
+    ] = None,
 ) -> None:
     """Double the resolution of every scan; geometry exact, manifest.csv beside the outputs."""
     from srgan3d.upscale import UpscaleConfig, upscale_files
@@ -95,7 +99,7 @@ def upscale(
         config = UpscaleConfig(
             method=method, weights=weights, scale=factors, through_plane=through_plane, device=device,
             window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
-            overlap=overlap, amp=amp, overwrite=overwrite, compress=compress,
+            overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
         )  # fmt: skip
         with logging_redirect_tqdm():
             result = upscale_files(inputs, output, config, progress=True)
@@ -114,6 +118,31 @@ def upscale(
         typer.secho(f"failed: {msg}", fg=typer.colors.RED, err=True)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"--shard must look like 2/8, not {text!r}") from None
+    return k, n
+
+
+@app.command("merge-manifests")
+def merge_manifests_cmd(
+    output: Annotated[Path, typer.Argument(help="The -o folder that the shards of `upscale --shard` wrote to.")],
+) -> None:
+    """Join the shard manifests of one output folder into manifest.csv."""
+    from srgan3d.upscale import merge_manifests
+
+    try:
+        path = merge_manifests(output)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,7 +330,10 @@ class UpscaleConfig:
         amp: mixed precision (bfloat16) on CUDA.
         overwrite: replace existing outputs instead of skipping them.
         suffix: appended to the input's name.
-        compress: write .nii.gz (True) or .nii.
+        compress: write .nii.gz (True; gzip level 1, nibabel's fast default) or .nii.
+        shard: (K, N): process only the K-th of N interleaved parts of the sorted scan list, so
+            that N GPUs or nodes share a cohort; the manifest is `manifest.shard-K-of-N.csv`
+            (join them with `merge_manifests`).
     """
 
     method: str = "auto"
@@ -344,8 +348,13 @@ class UpscaleConfig:
     overwrite: bool = False
     suffix: str | None = None
     compress: bool = True
+    shard: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            k, n = self.shard
+            if not (n >= 1 and 1 <= k <= n):
+                raise ValueError(f"shard must be K/N with 1 <= K <= N, not {k}/{n}")
         if self.method not in (*METHODS, "auto"):
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
@@ -401,6 +410,45 @@ def write_manifest(rows: Iterable[ManifestRow], path: Path) -> Path:
     return path
 
 
+def merge_manifests(outdir: str | Path) -> Path:
+    """Join the `manifest.shard-K-of-N.csv` files of `outdir` into `manifest.csv` (atomically).
+
+    Raises if shards are missing or of different N, naming them.
+    """
+    import re
+
+    outdir = Path(outdir)
+    found = {}
+    for p in sorted(outdir.glob("manifest.shard-*-of-*.csv")):
+        m = re.fullmatch(r"manifest\.shard-(\d+)-of-(\d+)\.csv", p.name)
+        if m:
+            found[(int(m.group(1)), int(m.group(2)))] = p
+    if not found:
+        raise FileNotFoundError(f"no manifest.shard-K-of-N.csv files in {outdir}")
+    ns = {n for _, n in found}
+    if len(ns) != 1:
+        raise ValueError(f"{outdir}: shard manifests of different N: {sorted(p.name for p in found.values())}")
+    n = ns.pop()
+    missing = [k for k in range(1, n + 1) if (k, n) not in found]
+    if missing:
+        raise FileNotFoundError(
+            f"{outdir}: shard(s) {', '.join(f'{k}/{n}' for k in missing)} have no manifest yet; run them first"
+        )
+    rows: list[dict[str, str]] = []
+    for k in range(1, n + 1):
+        with found[(k, n)].open(newline="") as f:
+            rows.extend(csv.DictReader(f))
+    rows.sort(key=lambda r: r["input"])
+    path = outdir / "manifest.csv"
+    tmp = path.with_name(".manifest.csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
 def check_writable(outdir: Path) -> None:
     """Create `outdir` and prove a file can be written there, or raise with the fix."""
     try:
@@ -445,6 +493,11 @@ def upscale_files(
         )
     check_writable(outdir)
     manifest = outdir / "manifest.csv"
+    if config.shard is not None:
+        k, n = config.shard
+        sources = sources[k - 1 :: n]
+        manifest = outdir / f"manifest.shard-{k}-of-{n}.csv"
+        log.info("shard %d of %d: %d scans", k, n, len(sources))
     method = config.method
     if method == "auto":
         try:
@@ -478,36 +531,73 @@ def upscale_files(
     input_files = {s.path.resolve() for s in sources}
 
     rows: list[ManifestRow] = []
-    bar = tqdm(sources, desc="upscale", unit="scan", disable=not progress)
-    for src in bar:
+    todo: list[tuple[ScanSource, Path, ManifestRow]] = []
+    for src in sources:
         out = output_path_for(src, outdir, suffix=suffix, compress=config.compress)
         row = ManifestRow(str(src.path), str(out), values=dict(common))
         rows.append(row)
-        bar.set_postfix_str(src.name[-30:])
         if out.resolve() in input_files:
             row.status, row.error = "failed", "output path is an input file; choose another -o folder"
         elif out.exists() and not config.overwrite:
             row.status = "skipped"
             row.error = "output exists (use --overwrite to replace it)"
         else:
-            t0 = time.perf_counter()
+            todo.append((src, out, row))
+
+    # Reading (and decompressing) the next scan and writing the last one run in background
+    # threads while the current one is computed, so the device is not idle between scans; gzip,
+    # file I/O and torch release the GIL.
+    errors = (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError)
+    bar = tqdm(total=len(todo), desc="upscale", unit="scan", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        reads = [reader.submit(src.read) for src, _, _ in todo[:1]]
+        pending: tuple[Future, ManifestRow, float] | None = None
+
+        def finish(job: tuple[Future, ManifestRow, float] | None) -> None:
+            if job is None:
+                return
+            fut, row, t0 = job
             try:
-                vol = src.read()
+                fut.result()
+                row.status = "ok"
+            except errors as exc:
+                row.status, row.error, row.output = "failed", str(exc), ""
+                log.error("%s", exc)
+            row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
+            write_manifest(rows, manifest)
+            bar.update()
+
+        for i, (src, out, row) in enumerate(todo):
+            bar.set_postfix_str(src.name[-30:])
+            t0 = time.perf_counter()
+            if i + 1 < len(todo):
+                reads.append(reader.submit(todo[i + 1][0].read))
+            try:
+                vol = reads[i].result()
+                reads[i] = None  # type: ignore[call-overload] - free the input early
                 factors = config.factors_for(vol)
                 sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
                 what = f"srgan3d {method} x{_fmt(factors)}"
                 if winfo:
                     what += f" {winfo.name} {winfo.sha256[:12]}"
-                write_volume(sr, out, description=what)
-                row.status = "ok"
                 row.values.update(
                     scale=_fmt(factors), input_shape=_fmt(vol.shape), output_shape=_fmt(sr.shape),
                     input_spacing_mm=_fmt(vol.spacing_mm), output_spacing_mm=_fmt(sr.spacing_mm),
                     orientation=vol.orientation,
                 )  # fmt: skip
-            except (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError) as exc:
+                del vol
+                finish(pending)
+                pending = (writer.submit(write_volume, sr, out, description=what), row, t0)
+                del sr
+            except errors as exc:
                 row.status, row.error, row.output = "failed", str(exc), ""
+                row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
                 log.error("%s", exc)
-            row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
-        write_manifest(rows, manifest)
+                finish(pending)
+                pending = None
+                write_manifest(rows, manifest)
+                bar.update()
+        finish(pending)
+    bar.close()
+    write_manifest(rows, manifest)
     return BatchResult(rows, manifest)

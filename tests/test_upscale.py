@@ -241,3 +241,29 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", {})
     res = upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(device="cpu"))
     assert res.rows[0].values["method"] == "generator" and res.rows[0].values["weights"] == "srgan3d_x2"
+
+
+def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
+    import csv
+
+    from srgan3d.upscale import UpscaleConfig, merge_manifests, upscale_files
+    from srgan3d.volume import Volume, write_volume
+
+    src = tmp_path / "in"
+    for i in range(5):
+        write_volume(Volume(np.full((6, 6, 4), float(i + 1), np.float32), np.eye(4), {}), src / f"s{i}.nii.gz")
+    (src / "broken.nii.gz").write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    for k in (1, 2):
+        upscale_files([src], out, UpscaleConfig(method="trilinear", shard=(k, 2)))
+    with pytest.raises(FileNotFoundError, match="3/3"):
+        upscale_files([src], tmp_path / "o3", UpscaleConfig(method="trilinear", shard=(1, 3)))
+        merge_manifests(tmp_path / "o3")
+    merged = merge_manifests(out)
+    rows = list(csv.DictReader(merged.open()))
+    assert len(rows) == 6 and len({r["input"] for r in rows}) == 6
+    assert sum(r["status"] == "ok" for r in rows) == 5
+    assert [r["status"] for r in rows if "broken" in r["input"]] == ["failed"]
+    assert len(list(out.glob("*_sr2x.nii.gz"))) == 5
+    with pytest.raises(ValueError, match="K/N"):
+        UpscaleConfig(shard=(3, 2))
