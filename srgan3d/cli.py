@@ -130,6 +130,54 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
+@app.command()
+def benchmark(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for benchmark.json and benchmark.md.")] = Path(
+        "benchmark_out"
+    ),
+    shape: Annotated[str, typer.Option(help="LR input shape.")] = "320,320,80",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    windows: Annotated[
+        str | None, typer.Option(help="Window edges to sweep, e.g. 64,96,128 (0 = automatic).")
+    ] = None,
+    batches: Annotated[str | None, typer.Option(help="Window batch sizes to sweep, e.g. 1,2,4.")] = None,
+    repeats: Annotated[int, typer.Option(help="Timed repeats per setting (median).")] = 3,
+    end_to_end: Annotated[bool, typer.Option(help="Also time read -> upscale -> write.")] = True,
+    weights: Annotated[str | None, typer.Option(help="Time installed weights instead of an untrained generator.")] = None,
+    quick: Annotated[bool, typer.Option(help="A few-second CPU smoke run.")] = False,
+) -> None:
+    """Throughput and memory of the upscale engine on this machine: a sweep of windows and batches
+    (and precisions, torch.compile and channels_last on CUDA), end to end, and trilinear as floor."""
+    import json
+    import os
+
+    from srgan3d.bench import BenchmarkConfig, run_benchmark
+
+    def ints(text: str | None) -> tuple[int, ...] | None:
+        return tuple(int(v) for v in text.split(",")) if text else None
+
+    try:
+        if quick:
+            cfg = BenchmarkConfig.quick()
+        else:
+            cfg = BenchmarkConfig(
+                shape=_parse_ints(shape, "--shape"), device=device, windows=ints(windows), batches=ints(batches),
+                repeats=repeats, end_to_end=end_to_end, weights=weights,
+            )  # fmt: skip
+        with logging_redirect_tqdm():
+            result = run_benchmark(cfg, progress=True)
+        output.mkdir(parents=True, exist_ok=True)
+        for name, text in (("benchmark.json", json.dumps(result, indent=2)), ("benchmark.md", result["table"] + "\n")):
+            tmp = output / f".{name}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, output / name)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    typer.echo(result["table"])
+    typer.echo(f"\nwritten: {output / 'benchmark.json'}, {output / 'benchmark.md'}")
+
+
 @app.command("merge-manifests")
 def merge_manifests_cmd(
     output: Annotated[Path, typer.Argument(help="The -o folder that the shards of `upscale --shard` wrote to.")],

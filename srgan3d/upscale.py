@@ -146,6 +146,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def cuda_window_voxels(model: Generator, device: torch.device, *, fraction: float = 0.5) -> int:
+    """Input voxels per window that fit in `fraction` of the GPU's free memory.
+
+    Estimate of the activations alive at once per input voxel, in fp32 (bf16 halves it, which is
+    the margin): two feature maps of `channels` in the low-resolution trunk plus the sub-pixel
+    upsampling's `upsample_channels * prod(scale)` before and after the shuffle, and the output
+    pair. Capped at 192^3 (larger windows gain nothing) and at least 32^3.
+    """
+    cfg = model.config
+    n_sub = math.prod(cfg.scale)
+    bytes_per_voxel = 4 * (3 * cfg.channels + 2 * cfg.upsample_channels * n_sub + 4 * n_sub)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(min(192**3, max(32**3, fraction * free / bytes_per_voxel)))
+
+
 class GeneratorEngine:
     """Runs a `Generator` over volumes of any size with MONAI's sliding-window inference.
 
@@ -179,12 +194,15 @@ class GeneratorEngine:
         self.sw_batch_size = sw_batch_size
         self.overlap = overlap
         self.amp = amp and device.type == "cuda"
-        self.max_window_voxels = max_window_voxels or (96**3 if device.type == "cuda" else 128**3)
+        self.amp_dtype = torch.bfloat16  # bf16 keeps fp32's range: no overflow in the residual sums
+        self.max_window_voxels = max_window_voxels or (
+            cuda_window_voxels(model, device) if device.type == "cuda" else 128**3
+        )
         self.scale = model.config.scale
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.amp:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast("cuda", dtype=self.amp_dtype):
                 return self.model(x).float()
         return self.model(x)
 

@@ -126,3 +126,17 @@ def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):
     html = (out / "evaluation" / "report.html").read_text()
     assert "Simulated data" in html and 'src="http' not in html and "<script" not in html
     assert "SIMULATED" in res.output and "DeLong" in res.output
+
+
+def test_benchmark_quick_writes_json_and_table(tmp_path):
+    import json
+
+    res = runner.invoke(app, ["benchmark", "--quick", "-o", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert len(result["rows"]) == 2 and all(r["compute_s"] > 0 for r in result["rows"])
+    assert result["end_to_end"]["seconds"] > 0 and result["trilinear_s"] > 0
+    assert result["output_shape"] == [80, 80, 32]
+    # useful-work FLOPs per output voxel follow the architecture (default: 32 channels, 4 blocks)
+    assert 80e3 < result["flops_per_output_voxel"] < 100e3
+    assert "| window | batch |" in (tmp_path / "b" / "benchmark.md").read_text()
