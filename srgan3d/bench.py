@@ -152,15 +152,27 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
     windows = config.windows or ((64, 96, 128, 0) if cuda else (0,))
     batches = config.batches or ((1, 2, 4) if cuda else (1,))
     settings: list[dict[str, Any]] = [
-        {"window": w, "batch": b, "precision": "bf16" if cuda else "fp32", "compile": False, "channels_last": False}
+        {
+            "window": w,
+            "batch": b,
+            "precision": "bf16" if cuda else "fp32",
+            "compile": False,
+            "channels_last": False,
+        }
         for w in windows
         for b in batches
     ]
     if cuda:
         for precision in ("fp32", "tf32", "fp16"):
-            settings.append({"window": 0, "batch": 1, "precision": precision, "compile": False, "channels_last": False})
-        settings.append({"window": 0, "batch": 1, "precision": "bf16", "compile": True, "channels_last": False})
-        settings.append({"window": 0, "batch": 1, "precision": "bf16", "compile": False, "channels_last": True})
+            settings.append(
+                {"window": 0, "batch": 1, "precision": precision, "compile": False, "channels_last": False}
+            )
+        settings.append(
+            {"window": 0, "batch": 1, "precision": "bf16", "compile": True, "channels_last": False}
+        )
+        settings.append(
+            {"window": 0, "batch": 1, "precision": "bf16", "compile": False, "channels_last": True}
+        )
 
     rows = []
     for s in tqdm(settings, desc="benchmark", unit="setting", disable=not progress):
@@ -179,7 +191,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
                              min(s["window"], config.shape[2]))  # fmt: skip
         engine.sw_batch_size = s["batch"]
         engine.run_network(x[:16, :16, :16])  # first-call costs (allocator, kernels) kept out of the timing
-        window = engine.window or choose_window(config.shape, max_voxels=engine.max_window_voxels, overlap=engine.overlap)
+        window = engine.window or choose_window(
+            config.shape, max_voxels=engine.max_window_voxels, overlap=engine.overlap
+        )
         tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = s["precision"] == "tf32"
         if cuda:
@@ -193,7 +207,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
         peak_gb = torch.cuda.max_memory_allocated(device) / 1024**3 if cuda else _peak_rss_gb()
         achieved = flops_lr * n_lr / sec / 1e12
-        peak_key = s["precision"] if s["precision"] in peaks else ("bf16" if s["precision"] == "fp16" else "fp32")
+        peak_key = (
+            s["precision"] if s["precision"] in peaks else ("bf16" if s["precision"] == "fp16" else "fp32")
+        )
         rows.append(
             {
                 **s,
@@ -228,7 +244,9 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
             if name is None:
                 from srgan3d.weights import save_weights
 
-                name = str(save_weights(model, wdir / "bench.pt", card={"description": "untrained, for timing"}))
+                name = str(
+                    save_weights(model, wdir / "bench.pt", card={"description": "untrained, for timing"})
+                )
             ucfg = UpscaleConfig(method="generator", weights=name, device=config.device, overwrite=True)
             t0 = time.perf_counter()
             res = upscale_files([src], Path(tmp) / "out", ucfg)
@@ -236,12 +254,18 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
             row = res.rows[0]
             if row.status != "ok":
                 raise RuntimeError(f"end-to-end run failed: {row.error}")
-            e2e = {"seconds": sec, "output_bytes": Path(row.output).stat().st_size, "peak_rss_gb": _peak_rss_gb()}
+            e2e = {
+                "seconds": sec,
+                "output_bytes": Path(row.output).stat().st_size,
+                "peak_rss_gb": _peak_rss_gb(),
+            }
 
     best = min((r for r in rows if "compute_s" in r), key=lambda r: r["compute_s"])
     result = {
         "date": date.today().isoformat(),
-        "device": torch.cuda.get_device_name(device) if cuda else f"cpu: {platform.processor() or platform.machine()}",
+        "device": torch.cuda.get_device_name(device)
+        if cuda
+        else f"cpu: {platform.processor() or platform.machine()}",
         "torch_threads": torch.get_num_threads(),
         "input_shape": list(config.shape),
         "output_shape": [n * s for n, s in zip(config.shape, scale, strict=True)],
@@ -272,7 +296,9 @@ def markdown_table(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         w = "x".join(map(str, r["window"]))
         if "error" in r:
-            lines.append(f"| {w} | {r['batch']} | {r['precision']} | {r['compile']} | {r['channels_last']} | {r['error']} |||||")
+            lines.append(
+                f"| {w} | {r['batch']} | {r['precision']} | {r['compile']} | {r['channels_last']} | {r['error']} |||||"
+            )
             continue
         lines.append(
             f"| {w} | {r['batch']} | {r['precision']} | {r['compile']} | {r['channels_last']} | {r['compute_s']:.3f} | "

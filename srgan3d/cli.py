@@ -84,10 +84,21 @@ def upscale(
     overwrite: Annotated[
         bool, typer.Option(help="Replace existing outputs instead of skipping them.")
     ] = False,
-    compress: Annotated[bool, typer.Option(help="Write .nii.gz (gzip level 1) or .nii (--no-compress).")] = True,
+    compress: Annotated[
+        bool, typer.Option(help="Write .nii.gz (gzip level 1) or .nii (--no-compress).")
+    ] = True,
+    adapt: Annotated[
+        int,
+        typer.Option(
+            "--adapt",
+            help="Fine-tune a copy of the generator on each scan for this many steps first (0: off).",
+        ),
+    ] = 0,
     shard: Annotated[
         str | None,
-        typer.Option(help="K/N: process the K-th of N parts of the scan list (one per GPU, node or array job)."),
+        typer.Option(
+            help="K/N: process the K-th of N parts of the scan list (one per GPU, node or array job)."
+        ),
     ] = None,
 ) -> None:
     """Double the resolution of every scan; geometry exact, manifest.csv beside the outputs."""
@@ -100,6 +111,7 @@ def upscale(
             method=method, weights=weights, scale=factors, through_plane=through_plane, device=device,
             window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
             overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
+            adapt_steps=adapt,
         )  # fmt: skip
         with logging_redirect_tqdm():
             result = upscale_files(inputs, output, config, progress=True)
@@ -132,9 +144,9 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 @app.command()
 def benchmark(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for benchmark.json and benchmark.md.")] = Path(
-        "benchmark_out"
-    ),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for benchmark.json and benchmark.md.")
+    ] = Path("benchmark_out"),
     shape: Annotated[str, typer.Option(help="LR input shape.")] = "320,320,80",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
     windows: Annotated[
@@ -143,7 +155,9 @@ def benchmark(
     batches: Annotated[str | None, typer.Option(help="Window batch sizes to sweep, e.g. 1,2,4.")] = None,
     repeats: Annotated[int, typer.Option(help="Timed repeats per setting (median).")] = 3,
     end_to_end: Annotated[bool, typer.Option(help="Also time read -> upscale -> write.")] = True,
-    weights: Annotated[str | None, typer.Option(help="Time installed weights instead of an untrained generator.")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Time installed weights instead of an untrained generator.")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="A few-second CPU smoke run.")] = False,
 ) -> None:
     """Throughput and memory of the upscale engine on this machine: a sweep of windows and batches
@@ -167,7 +181,10 @@ def benchmark(
         with logging_redirect_tqdm():
             result = run_benchmark(cfg, progress=True)
         output.mkdir(parents=True, exist_ok=True)
-        for name, text in (("benchmark.json", json.dumps(result, indent=2)), ("benchmark.md", result["table"] + "\n")):
+        for name, text in (
+            ("benchmark.json", json.dumps(result, indent=2)),
+            ("benchmark.md", result["table"] + "\n"),
+        ):
             tmp = output / f".{name}.tmp"
             tmp.write_text(text)
             os.replace(tmp, output / name)
@@ -180,7 +197,9 @@ def benchmark(
 
 @app.command("merge-manifests")
 def merge_manifests_cmd(
-    output: Annotated[Path, typer.Argument(help="The -o folder that the shards of `upscale --shard` wrote to.")],
+    output: Annotated[
+        Path, typer.Argument(help="The -o folder that the shards of `upscale --shard` wrote to.")
+    ],
 ) -> None:
     """Join the shard manifests of one output folder into manifest.csv."""
     from srgan3d.upscale import merge_manifests

@@ -23,7 +23,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from srgan3d.degrade import sinc_upsample, upsample_volume
-from srgan3d.nets import Generator
+from srgan3d.nets import Generator, GeneratorConfig
 from srgan3d.provenance import versions
 from srgan3d.volume import ScanSource, Volume, VolumeError, find_scans, upscaled_affine, write_volume
 from srgan3d.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights, load_generator
@@ -34,7 +34,7 @@ METHODS = ("generator", "sinc", "tricubic", "trilinear", "nearest")
 MANIFEST_COLUMNS = (
     "input", "output", "status", "error", "method", "scale", "input_shape", "output_shape",
     "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "device", "weights",
-    "weights_sha256", "srgan3d", "torch", "monai",
+    "weights_sha256", "adapt_steps", "adapt_seconds", "srgan3d", "torch", "monai",
 )  # fmt: skip
 
 
@@ -352,6 +352,10 @@ class UpscaleConfig:
         shard: (K, N): process only the K-th of N interleaved parts of the sorted scan list, so
             that N GPUs or nodes share a cohort; the manifest is `manifest.shard-K-of-N.csv`
             (join them with `merge_manifests`).
+        adapt_steps: > 0: fine-tune a copy of the generator on each scan for this many steps
+            before upscaling it (internal learning, `srgan3d.train.adapt_generator`). Without
+            installed weights it starts from an untrained generator whose detail branch is zero,
+            i.e. from zero-filled k-space.
     """
 
     method: str = "auto"
@@ -367,8 +371,11 @@ class UpscaleConfig:
     suffix: str | None = None
     compress: bool = True
     shard: tuple[int, int] | None = None
+    adapt_steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.adapt_steps < 0:
+            raise ValueError(f"adapt steps must be >= 0, not {self.adapt_steps}")
         if self.shard is not None:
             k, n = self.shard
             if not (n >= 1 and 1 <= k <= n):
@@ -428,6 +435,37 @@ def write_manifest(rows: Iterable[ManifestRow], path: Path) -> Path:
     return path
 
 
+def _weights_installed(name: str) -> bool:
+    try:
+        find_weights(name)
+    except WeightsError:
+        return False
+    return True
+
+
+def _adapt_and_upscale(
+    vol: Volume, factors: tuple[int, ...], engine: GeneratorEngine, config: UpscaleConfig
+) -> tuple[Volume, dict[str, float]]:
+    """Internal learning on this scan, then upscaling with the adapted copy (the shared engine's
+    model is left as it was for the next scan)."""
+    from srgan3d.train import adapt_generator
+
+    perm = _matching_permutation(factors, tuple(engine.scale))
+    if perm is None:
+        raise ValueError(f"the generator's scale is {tuple(engine.scale)}; it cannot upscale by {factors}")
+    moved = Volume(np.ascontiguousarray(np.transpose(vol.data, perm)), vol.affine, vol.meta)
+    adapted, info = adapt_generator(engine.model, moved, steps=config.adapt_steps, device=engine.device)
+    original = engine.model
+    engine.model = adapted
+    try:
+        sr = upscale_volume(vol, method="generator", factors=factors, engine=engine)
+    finally:
+        engine.model = original
+    log.info("adapted to %s in %.1f s (loss %.4f -> %.4f)", vol.meta.get("path", "scan"), info["seconds"],
+             info["loss_first"], info["loss_last"])  # fmt: skip
+    return sr, info
+
+
 def merge_manifests(outdir: str | Path) -> Path:
     """Join the `manifest.shard-K-of-N.csv` files of `outdir` into `manifest.csv` (atomically).
 
@@ -445,7 +483,9 @@ def merge_manifests(outdir: str | Path) -> Path:
         raise FileNotFoundError(f"no manifest.shard-K-of-N.csv files in {outdir}")
     ns = {n for _, n in found}
     if len(ns) != 1:
-        raise ValueError(f"{outdir}: shard manifests of different N: {sorted(p.name for p in found.values())}")
+        raise ValueError(
+            f"{outdir}: shard manifests of different N: {sorted(p.name for p in found.values())}"
+        )
     n = ns.pop()
     missing = [k for k in range(1, n + 1) if (k, n) not in found]
     if missing:
@@ -535,9 +575,17 @@ def upscale_files(
 
     engine: GeneratorEngine | None = None
     winfo: WeightsInfo | None = None
+    if config.adapt_steps and method != "generator":
+        if config.method not in ("auto", "generator"):
+            raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")
+        method = "generator"
     if method == "generator":
         device = resolve_device(config.device)
-        model, winfo = load_generator(config.weights)
+        if config.adapt_steps and not _weights_installed(config.weights):
+            model = Generator(GeneratorConfig())  # zero detail branch: starts as zero-filled k-space
+            winfo = WeightsInfo("untrained (adapted per scan)", Path("-"), {"sha256": ""})
+        else:
+            model, winfo = load_generator(config.weights)
         engine = GeneratorEngine(
             model, device=device, window=config.window, sw_batch_size=config.sw_batch_size,
             overlap=config.overlap, amp=config.amp,
@@ -594,7 +642,13 @@ def upscale_files(
                 vol = reads[i].result()
                 reads[i] = None  # type: ignore[call-overload] - free the input early
                 factors = config.factors_for(vol)
-                sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
+                if config.adapt_steps and engine is not None:
+                    sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
+                    row.values.update(
+                        adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}"
+                    )
+                else:
+                    sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
                 what = f"srgan3d {method} x{_fmt(factors)}"
                 if winfo:
                     what += f" {winfo.name} {winfo.sha256[:12]}"

@@ -153,3 +153,29 @@ def test_evaluate_reports_every_cohort_problem(tiny_cohort, tmp_path):
     assert res.exit_code == 2
     assert "row 2 (patient P001), column 'image': file images/nope.nii.gz not found" in res.output
     assert "row 3 (patient P002), column 'response': unknown code 'maybe'" in res.output
+
+
+def test_radiomics_with_the_generator_records_its_weights_and_reuses_its_cache(
+    tiny_cohort, tiny_weights, tmp_path
+):
+    from srgan3d.cohort import read_cohort
+    from srgan3d.radiomics import RadiomicsConfig, extract_cohort
+    from srgan3d.weights import sha256_file
+
+    table = read_cohort(tiny_cohort).table.head(2)
+    cfg = RadiomicsConfig(
+        params=str(tiny_cohort.parent.parent / "fast.yaml"),
+        method="generator",
+        weights=str(tiny_weights),
+        margin_vox=4,
+    )
+    first = extract_cohort(table, tmp_path / "f", cfg)
+    assert not first.failed
+    assert set(first.info["method"]) == {"generator"}
+    assert set(first.info["weights_sha256"]) == {sha256_file(tiny_weights)}
+    np.testing.assert_allclose(first.info["sr_spacing_mm"].iloc[0], [2.0, 2.0, 3.5])
+    sr_files = sorted((tmp_path / "f" / "sr").glob("*.nii.gz"))
+    stamps = [p.stat().st_mtime_ns for p in sr_files]
+    again = extract_cohort(table, tmp_path / "f", cfg)
+    assert [p.stat().st_mtime_ns for p in sr_files] == stamps, "the SR crops were recomputed"
+    np.testing.assert_allclose(again.post.to_numpy(), first.post.to_numpy())

@@ -251,7 +251,9 @@ def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
 
     src = tmp_path / "in"
     for i in range(5):
-        write_volume(Volume(np.full((6, 6, 4), float(i + 1), np.float32), np.eye(4), {}), src / f"s{i}.nii.gz")
+        write_volume(
+            Volume(np.full((6, 6, 4), float(i + 1), np.float32), np.eye(4), {}), src / f"s{i}.nii.gz"
+        )
     (src / "broken.nii.gz").write_bytes(b"not a nifti")
     out = tmp_path / "out"
     for k in (1, 2):
@@ -267,3 +269,31 @@ def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
     assert len(list(out.glob("*_sr2x.nii.gz"))) == 5
     with pytest.raises(ValueError, match="K/N"):
         UpscaleConfig(shard=(3, 2))
+
+
+def test_adapt_fine_tunes_a_copy_per_scan_and_records_it(tmp_path, tiny_weights):
+    import csv
+
+    from srgan3d.train import adapt_generator
+    from srgan3d.upscale import UpscaleConfig, upscale_files
+    from srgan3d.volume import Volume, write_volume
+
+    vol = Volume(smooth_volume((32, 32, 20), seed=3) * 500 + 100, np.diag([1.0, 1.0, 2.0, 1.0]), {})
+    model, _ = load_generator(tiny_weights)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adapted, info = adapt_generator(model, vol, steps=5, batch_size=2, patch_size=8)
+    assert info["steps"] == 5 and info["seconds"] > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the input model changed"
+    assert any(not torch.equal(before[k], v) for k, v in adapted.state_dict().items())
+
+    src = write_volume(vol, tmp_path / "in" / "a.nii.gz")
+    cfg = UpscaleConfig(method="generator", weights=str(tiny_weights), adapt_steps=3)
+    res = upscale_files([src], tmp_path / "out", cfg)
+    assert res.rows[0].status == "ok", res.rows[0].error
+    row = next(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
+    assert row["adapt_steps"] == "3" and float(row["adapt_seconds"]) > 0
+    assert read_volume(row["output"]).shape == (64, 64, 40)
+    with pytest.raises(ValueError, match="adapt"):
+        upscale_files([src], tmp_path / "o2", UpscaleConfig(method="tricubic", adapt_steps=3))
+    with pytest.raises(ValueError, match="too small"):
+        adapt_generator(model, Volume(np.ones((8, 8, 8), np.float32), np.eye(4), {}), steps=1)
