@@ -569,25 +569,53 @@ def adapt_generator(
 
     device = device or torch.device("cpu")
     scale = tuple(model.config.scale)
-    lr_shape = [n // s for n, s in zip(volume.shape, scale, strict=True)]
-    p = int(min(patch_size, *lr_shape))
-    if p < 8:
+    rng = np.random.default_rng(seed)
+    hr = volume.data[tuple(slice(0, (n // f) * f) for n, f in zip(volume.shape, scale, strict=True))]
+    lr_shape = [n // f for n, f in zip(hr.shape, scale, strict=True)]
+    # Patches as large as asked for, but no larger than the scan allows along each axis (thin
+    # scans have few slices).
+    patch = [min(patch_size, n) for n in lr_shape]
+    if min(patch) < 4:
         raise ValueError(
             f"scan {volume.shape} is too small to adapt to: after a further {scale} reduction it is {lr_shape}"
         )
-    cfg = TrainConfig(
-        channels=model.config.channels, n_blocks=model.config.n_blocks,
-        upsample_channels=model.config.upsample_channels, scale=scale, skip=model.config.skip,
-        patch_size=p, batch_size=batch_size, n_variants=2, pretrain_steps=steps, seed=seed,
-    )  # fmt: skip
-    sampler = PatchSampler([volume.data], cfg, seed=seed)
+    # Degrade in the scan's own units (non-negative magnitude), then normalise by the LR range,
+    # as training and inference do; two copies, k-space truncation with light noise.
+    pairs = []
+    for _ in range(2):
+        scaling_hr = IntensityScaling.fit(hr)
+        sigma = float(rng.uniform(0, 0.01)) * (scaling_hr.hi - scaling_hr.lo)
+        lr_img = degrade_array(hr, scale, model="kspace", noise_sigma=sigma, seed=int(rng.integers(2**31)))
+        scaling = IntensityScaling.fit(lr_img)
+        lr_n, hr_n = scaling.forward(lr_img), scaling.forward(hr)
+        base = sinc_upsample(lr_n, scale) if model.config.skip == "sinc" else None
+        pairs.append((lr_n, hr_n, base, foreground_mask(lr_img)))
+
+    def sample() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        lrs, hrs, bases = [], [], []
+        for _ in range(batch_size):
+            lr_n, hr_n, base, fg = pairs[int(rng.integers(len(pairs)))]
+            for _attempt in range(20):  # prefer patches that are mostly anatomy, not air
+                i = [int(rng.integers(0, n - q + 1)) for n, q in zip(lr_n.shape, patch, strict=True)]
+                lo = tuple(slice(a, a + q) for a, q in zip(i, patch, strict=True))
+                if fg[lo].mean() > 0.3:
+                    break
+            hi = tuple(slice(a * f, (a + q) * f) for a, q, f in zip(i, patch, scale, strict=True))
+            flips = [ax for ax in range(3) if rng.random() < 0.5]
+            lrs.append(np.flip(lr_n[lo], flips).copy())
+            hrs.append(np.flip(hr_n[hi], flips).copy())
+            if base is not None:
+                bases.append(np.flip(base[hi], flips).copy())
+        as_t = lambda xs: torch.from_numpy(np.stack(xs))[:, None]  # noqa: E731
+        return as_t(lrs), as_t(hrs), (as_t(bases) if bases else None)
+
     gen = copy.deepcopy(model).to(device).train()
     opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.9, 0.99))
     torch.manual_seed(seed)
     losses = []
     t0 = time.perf_counter()
     for _ in tqdm(range(steps), desc="adapt", unit="step", disable=not progress, leave=False):
-        lr_b, hr_b, base_b = sampler.sample(batch_size)
+        lr_b, hr_b, base_b = sample()
         lr_b, hr_b = lr_b.to(device), hr_b.to(device)
         sr = gen(lr_b)
         if base_b is not None:

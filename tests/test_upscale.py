@@ -296,4 +296,4 @@ def test_adapt_fine_tunes_a_copy_per_scan_and_records_it(tmp_path, tiny_weights)
     with pytest.raises(ValueError, match="adapt"):
         upscale_files([src], tmp_path / "o2", UpscaleConfig(method="tricubic", adapt_steps=3))
     with pytest.raises(ValueError, match="too small"):
-        adapt_generator(model, Volume(np.ones((8, 8, 8), np.float32), np.eye(4), {}), steps=1)
+        adapt_generator(model, Volume(np.ones((6, 6, 6), np.float32), np.eye(4), {}), steps=1)
