@@ -22,20 +22,16 @@ from srgan3d.degrade import crop_to_multiple, degrade_volume
 from srgan3d.metrics import foreground_mask, psnr, ssim
 from srgan3d.provenance import versions
 from srgan3d.synthetic import make_phantom
-from srgan3d.upscale import UpscaleConfig, upscale_files
+from srgan3d.upscale import UpscaleConfig, resolve_method, upscale_files
 from srgan3d.volume import read_volume, write_volume
-from srgan3d.weights import DEFAULT_WEIGHTS, WeightsError, find_weights
+from srgan3d.weights import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
 
 
 def best_method() -> str:
     """The generator when its default weights are installed, else zero-filled k-space."""
-    try:
-        find_weights(DEFAULT_WEIGHTS)
-    except WeightsError:
-        return "sinc"
-    return "generator"
+    return resolve_method("auto", DEFAULT_WEIGHTS)
 
 
 def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = False) -> dict[str, Any]:

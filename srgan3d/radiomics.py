@@ -153,16 +153,10 @@ def _engine(config: RadiomicsConfig) -> tuple[str, Any, str | None]:
     """(method, engine or None, weights sha256 or None) for this process, built once."""
     key = (config.method, config.weights, config.device)
     if _WORKER.get("key") != key:
-        from srgan3d.upscale import GeneratorEngine, resolve_device
-        from srgan3d.weights import WeightsError, find_weights, load_generator
+        from srgan3d.upscale import GeneratorEngine, resolve_device, resolve_method
+        from srgan3d.weights import load_generator
 
-        method, engine, sha = config.method, None, None
-        if method == "auto":
-            try:
-                find_weights(config.weights)
-                method = "generator"
-            except WeightsError:
-                method = "sinc"
+        method, engine, sha = resolve_method(config.method, config.weights), None, None
         if method == "generator":
             import torch
 

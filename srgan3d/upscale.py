@@ -443,6 +443,13 @@ def _weights_installed(name: str) -> bool:
     return True
 
 
+def resolve_method(method: str, weights: str) -> str:
+    """`method`, with "auto" made "generator" when `weights` are installed and "sinc" otherwise."""
+    if method != "auto":
+        return method
+    return "generator" if _weights_installed(weights) else "sinc"
+
+
 def _adapt_and_upscale(
     vol: Volume, factors: tuple[int, ...], engine: GeneratorEngine, config: UpscaleConfig
 ) -> tuple[Volume, dict[str, float]]:
@@ -556,18 +563,13 @@ def upscale_files(
         sources = sources[k - 1 :: n]
         manifest = outdir / f"manifest.shard-{k}-of-{n}.csv"
         log.info("shard %d of %d: %d scans", k, n, len(sources))
-    method = config.method
-    if method == "auto":
-        try:
-            find_weights(config.weights)
-            method = "generator"
-        except WeightsError:
-            method = "sinc"
-            log.warning(
-                "no generator weights %r installed: using zero-filled k-space interpolation (--method sinc); "
-                "pass --weights PATH for your own generator",
-                config.weights,
-            )
+    method = resolve_method(config.method, config.weights)
+    if config.method == "auto" and method == "sinc":
+        log.warning(
+            "no generator weights %r installed: using zero-filled k-space interpolation (--method sinc); "
+            "pass --weights PATH for your own generator",
+            config.weights,
+        )
     vers = versions()
     common: dict[str, Any] = {
         "method": method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
