@@ -163,9 +163,9 @@ def benchmark(
     """Throughput and memory of the upscale engine on this machine: a sweep of windows and batches
     (and precisions, torch.compile and channels_last on CUDA), end to end, and trilinear as floor."""
     import json
-    import os
 
     from srgan3d.bench import BenchmarkConfig, run_benchmark
+    from srgan3d.provenance import write_text_atomic
 
     def ints(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(v) for v in text.split(",")) if text else None
@@ -180,14 +180,8 @@ def benchmark(
             )  # fmt: skip
         with logging_redirect_tqdm():
             result = run_benchmark(cfg, progress=True)
-        output.mkdir(parents=True, exist_ok=True)
-        for name, text in (
-            ("benchmark.json", json.dumps(result, indent=2)),
-            ("benchmark.md", result["table"] + "\n"),
-        ):
-            tmp = output / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, output / name)
+        write_text_atomic(output / "benchmark.json", json.dumps(result, indent=2))
+        write_text_atomic(output / "benchmark.md", result["table"] + "\n")
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
         return

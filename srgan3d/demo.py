@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from srgan3d.degrade import crop_to_multiple, degrade_volume
 from srgan3d.metrics import foreground_mask, psnr, ssim
-from srgan3d.provenance import versions
+from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.synthetic import make_phantom
 from srgan3d.upscale import UpscaleConfig, resolve_method, upscale_files
 from srgan3d.volume import read_volume, write_volume
@@ -165,7 +164,5 @@ def run_demo(
         seconds={"phantom": round(t1 - t0, 1), "cohort": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
         simulated_responses=True,
     )
-    tmp = outdir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, outdir / "summary.json")
+    write_text_atomic(outdir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ import pandas as pd
 
 from srgan3d.cohort import read_cohort
 from srgan3d.modeling import ModelingConfig, cohort_summary, run_modeling
-from srgan3d.provenance import versions
+from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.radiomics import RadiomicsConfig, crop, extract_cohort
 from srgan3d.report import write_report
 from srgan3d.volume import read_volume
@@ -26,12 +25,6 @@ NOT_CLINICAL = {
     "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "label", "baseline_viable_mm",
     "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
 }  # fmt: skip
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, ids: list[str]) -> list[dict[str, Any]]:
@@ -100,10 +93,8 @@ def evaluate_cohort(
 
     pred = res.predictions.copy()
     pred.index.name = "patient_id"
-    pred.to_csv(outdir / ".predictions.csv.tmp")
-    os.replace(outdir / ".predictions.csv.tmp", outdir / "predictions.csv")
-    res.fitted.coefficients().to_csv(outdir / ".coefficients.csv.tmp", index=False)
-    os.replace(outdir / ".coefficients.csv.tmp", outdir / "coefficients.csv")
+    write_text_atomic(outdir / "predictions.csv", pred.to_csv())
+    write_text_atomic(outdir / "coefficients.csv", res.fitted.coefficients().to_csv(index=False))
 
     clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith("true_")]
     summary = cohort_summary(keep.reset_index(), y, clinical_cols)
@@ -147,7 +138,7 @@ def evaluate_cohort(
         "examples": _examples(table, feats.info, outdir, ids),
         "provenance": {"versions": versions(), "seed": modeling.seed, "cohort_card": card},
     }
-    _atomic_write(
+    write_text_atomic(
         outdir / "results.json", json.dumps(results, indent=1, default=_json_default, allow_nan=True)
     )
     write_report(outdir)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.degrade import spline_upsample
+from srgan3d.provenance import write_text_atomic
 from srgan3d.volume import Volume, read_volume, upscaled_affine, write_volume
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,7 @@ def _digest(*parts: Any) -> str:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> dict[str, Any]:
@@ -323,9 +321,7 @@ def extract_cohort(
     post = pd.DataFrame([r["post"] for r in ok], index=pre.index)
     info = pd.DataFrame([r["info"] for r in ok], index=pre.index)
     for name, df in (("features_pre.csv", pre), ("features_post.csv", post), ("voi_info.csv", info)):
-        tmp = outdir / f".{name}.tmp"
-        df.to_csv(tmp)
-        os.replace(tmp, outdir / name)
+        write_text_atomic(outdir / name, df.to_csv())
     return FeatureTables(pre=pre, post=post, info=info, failed=failed, config=config, resample_mm=resample_mm)
 
 

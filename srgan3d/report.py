@@ -8,7 +8,6 @@ import base64
 import html
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from srgan3d import stats
 from srgan3d.modeling import MODEL_LABELS, MODEL_NAMES
+from srgan3d.provenance import write_text_atomic
 
 COLOURS = {
     "radiomics_pre_sr": "#1f77b4",
@@ -436,8 +436,4 @@ def write_report(outdir: str | Path) -> Path:
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found; run `srgan3d evaluate COHORT.csv -o {outdir}` first")
     results = json.loads(src.read_text())
-    text = render_html(results)
-    tmp = outdir / ".report.html.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, outdir / "report.html")
-    return outdir / "report.html"
+    return write_text_atomic(outdir / "report.html", render_html(results))

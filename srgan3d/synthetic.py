@@ -386,6 +386,7 @@ def make_cohort(
         "response_model": "logit P = b0 + b_diam z(log diameter) + b_enh z(enhancement) + b_tex z(texture), "
         "conditioned on n_responders",
     }
-    (outdir / ".cohort.json.tmp").write_text(json.dumps(card, indent=2))
-    os.replace(outdir / ".cohort.json.tmp", outdir / "cohort.json")
+    from srgan3d.provenance import write_text_atomic
+
+    write_text_atomic(outdir / "cohort.json", json.dumps(card, indent=2))
     return outdir / "cohort.csv"
