@@ -25,7 +25,7 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -323,7 +323,3 @@ def extract_cohort(
     for name, df in (("features_pre.csv", pre), ("features_post.csv", post), ("voi_info.csv", info)):
         write_text_atomic(outdir / name, df.to_csv())
     return FeatureTables(pre=pre, post=post, info=info, failed=failed, config=config, resample_mm=resample_mm)
-
-
-def config_dict(config: RadiomicsConfig) -> dict[str, Any]:
-    return asdict(config)
