@@ -33,16 +33,22 @@ bench: venv
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
 
-# Rebuild the shipped weights from scratch: fetch the registry-shipped MRI volumes, train with the
-# recipe, export the EMA generator with its model card. Not part of CI. RECIPE=recipes/<name>.yaml
-RECIPE ?= recipes/cpu_stage1.yaml
+# Rebuild the shipped weights from scratch: fetch the registry-shipped MRI volumes, train stage 1
+# (L1 + gradient) with RECIPE, fine-tune it adversarially with GAN_RECIPE, export both EMA
+# generators with their model cards. Not part of CI; about an hour on a 2-core CPU.
+RECIPE ?= recipes/cpu_x2.yaml
+GAN_RECIPE ?= recipes/cpu_x2_gan.yaml
 WEIGHTS_NAME ?= srgan3d_x2
 TRAIN_DATA = data/real/mni152_mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz data/real/inia19-t1-brain.nii.gz
 VAL_DATA = --val data/real/colin27_ch2.nii.gz --val ../shared/data/totalseg_example_mr_sm.nii.gz
 .PHONY: weights
 weights: venv
 	bash tools/fetch_training_data.sh
-	rm -rf data/runs/$(WEIGHTS_NAME)
+	rm -rf data/runs/$(WEIGHTS_NAME) data/runs/$(WEIGHTS_NAME)_gan
 	$(BIN)/srgan3d train $(TRAIN_DATA) -o data/runs/$(WEIGHTS_NAME) --config $(RECIPE) $(VAL_DATA)
 	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME) -o weights/$(WEIGHTS_NAME).pt \
-		--description "Trained by 'make weights RECIPE=$(RECIPE)'"
+		--description "Stage 1 (L1 + gradient), trained by 'make weights RECIPE=$(RECIPE)'"
+	$(BIN)/srgan3d train $(TRAIN_DATA) -o data/runs/$(WEIGHTS_NAME)_gan --config $(GAN_RECIPE) \
+		--init weights/$(WEIGHTS_NAME).pt $(VAL_DATA)
+	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME)_gan -o weights/$(WEIGHTS_NAME)_gan.pt \
+		--description "Stage 2 (relativistic GAN + L1 + gradient) fine-tuned from $(WEIGHTS_NAME) by 'make weights GAN_RECIPE=$(GAN_RECIPE)'"

@@ -1,7 +1,7 @@
 """Quality of 2x super-resolution on held-out real MRI: PSNR, SSIM, radiomic fidelity, hallucination.
 
 Usage:
-    python benchmarks/quality.py VOLUME... [--weights NAME_OR_PATH ...] [--json out.json]
+    python benchmarks/quality.py VOLUME... [--weights NAME_OR_PATH ...] [--adapt STEPS] [--json out.json]
 
 Each volume (never used in training) is scaled to [0, 1] by its robust range, cropped to even
 lengths, degraded 2x by grid-consistent k-space truncation, and upscaled by every method. Scores
@@ -34,8 +34,9 @@ import torch
 from srgan3d.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
 from srgan3d.metrics import foreground_mask, psnr, ssim
 from srgan3d.provenance import versions
+from srgan3d.train import adapt_generator
 from srgan3d.upscale import GeneratorEngine, IntensityScaling
-from srgan3d.volume import read_volume
+from srgan3d.volume import Volume, read_volume
 from srgan3d.weights import load_generator
 
 FEATURE_CLASSES = ("firstorder", "glcm", "glrlm", "glszm")
@@ -109,13 +110,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("volumes", nargs="+")
     ap.add_argument("--weights", action="append", default=[], help="generator weights (repeatable)")
+    ap.add_argument(
+        "--adapt",
+        type=int,
+        default=0,
+        help="also the first weights adapted to each scan for STEPS steps (upscale --adapt)",
+    )
     ap.add_argument("--vois", type=int, default=24)
     ap.add_argument("--json", default="benchmarks/quality.json")
     args = ap.parse_args()
 
     engines = {}
+    models = []
     for w in args.weights:
         model, info = load_generator(w)
+        models.append((info.name, model))
         engines[info.name] = GeneratorEngine(model, device=torch.device("cpu"))
     results = []
     for path in args.volumes:
@@ -134,6 +143,16 @@ def main() -> None:
             t0 = time.perf_counter()
             outputs[name] = engine.run(lr)
             seconds[name] = time.perf_counter() - t0
+        if args.adapt and models:
+            name, model = models[0]
+            t0 = time.perf_counter()
+            adapted, _ = adapt_generator(
+                model, Volume(lr, np.diag([*(2 * np.asarray(vol.spacing_mm)), 1.0])), steps=args.adapt
+            )
+            outputs[f"{name} + adapt {args.adapt}"] = GeneratorEngine(
+                adapted, device=torch.device("cpu")
+            ).run(lr)
+            seconds[f"{name} + adapt {args.adapt}"] = time.perf_counter() - t0
         vois = sphere_vois(mask, vol.spacing_mm, n=args.vois, radius_mm=12.0, seed=0)
         truth_feats = radiomic_features(hr, vois, vol.spacing_mm) if vois else None
         for method, sr in outputs.items():
@@ -161,7 +180,9 @@ def main() -> None:
         "date": date.today().isoformat(),
         "command": "python benchmarks/quality.py "
         + " ".join(args.volumes)
-        + "".join(f" --weights {w}" for w in args.weights),
+        + "".join(f" --weights {w}" for w in args.weights)
+        + (f" --adapt {args.adapt}" if args.adapt else "")
+        + f" --vois {args.vois}",
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "results": results,
         "versions": versions(),

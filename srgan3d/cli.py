@@ -400,6 +400,13 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Seed of patches, degradations and weights.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's checkpoint.")] = False,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Fine-tune: start from these weights (name, e.g. srgan3d_x2, or .pt path); "
+            "the generator architecture is taken from their model card."
+        ),
+    ] = None,
 ) -> None:
     """Train or fine-tune the generator on your own high-resolution scans (multi-GPU: torchrun)."""
     from srgan3d.train import TrainConfig
@@ -414,9 +421,20 @@ def train(
         if v is not None
     }  # fmt: skip
     try:
+        if init is not None:
+            from srgan3d.weights import find_weights
+
+            arch = find_weights(init).card.get("generator", {})
+            overrides.update(
+                {
+                    k: v
+                    for k, v in arch.items()
+                    if k in ("channels", "n_blocks", "upsample_channels", "scale", "skip")
+                }
+            )
         cfg = TrainConfig.from_yaml(config, **overrides) if config else TrainConfig(**overrides)
         with logging_redirect_tqdm():
-            result = run_training(data, output, cfg, val=val or [], resume=resume, progress=True)
+            result = run_training(data, output, cfg, val=val or [], resume=resume, init=init, progress=True)
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
         return

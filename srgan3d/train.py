@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -59,11 +60,15 @@ class TrainConfig:
     blur_max: float = 0.4
     gaussian_fraction: float = 0.25
     phantoms: int = 0
+    phantom_coarsening: float = 1.0
+    hr_scales: tuple[int, ...] = (1,)
     val_crop: int = 96
     # schedule and losses
     pretrain_steps: int = 2000
     gan_steps: int = 0
     lr_g: float = 2e-4
+    lr_g_gan: float = 1e-4
+    lr_schedule: str = "constant"
     lr_d: float = 1e-4
     l1_weight: float = 1.0
     edge_weight: float = 0.1
@@ -77,6 +82,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
+        object.__setattr__(self, "hr_scales", tuple(int(s) for s in self.hr_scales))
+        if not self.hr_scales or any(s < 1 for s in self.hr_scales):
+            raise ValueError(f"hr_scales must be positive integers, not {self.hr_scales}")
+        if self.phantom_coarsening < 1:
+            raise ValueError(f"phantom_coarsening must be >= 1, not {self.phantom_coarsening}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
         if self.patch_size < 8:
             raise ValueError(f"patch_size must be >= 8 low-resolution voxels, not {self.patch_size}")
         if self.pretrain_steps < 0 or self.gan_steps < 0:
@@ -95,6 +107,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["scale"] = list(self.scale)
+        d["hr_scales"] = list(self.hr_scales)
         return d
 
     @classmethod
@@ -103,7 +116,18 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**{k: tuple(v) if k == "scale" else v for k, v in d.items()})
+        return cls(**{k: tuple(v) if k in ("scale", "hr_scales") else v for k, v in d.items()})
+
+    def generator_lr(self, step: int) -> float:
+        """Generator learning rate at `step` (0-based). Stage 1: `lr_g`, constant or cosine-decayed
+        to 1% over `pretrain_steps`; stage 2 (GAN): `lr_g_gan`, constant. A function of the step
+        alone, so a resumed run continues the same schedule."""
+        if step >= self.pretrain_steps:
+            return self.lr_g_gan
+        if self.lr_schedule == "constant":
+            return self.lr_g
+        t = step / max(1, self.pretrain_steps)
+        return self.lr_g * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -197,17 +221,39 @@ class PatchSampler:
 
 
 def load_training_volumes(
-    paths: Sequence[str | Path], *, phantoms: int = 0, seed: int = 0
+    paths: Sequence[str | Path],
+    *,
+    phantoms: int = 0,
+    seed: int = 0,
+    hr_scales: Sequence[int] = (1,),
+    phantom_coarsening: float = 1.0,
+    min_shape: int = 0,
 ) -> list[np.ndarray]:
-    """High-resolution volumes scaled to [0, 1] by their robust foreground range, plus phantoms."""
+    """High-resolution training volumes: each scan at every factor of `hr_scales`, plus phantoms.
+
+    A factor f > 1 adds the scan re-acquired on an f-times coarser grid (its central k-space
+    kept, as a scanner acquiring a smaller matrix would): the same anatomy spans fewer voxels, so
+    the network sees structures at the voxel scale of coarser clinical scans (a 1 mm brain
+    template teaches little about a 3 mm abdominal series otherwise). Coarsened copies with an
+    axis shorter than `min_shape` are left out (a scan too small at its own scale is an error,
+    raised by the sampler). Phantoms are drawn with a random coarsening in
+    [1, `phantom_coarsening`]: the same field of view on fewer, larger voxels.
+    """
     from srgan3d.synthetic import TumourSpec, make_phantom
     from srgan3d.volume import find_scans
 
     out = []
     for src in find_scans(paths) if paths else []:
         vol = src.read()
-        out.append(vol.data)
-        log.info("training volume %s %s", src.path, vol.shape)
+        for f in hr_scales:
+            data = vol.data if f == 1 else degrade_array(crop_to_multiple(vol, f).data, f)
+            if f > 1 and min(data.shape) < min_shape:
+                log.info(
+                    "training volume %s at 1/%d: %s is below one patch, left out", src.path, f, data.shape
+                )
+                continue
+            out.append(np.maximum(data, 0) if f > 1 else data)
+            log.info("training volume %s at 1/%d: %s", src.path, f, data.shape)
     rng = np.random.default_rng(seed + 7919)
     for k in range(phantoms):
         spec = TumourSpec(
@@ -217,7 +263,10 @@ def load_training_volumes(
             capsule=bool(rng.random() < 0.6),
             texture=float(rng.uniform(0.05, 0.5)),
         )
-        ph = make_phantom((160, 144, 64), (1.2, 1.2, 1.6), tumour=spec, seed=seed * 1000 + k)
+        c = float(rng.uniform(1.0, phantom_coarsening))
+        shape = tuple(max(min_shape, 2 * round(n / c / 2)) for n in (160, 144, 64))
+        spacing = tuple(s * n0 / n for s, n0, n in zip((1.2, 1.2, 1.6), (160, 144, 64), shape, strict=True))
+        ph = make_phantom(shape, spacing, tumour=spec, seed=seed * 1000 + k)
         out.append(ph.image.data)
     if not out:
         raise ValueError("no training volumes: give high-resolution scans and/or phantoms > 0")
@@ -317,6 +366,7 @@ def train(
     *,
     val: Sequence[str | Path] = (),
     resume: bool = False,
+    init: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train a generator on high-resolution volumes; checkpoints, config and a CSV log in `run_dir`.
@@ -327,6 +377,9 @@ def train(
         config: the recipe.
         val: held-out high-resolution volumes for validation.
         resume: continue from `run_dir/checkpoint.pt` (its config must match).
+        init: fine-tune: start the generator and its EMA from these weights (a name or a `.pt`
+            with its model card, e.g. the shipped `srgan3d_x2`) instead of from scratch; the
+            recipe's architecture must be the weights' (`init_config` makes it so).
 
     Returns the last validation metrics and the step count.
     """
@@ -372,6 +425,18 @@ def train(
         ema.n_averaged.fill_(int(state["step"]))
         step = int(state["step"])
         log.info("resumed %s at step %d", ckpt_path, step)
+    elif init is not None:
+        from srgan3d.weights import load_generator
+
+        start, init_info = load_generator(init)
+        if start.config != config.generator:
+            raise ValueError(
+                f"weights {init_info.name} are a {start.config} generator, the recipe asks for "
+                f"{config.generator}: set the recipe's architecture keys to the weights' (or drop --init)"
+            )
+        gen.load_state_dict(start.state_dict())
+        ema.module.load_state_dict(start.state_dict())
+        log.info("fine-tuning from %s (sha256 %s)", init_info.path, init_info.sha256[:16])
     if distributed:
         ids = [device.index] if device.type == "cuda" else None
         gen_t: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(gen, device_ids=ids)
@@ -379,17 +444,35 @@ def train(
     else:
         gen_t, disc_t = gen, disc
 
-    volumes = load_training_volumes(data, phantoms=config.phantoms, seed=config.seed)
+    volumes = load_training_volumes(
+        data,
+        phantoms=config.phantoms,
+        seed=config.seed,
+        hr_scales=config.hr_scales,
+        phantom_coarsening=config.phantom_coarsening,
+        min_shape=config.patch_size * max(config.scale),
+    )
     # Reseeded from the step, so a resumed run draws fresh patches deterministically.
     sampler = PatchSampler(volumes, config, seed=config.seed * 100_003 + rank * 7 + step)
     val_set = prepare_validation([read_volume(p) for p in val], config) if main_process else []
     if main_process:
-        info = {"config": config.to_dict(), "data": [str(p) for p in data], "val": [str(p) for p in val]}
+        info: dict[str, Any] = {
+            "config": config.to_dict(),
+            "data": [str(p) for p in data],
+            "val": [str(p) for p in val],
+        }
+        if init is not None:
+            from srgan3d.weights import find_weights, sha256_file
+
+            w = find_weights(init)
+            info["init"] = {"name": w.name, "sha256": sha256_file(w.path)}
         cfg_path = run_dir / "config.json"
         if resume and cfg_path.exists():  # a resumed run keeps the record of what it was trained on
             before = json.loads(cfg_path.read_text())
             for key in ("data", "val"):
                 info[key] = list(dict.fromkeys([*before.get(key, []), *info[key]]))
+            if "init" in before:
+                info["init"] = before["init"]
         cfg_path.write_text(json.dumps(info, indent=2))
     amp = config.amp and device.type == "cuda"
     total = config.pretrain_steps + config.gan_steps
@@ -411,6 +494,8 @@ def train(
             # Generator step, discriminator frozen (BasicSR order).
             for p in disc.parameters():
                 p.requires_grad_(False)
+            for group in opt_g.param_groups:
+                group["lr"] = config.generator_lr(step)
             opt_g.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 sr = gen_t(lr_b).float()
@@ -516,6 +601,7 @@ def export_weights(
         "steps": int(state["step"]),
         "recipe": config.to_dict(),
         "training_data": list(training_data or run_info.get("data", [])),
+        "initialised_from": run_info.get("init"),
         "validation_data": run_info.get("val", []),
         "validation": validation,
         "versions": versions(),
@@ -529,7 +615,15 @@ def export_weights(
         "",
         f"- Scale: {tuple(config.scale)}; skip: {config.skip}; stage: {card['stage']}; {card['steps']} steps.",
         f"- Architecture: {json.dumps(full['generator'])}",
-        f"- Training data: {', '.join(card['training_data']) or 'none'}; phantoms: {config.phantoms}",
+        f"- Training data: {', '.join(card['training_data']) or 'none'} (at 1/{', 1/'.join(map(str, config.hr_scales))} "
+        f"of their resolution); phantoms: {config.phantoms} (grids up to {config.phantom_coarsening}x coarser)",
+        *(
+            [
+                f"- Fine-tuned from: {card['initialised_from']['name']} (sha256 {card['initialised_from']['sha256']})"
+            ]
+            if card["initialised_from"]
+            else []
+        ),
         f"- Validation data (held out): {', '.join(card['validation_data']) or 'none'}",
         f"- Validation (foreground PSNR/SSIM, 2x k-space degradation): {json.dumps(validation)}",
         f"- sha256: {full['sha256']}",
