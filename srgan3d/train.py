@@ -326,19 +326,27 @@ def prepare_validation(volumes: Sequence[Volume], config: TrainConfig) -> list[V
 
 
 def validate(model: Generator, val: Sequence[ValidationVolume], device: torch.device) -> dict[str, float]:
-    """Mean PSNR/SSIM over the foreground of the model and of the baselines."""
+    """PSNR/SSIM over the foreground of the model and of the baselines: the means over the
+    volumes ("psnr", "psnr_sinc", ...) and each volume's ("psnr[NAME]", ...)."""
     if not val:
         return {}
     engine = GeneratorEngine(model, device=device, amp=False)
     res: dict[str, list[float]] = {}
+    per_volume: dict[str, float] = {}
     for v in val:
         sr = engine.run(v.lr)
-        res.setdefault("psnr", []).append(psnr(v.hr, sr, mask=v.mask))
-        res.setdefault("ssim", []).append(ssim(v.hr, sr, mask=v.mask))
+        p_sr, s_sr = psnr(v.hr, sr, mask=v.mask), ssim(v.hr, sr, mask=v.mask)
+        res.setdefault("psnr", []).append(p_sr)
+        res.setdefault("ssim", []).append(s_sr)
+        name = Path(v.name).name
+        per_volume[f"psnr[{name}]"], per_volume[f"ssim[{name}]"] = p_sr, s_sr
         for m, (p, s) in v.baselines.items():
             res.setdefault(f"psnr_{m}", []).append(p)
             res.setdefault(f"ssim_{m}", []).append(s)
-    return {k: float(np.mean(vs)) for k, vs in res.items()}
+            per_volume[f"psnr_{m}[{name}]"], per_volume[f"ssim_{m}[{name}]"] = p, s
+    # Means over the volumes first (the log's columns), then each volume's own figures: a mean
+    # over a brain template and an abdominal scan hides which one the model helps.
+    return {**{k: float(np.mean(vs)) for k, vs in res.items()}, **per_volume}
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,12 +633,25 @@ def export_weights(
             else []
         ),
         f"- Validation data (held out): {', '.join(card['validation_data']) or 'none'}",
-        f"- Validation (foreground PSNR/SSIM, 2x k-space degradation): {json.dumps(validation)}",
+        "- Validation at the last step (central crops, 2x k-space degradation, foreground PSNR dB):",
+        *_validation_lines(validation),
         f"- sha256: {full['sha256']}",
         "",
     ]
     path.with_suffix(".md").write_text("\n".join(md))
     return path
+
+
+def _validation_lines(validation: dict[str, Any]) -> list[str]:
+    names = [k[5:-1] for k in validation if k.startswith("psnr[")]
+    if not names:  # older runs recorded only the means
+        return [f"  - mean over the volumes: {json.dumps(validation)}"] if validation else ["  - none"]
+    return [
+        f"  - {n}: this model {validation[f'psnr[{n}]']:.2f}, zero-filled k-space "
+        f"{validation.get(f'psnr_sinc[{n}]', float('nan')):.2f}, tricubic "
+        f"{validation.get(f'psnr_tricubic[{n}]', float('nan')):.2f}"
+        for n in names
+    ]
 
 
 # --------------------------------------------------------------------------------------------
