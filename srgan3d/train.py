@@ -739,7 +739,7 @@ def adapt_generator(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     gen.eval()
     k = max(1, min(20, len(losses) // 5))
     stats = {

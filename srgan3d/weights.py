@@ -67,7 +67,7 @@ def list_weights() -> list[WeightsInfo]:
 
 
 NO_WEIGHTS_HELP = (
-    "No trained generator weights are installed (this version ships none yet). Train your own with "
+    "The generator weights were not found (this version ships srgan3d_x2 and srgan3d_x2_gan in weights/). Train your own with "
     "`srgan3d train` and `srgan3d export` (see the README), give a weights file with --weights PATH, "
     "or use an interpolation baseline: --method sinc (zero-filled k-space) or --method tricubic."
 )
