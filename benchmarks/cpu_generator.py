@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from srgan3d.nets import Generator, GeneratorConfig, flops_per_input_voxel
 from srgan3d.provenance import versions
-from srgan3d.upscale import GeneratorEngine, choose_window, upscale_volume
+from srgan3d.sr.engine import GeneratorEngine, choose_window, upscale_volume
+from srgan3d.sr.nets import Generator, GeneratorConfig, flops_per_input_voxel
 from srgan3d.volume import Volume
 
 

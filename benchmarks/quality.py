@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srgan3d.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
-from srgan3d.metrics import foreground_mask, psnr, ssim
 from srgan3d.provenance import versions
-from srgan3d.train import adapt_generator
-from srgan3d.upscale import GeneratorEngine, IntensityScaling
+from srgan3d.sr.adapt import adapt_generator
+from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
+from srgan3d.sr.engine import GeneratorEngine, IntensityScaling
+from srgan3d.sr.metrics import foreground_mask, psnr, ssim
+from srgan3d.sr.weights import load_generator
 from srgan3d.volume import Volume, read_volume
-from srgan3d.weights import load_generator
 
 FEATURE_CLASSES = ("firstorder", "glcm", "glrlm", "glszm")
 

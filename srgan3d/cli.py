@@ -102,7 +102,7 @@ def upscale(
     ] = None,
 ) -> None:
     """Double the resolution of every scan; geometry exact, manifest.csv beside the outputs."""
-    from srgan3d.upscale import UpscaleConfig, upscale_files
+    from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 
     try:
         through_plane = scale == "through-plane"
@@ -164,8 +164,8 @@ def benchmark(
     (and precisions, torch.compile and channels_last on CUDA), end to end, and trilinear as floor."""
     import json
 
-    from srgan3d.bench import BenchmarkConfig, run_benchmark
     from srgan3d.provenance import write_text_atomic
+    from srgan3d.sr.bench import BenchmarkConfig, run_benchmark
 
     def ints(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(v) for v in text.split(",")) if text else None
@@ -196,7 +196,7 @@ def merge_manifests_cmd(
     ],
 ) -> None:
     """Join the shard manifests of one output folder into manifest.csv."""
-    from srgan3d.upscale import merge_manifests
+    from srgan3d.sr.upscale import merge_manifests
 
     try:
         path = merge_manifests(output)
@@ -212,7 +212,7 @@ def info() -> None:
     import torch
 
     from srgan3d.provenance import versions
-    from srgan3d.weights import list_weights, weights_dirs
+    from srgan3d.sr.weights import list_weights, weights_dirs
 
     for k, v in versions().items():
         typer.echo(f"{k:20s} {v}")
@@ -280,7 +280,7 @@ def synth_cohort(
     """Write a synthetic cohort of arterial-phase phantoms with SIMULATED responses."""
     import os
 
-    from srgan3d.synthetic import CohortSpec, make_cohort
+    from srgan3d.sr.synthetic import CohortSpec, make_cohort
 
     try:
         if output.exists() and any(output.iterdir()):
@@ -336,9 +336,9 @@ def evaluate(
     decision curves, calibration: report.html, results.json and CSVs in OUTPUT."""
     import os
 
-    from srgan3d.evaluation import evaluate_cohort
-    from srgan3d.modeling import ModelingConfig
-    from srgan3d.radiomics import DEFAULT_PARAMS, RadiomicsConfig
+    from srgan3d.study.evaluation import evaluate_cohort
+    from srgan3d.study.modeling import ModelingConfig
+    from srgan3d.study.radiomics import DEFAULT_PARAMS, RadiomicsConfig
 
     try:
         rcfg = RadiomicsConfig(
@@ -367,7 +367,7 @@ def report(
     output: Annotated[Path, typer.Argument(help="An evaluate output folder (holding results.json).")],
 ) -> None:
     """Re-render report.html from results.json alone."""
-    from srgan3d.report import write_report
+    from srgan3d.study.report import write_report
 
     try:
         path = write_report(output)
@@ -409,8 +409,8 @@ def train(
     ] = None,
 ) -> None:
     """Train or fine-tune the generator on your own high-resolution scans (multi-GPU: torchrun)."""
-    from srgan3d.train import TrainConfig
-    from srgan3d.train import train as run_training
+    from srgan3d.sr.train import TrainConfig
+    from srgan3d.sr.train import train as run_training
 
     overrides = {
         k: v
@@ -422,7 +422,7 @@ def train(
     }  # fmt: skip
     try:
         if init is not None:
-            from srgan3d.weights import find_weights
+            from srgan3d.sr.weights import find_weights
 
             arch = find_weights(init).card.get("generator", {})
             overrides.update(
@@ -451,7 +451,7 @@ def export(
     description: Annotated[str, typer.Option(help="One paragraph for the model card.")] = "",
 ) -> None:
     """Write a run's generator (EMA) as weights plus its model card (.json and .md)."""
-    from srgan3d.train import export_weights
+    from srgan3d.sr.train import export_weights
 
     try:
         path = export_weights(run_dir, output, use_ema=not raw, description=description)

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from srgan3d.degrade import crop_to_multiple, degrade_volume
-from srgan3d.metrics import foreground_mask, psnr, ssim
 from srgan3d.provenance import versions, write_text_atomic
-from srgan3d.synthetic import make_phantom
-from srgan3d.upscale import UpscaleConfig, resolve_method, upscale_files
+from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
+from srgan3d.sr.engine import resolve_method
+from srgan3d.sr.metrics import foreground_mask, psnr, ssim
+from srgan3d.sr.synthetic import make_phantom
+from srgan3d.sr.upscale import UpscaleConfig, upscale_files
+from srgan3d.sr.weights import DEFAULT_WEIGHTS
 from srgan3d.volume import read_volume, write_volume
-from srgan3d.weights import DEFAULT_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = Fals
 
 def evaluation_table(results: dict[str, Any]) -> str:
     """A plain-text table of the models' AUCs for the terminal."""
-    from srgan3d.modeling import MODEL_LABELS, MODEL_NAMES
+    from srgan3d.study.modeling import MODEL_LABELS, MODEL_NAMES
 
     mod = results["modeling"]
     opt = {r["model"]: r["corrected_auc"] for r in (mod.get("optimism") or [])}
@@ -125,10 +126,10 @@ def run_demo(
 
     The synthetic cohort is reused when `outdir/cohort` already holds one of the same spec and seed.
     """
-    from srgan3d.evaluation import evaluate_cohort
-    from srgan3d.modeling import ModelingConfig
-    from srgan3d.radiomics import RadiomicsConfig
-    from srgan3d.synthetic import CohortSpec, make_cohort
+    from srgan3d.sr.synthetic import CohortSpec, make_cohort
+    from srgan3d.study.evaluation import evaluate_cohort
+    from srgan3d.study.modeling import ModelingConfig
+    from srgan3d.study.radiomics import RadiomicsConfig
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

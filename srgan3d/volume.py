@@ -18,6 +18,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from srgan3d.provenance import atomic_path
+
 log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -379,14 +381,8 @@ def write_volume(
         img.set_qform(None, code=0)
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = description.encode("ascii", "replace")[:79]
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    try:
+    with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

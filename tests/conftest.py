@@ -126,8 +126,8 @@ def dicom_series(tmp_path):
 @pytest.fixture
 def tiny_weights(tmp_path) -> Path:
     """An untrained tiny generator whose detail branch is randomised (not the silent default)."""
-    from srgan3d.nets import Generator, GeneratorConfig
-    from srgan3d.weights import save_weights
+    from srgan3d.sr.nets import Generator, GeneratorConfig
+    from srgan3d.sr.weights import save_weights
 
     torch.manual_seed(0)
     model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srgan3d.cohort import read_cohort
-from srgan3d.modeling import ModelingConfig, cohort_summary, run_modeling
 from srgan3d.provenance import versions, write_text_atomic
-from srgan3d.radiomics import RadiomicsConfig, crop, extract_cohort
-from srgan3d.report import write_report
+from srgan3d.study.cohort import read_cohort
+from srgan3d.study.modeling import ModelingConfig, cohort_summary, run_modeling
+from srgan3d.study.radiomics import RadiomicsConfig, crop, extract_cohort
+from srgan3d.study.report import write_report
 from srgan3d.volume import read_volume
 
 log = logging.getLogger(__name__)

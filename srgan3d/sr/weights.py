@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from srgan3d.nets import Generator, GeneratorConfig
+from srgan3d.provenance import atomic_path, write_text_atomic
+from srgan3d.sr.nets import Generator, GeneratorConfig
 
 DEFAULT_WEIGHTS = "srgan3d_x2"
-_REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+# Package data: the shipped weights are installed with the wheel, next to this module.
+PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 class WeightsError(ValueError):
@@ -39,9 +42,9 @@ class WeightsInfo:
 
 def weights_dirs() -> list[Path]:
     """Folders searched for weights by name: $SRGAN3D_WEIGHTS_DIR (os.pathsep-separated), then the
-    repository's `weights/`."""
+    package's own `srgan3d/sr/weights/` (installed with the wheel)."""
     dirs = [Path(p) for p in os.environ.get("SRGAN3D_WEIGHTS_DIR", "").split(os.pathsep) if p]
-    return [*dirs, _REPO_WEIGHTS]
+    return [*dirs, PACKAGE_WEIGHTS]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -67,7 +70,7 @@ def list_weights() -> list[WeightsInfo]:
 
 
 NO_WEIGHTS_HELP = (
-    "The generator weights were not found (this version ships srgan3d_x2 and srgan3d_x2_gan in weights/). Train your own with "
+    "The generator weights were not found (the package ships its weights in srgan3d/sr/weights/). Train your own with "
     "`srgan3d train` and `srgan3d export` (see the README), give a weights file with --weights PATH, "
     "or use an interpolation baseline: --method sinc (zero-filled k-space) or --method tricubic."
 )
@@ -90,6 +93,32 @@ def find_weights(name_or_path: str | Path = DEFAULT_WEIGHTS) -> WeightsInfo:
     raise WeightsError(f"weights {str(name_or_path)!r} not found (installed: {installed}). {NO_WEIGHTS_HELP}")
 
 
+HELDOUT_KEY = "heldout_abdominal_mri"
+"""Model-card key of the held-out test on real abdominal MRI (written by benchmarks/quality.py
+--card): {"volumes": [{"name", "psnr_gain_db", "ssim", "ssim_sinc"}...], "mean_gain_db",
+"min_gain_db", "data_consistency"}; gains are PSNR over zero-filled k-space (sinc)."""
+
+
+def auto_eligibility(info: WeightsInfo) -> tuple[bool, str]:
+    """May `--method auto` use these weights? Only when their card records, on held-out real
+    abdominal MRI, a mean PSNR gain over zero-filled k-space, no volume below it by more than
+    0.05 dB, and a mean SSIM at least zero-filled k-space's. Returns (eligible, the reason)."""
+    test = info.card.get(HELDOUT_KEY)
+    if not isinstance(test, dict) or not test.get("volumes"):
+        return False, "its model card records no test on held-out real abdominal MRI"
+    vols = test["volumes"]
+    mean_gain = float(np.mean([v["psnr_gain_db"] for v in vols]))
+    worst = min(vols, key=lambda v: v["psnr_gain_db"])
+    ssim_gain = float(np.mean([v["ssim"] - v["ssim_sinc"] for v in vols]))
+    if mean_gain <= 0:
+        return False, f"on held-out real abdominal MRI it is {mean_gain:+.2f} dB against zero-filled k-space"
+    if worst["psnr_gain_db"] < -0.05:
+        return False, f"on held-out {worst['name']} it is {worst['psnr_gain_db']:+.2f} dB against zero-filled k-space"
+    if ssim_gain < 0:
+        return False, f"on held-out real abdominal MRI its SSIM is {ssim_gain:+.4f} below zero-filled k-space's"
+    return True, f"{mean_gain:+.2f} dB over zero-filled k-space on {len(vols)} held-out abdominal MRI volume(s)"
+
+
 def load_generator(
     name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu"
 ) -> tuple[Generator, WeightsInfo]:
@@ -100,7 +129,12 @@ def load_generator(
     """
     info = find_weights(name_or_path)
     digest = sha256_file(info.path)
-    if info.sha256 and digest != info.sha256:
+    if not info.sha256:
+        raise WeightsError(
+            f"{info.path.with_suffix('.json')}: model card has no sha256, so the weights cannot be checked; "
+            "re-export them with `srgan3d export` (which records it)"
+        )
+    if digest != info.sha256:
         raise WeightsError(
             f"{info.path}: sha256 {digest[:16]}... does not match its model card ({info.sha256[:16]}...); "
             "the file is damaged or was replaced: restore it"
@@ -126,13 +160,8 @@ def load_generator(
 def save_weights(model: Generator, path: str | Path, card: dict[str, Any]) -> Path:
     """Write the state_dict to `path` and its model card (with sha256 and config) beside it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     full = {**card, "generator": model.config.to_dict(), "sha256": sha256_file(path), "file": path.name}
-    card_path = path.with_suffix(".json")
-    tmp_card = card_path.with_name(f".{card_path.name}.tmp")
-    tmp_card.write_text(json.dumps(full, indent=2) + "\n")
-    os.replace(tmp_card, card_path)
+    write_text_atomic(path.with_suffix(".json"), json.dumps(full, indent=2) + "\n")
     return path

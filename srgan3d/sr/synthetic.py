@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from srgan3d.provenance import write_csv_atomic, write_text_atomic
 from srgan3d.volume import Volume
 
 
@@ -174,7 +175,7 @@ def make_phantom(
         img = np.sqrt((img + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
     # Scale into a scanner-like integer range.
     img = (img * 1000.0).astype(np.float32)
-    meta = {"source": "srgan3d.synthetic.make_phantom", "seed": seed, "sform_code": 1, "qform_code": 1}
+    meta = {"source": "srgan3d.sr.synthetic.make_phantom", "seed": seed, "sform_code": 1, "qform_code": 1}
     return Phantom(
         image=Volume(img, affine, meta),
         tumour_mask=Volume(tumour_mask.astype(np.float32), affine.copy(), dict(meta)),
@@ -280,7 +281,7 @@ def draw_cohort_table(spec: CohortSpec, *, seed: int = 0) -> list[dict]:
 
 
 def _render_patient(args: tuple) -> tuple[str, dict[str, str]]:
-    from srgan3d.degrade import degrade_volume
+    from srgan3d.sr.degrade import degrade_volume
     from srgan3d.volume import downscaled_affine, write_volume
 
     row, spec, seed, outdir = args
@@ -330,8 +331,6 @@ def make_cohort(
 
     Returns the path of `cohort.csv`.
     """
-    import csv
-    import os
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
@@ -360,33 +359,29 @@ def make_cohort(
         "child_pugh", "bclc", "age", "sex", "truth_hr", "truth_hr_mask", "true_diameter_mm",
         "true_enhancement", "true_texture", "true_necrosis", "true_capsule", "true_response_probability",
     ]  # fmt: skip
-    tmp = outdir / ".cohort.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            t: TumourSpec = r["_tumour"]
-            out = {k: v for k, v in r.items() if not k.startswith("_")}
-            out.update(results[r["patient_id"]])
-            out.update(
-                true_diameter_mm=round(t.diameter_mm, 2),
-                true_enhancement=round(t.enhancement, 4),
-                true_texture=round(t.texture, 4),
-                true_necrosis=round(t.necrosis, 4),
-                true_capsule=int(t.capsule),
-                true_response_probability=round(r["_probability"], 4),
-            )
-            w.writerow(out)
-    os.replace(tmp, outdir / "cohort.csv")
+    table = []
+    for r in rows:
+        t: TumourSpec = r["_tumour"]
+        out = {k: v for k, v in r.items() if not k.startswith("_")}
+        out.update(results[r["patient_id"]])
+        out.update(
+            true_diameter_mm=round(t.diameter_mm, 2),
+            true_enhancement=round(t.enhancement, 4),
+            true_texture=round(t.texture, 4),
+            true_necrosis=round(t.necrosis, 4),
+            true_capsule=int(t.capsule),
+            true_response_probability=round(r["_probability"], 4),
+        )
+        table.append(out)
+    write_csv_atomic(outdir / "cohort.csv", table, fields)
     card = {
         "simulated": True,
-        "generator": "srgan3d.synthetic.make_cohort",
+        "generator": "srgan3d.sr.synthetic.make_cohort",
         "seed": seed,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
         "response_model": "logit P = b0 + b_diam z(log diameter) + b_enh z(enhancement) + b_tex z(texture), "
         "conditioned on n_responders",
     }
-    from srgan3d.provenance import write_text_atomic
 
     write_text_atomic(outdir / "cohort.json", json.dumps(card, indent=2))
     return outdir / "cohort.csv"

@@ -12,8 +12,8 @@ from conftest import oblique_affine, tree_digest
 from typer.testing import CliRunner
 
 from srgan3d.cli import app
-from srgan3d.radiomics import crop, mask_to_sr_grid, to_sitk, voi_box
-from srgan3d.synthetic import CohortSpec, make_cohort
+from srgan3d.sr.synthetic import CohortSpec, make_cohort
+from srgan3d.study.radiomics import crop, mask_to_sr_grid, to_sitk, voi_box
 from srgan3d.volume import Volume
 
 runner = CliRunner()
@@ -158,9 +158,9 @@ def test_evaluate_reports_every_cohort_problem(tiny_cohort, tmp_path):
 def test_radiomics_with_the_generator_records_its_weights_and_reuses_its_cache(
     tiny_cohort, tiny_weights, tmp_path
 ):
-    from srgan3d.cohort import read_cohort
-    from srgan3d.radiomics import RadiomicsConfig, extract_cohort
-    from srgan3d.weights import sha256_file
+    from srgan3d.sr.weights import sha256_file
+    from srgan3d.study.cohort import read_cohort
+    from srgan3d.study.radiomics import RadiomicsConfig, extract_cohort
 
     table = read_cohort(tiny_cohort).table.head(2)
     cfg = RadiomicsConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srgan3d.cohort import CohortError, mrecist_category, read_cohort
+from srgan3d.study.cohort import CohortError, mrecist_category, read_cohort
 from srgan3d.volume import Volume, write_volume
 
 

@@ -123,7 +123,7 @@ class Generator(nn.Module):
     leave checkerboards), and added to a cheap interpolation of the input (the global skip), so
     the network learns only the detail interpolation misses. With `skip="sinc"` the forward pass
     returns that detail alone and the caller adds zero-filled k-space interpolation of the whole
-    volume (`srgan3d.degrade.sinc_upsample`); with `skip="trilinear"` it adds trilinear
+    volume (`srgan3d.sr.degrade.sinc_upsample`); with `skip="trilinear"` it adds trilinear
     interpolation itself (align_corners=False follows the grid rule of `upscaled_affine`).
     """
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from srgan3d.nets import (
+from srgan3d.sr.nets import (
     Generator,
     GeneratorConfig,
     PatchDiscriminator,

@@ -1,4 +1,4 @@
-"""`srgan3d.stats` against published values of pROC (R), dcurves and statsmodels.
+"""`srgan3d.study.stats` against published values of pROC (R), dcurves and statsmodels.
 
 Reference data and values: ../shared/reference/README.md.
 """
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from srgan3d import stats
+from srgan3d.study import stats
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
 needs_ref = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference is not present")
@@ -33,7 +33,7 @@ def dca_df() -> pd.DataFrame:
 def test_stats_imports_neither_torch_nor_pyradiomics():
     import subprocess
 
-    code = "import sys, srgan3d.stats; print(sorted(m for m in ('torch', 'radiomics') if m in sys.modules))"
+    code = "import sys, srgan3d.study.stats; print(sorted(m for m in ('torch', 'radiomics') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

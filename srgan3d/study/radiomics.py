@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srgan3d.degrade import spline_upsample
 from srgan3d.provenance import write_text_atomic
-from srgan3d.volume import Volume, read_volume, upscaled_affine, write_volume
+from srgan3d.sr.engine import GeneratorEngine, resolve_method, upscale_volume
+from srgan3d.volume import Volume, read_volume, write_volume
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,9 @@ def crop(volume: Volume, box: Sequence[slice]) -> Volume:
 
 def mask_to_sr_grid(mask: Volume, factors: Sequence[int]) -> Volume:
     """Carry a binary VOI to the upscaled grid: trilinear at the SR centres, threshold 0.5."""
-    up = spline_upsample((mask.data > 0.5).astype(np.float32), factors, order=1)
-    return Volume((up >= 0.5).astype(np.uint8), upscaled_affine(mask.affine, factors), dict(mask.meta))
+    binary = Volume((mask.data > 0.5).astype(np.float32), mask.affine, dict(mask.meta))
+    up = upscale_volume(binary, method="trilinear", factors=tuple(factors))
+    return Volume((up.data >= 0.5).astype(np.uint8), up.affine, up.meta)
 
 
 def to_sitk(volume: Volume) -> Any:
@@ -154,18 +155,14 @@ def _engine(config: RadiomicsConfig) -> tuple[str, Any, str | None]:
     """(method, engine or None, weights sha256 or None) for this process, built once."""
     key = (config.method, config.weights, config.device)
     if _WORKER.get("key") != key:
-        from srgan3d.upscale import GeneratorEngine, resolve_device, resolve_method
-        from srgan3d.weights import load_generator
-
         method, engine, sha = resolve_method(config.method, config.weights), None, None
         if method == "generator":
             import torch
 
             if config.workers > 1:
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
-            model, info = load_generator(config.weights)
-            engine = GeneratorEngine(model, device=resolve_device(config.device))
-            sha = info.card.get("sha256")
+            engine = GeneratorEngine.from_weights(config.weights, device=config.device)
+            sha = engine.weights.sha256 if engine.weights else None
         _WORKER.update(key=key, value=(method, engine, sha))
     return _WORKER["value"]
 
@@ -209,8 +206,6 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
             sr, sr_mask = read_volume(sr_path), read_volume(sr_mask_path)
             sr_source = "cache"
         else:
-            from srgan3d.upscale import upscale_volume
-
             sr = upscale_volume(lr, method=method, factors=(2, 2, 2), engine=engine)
             sr_mask = mask_to_sr_grid(lr_mask, (2, 2, 2))
             if row.get("mask_sr"):
@@ -271,7 +266,7 @@ class FeatureTables:
 def extract_cohort(
     table: pd.DataFrame, outdir: str | Path, config: RadiomicsConfig, *, progress: bool = False
 ) -> FeatureTables:
-    """Features for every patient of a validated cohort table (see `srgan3d.cohort.read_cohort`).
+    """Features for every patient of a validated cohort table (see `srgan3d.study.cohort.read_cohort`).
 
     Writes `features_pre.csv`, `features_post.csv` and `voi_info.csv` in `outdir`; SR crops go to
     `outdir/sr/` and per-patient features to `outdir/features_cache/`, both reused when nothing

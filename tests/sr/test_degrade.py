@@ -5,7 +5,7 @@ import pytest
 from conftest import smooth_volume
 from scipy import ndimage
 
-from srgan3d.degrade import crop_to_multiple, degrade_array, degrade_volume, sinc_upsample, spline_upsample
+from srgan3d.sr.degrade import crop_to_multiple, degrade_array, degrade_volume, sinc_upsample, spline_upsample
 from srgan3d.volume import Volume, upscaled_affine
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from srgan3d.modeling import MODEL_NAMES, ModelingConfig, cohort_summary, run_modeling, split_patients
+from srgan3d.study.modeling import MODEL_NAMES, ModelingConfig, cohort_summary, run_modeling, split_patients
 
 
 def _cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:

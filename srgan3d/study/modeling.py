@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats as sps
 from scipy.special import expit
 
-from srgan3d import stats
+from srgan3d.study import stats
 
 log = logging.getLogger(__name__)
 

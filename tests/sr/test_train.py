@@ -9,18 +9,12 @@ from conftest import smooth_volume
 from typer.testing import CliRunner
 
 from srgan3d.cli import app
-from srgan3d.synthetic import make_phantom
-from srgan3d.train import (
-    PatchSampler,
-    TrainConfig,
-    export_weights,
-    gradient_loss,
-    load_training_volumes,
-    train,
-)
-from srgan3d.upscale import UpscaleConfig, upscale_files
+from srgan3d.sr.pairs import gradient_loss
+from srgan3d.sr.synthetic import make_phantom
+from srgan3d.sr.train import TrainConfig, export_weights, load_training_volumes, make_sampler, train
+from srgan3d.sr.upscale import UpscaleConfig, upscale_files
+from srgan3d.sr.weights import load_generator
 from srgan3d.volume import write_volume
-from srgan3d.weights import load_generator
 
 TINY = dict(channels=8, n_blocks=1, upsample_channels=8, patch_size=8, batch_size=2, val_crop=16, phantoms=1)
 
@@ -40,7 +34,7 @@ def test_sampler_patches_are_aligned():
     cfg = TrainConfig(
         **{**TINY, "noise_max": 0.0, "blur_max": 0.0, "gaussian_fraction": 0.0, "n_variants": 1}
     )
-    sampler = PatchSampler([vol], cfg, seed=0)
+    sampler = make_sampler([vol], cfg, seed=0)
     lr, hr, base = sampler.sample(6)
     assert lr.shape == (6, 1, 8, 8, 8) and hr.shape == base.shape == (6, 1, 16, 16, 16)
     # The sinc base of the low-resolution copy reproduces the smooth truth at the same place.
@@ -57,7 +51,7 @@ def test_sampler_noise_keeps_patches_aligned():
     cfg = TrainConfig(
         **{**TINY, "noise_max": 0.02, "blur_max": 0.0, "gaussian_fraction": 0.0, "n_variants": 2}
     )
-    lr, hr, _ = PatchSampler([vol], cfg, seed=1).sample(16)
+    lr, hr, _ = make_sampler([vol], cfg, seed=1).sample(16)
     pooled = torch.nn.functional.avg_pool3d(hr, 2)
     assert float((pooled - lr).abs().mean()) < 0.05 * float(hr.abs().mean())
 
@@ -96,9 +90,10 @@ def test_train_resume_export_and_use(tmp_path):
 def test_train_cli_reports_bad_input(tmp_path):
     res = CliRunner().invoke(app, ["train", str(tmp_path / "missing.nii.gz"), "-o", str(tmp_path / "run")])
     assert res.exit_code == 2 and "no such file" in res.output
-    small = write_volume(make_phantom((16, 16, 16), (2.0, 2.0, 2.0), seed=1).image, tmp_path / "small.nii.gz")
+    # Patches shrink to a thin scan's slices, but 6 slices are 3 after a 2x reduction: too few.
+    small = write_volume(make_phantom((16, 16, 6), (2.0, 2.0, 2.0), seed=1).image, tmp_path / "small.nii.gz")
     res = CliRunner().invoke(app, ["train", str(small), "-o", str(tmp_path / "run2"), "--patch-size", "12"])
-    assert res.exit_code == 2 and "smaller than one patch" in res.output
+    assert res.exit_code == 2 and "below 4 low-resolution voxels" in res.output and "small.nii.gz" not in ""
 
 
 def test_learning_rate_schedule():

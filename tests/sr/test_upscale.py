@@ -8,17 +8,11 @@ import pytest
 import torch
 from conftest import REAL_SCAN, smooth_volume, tree_digest, write_dicom_series
 
-from srgan3d.nets import Generator, GeneratorConfig
-from srgan3d.upscale import (
-    GeneratorEngine,
-    IntensityScaling,
-    UpscaleConfig,
-    choose_window,
-    upscale_files,
-    upscale_volume,
-)
+from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, choose_window, upscale_volume
+from srgan3d.sr.nets import Generator, GeneratorConfig
+from srgan3d.sr.upscale import UpscaleConfig, upscale_files
+from srgan3d.sr.weights import WeightsError, load_generator
 from srgan3d.volume import Volume, read_volume, upscaled_affine
-from srgan3d.weights import WeightsError, load_generator
 
 
 def test_intensity_scaling_inverse_is_exact():
@@ -93,7 +87,7 @@ def test_real_scan_upscales_with_exact_geometry(tmp_path, tiny_weights, method):
     )
     data = out.get_fdata()
     if method != "generator":  # the test generator is untrained; interpolation must stay faithful
-        from srgan3d.degrade import degrade_array
+        from srgan3d.sr.degrade import degrade_array
 
         back = degrade_array(data.astype(np.float32), 2)
         orig = np.asarray(src.dataobj, dtype=np.float32)
@@ -222,7 +216,7 @@ def test_weights_are_checked_and_loaded_safely(tmp_path, tiny_weights):
 
 
 def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, monkeypatch):
-    monkeypatch.setattr("srgan3d.weights._REPO_WEIGHTS", tmp_path / "none")
+    monkeypatch.setattr("srgan3d.sr.weights._REPO_WEIGHTS", tmp_path / "none")
     with pytest.raises(WeightsError, match="--method sinc"):
         upscale_files(
             [oblique_nifti], tmp_path / "out", UpscaleConfig(method="generator", weights="srgan3d_x2")
@@ -230,13 +224,13 @@ def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, mo
 
 
 def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti, monkeypatch, caplog):
-    monkeypatch.setattr("srgan3d.weights._REPO_WEIGHTS", tmp_path / "none")
+    monkeypatch.setattr("srgan3d.sr.weights._REPO_WEIGHTS", tmp_path / "none")
     res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig())
     assert res.rows[0].status == "ok" and res.rows[0].values["method"] == "sinc"
     assert "no generator weights" in caplog.text
     monkeypatch.setenv("SRGAN3D_WEIGHTS_DIR", str(tmp_path / "w"))
-    from srgan3d.nets import GeneratorConfig
-    from srgan3d.weights import save_weights
+    from srgan3d.sr.nets import GeneratorConfig
+    from srgan3d.sr.weights import save_weights
 
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", {})
     res = upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(device="cpu"))
@@ -246,7 +240,7 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
 def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
     import csv
 
-    from srgan3d.upscale import UpscaleConfig, merge_manifests, upscale_files
+    from srgan3d.sr.upscale import UpscaleConfig, merge_manifests, upscale_files
     from srgan3d.volume import Volume, write_volume
 
     src = tmp_path / "in"
@@ -274,8 +268,8 @@ def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
 def test_adapt_fine_tunes_a_copy_per_scan_and_records_it(tmp_path, tiny_weights):
     import csv
 
-    from srgan3d.train import adapt_generator
-    from srgan3d.upscale import UpscaleConfig, upscale_files
+    from srgan3d.sr.adapt import adapt_generator
+    from srgan3d.sr.upscale import UpscaleConfig, upscale_files
     from srgan3d.volume import Volume, write_volume
 
     vol = Volume(smooth_volume((32, 32, 20), seed=3) * 500 + 100, np.diag([1.0, 1.0, 2.0, 1.0]), {})

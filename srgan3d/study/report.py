@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srgan3d import stats
-from srgan3d.modeling import MODEL_LABELS, MODEL_NAMES
 from srgan3d.provenance import write_text_atomic
+from srgan3d.study import stats
+from srgan3d.study.modeling import MODEL_LABELS, MODEL_NAMES
 
 COLOURS = {
     "radiomics_pre_sr": "#1f77b4",

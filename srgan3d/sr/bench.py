@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from srgan3d.nets import Generator, GeneratorConfig, flops_per_input_voxel
 from srgan3d.provenance import versions
-from srgan3d.upscale import GeneratorEngine, UpscaleConfig, choose_window, resolve_device, upscale_files
+from srgan3d.sr.engine import GeneratorEngine, choose_window, resolve_device
+from srgan3d.sr.nets import Generator, GeneratorConfig, flops_per_input_voxel
+from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.volume import Volume, write_volume
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def test_volume(shape: Sequence[int], *, seed: int = 0) -> Volume:
 
 def _model(config: BenchmarkConfig) -> Generator:
     if config.weights:
-        from srgan3d.weights import load_generator
+        from srgan3d.sr.weights import load_generator
 
         return load_generator(config.weights)[0]
     torch.manual_seed(0)
@@ -231,7 +232,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
             device, config.repeats, warmup=True,
         )  # fmt: skip
     else:
-        from srgan3d.degrade import spline_upsample
+        from srgan3d.sr.degrade import spline_upsample
 
         floor_s = _median_seconds(lambda: spline_upsample(vol.data, scale, order=1), device, 1, warmup=False)
 
@@ -242,7 +243,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
             wdir = Path(tmp) / "weights"
             name = config.weights
             if name is None:
-                from srgan3d.weights import save_weights
+                from srgan3d.sr.weights import save_weights
 
                 name = str(
                     save_weights(model, wdir / "bench.pt", card={"description": "untrained, for timing"})

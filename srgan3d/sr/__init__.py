@@ -1,0 +1,1 @@
+"""Super-resolution wing: degradation, generator, engine, batch upscaling, training, weights."""

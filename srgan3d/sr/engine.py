@@ -1,0 +1,457 @@
+"""One volume through the generator: intensity scaling, sliding windows, the k-space skip and data
+consistency on the device, and the device itself.
+
+This is the SR wing's one door: the batch over files (`srgan3d.sr.upscale`), training, adaptation,
+the benchmark and the study's radiomics all run the generator through `GeneratorEngine`, built once
+by `GeneratorEngine.from_weights`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from srgan3d.sr.degrade import upsample_volume
+from srgan3d.sr.nets import Generator
+from srgan3d.sr.weights import (
+    DEFAULT_WEIGHTS,
+    WeightsError,
+    WeightsInfo,
+    auto_eligibility,
+    find_weights,
+    load_generator,
+)
+from srgan3d.volume import Volume, upscaled_affine
+
+log = logging.getLogger(__name__)
+
+METHODS = ("generator", "sinc", "tricubic", "trilinear", "nearest")
+
+# --------------------------------------------------------------------------------------------
+# Intensities
+
+
+@dataclass(frozen=True)
+class IntensityScaling:
+    """Linear map of a volume's robust foreground range [lo, hi] onto [0, 1], and its inverse."""
+
+    lo: float
+    hi: float
+
+    @classmethod
+    def fit(cls, data: np.ndarray, *, lower_pct: float = 0.5, upper_pct: float = 99.5) -> IntensityScaling:
+        """Percentiles over the foreground: voxels above 5% of the 99.5th percentile of the whole
+        volume (MRI air is near zero), or over every voxel when that leaves under 1%."""
+        flat = data[np.isfinite(data)].ravel()
+        if flat.size > 2_000_000:  # percentiles of a regular subsample are as good, and cheap
+            flat = flat[:: flat.size // 1_000_000]
+        top = float(np.percentile(flat, 99.5))
+        fg = flat[flat > 0.05 * top] if top > 0 else flat
+        if fg.size < 0.01 * flat.size:
+            fg = flat
+        lo, hi = (float(v) for v in np.percentile(fg, [lower_pct, upper_pct]))
+        if not hi > lo:
+            hi = lo + 1.0
+        return cls(lo, hi)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.lo) / (self.hi - self.lo)).astype(np.float32)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        return (y * (self.hi - self.lo) + self.lo).astype(np.float32)
+
+
+def keep_background(lr: np.ndarray, sr: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """Background stays background: a non-negative scan gives a non-negative output, and the
+    inside of exactly-zero regions (padding outside the field of view) stays exactly zero."""
+    if float(lr.min()) >= 0:
+        np.maximum(sr, 0, out=sr)
+    zero = lr == 0
+    if zero.any():
+        inner = ndimage.binary_erosion(zero, iterations=1, border_value=1)
+        if inner.any():
+            big = inner.repeat(factors[0], 0).repeat(factors[1], 1).repeat(factors[2], 2)
+            sr[big] = 0
+    return sr
+
+
+# --------------------------------------------------------------------------------------------
+# Sliding window
+
+
+def window_weights(
+    roi: Sequence[int], start: Sequence[int], image: Sequence[int], overlap: float, *, eps: float = 1e-6
+) -> torch.Tensor:
+    """Blending weights of one window: 1 in its core, `eps` in a halo of floor(roi*overlap/2)
+    voxels along each side that faces the inside of the volume.
+
+    A convolution network's output near a window edge is wrong: it sees zero padding where the
+    volume goes on. With these weights a voxel takes its value from the windows whose core holds
+    it; with the overlap the cores tile the volume, so seams vanish as long as the network's
+    effective receptive field fits in the halo. A side flush with the volume's own edge keeps full
+    weight, since there the network sees the true border, as whole-volume inference would.
+    """
+    w = torch.ones(tuple(int(r) for r in roi))
+    for axis, (r, s0, n) in enumerate(zip(roi, start, image, strict=True)):
+        halo = int(r * overlap / 2)
+        if halo == 0:
+            continue
+        idx = [slice(None)] * len(roi)
+        if s0 > 0:
+            idx[axis] = slice(0, halo)
+            w[tuple(idx)] *= eps
+        if s0 + r < n:
+            idx[axis] = slice(r - halo, r)
+            w[tuple(idx)] *= eps
+    return w
+
+
+def choose_window(shape: Sequence[int], *, max_voxels: int, overlap: float) -> tuple[int, int, int]:
+    """The largest window (in input voxels) of at most `max_voxels` that covers `shape` with few
+    windows: split the axis with the largest window until the window fits."""
+    counts = [1, 1, 1]
+
+    def size(n: int, k: int) -> int:
+        if k == 1:
+            return n
+        # k windows of size r at stride r*(1-overlap) cover r + (k-1)*r*(1-overlap) >= n.
+        return min(n, math.ceil(n / (1 + (k - 1) * (1 - overlap))) + 1)
+
+    roi = [size(n, k) for n, k in zip(shape, counts, strict=True)]
+    while math.prod(roi) > max_voxels and max(roi) > 8:
+        axis = int(np.argmax(roi))
+        counts[axis] += 1
+        roi[axis] = size(shape[axis], counts[axis])
+    return tuple(roi)  # type: ignore[return-value]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], not {device!r}")
+    return torch.device(device)
+
+
+def cuda_window_voxels(model: Generator, device: torch.device, *, fraction: float = 0.5) -> int:
+    """Input voxels per window that fit in `fraction` of the GPU's free memory.
+
+    Estimate of the activations alive at once per input voxel, in fp32 (bf16 halves it, which is
+    the margin): two feature maps of `channels` in the low-resolution trunk plus the sub-pixel
+    upsampling's `upsample_channels * prod(scale)` before and after the shuffle, and the output
+    pair. Capped at 192^3 (larger windows gain nothing) and at least 32^3.
+    """
+    cfg = model.config
+    n_sub = math.prod(cfg.scale)
+    bytes_per_voxel = 4 * (3 * cfg.channels + 2 * cfg.upsample_channels * n_sub + 4 * n_sub)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(min(192**3, max(32**3, fraction * free / bytes_per_voxel)))
+
+
+class GeneratorEngine:
+    """Runs a `Generator` over volumes of any size with MONAI's sliding-window inference.
+
+    Args:
+        model: the generator (moved to `device`, eval mode).
+        device: where the network runs.
+        window: input window per axis; None picks one from `max_window_voxels`.
+        sw_batch_size: windows per forward pass.
+        overlap: fraction of a window shared with its neighbour (>= 0.25).
+        amp: bfloat16 autocast on CUDA.
+        max_window_voxels: the window budget when `window` is None (CPU default ~2.1 M input
+            voxels, about 4 GB of activations for the default generator).
+        dc: k-space data consistency (`data_consistency`) on the whole stitched output: the
+            measured band is the input's own, the network adds only what lies outside it.
+        weights: the weights' record (name, path, card) when built by `from_weights`.
+    """
+
+    def __init__(
+        self,
+        model: Generator,
+        *,
+        device: torch.device,
+        window: Sequence[int] | None = None,
+        sw_batch_size: int = 1,
+        overlap: float = 0.25,
+        amp: bool = True,
+        max_window_voxels: int | None = None,
+        dc: bool = True,
+    ) -> None:
+        if not 0.25 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0.25, 1), not {overlap}")
+        self.model = model.to(device).eval()
+        self.device = device
+        self.window = tuple(window) if window else None
+        self.sw_batch_size = sw_batch_size
+        self.overlap = overlap
+        self.amp = amp and device.type == "cuda"
+        self.amp_dtype = torch.bfloat16  # bf16 keeps fp32's range: no overflow in the residual sums
+        self.max_window_voxels = max_window_voxels or (
+            cuda_window_voxels(model, device) if device.type == "cuda" else 128**3
+        )
+        self.scale = model.config.scale
+        self.dc = dc
+        self.weights: WeightsInfo | None = None
+
+    @classmethod
+    def from_weights(
+        cls, name_or_path: str | Path = DEFAULT_WEIGHTS, *, device: str | torch.device = "auto", **options: object
+    ) -> GeneratorEngine:
+        """Resolve weights (a name or a `.pt` with its card) and the device once, and build the engine.
+
+        `options` are the keyword options of `GeneratorEngine` (window, sw_batch_size, overlap, amp,
+        max_window_voxels, dc).
+        """
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        model, info = load_generator(name_or_path)
+        engine = cls(model, device=dev, **options)  # type: ignore[arg-type]
+        engine.weights = info
+        return engine
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.amp:
+            with torch.autocast("cuda", dtype=self.amp_dtype):
+                return self.model(x).float()
+        return self.model(x)
+
+    def _weighted_predictor(self, image: Sequence[int], roi: Sequence[int]):
+        """A MONAI predictor that returns [output x weight, weight] per window.
+
+        MONAI blends with one weight map for every window; ours differ by where a window sits
+        (see `window_weights`). Stitching both channels with constant weights and dividing them
+        gives the exact per-window weighted average.
+        """
+        scale = self.scale
+
+        def predict(x: torch.Tensor, coords: list) -> torch.Tensor:
+            out = self._forward(x)
+            weights = []
+            for c in coords:
+                start = [sl.start for sl in c[2:]]
+                w = window_weights(roi, start, image, self.overlap).to(out.device)
+                for axis, s in enumerate(scale):
+                    w = w.repeat_interleave(s, dim=axis)
+                weights.append(w)
+            w = torch.stack(weights)[:, None]
+            return torch.cat([out * w, w], dim=1)
+
+        return predict
+
+    def run(self, data: np.ndarray) -> np.ndarray:
+        """(X, Y, Z) normalised array -> (sx*X, sy*Y, sz*Z), CUDA memory errors retried smaller.
+
+        Everything stays on the device: the windows are stitched there, the zero-filled k-space
+        base and the data-consistency projection use torch.fft there, and one copy comes back.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(self.device)
+        with torch.inference_mode():
+            out = self.run_network(x)
+            if self.model.config.skip == "sinc":
+                if self.dc:  # base + out-of-band detail == the projection of base + detail
+                    out = sinc_upsample_t(x, self.scale) + out_of_band(out, self.scale)
+                else:
+                    out = out + sinc_upsample_t(x, self.scale)
+            elif self.dc:
+                out = data_consistency(out, x, self.scale)
+        return out.cpu().numpy()
+
+    def run_network(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The network's own output over the whole (X, Y, Z) volume by sliding windows, stitched on
+        the network's device."""
+        from monai.inferers import sliding_window_inference
+
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        shape = tuple(x.shape)
+        roi = self.window or choose_window(shape, max_voxels=self.max_window_voxels, overlap=self.overlap)
+        roi = tuple(min(int(r), n) for r, n in zip(roi, shape, strict=True))
+        batch = self.sw_batch_size
+        x = x.to(self.device)[None, None]
+        while True:
+            try:
+                with torch.inference_mode():
+                    out = sliding_window_inference(
+                        x,
+                        roi_size=roi,
+                        sw_batch_size=batch,
+                        predictor=self._weighted_predictor(shape, roi),
+                        overlap=self.overlap,
+                        mode="constant",
+                        sw_device=self.device,
+                        device=self.device,
+                        with_coord=True,
+                    )
+                return out[0, 0] / out[0, 1]
+            except torch.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if batch > 1:
+                    batch = max(1, batch // 2)
+                elif max(roi) > 16:
+                    roi = tuple(max(16, int(r * 0.75)) if r == max(roi) else r for r in roi)
+                else:
+                    raise
+                log.warning("CUDA out of memory: retrying with window %s and batch %d", roi, batch)
+
+
+# --------------------------------------------------------------------------------------------
+# One volume
+
+
+def thickest_axis(volume: Volume) -> int:
+    return int(np.argmax(volume.spacing_mm))
+
+
+def upscale_volume(
+    volume: Volume,
+    *,
+    method: str = "generator",
+    factors: Sequence[int] = (2, 2, 2),
+    engine: GeneratorEngine | None = None,
+) -> Volume:
+    """Super-resolve one volume; the result's affine follows `upscaled_affine`.
+
+    Args:
+        volume: the low-resolution scan.
+        method: "generator" (needs `engine`) or an interpolation baseline: "sinc" (zero-filled
+            k-space), "tricubic", "trilinear", "nearest".
+        factors: integer factor per array axis. With the generator these must be its scale, or
+            a permutation of it (a through-plane model on a scan whose slices run along X or Y).
+    """
+    factors = tuple(int(f) for f in factors)
+    if method != "generator":
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        out = upsample_volume(volume, factors, method=method)
+        out.data = keep_background(volume.data, out.data, factors)
+        return out
+    if engine is None:
+        raise ValueError("method 'generator' needs a GeneratorEngine")
+    scale = tuple(engine.scale)
+    # Move axes so that the scan's factors line up with the network's.
+    perm = matching_permutation(factors, scale)
+    if perm is None:
+        raise ValueError(f"the generator's scale is {scale}; it cannot upscale by {factors}")
+    scaling = IntensityScaling.fit(volume.data)
+    x = scaling.forward(np.transpose(volume.data, perm))
+    y = np.transpose(engine.run(x), np.argsort(perm))
+    sr = keep_background(volume.data, scaling.inverse(y), factors)
+    return Volume(sr, upscaled_affine(volume.affine, factors), dict(volume.meta))
+
+
+def matching_permutation(factors: tuple[int, ...], scale: tuple[int, ...]) -> tuple[int, int, int] | None:
+    for perm in itertools.permutations(range(3)):
+        if tuple(factors[p] for p in perm) == scale:
+            return perm  # type: ignore[return-value]
+    return None
+
+
+def resolve_method(method: str, weights: str | Path = DEFAULT_WEIGHTS) -> str:
+    """`method`, with "auto" made "generator" only when `weights` are installed *and* their model
+    card records a gain over zero-filled k-space on held-out real abdominal MRI
+    (`srgan3d.sr.weights.auto_eligibility`); otherwise "sinc", and the reason is logged once."""
+    if method != "auto":
+        return method
+    try:
+        info = find_weights(weights)
+    except WeightsError:
+        _say_once(f"no generator weights {str(weights)!r} installed: using zero-filled k-space (--method sinc)")
+        return "sinc"
+    ok, why = auto_eligibility(info)
+    if not ok:
+        _say_once(f"--method auto uses zero-filled k-space (sinc), not {info.name}: {why}")
+        return "sinc"
+    return "generator"
+
+
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        log.warning(message)
+
+
+# --------------------------------------------------------------------------------------------
+# k-space on the device (torch.fft): the same grid convention as `srgan3d.sr.degrade`
+
+
+def _shift_ramp_t(n: int, shift: float, *, device: torch.device) -> torch.Tensor:
+    """Multiplier along the last axis that moves a length-n signal by `shift` samples."""
+    f = torch.fft.fftfreq(n, d=1.0 / n, device=device, dtype=torch.float64)
+    return torch.polar(torch.ones_like(f), 2 * math.pi * f * shift / n).to(torch.complex64)
+
+
+def _kspace_down_last(x: torch.Tensor, s: int) -> torch.Tensor:
+    n = x.shape[-1]
+    if n % s:
+        raise ValueError(f"length {n} is not a multiple of the factor {s}")
+    m = n // s
+    spec = torch.fft.fft(x, dim=-1) * _shift_ramp_t(n, (s - 1) / 2.0, device=x.device)
+    lo, hi = spec[..., : (m + 1) // 2], spec[..., n - m // 2 :]
+    if m % 2 == 0:
+        # Fine bins +m/2 and -m/2 fold into one coarse bin (see degrade.kspace_downsample_axis).
+        hi = torch.cat([(spec[..., m // 2] + spec[..., n - m // 2])[..., None], hi[..., 1:]], dim=-1)
+    return torch.fft.ifft(torch.cat([lo, hi], dim=-1), dim=-1).real / s
+
+
+def _kspace_up_last(x: torch.Tensor, s: int) -> torch.Tensor:
+    m = x.shape[-1]
+    n = m * s
+    spec = torch.fft.fft(x, dim=-1)
+    half = (m + 1) // 2
+    pos, neg = spec[..., :half], spec[..., m - m // 2 :]
+    if m % 2 == 0:  # split the coarse Nyquist bin evenly between +m/2 and -m/2
+        nyq = 0.5 * spec[..., m // 2 : m // 2 + 1]
+        pos, neg = torch.cat([pos, nyq], dim=-1), torch.cat([nyq, neg[..., 1:]], dim=-1)
+    zeros = spec.new_zeros((*spec.shape[:-1], n - pos.shape[-1] - neg.shape[-1]))
+    big = torch.cat([pos, zeros, neg], dim=-1) * _shift_ramp_t(n, -(s - 1) / 2.0, device=x.device)
+    return torch.fft.ifft(big, dim=-1).real * s
+
+
+def _per_axis(x: torch.Tensor, factors: Sequence[int], fn: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """Apply `fn` along each of the last three axes with its factor (1 = untouched)."""
+    for k, s in enumerate(factors):
+        if s != 1:
+            dim = x.ndim - 3 + k
+            x = fn(x.movedim(dim, -1), int(s)).movedim(-1, dim)
+    return x.contiguous()
+
+
+def kspace_downsample_t(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """`srgan3d.sr.degrade.degrade_array` (k-space model, no noise) over the last three axes of a
+    float tensor, on its own device."""
+    return _per_axis(x.float(), factors, _kspace_down_last)
+
+
+def sinc_upsample_t(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """Zero-filled k-space interpolation (`srgan3d.sr.degrade.sinc_upsample`) over the last three
+    axes of a float tensor, on its own device."""
+    return _per_axis(x.float(), factors, _kspace_up_last)
+
+
+def data_consistency(sr: torch.Tensor, lr: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """Project `sr` onto the images whose k-space acquisition is `lr`: SR - ZF(down(SR)) + ZF(lr).
+
+    The output keeps what the network added beyond the scanner's band and takes the measured band
+    from the input, so `kspace_downsample_t(result) == lr` (to float precision). Computed on the whole
+    volume: a window's FFT would wrap at its edges.
+    """
+    return sr - sinc_upsample_t(kspace_downsample_t(sr, factors), factors) + sinc_upsample_t(lr, factors)
+
+
+def out_of_band(detail: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """The part of `detail` outside the band a k-space acquisition by `factors` keeps:
+    detail - ZF(down(detail)). With a zero-filled k-space base, base + out_of_band(detail) is the
+    data-consistent output."""
+    return detail - sinc_upsample_t(kspace_downsample_t(detail, factors), factors)

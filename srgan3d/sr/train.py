@@ -1,0 +1,588 @@
+"""GAN training of the generator: data, losses, the two-stage loop, validation, checkpoints, export.
+
+Stage 1 pretrains on pixel (L1) and gradient losses; stage 2 adds a relativistic-average
+adversarial loss against `PatchDiscriminator`, with the discriminator and generator stepped in
+the BasicSR order. An exponential moving average (EMA) of the generator is what gets validated
+and exported. Under `torchrun` the models are wrapped in DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from srgan3d.provenance import atomic_path, versions, write_text_atomic
+from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
+from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, resolve_device
+from srgan3d.sr.metrics import foreground_mask, psnr, ssim
+from srgan3d.sr.nets import Generator, GeneratorConfig, PatchDiscriminator
+from srgan3d.sr.pairs import (
+    Degradation,
+    PatchSampler,
+    gradient_loss,
+    interior,
+    load_volumes_at_scales,
+    predict_patch,
+)
+from srgan3d.sr.weights import find_weights, load_generator, save_weights, sha256_file
+from srgan3d.volume import Volume, read_volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; written into the run folder and the model card.
+
+    `dc_loss`: the pixel losses are taken on the data-consistent output (base + the out-of-band
+    part of the network's detail), so the network is trained for what inference keeps and cannot
+    spend capacity rewriting the measured band. Loss weights: L1 1.0 carries fidelity; the gradient (edge) loss 0.1 rewards sharp edges
+    without inventing texture; the adversarial weight 5e-3 is ESRGAN's, small because the
+    relativistic loss gradients are large next to L1 on [0, 1] intensities.
+    """
+
+    # generator
+    channels: int = 32
+    n_blocks: int = 4
+    upsample_channels: int = 16
+    scale: tuple[int, int, int] = (2, 2, 2)
+    skip: str = "sinc"
+    # data (defaults: clean k-space pairs on the volume's own grid, see `Degradation`)
+    patch_size: int = 24
+    batch_size: int = 4
+    n_variants: int = 1
+    noise_max: float = 0.0
+    blur_max: float = 0.0
+    gaussian_fraction: float = 0.0
+    transpose: bool = True
+    phantoms: int = 0
+    phantom_coarsening: float = 1.0
+    hr_scales: tuple[int, ...] = (1,)
+    val_crop: int = 96
+    # schedule and losses
+    pretrain_steps: int = 2000
+    gan_steps: int = 0
+    lr_g: float = 2e-4
+    lr_g_gan: float = 1e-4
+    lr_schedule: str = "constant"
+    lr_d: float = 1e-4
+    l1_weight: float = 1.0
+    edge_weight: float = 0.1
+    dc_loss: bool = True
+    adv_weight: float = 5e-3
+    ema_decay: float = 0.999
+    val_every: int = 250
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
+        object.__setattr__(self, "hr_scales", tuple(int(s) for s in self.hr_scales))
+        if not self.hr_scales or any(s < 1 for s in self.hr_scales):
+            raise ValueError(f"hr_scales must be positive integers, not {self.hr_scales}")
+        if self.phantom_coarsening < 1:
+            raise ValueError(f"phantom_coarsening must be >= 1, not {self.phantom_coarsening}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
+        if self.patch_size < 8:
+            raise ValueError(f"patch_size must be >= 8 low-resolution voxels, not {self.patch_size}")
+        if self.pretrain_steps < 0 or self.gan_steps < 0:
+            raise ValueError("pretrain_steps and gan_steps must be >= 0")
+
+    @property
+    def generator(self) -> GeneratorConfig:
+        return GeneratorConfig(
+            channels=self.channels,
+            n_blocks=self.n_blocks,
+            upsample_channels=self.upsample_channels,
+            scale=self.scale,
+            skip=self.skip,
+        )
+
+    @property
+    def degradation(self) -> Degradation:
+        return Degradation(
+            scale=self.scale, n_variants=self.n_variants, noise_max=self.noise_max, blur_max=self.blur_max,
+            gaussian_fraction=self.gaussian_fraction, with_base=self.skip == "sinc",
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["scale"] = list(self.scale)
+        d["hr_scales"] = list(self.hr_scales)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**{k: tuple(v) if k in ("scale", "hr_scales") else v for k, v in d.items()})
+
+    def generator_lr(self, step: int) -> float:
+        """Generator learning rate at `step` (0-based). Stage 1: `lr_g`, constant or cosine-decayed
+        to 1% over `pretrain_steps`; stage 2 (GAN): `lr_g_gan`, constant. A function of the step
+        alone, so a resumed run continues the same schedule."""
+        if step >= self.pretrain_steps:
+            return self.lr_g_gan
+        if self.lr_schedule == "constant":
+            return self.lr_g
+        t = step / max(1, self.pretrain_steps)
+        return self.lr_g * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a training config must be a mapping of keys to values")
+        return cls.from_dict({**data, **overrides})
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def load_training_volumes(
+    paths: Sequence[str | Path],
+    *,
+    phantoms: int = 0,
+    seed: int = 0,
+    hr_scales: Sequence[int] = (1,),
+    phantom_coarsening: float = 1.0,
+    min_shape: int = 0,
+) -> list[np.ndarray]:
+    """High-resolution training volumes: each scan at every factor of `hr_scales`
+    (`srgan3d.sr.pairs.load_volumes_at_scales`), plus phantoms drawn with a random coarsening in
+    [1, `phantom_coarsening`] (the same field of view on fewer, larger voxels)."""
+    from srgan3d.sr.synthetic import TumourSpec, make_phantom
+    from srgan3d.volume import find_scans
+
+    scans = [src.read() for src in find_scans(paths)] if paths else []
+    out = load_volumes_at_scales(scans, hr_scales, min_shape=min_shape)
+    rng = np.random.default_rng(seed + 7919)
+    for k in range(phantoms):
+        spec = TumourSpec(
+            diameter_mm=float(rng.uniform(15, 70)),
+            enhancement=float(rng.uniform(0.1, 1.2)),
+            necrosis=float(rng.uniform(0, 0.6)),
+            capsule=bool(rng.random() < 0.6),
+            texture=float(rng.uniform(0.05, 0.5)),
+        )
+        c = float(rng.uniform(1.0, phantom_coarsening))
+        shape = tuple(max(min_shape, 2 * round(n / c / 2)) for n in (160, 144, 64))
+        spacing = tuple(s * n0 / n for s, n0, n in zip((1.2, 1.2, 1.6), (160, 144, 64), shape, strict=True))
+        ph = make_phantom(shape, spacing, tumour=spec, seed=seed * 1000 + k)
+        out.append(ph.image.data)
+    if not out:
+        raise ValueError("no training volumes: give high-resolution scans and/or phantoms > 0")
+    return out
+
+
+def make_sampler(volumes: Sequence[np.ndarray], config: TrainConfig, *, seed: int) -> PatchSampler:
+    return PatchSampler(volumes, config.degradation, patch_size=config.patch_size, seed=seed, transpose=config.transpose)
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+@dataclass
+class ValidationVolume:
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+    mask: np.ndarray
+    baselines: dict[str, tuple[float, float]]
+
+
+def prepare_validation(volumes: Sequence[Volume], config: TrainConfig) -> list[ValidationVolume]:
+    """Central crops of held-out volumes, degraded by clean k-space truncation and normalised by
+    the degraded image's range, with the PSNR/SSIM of zero-filled k-space and tricubic
+    interpolation precomputed."""
+    out = []
+    for k, vol in enumerate(volumes):
+        crop = [min(n, config.val_crop * f) for n, f in zip(vol.shape, config.scale, strict=True)]
+        start = [(n - c) // 2 for n, c in zip(vol.shape, crop, strict=True)]
+        hr = vol.data[tuple(slice(a, a + c) for a, c in zip(start, crop, strict=True))]
+        hr = crop_to_multiple(Volume(hr, np.eye(4)), config.scale).data
+        lr = degrade_array(hr, config.scale)
+        scaling = IntensityScaling.fit(lr)  # as inference: by the input's own range
+        lr, hr = scaling.forward(lr), scaling.forward(hr)
+        mask = foreground_mask(hr)
+        base = {
+            "sinc": sinc_upsample(lr, config.scale),
+            "tricubic": spline_upsample(lr, config.scale, order=3),
+        }
+        baselines = {m: (psnr(hr, v, mask=mask), ssim(hr, v, mask=mask)) for m, v in base.items()}
+        out.append(ValidationVolume(str(vol.meta.get("source", f"val{k}")), lr, hr, mask, baselines))
+    return out
+
+
+def validate(model: Generator, val: Sequence[ValidationVolume], device: torch.device) -> dict[str, float]:
+    """PSNR/SSIM over the foreground of the model and of the baselines: the means over the
+    volumes ("psnr", "psnr_sinc", ...) and each volume's ("psnr[NAME]", ...)."""
+    if not val:
+        return {}
+    engine = GeneratorEngine(model, device=device, amp=False)
+    res: dict[str, list[float]] = {}
+    per_volume: dict[str, float] = {}
+    for v in val:
+        sr = engine.run(v.lr)
+        p_sr, s_sr = psnr(v.hr, sr, mask=v.mask), ssim(v.hr, sr, mask=v.mask)
+        res.setdefault("psnr", []).append(p_sr)
+        res.setdefault("ssim", []).append(s_sr)
+        name = Path(v.name).name
+        per_volume[f"psnr[{name}]"], per_volume[f"ssim[{name}]"] = p_sr, s_sr
+        for m, (p, s) in v.baselines.items():
+            res.setdefault(f"psnr_{m}", []).append(p)
+            res.setdefault(f"ssim_{m}", []).append(s)
+            per_volume[f"psnr_{m}[{name}]"], per_volume[f"ssim_{m}[{name}]"] = p, s
+    # Means over the volumes first (the log's columns), then each volume's own figures: a mean
+    # over a brain template and an abdominal scan hides which one the model helps.
+    return {**{k: float(np.mean(vs)) for k, vs in res.items()}, **per_volume}
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def _is_distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    return m.module if isinstance(m, torch.nn.parallel.DistributedDataParallel) else m
+
+
+LOG_COLUMNS = (
+    "step", "stage", "l1", "edge", "g_adv", "d_loss", "seconds",
+    "val_psnr", "val_ssim", "val_psnr_sinc", "val_psnr_tricubic", "val_ssim_sinc", "val_ssim_tricubic",
+)  # fmt: skip
+
+
+
+@dataclass
+class _Run:
+    """The state of a training run: models, optimisers, step, device and the rank's role."""
+
+    gen: Generator
+    ema: AveragedModel
+    disc: PatchDiscriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    device: torch.device
+    rank: int = 0
+    distributed: bool = False
+    step: int = 0
+    gen_t: torch.nn.Module | None = None
+    disc_t: torch.nn.Module | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup(config: TrainConfig) -> _Run:
+    """Device (and the process group under torchrun), models, EMA and optimisers."""
+    distributed, rank = _is_distributed(), 0
+    if distributed:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = torch.distributed.get_rank()
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    else:
+        device = resolve_device(config.device)
+    torch.manual_seed(config.seed + rank)
+    gen = Generator(config.generator).to(device)
+    disc = PatchDiscriminator().to(device)
+    ema = AveragedModel(gen, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr_g, betas=(0.9, 0.99))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
+    return _Run(gen, ema, disc, opt_g, opt_d, device, rank, distributed)
+
+
+def _restore(run: _Run, config: TrainConfig, ckpt_path: Path, *, resume: bool, init: str | Path | None) -> None:
+    """Continue from the run's checkpoint, or start the generator from `init` weights; then wrap
+    the models for DistributedDataParallel under torchrun."""
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=run.device, weights_only=True)
+        saved = TrainConfig.from_dict(json.loads(state["config_json"]))
+        if saved.generator != config.generator:
+            raise ValueError(f"{ckpt_path}: its generator {saved.generator} differs from {config.generator}")
+        run.gen.load_state_dict(state["params"])
+        run.ema.module.load_state_dict(state["params_ema"])
+        run.disc.load_state_dict(state["params_d"])
+        run.opt_g.load_state_dict(state["opt_g"])
+        run.opt_d.load_state_dict(state["opt_d"])
+        run.ema.n_averaged.fill_(int(state["step"]))
+        run.step = int(state["step"])
+        log.info("resumed %s at step %d", ckpt_path, run.step)
+    elif init is not None:
+        start, init_info = load_generator(init)
+        if start.config != config.generator:
+            raise ValueError(
+                f"weights {init_info.name} are a {start.config} generator, the recipe asks for "
+                f"{config.generator}: set the recipe's architecture keys to the weights' (or drop --init)"
+            )
+        run.gen.load_state_dict(start.state_dict())
+        run.ema.module.load_state_dict(start.state_dict())
+        log.info("fine-tuning from %s (sha256 %s)", init_info.path, init_info.sha256[:16])
+    run.gen_t, run.disc_t = run.gen, run.disc
+    if run.distributed:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        run.gen_t = torch.nn.parallel.DistributedDataParallel(run.gen, device_ids=ids)
+        run.disc_t = torch.nn.parallel.DistributedDataParallel(run.disc, device_ids=ids)
+
+
+def _write_run_record(run_dir: Path, config: TrainConfig, data, val, *, resume: bool, init) -> None:
+    """`config.json`: the recipe and what trained and validated it (a resumed run keeps its record)."""
+    info: dict[str, Any] = {"config": config.to_dict(), "data": [str(p) for p in data], "val": [str(p) for p in val]}
+    if init is not None:
+        w = find_weights(init)
+        info["init"] = {"name": w.name, "sha256": sha256_file(w.path)}
+    cfg_path = run_dir / "config.json"
+    if resume and cfg_path.exists():
+        before = json.loads(cfg_path.read_text())
+        for key in ("data", "val"):
+            info[key] = list(dict.fromkeys([*before.get(key, []), *info[key]]))
+        if "init" in before:
+            info["init"] = before["init"]
+    write_text_atomic(cfg_path, json.dumps(info, indent=2))
+
+
+def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
+    """One generator step (discriminator frozen), then in stage 2 one discriminator step: BasicSR's
+    order. The pixel losses are on the patch's interior when `dc_loss` (its FFT wraps at the edges)."""
+    gan = run.step >= config.pretrain_steps
+    amp = config.amp and run.device.type == "cuda"
+    lr_b, hr_b, base_b = (t.to(run.device) if t is not None else None for t in batch)
+    margin = [2 * s for s in config.scale] if config.dc_loss else [0, 0, 0]
+    for p in run.disc.parameters():
+        p.requires_grad_(False)
+    for group in run.opt_g.param_groups:
+        group["lr"] = config.generator_lr(run.step)
+    run.opt_g.zero_grad(set_to_none=True)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
+        detail = run.gen_t(lr_b).float()  # type: ignore[misc]
+    sr = predict_patch(detail, base_b, config.scale, dc=config.dc_loss)
+    sr_i, hr_i = interior(sr, margin), interior(hr_b, margin)
+    l1 = F.l1_loss(sr_i, hr_i)
+    edge = gradient_loss(sr_i, hr_i)
+    loss = config.l1_weight * l1 + config.edge_weight * edge
+    g_adv = torch.zeros((), device=run.device)
+    if gan:
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
+            real_pred = run.disc_t(hr_b).detach()  # type: ignore[misc]
+            fake_pred = run.disc_t(sr)  # type: ignore[misc]
+            g_adv = 0.5 * (_bce(real_pred - fake_pred.mean(), 0.0) + _bce(fake_pred - real_pred.mean(), 1.0))
+        loss = loss + config.adv_weight * g_adv
+    loss.backward()
+    run.opt_g.step()
+    run.ema.update_parameters(run.gen)
+    d_loss = torch.zeros((), device=run.device)
+    if gan:
+        for p in run.disc.parameters():
+            p.requires_grad_(True)
+        run.opt_d.zero_grad(set_to_none=True)
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
+            real_pred = run.disc_t(hr_b)  # type: ignore[misc]
+            fake_pred = run.disc_t(sr.detach())  # type: ignore[misc]
+            d_loss = 0.5 * (_bce(real_pred - fake_pred.mean(), 1.0) + _bce(fake_pred - real_pred.mean(), 0.0))
+        d_loss.backward()
+        run.opt_d.step()
+    run.step += 1
+    return {"l1": l1.item(), "edge": edge.item(), "g_adv": g_adv.item(), "d_loss": d_loss.item(), "gan": float(gan)}
+
+
+def train(
+    data: Sequence[str | Path],
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    val: Sequence[str | Path] = (),
+    resume: bool = False,
+    init: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train a generator on high-resolution volumes; checkpoints, config and a CSV log in `run_dir`.
+
+    Args:
+        data: high-resolution NIfTI files, DICOM series or folders.
+        run_dir: output folder (`config.json`, `log.csv`, `checkpoint.pt`, `last_validation.json`).
+        config: the recipe.
+        val: held-out high-resolution volumes for validation.
+        resume: continue from `run_dir/checkpoint.pt` (its config must match).
+        init: fine-tune: start the generator and its EMA from these weights (a name or a `.pt`
+            with its model card, e.g. the shipped `srgan3d_x2`) instead of from scratch; the
+            recipe's architecture must be the weights' (`init_config` makes it so).
+
+    Returns the last validation metrics and the step count.
+    """
+    config = config or TrainConfig()
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another folder")
+    run = _setup(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _restore(run, config, ckpt_path, resume=resume, init=init)
+    volumes = load_training_volumes(
+        data, phantoms=config.phantoms, seed=config.seed, hr_scales=config.hr_scales,
+        phantom_coarsening=config.phantom_coarsening, min_shape=4 * max(config.scale),
+    )  # fmt: skip
+    # Reseeded from the step, so a resumed run draws fresh patches deterministically.
+    sampler = make_sampler(volumes, config, seed=config.seed * 100_003 + run.rank * 7 + run.step)
+    val_set = prepare_validation([read_volume(p) for p in val], config) if run.main else []
+    if run.main:
+        _write_run_record(run_dir, config, data, val, resume=resume, init=init)
+    total = config.pretrain_steps + config.gan_steps
+    log_path = run_dir / "log.csv"
+    new_log = not log_path.exists() or not resume
+    log_file = log_path.open("w" if new_log else "a", newline="") if run.main else None
+    writer = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS) if log_file else None
+    if writer and new_log:
+        writer.writeheader()
+    last_val: dict[str, float] = {}
+    bar = tqdm(total=total, initial=run.step, desc="train", unit="step", disable=not (progress and run.main))
+    t0 = time.perf_counter()
+    try:
+        while run.step < total:
+            losses = _step(run, config, sampler.sample(config.batch_size))
+            bar.update(1)
+            row: dict[str, Any] = {
+                "step": run.step, "stage": "gan" if losses["gan"] else "pixel", "l1": f"{losses['l1']:.6f}",
+                "edge": f"{losses['edge']:.6f}", "g_adv": f"{losses['g_adv']:.5f}",
+                "d_loss": f"{losses['d_loss']:.5f}", "seconds": f"{time.perf_counter() - t0:.1f}",
+            }  # fmt: skip
+            if run.main and (run.step % config.val_every == 0 or run.step == total) and val_set:
+                last_val = validate(_unwrap(run.ema.module), val_set, run.device)
+                row.update({f"val_{k}": f"{v:.4f}" for k, v in last_val.items() if f"val_{k}" in LOG_COLUMNS})
+                bar.set_postfix(psnr=f"{last_val['psnr']:.2f}", sinc=f"{last_val['psnr_sinc']:.2f}")
+            if writer:
+                writer.writerow(row)
+                log_file.flush()  # type: ignore[union-attr]
+            if run.main and (run.step % config.checkpoint_every == 0 or run.step == total):
+                _save_checkpoint(ckpt_path, run, config)
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+        if run.distributed:
+            torch.distributed.destroy_process_group()
+    if run.main:
+        write_text_atomic(run_dir / "last_validation.json", json.dumps({"step": run.step, **last_val}, indent=2) + "\n")
+    return {"step": run.step, "validation": last_val}
+
+
+def _save_checkpoint(path: Path, run: _Run, config: TrainConfig) -> None:
+    state = {
+        "params": run.gen.state_dict(),
+        "params_ema": run.ema.module.state_dict(),
+        "params_d": run.disc.state_dict(),
+        "opt_g": run.opt_g.state_dict(),
+        "opt_d": run.opt_d.state_dict(),
+        "step": run.step,
+        "config_json": json.dumps(config.to_dict()),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+
+
+def export_weights(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    use_ema: bool = True,
+    description: str = "",
+    training_data: Sequence[str] | None = None,
+) -> Path:
+    """Write a run's generator (EMA by default) as `out` (.pt state_dict) with its model card
+    (`.json` and a short `.md`): architecture, scale, data, recipe, steps, validation, sha256."""
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    config = TrainConfig.from_dict(json.loads(state["config_json"]))
+    model = Generator(config.generator)
+    model.load_state_dict(state["params_ema" if use_ema else "params"])
+    run_info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
+    val_path = run_dir / "last_validation.json"
+    validation = json.loads(val_path.read_text()) if val_path.exists() else {}
+    card = {
+        "description": description,
+        "scale": list(config.scale),
+        "stage": "gan" if config.gan_steps > 0 else "pixel (L1 + gradient)",
+        "parameters": "EMA" if use_ema else "raw",
+        "steps": int(state["step"]),
+        "recipe": config.to_dict(),
+        "training_data": list(training_data or run_info.get("data", [])),
+        "initialised_from": run_info.get("init"),
+        "validation_data": run_info.get("val", []),
+        "validation": validation,
+        "versions": versions(),
+    }
+    path = save_weights(model, out, card)
+    full = json.loads(path.with_suffix(".json").read_text())
+    md = [
+        f"# {path.stem}",
+        "",
+        description or "Generator weights trained by srgan3d.",
+        "",
+        f"- Scale: {tuple(config.scale)}; skip: {config.skip}; stage: {card['stage']}; {card['steps']} steps.",
+        f"- Architecture: {json.dumps(full['generator'])}",
+        f"- Training data: {', '.join(card['training_data']) or 'none'} (at 1/{', 1/'.join(map(str, config.hr_scales))} "
+        f"of their resolution); phantoms: {config.phantoms} (grids up to {config.phantom_coarsening}x coarser)",
+        *(
+            [
+                f"- Fine-tuned from: {card['initialised_from']['name']} (sha256 {card['initialised_from']['sha256']})"
+            ]
+            if card["initialised_from"]
+            else []
+        ),
+        f"- Validation data (held out): {', '.join(card['validation_data']) or 'none'}",
+        "- Validation at the last step (central crops, 2x k-space degradation, foreground PSNR dB):",
+        *_validation_lines(validation),
+        f"- sha256: {full['sha256']}",
+        "",
+    ]
+    write_text_atomic(path.with_suffix(".md"), "\n".join(md))
+    return path
+
+
+def _validation_lines(validation: dict[str, Any]) -> list[str]:
+    names = [k[5:-1] for k in validation if k.startswith("psnr[")]
+    if not names:  # older runs recorded only the means
+        return [f"  - mean over the volumes: {json.dumps(validation)}"] if validation else ["  - none"]
+    return [
+        f"  - {n}: this model {validation[f'psnr[{n}]']:.2f}, zero-filled k-space "
+        f"{validation.get(f'psnr_sinc[{n}]', float('nan')):.2f}, tricubic "
+        f"{validation.get(f'psnr_tricubic[{n}]', float('nan')):.2f}"
+        for n in names
+    ]

@@ -1,0 +1,376 @@
+"""Batches of files: discovery, the manifest, resume, shards, and reading/writing beside the device.
+
+`upscale_files` runs a folder batch through `srgan3d.sr.engine` (one volume at a time), skips
+finished outputs, reports a bad scan and goes on, and writes `manifest.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from srgan3d.provenance import versions, write_csv_atomic
+from srgan3d.sr.engine import (
+    METHODS,
+    GeneratorEngine,
+    matching_permutation,
+    resolve_device,
+    resolve_method,
+    thickest_axis,
+    upscale_volume,
+)
+from srgan3d.sr.nets import Generator, GeneratorConfig
+from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights
+from srgan3d.volume import ScanSource, Volume, VolumeError, find_scans, write_volume
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = (
+    "input", "output", "status", "error", "method", "scale", "input_shape", "output_shape",
+    "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "device", "weights",
+    "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "srgan3d", "torch", "monai",
+)  # fmt: skip
+
+
+
+# --------------------------------------------------------------------------------------------
+# Batches of files
+
+
+@dataclass(frozen=True)
+class UpscaleConfig:
+    """Options of `srgan3d upscale`; one field per CLI option.
+
+    Attributes:
+        method: "generator", an interpolation baseline (see `upscale_volume`), or "auto": the
+            generator when `weights` are installed, else zero-filled k-space ("sinc"), with a
+            warning.
+        weights: weights name or path for the generator.
+        scale: factor per array axis.
+        through_plane: upscale by the largest factor along each scan's thickest axis only.
+        device: "auto", "cpu" or "cuda[:N]".
+        window: input window per axis for the generator (None: chosen from memory).
+        sw_batch_size: windows per forward pass.
+        overlap: window overlap fraction (>= 0.25).
+        amp: mixed precision (bfloat16) on CUDA.
+        overwrite: replace existing outputs instead of skipping them.
+        suffix: appended to the input's name.
+        compress: write .nii.gz (True; gzip level 1, nibabel's fast default) or .nii.
+        shard: (K, N): process only the K-th of N interleaved parts of the sorted scan list, so
+            that N GPUs or nodes share a cohort; the manifest is `manifest.shard-K-of-N.csv`
+            (join them with `merge_manifests`).
+        adapt_steps: > 0: fine-tune a copy of the generator on each scan for this many steps
+            before upscaling it (internal learning, `srgan3d.sr.train.adapt_generator`). Without
+            installed weights it starts from an untrained generator whose detail branch is zero,
+            i.e. from zero-filled k-space.
+        dc: k-space data consistency of the generator's output (see
+            `srgan3d.sr.engine.data_consistency`); the baselines need none.
+    """
+
+    method: str = "auto"
+    weights: str = DEFAULT_WEIGHTS
+    scale: tuple[int, int, int] = (2, 2, 2)
+    through_plane: bool = False
+    device: str = "auto"
+    window: tuple[int, int, int] | None = None
+    sw_batch_size: int = 1
+    overlap: float = 0.25
+    amp: bool = True
+    overwrite: bool = False
+    suffix: str | None = None
+    compress: bool = True
+    shard: tuple[int, int] | None = None
+    adapt_steps: int = 0
+    dc: bool = True
+
+    def __post_init__(self) -> None:
+        if self.adapt_steps < 0:
+            raise ValueError(f"adapt steps must be >= 0, not {self.adapt_steps}")
+        if self.shard is not None:
+            k, n = self.shard
+            if not (n >= 1 and 1 <= k <= n):
+                raise ValueError(f"shard must be K/N with 1 <= K <= N, not {k}/{n}")
+        if self.method not in (*METHODS, "auto"):
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
+            raise ValueError(f"scale must be three positive integers, not {self.scale}")
+
+    def factors_for(self, volume: Volume) -> tuple[int, int, int]:
+        if not self.through_plane:
+            return tuple(int(s) for s in self.scale)  # type: ignore[return-value]
+        f = [1, 1, 1]
+        f[thickest_axis(volume)] = max(self.scale)
+        return tuple(f)  # type: ignore[return-value]
+
+
+@dataclass
+class ManifestRow:
+    input: str
+    output: str = ""
+    status: str = ""
+    error: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {c: "" for c in MANIFEST_COLUMNS}
+        d.update(self.values)
+        d.update(input=self.input, output=self.output, status=self.status, error=self.error)
+        return d
+
+
+@dataclass
+class BatchResult:
+    rows: list[ManifestRow]
+    manifest: Path
+
+    @property
+    def failed(self) -> list[ManifestRow]:
+        return [r for r in self.rows if r.status == "failed"]
+
+
+def output_path_for(src: ScanSource, outdir: Path, *, suffix: str, compress: bool) -> Path:
+    ext = ".nii.gz" if compress else ".nii"
+    return outdir / src.relative.parent / f"{src.name}{suffix}{ext}"
+
+
+def write_manifest(rows: Iterable[ManifestRow], path: Path) -> Path:
+    """Write the manifest CSV atomically."""
+    return write_csv_atomic(path, (r.as_dict() for r in rows), MANIFEST_COLUMNS)
+
+
+
+def _weights_installed(name: str) -> bool:
+    try:
+        find_weights(name)
+    except WeightsError:
+        return False
+    return True
+
+
+def _adapt_and_upscale(
+    vol: Volume, factors: tuple[int, ...], engine: GeneratorEngine, config: UpscaleConfig
+) -> tuple[Volume, dict[str, float]]:
+    """Internal learning on this scan, then upscaling with the adapted copy (the shared engine's
+    model is left as it was for the next scan)."""
+    from srgan3d.sr.adapt import adapt_generator
+
+    perm = matching_permutation(factors, tuple(engine.scale))
+    if perm is None:
+        raise ValueError(f"the generator's scale is {tuple(engine.scale)}; it cannot upscale by {factors}")
+    moved = Volume(np.ascontiguousarray(np.transpose(vol.data, perm)), vol.affine, vol.meta)
+    adapted, info = adapt_generator(engine.model, moved, steps=config.adapt_steps, device=engine.device)
+    original = engine.model
+    engine.model = adapted
+    try:
+        sr = upscale_volume(vol, method="generator", factors=factors, engine=engine)
+    finally:
+        engine.model = original
+    log.info("adapted to %s in %.1f s (loss %.4f -> %.4f)", vol.meta.get("path", "scan"), info["seconds"],
+             info["loss_first"], info["loss_last"])  # fmt: skip
+    return sr, info
+
+
+def merge_manifests(outdir: str | Path) -> Path:
+    """Join the `manifest.shard-K-of-N.csv` files of `outdir` into `manifest.csv` (atomically).
+
+    Raises if shards are missing or of different N, naming them.
+    """
+    import re
+
+    outdir = Path(outdir)
+    found = {}
+    for p in sorted(outdir.glob("manifest.shard-*-of-*.csv")):
+        m = re.fullmatch(r"manifest\.shard-(\d+)-of-(\d+)\.csv", p.name)
+        if m:
+            found[(int(m.group(1)), int(m.group(2)))] = p
+    if not found:
+        raise FileNotFoundError(f"no manifest.shard-K-of-N.csv files in {outdir}")
+    ns = {n for _, n in found}
+    if len(ns) != 1:
+        raise ValueError(
+            f"{outdir}: shard manifests of different N: {sorted(p.name for p in found.values())}"
+        )
+    n = ns.pop()
+    missing = [k for k in range(1, n + 1) if (k, n) not in found]
+    if missing:
+        raise FileNotFoundError(
+            f"{outdir}: shard(s) {', '.join(f'{k}/{n}' for k in missing)} have no manifest yet; run them first"
+        )
+    rows: list[dict[str, str]] = []
+    for k in range(1, n + 1):
+        with found[(k, n)].open(newline="") as f:
+            rows.extend(csv.DictReader(f))
+    rows.sort(key=lambda r: r["input"])
+    return write_csv_atomic(outdir / "manifest.csv", rows, MANIFEST_COLUMNS)
+
+
+def check_writable(outdir: Path) -> None:
+    """Create `outdir` and prove a file can be written there, or raise with the fix."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        probe = outdir / f".srgan3d-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(
+            f"{outdir}: cannot write outputs there ({exc.strerror}); choose another -o folder"
+        ) from exc
+
+
+def _fmt(t: Sequence[float], digits: int = 4) -> str:
+    return "x".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in t)
+
+
+def upscale_files(
+    inputs: Sequence[str | Path],
+    outdir: str | Path,
+    config: UpscaleConfig | None = None,
+    *,
+    progress: bool = False,
+) -> BatchResult:
+    """Super-resolve every scan found under `inputs` into `outdir`, mirroring folder structure.
+
+    Finished outputs are skipped unless `config.overwrite`, so an interrupted batch resumes. A scan
+    that fails is recorded with its reason and the batch goes on. `manifest.csv` in `outdir` is
+    rewritten (atomically) after each scan.
+
+    Raises:
+        FileNotFoundError: an input path does not exist, or no scans were found.
+        PermissionError: `outdir` cannot be written.
+    """
+    config = config or UpscaleConfig()
+    outdir = Path(outdir)
+    sources = find_scans(inputs, exclude=[outdir])
+    if not sources:
+        raise FileNotFoundError(
+            f"no scans found in {', '.join(str(p) for p in inputs)}: expected NIfTI files (.nii, .nii.gz) "
+            "or folders of DICOM files"
+        )
+    check_writable(outdir)
+    manifest = outdir / "manifest.csv"
+    if config.shard is not None:
+        k, n = config.shard
+        sources = sources[k - 1 :: n]
+        manifest = outdir / f"manifest.shard-{k}-of-{n}.csv"
+        log.info("shard %d of %d: %d scans", k, n, len(sources))
+    method = resolve_method(config.method, config.weights)
+    if config.adapt_steps and method != "generator":
+        if config.method not in ("auto", "generator"):
+            raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")
+        method = "generator"
+    vers = versions()
+    common: dict[str, Any] = {
+        "method": method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
+    }  # fmt: skip
+
+    engine: GeneratorEngine | None = None
+    winfo: WeightsInfo | None = None
+    if method == "generator":
+        options: dict[str, Any] = dict(
+            window=config.window, sw_batch_size=config.sw_batch_size, overlap=config.overlap,
+            amp=config.amp, dc=config.dc,
+        )  # fmt: skip
+        if config.adapt_steps and not _weights_installed(config.weights):
+            # zero detail branch: starts as zero-filled k-space
+            engine = GeneratorEngine(Generator(GeneratorConfig()), device=resolve_device(config.device), **options)
+            winfo = WeightsInfo("untrained (adapted per scan)", Path("-"), {"sha256": ""})
+        else:
+            engine = GeneratorEngine.from_weights(config.weights, device=config.device, **options)
+            winfo = engine.weights
+        assert winfo is not None
+        common.update(
+            device=str(engine.device), weights=winfo.name, weights_sha256=winfo.sha256,
+            data_consistency="yes" if config.dc else "no",
+        )  # fmt: skip
+    else:
+        common.update(device="cpu")
+    suffix = config.suffix or f"_sr{max(config.scale)}x"
+    input_files = {s.path.resolve() for s in sources}
+
+    rows: list[ManifestRow] = []
+    todo: list[tuple[ScanSource, Path, ManifestRow]] = []
+    for src in sources:
+        out = output_path_for(src, outdir, suffix=suffix, compress=config.compress)
+        row = ManifestRow(str(src.path), str(out), values=dict(common))
+        rows.append(row)
+        if out.resolve() in input_files:
+            row.status, row.error = "failed", "output path is an input file; choose another -o folder"
+        elif out.exists() and not config.overwrite:
+            row.status = "skipped"
+            row.error = "output exists (use --overwrite to replace it)"
+        else:
+            todo.append((src, out, row))
+
+    # Reading (and decompressing) the next scan and writing the last one run in background
+    # threads while the current one is computed, so the device is not idle between scans; gzip,
+    # file I/O and torch release the GIL.
+    errors = (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError)
+    bar = tqdm(total=len(todo), desc="upscale", unit="scan", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        reads = [reader.submit(src.read) for src, _, _ in todo[:1]]
+        pending: tuple[Future, ManifestRow, float] | None = None
+
+        def finish(job: tuple[Future, ManifestRow, float] | None) -> None:
+            if job is None:
+                return
+            fut, row, t0 = job
+            try:
+                fut.result()
+                row.status = "ok"
+            except errors as exc:
+                row.status, row.error, row.output = "failed", str(exc), ""
+                log.error("%s", exc)
+            row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
+            write_manifest(rows, manifest)
+            bar.update()
+
+        for i, (src, out, row) in enumerate(todo):
+            bar.set_postfix_str(src.name[-30:])
+            t0 = time.perf_counter()
+            if i + 1 < len(todo):
+                reads.append(reader.submit(todo[i + 1][0].read))
+            try:
+                vol = reads[i].result()
+                reads[i] = None  # type: ignore[call-overload] - free the input early
+                factors = config.factors_for(vol)
+                if config.adapt_steps and engine is not None:
+                    sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
+                    row.values.update(
+                        adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}"
+                    )
+                else:
+                    sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
+                what = f"srgan3d {method} x{_fmt(factors)}"
+                if winfo:
+                    what += f" {winfo.name} {winfo.sha256[:12]}"
+                row.values.update(
+                    scale=_fmt(factors), input_shape=_fmt(vol.shape), output_shape=_fmt(sr.shape),
+                    input_spacing_mm=_fmt(vol.spacing_mm), output_spacing_mm=_fmt(sr.spacing_mm),
+                    orientation=vol.orientation,
+                )  # fmt: skip
+                del vol
+                finish(pending)
+                pending = (writer.submit(write_volume, sr, out, description=what), row, t0)
+                del sr
+            except errors as exc:
+                row.status, row.error, row.output = "failed", str(exc), ""
+                row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
+                log.error("%s", exc)
+                finish(pending)
+                pending = None
+                write_manifest(rows, manifest)
+                bar.update()
+        finish(pending)
+    bar.close()
+    write_manifest(rows, manifest)
+    return BatchResult(rows, manifest)

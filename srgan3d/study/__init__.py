@@ -1,0 +1,1 @@
+"""Response-study wing: cohort, radiomics, models, statistics, report, evaluation."""
