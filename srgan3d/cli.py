@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     add_completion=False,
@@ -31,7 +36,23 @@ def _main(
     )
 
 
-def _fail(exc: BaseException) -> None:
+def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Every error a command raises becomes one clear line and exit code 2 (`_fail`); typer's own
+    exits and bad-parameter messages pass through."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes one clear line
+            _fail(exc)
+
+    return wrapper
+
+
+def _fail(exc: BaseException) -> NoReturn:
     """One clear line and a non-zero exit; the traceback only with --debug."""
     if _state["debug"]:
         raise exc
@@ -52,6 +73,7 @@ def _parse_ints(text: str, what: str) -> tuple[int, int, int]:
 
 
 @app.command()
+@_clear_errors
 def upscale(
     inputs: Annotated[
         list[Path], typer.Argument(help="NIfTI files, DICOM series folders, or folders to search.")
@@ -60,7 +82,8 @@ def upscale(
     method: Annotated[
         str,
         typer.Option(
-            help="auto (generator if its weights are installed, else sinc), generator, or a baseline: "
+            help="auto (the generator where its model card records a gain over sinc on held-out real "
+            "abdominal MRI, else sinc), generator, or a baseline: "
             "sinc, tricubic, trilinear, nearest."
         ),
     ] = "auto",
@@ -87,6 +110,13 @@ def upscale(
     compress: Annotated[
         bool, typer.Option(help="Write .nii.gz (gzip level 1) or .nii (--no-compress).")
     ] = True,
+    dc: Annotated[
+        bool,
+        typer.Option(
+            help="k-space data consistency of the generator's output: the band the scan measured is "
+            "kept exactly, the network adds only what lies beyond it (--no-dc: the raw network output)."
+        ),
+    ] = True,
     adapt: Annotated[
         int,
         typer.Option(
@@ -104,22 +134,16 @@ def upscale(
     """Double the resolution of every scan; geometry exact, manifest.csv beside the outputs."""
     from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 
-    try:
-        through_plane = scale == "through-plane"
-        factors = (1, 1, 2) if through_plane else _parse_ints(scale, "--scale")
-        config = UpscaleConfig(
-            method=method, weights=weights, scale=factors, through_plane=through_plane, device=device,
-            window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
-            overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
-            adapt_steps=adapt,
-        )  # fmt: skip
-        with logging_redirect_tqdm():
-            result = upscale_files(inputs, output, config, progress=True)
-    except typer.BadParameter:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every error becomes one clear line
-        _fail(exc)
-        return
+    through_plane = scale == "through-plane"
+    factors = (1, 1, 2) if through_plane else _parse_ints(scale, "--scale")
+    config = UpscaleConfig(
+        method=method, weights=weights, scale=factors, through_plane=through_plane, device=device,
+        window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
+        overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
+        adapt_steps=adapt, dc=dc,
+    )  # fmt: skip
+    with logging_redirect_tqdm():
+        result = upscale_files(inputs, output, config, progress=True)
     n_ok = sum(r.status == "ok" for r in result.rows)
     n_skip = sum(r.status == "skipped" for r in result.rows)
     typer.echo(
@@ -143,6 +167,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 @app.command()
+@_clear_errors
 def benchmark(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Folder for benchmark.json and benchmark.md.")
@@ -170,26 +195,23 @@ def benchmark(
     def ints(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(v) for v in text.split(",")) if text else None
 
-    try:
-        if quick:
-            cfg = BenchmarkConfig.quick()
-        else:
-            cfg = BenchmarkConfig(
-                shape=_parse_ints(shape, "--shape"), device=device, windows=ints(windows), batches=ints(batches),
-                repeats=repeats, end_to_end=end_to_end, weights=weights,
-            )  # fmt: skip
-        with logging_redirect_tqdm():
-            result = run_benchmark(cfg, progress=True)
-        write_text_atomic(output / "benchmark.json", json.dumps(result, indent=2))
-        write_text_atomic(output / "benchmark.md", result["table"] + "\n")
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+    if quick:
+        cfg = BenchmarkConfig.quick()
+    else:
+        cfg = BenchmarkConfig(
+            shape=_parse_ints(shape, "--shape"), device=device, windows=ints(windows), batches=ints(batches),
+            repeats=repeats, end_to_end=end_to_end, weights=weights,
+        )  # fmt: skip
+    with logging_redirect_tqdm():
+        result = run_benchmark(cfg, progress=True)
+    write_text_atomic(output / "benchmark.json", json.dumps(result, indent=2))
+    write_text_atomic(output / "benchmark.md", result["table"] + "\n")
     typer.echo(result["table"])
     typer.echo(f"\nwritten: {output / 'benchmark.json'}, {output / 'benchmark.md'}")
 
 
 @app.command("merge-manifests")
+@_clear_errors
 def merge_manifests_cmd(
     output: Annotated[
         Path, typer.Argument(help="The -o folder that the shards of `upscale --shard` wrote to.")
@@ -198,15 +220,12 @@ def merge_manifests_cmd(
     """Join the shard manifests of one output folder into manifest.csv."""
     from srgan3d.sr.upscale import merge_manifests
 
-    try:
-        path = merge_manifests(output)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+    path = merge_manifests(output)
     typer.echo(f"wrote {path}")
 
 
 @app.command()
+@_clear_errors
 def info() -> None:
     """Versions, compute device and installed weights."""
     import torch
@@ -231,6 +250,7 @@ def info() -> None:
 
 
 @app.command()
+@_clear_errors
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("demo_out"),
     seed: Annotated[
@@ -247,15 +267,11 @@ def demo(
 
     from srgan3d.demo import run_demo
 
-    try:
-        with logging_redirect_tqdm():
-            summary = run_demo(
-                output, seed=seed, n_patients=patients, n_responders=responders, n_bootstrap=bootstrap,
-                workers=workers or os.cpu_count() or 1, progress=True,
-            )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+    with logging_redirect_tqdm():
+        summary = run_demo(
+            output, seed=seed, n_patients=patients, n_responders=responders, n_bootstrap=bootstrap,
+            workers=workers or os.cpu_count() or 1, progress=True,
+        )  # fmt: skip
     typer.echo(summary["table"])
     typer.echo("\n" + summary["evaluation_table"])
     typer.echo(
@@ -266,6 +282,7 @@ def demo(
 
 
 @app.command("synth-cohort")
+@_clear_errors
 def synth_cohort(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Folder for images/, masks/, truth_hr/, cohort.csv.")
@@ -282,21 +299,18 @@ def synth_cohort(
 
     from srgan3d.sr.synthetic import CohortSpec, make_cohort
 
-    try:
-        if output.exists() and any(output.iterdir()):
-            raise ValueError(f"{output} exists and is not empty; choose a new folder")
-        with logging_redirect_tqdm():
-            path = make_cohort(
-                output, CohortSpec(n_patients=patients, n_responders=responders), seed=seed,
-                workers=workers or os.cpu_count() or 1, progress=True,
-            )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+    if output.exists() and any(output.iterdir()):
+        raise ValueError(f"{output} exists and is not empty; choose a new folder")
+    with logging_redirect_tqdm():
+        path = make_cohort(
+            output, CohortSpec(n_patients=patients, n_responders=responders), seed=seed,
+            workers=workers or os.cpu_count() or 1, progress=True,
+        )  # fmt: skip
     typer.echo(f"wrote {path} ({patients} patients, {responders} responders; responses are simulated)")
 
 
 @app.command()
+@_clear_errors
 def evaluate(
     cohort: Annotated[
         Path, typer.Argument(help="Cohort table (CSV): patient_id, image, mask, response, clinical columns.")
@@ -340,20 +354,16 @@ def evaluate(
     from srgan3d.study.modeling import ModelingConfig
     from srgan3d.study.radiomics import DEFAULT_PARAMS, RadiomicsConfig
 
-    try:
-        rcfg = RadiomicsConfig(
-            params=str(params or DEFAULT_PARAMS), spacing=spacing, common_spacing_mm=common_spacing, method=method,
-            weights=weights, margin_vox=margin, device=device, workers=workers or os.cpu_count() or 1,
-        )  # fmt: skip
-        mcfg = ModelingConfig(
-            test_size=test_size, seed=seed, n_bootstrap=bootstrap,
-            clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),
-        )  # fmt: skip
-        with logging_redirect_tqdm():
-            results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, progress=True)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+    rcfg = RadiomicsConfig(
+        params=str(params or DEFAULT_PARAMS), spacing=spacing, common_spacing_mm=common_spacing, method=method,
+        weights=weights, margin_vox=margin, device=device, workers=workers or os.cpu_count() or 1,
+    )  # fmt: skip
+    mcfg = ModelingConfig(
+        test_size=test_size, seed=seed, n_bootstrap=bootstrap,
+        clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),
+    )  # fmt: skip
+    with logging_redirect_tqdm():
+        results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, progress=True)
     from srgan3d.demo import evaluation_table
 
     typer.echo(evaluation_table(results))
@@ -363,21 +373,19 @@ def evaluate(
 
 
 @app.command()
+@_clear_errors
 def report(
     output: Annotated[Path, typer.Argument(help="An evaluate output folder (holding results.json).")],
 ) -> None:
     """Re-render report.html from results.json alone."""
     from srgan3d.study.report import write_report
 
-    try:
-        path = write_report(output)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+    path = write_report(output)
     typer.echo(f"wrote {path}")
 
 
 @app.command()
+@_clear_errors
 def train(
     data: Annotated[list[Path], typer.Argument(help="High-resolution training scans or folders.")],
     output: Annotated[
@@ -420,28 +428,25 @@ def train(
         ).items()
         if v is not None
     }  # fmt: skip
-    try:
-        if init is not None:
-            from srgan3d.sr.weights import find_weights
+    if init is not None:
+        from srgan3d.sr.weights import find_weights
 
-            arch = find_weights(init).card.get("generator", {})
-            overrides.update(
-                {
-                    k: v
-                    for k, v in arch.items()
-                    if k in ("channels", "n_blocks", "upsample_channels", "scale", "skip")
-                }
-            )
-        cfg = TrainConfig.from_yaml(config, **overrides) if config else TrainConfig(**overrides)
-        with logging_redirect_tqdm():
-            result = run_training(data, output, cfg, val=val or [], resume=resume, init=init, progress=True)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+        arch = find_weights(init).card.get("generator", {})
+        overrides.update(
+            {
+                k: v
+                for k, v in arch.items()
+                if k in ("channels", "n_blocks", "upsample_channels", "scale", "skip")
+            }
+        )
+    cfg = TrainConfig.from_yaml(config, **overrides) if config else TrainConfig(**overrides)
+    with logging_redirect_tqdm():
+        result = run_training(data, output, cfg, val=val or [], resume=resume, init=init, progress=True)
     typer.echo(f"trained to step {result['step']}; validation: {result['validation']}")
 
 
 @app.command()
+@_clear_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
     output: Annotated[
@@ -453,11 +458,7 @@ def export(
     """Write a run's generator (EMA) as weights plus its model card (.json and .md)."""
     from srgan3d.sr.train import export_weights
 
-    try:
-        path = export_weights(run_dir, output, use_ema=not raw, description=description)
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
+    path = export_weights(run_dir, output, use_ema=not raw, description=description)
     typer.echo(f"wrote {path} and its model card")
 
 

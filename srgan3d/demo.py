@@ -96,7 +96,7 @@ def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = Fals
 
 def evaluation_table(results: dict[str, Any]) -> str:
     """A plain-text table of the models' AUCs for the terminal."""
-    from srgan3d.study.modeling import MODEL_LABELS, MODEL_NAMES
+    from srgan3d.study.modeling import MODEL_LABELS, MODEL_NAMES, RADSCORE_MODELS
 
     mod = results["modeling"]
     opt = {r["model"]: r["corrected_auc"] for r in (mod.get("optimism") or [])}
@@ -105,9 +105,7 @@ def evaluation_table(results: dict[str, Any]) -> str:
         tr, te = mod["roc"]["train"][m], mod["roc"]["test"][m]
         ci = f"{te['auc']:.3f} [{te['ci_low']:.3f}-{te['ci_high']:.3f}]"
         lines.append(f"{MODEL_LABELS[m]:30s} {tr['auc']:9.3f} {ci:>24s} {opt.get(m, float('nan')):9.3f}")
-    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[
-        ("radiomics_pre_sr", "radiomics_post_sr")
-    ]
+    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[RADSCORE_MODELS]
     lines.append(f"DeLong, post- vs pre-SR radiomics (test set): p = {d['p_value']:.3f}")
     return "\n".join(lines)
 

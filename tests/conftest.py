@@ -9,7 +9,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SCAN = REPO.parent / "shared" / "data" / "totalseg_example_mr_sm.nii.gz"
+TEST_DATA = REPO / "tests" / "data"
+REAL_SCAN = TEST_DATA / "totalseg_example_mr_sm.nii.gz"
 
 
 def oblique_affine(spacing=(0.8, 1.1, 3.0), angles=(0.3, -0.2, 0.5), origin=(-40.0, 12.5, 7.0)) -> np.ndarray:

@@ -54,6 +54,8 @@ def test_upscale_with_weights_path_and_through_plane(tmp_path, oblique_nifti, ti
             str(oblique_nifti),
             "-o",
             str(tmp_path / "g"),
+            "--method",
+            "generator",
             "--weights",
             str(tiny_weights),
             "--device",
@@ -89,17 +91,16 @@ def test_info_lists_versions():
 
 def test_console_script_as_subprocess(tmp_path):
     exe = Path(sys.executable).parent / "srgan3d"
-    src = REAL_SCAN if REAL_SCAN.exists() else None
+    src = REAL_SCAN
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
     assert "upscale" in out.stdout and "demo" in out.stdout
-    if src is not None:
-        run = subprocess.run(
-            [str(exe), "upscale", str(src), "-o", str(tmp_path / "o"), "--method", "tricubic"],
-            capture_output=True,
-            text=True,
-        )
-        assert run.returncode == 0, run.stderr
-        assert nib.load(str(tmp_path / "o" / "totalseg_example_mr_sm_sr2x.nii.gz")).shape == (234, 182, 40)
+    run = subprocess.run(
+        [str(exe), "upscale", str(src), "-o", str(tmp_path / "o"), "--method", "tricubic"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert nib.load(str(tmp_path / "o" / "totalseg_example_mr_sm_sr2x.nii.gz")).shape == (234, 182, 40)
 
 
 def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):

@@ -86,7 +86,6 @@ def test_sform_preferred_then_qform(tmp_path):
     np.testing.assert_allclose(read_volume(tmp_path / "qonly.nii").affine, q_aff)
 
 
-@pytest.mark.skipif(not REAL_SCAN.exists(), reason="shared/data is not beside the checkout")
 def test_real_sform_only_lps_scan_keeps_its_header(tmp_path):
     vol = read_volume(REAL_SCAN)
     src = nib.load(str(REAL_SCAN))

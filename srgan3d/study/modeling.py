@@ -23,13 +23,27 @@ from srgan3d.study import stats
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = ("radiomics_pre_sr", "radiomics_post_sr", "clinical", "clinical_post_sr")
-MODEL_LABELS = {
-    "radiomics_pre_sr": "Radiomics, pre-SR",
-    "radiomics_post_sr": "Radiomics, post-SR",
-    "clinical": "Clinical",
-    "clinical_post_sr": "Clinical + post-SR radscore",
-}
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the study: its key in results, its label and colour in the report."""
+
+    name: str
+    label: str
+    colour: str
+
+
+# The study's models, in report order: the one place that lists them.
+ROSTER = (
+    ModelSpec("radiomics_pre_sr", "Radiomics, pre-SR", "#1f77b4"),
+    ModelSpec("radiomics_post_sr", "Radiomics, post-SR", "#d62728"),
+    ModelSpec("clinical", "Clinical", "#2ca02c"),
+    ModelSpec("clinical_post_sr", "Clinical + post-SR radscore", "#9467bd"),
+)
+MODEL_NAMES = tuple(m.name for m in ROSTER)
+MODEL_LABELS = {m.name: m.label for m in ROSTER}
+MODEL_COLOURS = {m.name: m.colour for m in ROSTER}
+RADSCORE_MODELS = ("radiomics_pre_sr", "radiomics_post_sr")
+"""The radscore models; the study's question is whether the second beats the first."""
 
 
 @dataclass(frozen=True)
@@ -252,14 +266,22 @@ class FittedModels:
     clinical: Logistic
     combined: Logistic
 
+    @property
+    def radscores(self) -> dict[str, Radscore]:
+        return dict(zip(RADSCORE_MODELS, (self.radscore_pre, self.radscore_post), strict=True))
+
+    @property
+    def logistic_models(self) -> dict[str, Logistic]:
+        return {"clinical": self.clinical, "clinical_post_sr": self.combined}
+
     def predict(self, pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame) -> pd.DataFrame:
         """Predicted probability of response of every model for these rows."""
         clin = clin.copy()
         clin["radscore_post_sr"] = self.radscore_post.decision_function(post)
         return pd.DataFrame(
             {
-                "radiomics_pre_sr": self.radscore_pre.predict_proba(pre),
-                "radiomics_post_sr": self.radscore_post.predict_proba(post),
+                RADSCORE_MODELS[0]: self.radscore_pre.predict_proba(pre),
+                RADSCORE_MODELS[1]: self.radscore_post.predict_proba(post),
                 "clinical": self.clinical.predict_proba(clin),
                 "clinical_post_sr": self.combined.predict_proba(clin),
             },
@@ -268,13 +290,10 @@ class FittedModels:
 
     def coefficients(self) -> pd.DataFrame:
         frames = []
-        for name, model in (
-            ("radiomics_pre_sr", self.radscore_pre),
-            ("radiomics_post_sr", self.radscore_post),
-        ):
+        for name, model in self.radscores.items():
             frames.append(model.coefficients().rename(columns={"feature": "variable"}).assign(model=name))
-        for name, model in (("clinical", self.clinical), ("clinical_post_sr", self.combined)):
-            frames.append(model.table_.assign(model=name))
+        for name, lmodel in self.logistic_models.items():
+            frames.append(lmodel.table_.assign(model=name))
         return pd.concat(frames, ignore_index=True)
 
 
@@ -395,10 +414,7 @@ class ModelingResult:
                     "C": r.C_,
                     "fallback": r.fallback_,
                 }
-                for name, r in (
-                    ("radiomics_pre_sr", self.fitted.radscore_pre),
-                    ("radiomics_post_sr", self.fitted.radscore_post),
-                )
+                for name, r in self.fitted.radscores.items()
             },
         }
 

@@ -16,14 +16,7 @@ import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
 from srgan3d.study import stats
-from srgan3d.study.modeling import MODEL_LABELS, MODEL_NAMES
-
-COLOURS = {
-    "radiomics_pre_sr": "#1f77b4",
-    "radiomics_post_sr": "#d62728",
-    "clinical": "#2ca02c",
-    "clinical_post_sr": "#9467bd",
-}
+from srgan3d.study.modeling import MODEL_COLOURS, MODEL_LABELS, MODEL_NAMES, RADSCORE_MODELS
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -113,7 +106,7 @@ def roc_figure(results: dict) -> str:
         for m in MODEL_NAMES:
             pts = stats.roc_points(y, sub[m].to_numpy())
             r = results["modeling"]["roc"][name][m]
-            ax.step(pts["fpr"], pts["tpr"], where="post", color=COLOURS[m], lw=2,
+            ax.step(pts["fpr"], pts["tpr"], where="post", color=MODEL_COLOURS[m], lw=2,
                     label=f"{MODEL_LABELS[m]}: {r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]")  # fmt: skip
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
         n1, n0 = int(y.sum()), int(len(y) - y.sum())
@@ -133,7 +126,7 @@ def dca_figure(results: dict) -> str:
     ax.plot(dc.index, dc["treat_all"], color="#555", lw=1.5, label="Treat all")
     ax.plot(dc.index, dc["treat_none"], color="#000", lw=1.5, ls="--", label="Treat none")
     for m in MODEL_NAMES:
-        ax.plot(dc.index, dc[m], color=COLOURS[m], lw=2, label=MODEL_LABELS[m])
+        ax.plot(dc.index, dc[m], color=MODEL_COLOURS[m], lw=2, label=MODEL_LABELS[m])
     top = float(np.nanmax(dc.to_numpy()))
     ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
            title="Decision curves, test set")  # fmt: skip
@@ -149,7 +142,7 @@ def calibration_figure(results: dict) -> str:
     for ax, name in zip(axes, ("train", "test"), strict=True):
         for m in MODEL_NAMES:
             c = results["modeling"]["calibration"][name][m]["curve"]
-            ax.plot(c["mean_predicted"], c["observed"], "o-", color=COLOURS[m], label=MODEL_LABELS[m], ms=4)
+            ax.plot(c["mean_predicted"], c["observed"], "o-", color=MODEL_COLOURS[m], label=MODEL_LABELS[m], ms=4)
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
         ax.set(title=f"Calibration, {name} set",
                xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
@@ -281,9 +274,7 @@ def render_html(results: dict) -> str:
         )
     # Key findings
     t = mod["roc"]["test"]
-    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[
-        ("radiomics_pre_sr", "radiomics_post_sr")
-    ]
+    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[RADSCORE_MODELS]
     opt = {r["model"]: r for r in (mod.get("optimism") or [])}
     sr_note = rad["sr_method"]
     if "generator" not in sr_note:
@@ -343,7 +334,7 @@ def render_html(results: dict) -> str:
         f"the less significant is dropped; LASSO-logistic regression with {cfg['modeling']['cv_folds']}-fold "
         "cross-validated penalty (ROC AUC) gives the radscore, the model's log-odds; z(x) = (x − training mean) / training SD.</p>"
     )
-    for name in ("radiomics_pre_sr", "radiomics_post_sr"):
+    for name in RADSCORE_MODELS:
         r = mod["radscore"][name]
         parts.append(
             f"<p><b>{MODEL_LABELS[name]}</b>: {r['n_features_in']} → {r['n_variance_kept']} variable → "

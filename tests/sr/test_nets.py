@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -95,5 +97,23 @@ def test_discriminator_and_config():
         GeneratorConfig(scale=(2, 2))
     # Default channel counts suit tensor cores.
     d = GeneratorConfig()
-    assert d.channels % 8 == 0 and (d.upsample_channels * 8) % 8 == 0
-    assert flops_per_input_voxel(d) > 0
+    assert d.channels % 8 == 0 and d.upsample_channels % 8 == 0
+
+
+def test_flops_per_input_voxel_counts_every_convolution():
+    """The formula against multiply-adds counted by hooks on each convolution's real output."""
+    torch.manual_seed(0)
+    for cfg in (GeneratorConfig(), GeneratorConfig(channels=8, n_blocks=2, upsample_channels=8, scale=(1, 1, 2))):
+        net = Generator(cfg)
+        macs = []
+
+        def hook(mod, inp, out, macs=macs):
+            macs.append(out.numel() * mod.in_channels * math.prod(mod.kernel_size))
+
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv3d):
+                m.register_forward_hook(hook)
+        x = torch.rand(1, 1, 6, 5, 4)
+        with torch.no_grad():
+            net(x)
+        assert flops_per_input_voxel(cfg) == pytest.approx(2 * sum(macs) / x.numel(), rel=1e-12)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import nibabel as nib
 import numpy as np
@@ -39,7 +40,7 @@ def test_sliding_window_equals_whole_volume(window, overlap):
     assert model.config.receptive_radius <= int(min(window) * overlap / 2)
     x = IntensityScaling.fit(smooth_volume((50, 41, 23))).forward(smooth_volume((50, 41, 23)))
     engine = GeneratorEngine(model, device=torch.device("cpu"), window=window, overlap=overlap)
-    tiled = engine.run_network(x)
+    tiled = engine.run_network(x).numpy()
     with torch.inference_mode():
         whole = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
     assert tiled.shape == whole.shape == (100, 82, 46)
@@ -70,7 +71,6 @@ def test_choose_window_respects_budget():
     assert np.prod(roi) <= 128**3 and all(r <= n for r, n in zip(roi, (192, 192, 100), strict=True))
 
 
-@pytest.mark.skipif(not REAL_SCAN.exists(), reason="shared/data is not beside the checkout")
 @pytest.mark.parametrize("method", ["sinc", "tricubic", "generator"])
 def test_real_scan_upscales_with_exact_geometry(tmp_path, tiny_weights, method):
     before = tree_digest(REAL_SCAN.parent)
@@ -209,14 +209,20 @@ def test_weights_are_checked_and_loaded_safely(tmp_path, tiny_weights):
     evil = tmp_path / "evil"
     evil.mkdir()
     torch.save({"x": Volume}, evil / "e.pt")
+    from srgan3d.sr.weights import sha256_file
+
     card = {"generator": GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8).to_dict()}
-    (evil / "e.json").write_text(__import__("json").dumps(card))
+    (evil / "e.json").write_text(json.dumps({**card, "sha256": sha256_file(evil / "e.pt")}))
     with pytest.raises(WeightsError, match="cannot be loaded safely"):
+        load_generator(evil / "e.pt")
+    # A card without a checksum is refused: nothing would check the file.
+    (evil / "e.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="no sha256"):
         load_generator(evil / "e.pt")
 
 
 def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, monkeypatch):
-    monkeypatch.setattr("srgan3d.sr.weights._REPO_WEIGHTS", tmp_path / "none")
+    monkeypatch.setattr("srgan3d.sr.weights.PACKAGE_WEIGHTS", tmp_path / "none")
     with pytest.raises(WeightsError, match="--method sinc"):
         upscale_files(
             [oblique_nifti], tmp_path / "out", UpscaleConfig(method="generator", weights="srgan3d_x2")
@@ -224,7 +230,7 @@ def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, mo
 
 
 def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti, monkeypatch, caplog):
-    monkeypatch.setattr("srgan3d.sr.weights._REPO_WEIGHTS", tmp_path / "none")
+    monkeypatch.setattr("srgan3d.sr.weights.PACKAGE_WEIGHTS", tmp_path / "none")
     res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig())
     assert res.rows[0].status == "ok" and res.rows[0].values["method"] == "sinc"
     assert "no generator weights" in caplog.text
@@ -232,9 +238,28 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
     from srgan3d.sr.nets import GeneratorConfig
     from srgan3d.sr.weights import save_weights
 
+    # Installed weights whose card records no held-out abdominal test are not used by auto ...
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", {})
     res = upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(device="cpu"))
+    assert res.rows[0].values["method"] == "sinc"
+    assert "records no test on held-out real abdominal MRI" in caplog.text
+    # ... nor weights that lose to zero-filled k-space on one held-out volume by more than 0.05 dB ...
+    vols = [
+        {"name": "a", "psnr_gain_db": 0.8, "ssim": 0.95, "ssim_sinc": 0.94},
+        {"name": "b", "psnr_gain_db": -0.2, "ssim": 0.95, "ssim_sinc": 0.94},
+    ]
+    held = {"volumes": vols}
+    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
+                 {"heldout_abdominal_mri": held})  # fmt: skip
+    res = upscale_files([oblique_nifti], tmp_path / "out3", UpscaleConfig(device="cpu"))
+    assert res.rows[0].values["method"] == "sinc" and "held-out b it is -0.20 dB" in caplog.text
+    # ... only weights that gain on every held-out volume.
+    vols[1]["psnr_gain_db"] = 0.1
+    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
+                 {"heldout_abdominal_mri": held})  # fmt: skip
+    res = upscale_files([oblique_nifti], tmp_path / "out4", UpscaleConfig(device="cpu"))
     assert res.rows[0].values["method"] == "generator" and res.rows[0].values["weights"] == "srgan3d_x2"
+    assert res.rows[0].values["data_consistency"] == "yes"
 
 
 def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):

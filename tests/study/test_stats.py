@@ -1,6 +1,6 @@
 """`srgan3d.study.stats` against published values of pROC (R), dcurves and statsmodels.
 
-Reference data and values: ../shared/reference/README.md.
+Reference data and values: tests/data/README.md (copied from the project's shared reference folder).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import pytest
 
 from srgan3d.study import stats
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_ref = pytest.mark.skipif(not REF.is_dir(), reason="../shared/reference is not present")
+REF = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,6 @@ def test_stats_imports_neither_torch_nor_pyradiomics():
     assert out.stdout.strip() == "[]"
 
 
-@needs_ref
 def test_auc_and_delong_variance_match_proc(asah):
     """R: roc(aSAH$outcome, aSAH$wfns); var(r, method = "delong"); same for s100b (pROC 1.19)."""
     wfns = stats.roc_auc_ci(asah["y"], asah["wfns"])
@@ -57,7 +55,6 @@ def test_auc_and_delong_variance_match_proc(asah):
     assert (wfns.n_positive, wfns.n_negative) == (41, 72)
 
 
-@needs_ref
 def test_paired_delong_test_matches_proc(asah):
     """R: roc.test(roc(outcome, wfns), roc(outcome, s100b), method = "delong")."""
     r = stats.delong_test(asah["y"], asah["wfns"], asah["s100b"])
@@ -104,7 +101,6 @@ def test_bad_labels_are_refused_with_a_clear_message():
         stats.roc_auc_ci([0, 1, 1], [0.1, 0.2])
 
 
-@needs_ref
 def test_net_benefit_matches_dcurves(dca_df):
     """Values of the dcurves tests and docs (dca(cancer ~ cancerpredmarker + famhistory, dca_df_binary))."""
     y = dca_df["cancer"].to_numpy()

@@ -1,0 +1,136 @@
+"""The engine's k-space operations on the device and data consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_volume
+
+from srgan3d.sr.degrade import degrade_array, sinc_upsample
+from srgan3d.sr.engine import (
+    GeneratorEngine,
+    data_consistency,
+    kspace_downsample_t,
+    sinc_upsample_t,
+    upscale_volume,
+)
+from srgan3d.sr.nets import Generator, GeneratorConfig
+from srgan3d.volume import Volume
+
+SHAPES = [(16, 12, 10), (15, 13, 9), (8, 9, 6)]  # even and odd lengths: the Nyquist bin differs
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 1, 2), (3, 2, 1)])
+def test_torch_kspace_matches_the_numpy_reference(shape, factors):
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    up = sinc_upsample_t(torch.from_numpy(x), factors).numpy()
+    np.testing.assert_allclose(up, sinc_upsample(x, factors), atol=1e-5)
+    hr = np.random.default_rng(1).random(tuple(n * f for n, f in zip(shape, factors, strict=True)), dtype=np.float32)
+    down = kspace_downsample_t(torch.from_numpy(hr), factors).numpy()
+    np.testing.assert_allclose(down, degrade_array(hr, factors), atol=1e-5)
+
+
+@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 1, 2)])
+def test_data_consistency_reproduces_the_input_when_degraded(factors):
+    """Degrading the projected output gives the input back (to 1e-5 relative), whatever the
+    network produced; and the projection changes nothing that already fits."""
+    rng = np.random.default_rng(2)
+    lr = torch.from_numpy(rng.random((12, 10, 8), dtype=np.float32) * 100 + 50)
+    wild = torch.from_numpy(rng.normal(size=tuple(n * f for n, f in zip(lr.shape, factors, strict=True))).astype(np.float32)) * 80
+    out = data_consistency(wild, lr, factors)
+    back = kspace_downsample_t(out, factors)
+    assert float((back - lr).abs().max() / lr.abs().max()) < 1e-5
+    base = sinc_upsample_t(lr, factors)
+    assert torch.allclose(data_consistency(base, lr, factors), base, atol=1e-3)
+    # Idempotent: a projection.
+    assert torch.allclose(data_consistency(out, lr, factors), out, atol=1e-3)
+
+
+def _noisy_generator(seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
+    torch.nn.init.normal_(model.tail.weight, std=0.2)
+    return model
+
+
+def test_engine_output_keeps_the_measured_band_and_no_dc_does_not():
+    x = (smooth_volume((16, 14, 10), seed=5) * 1.0).astype(np.float32)
+    model = _noisy_generator()
+    dc = GeneratorEngine(model, device=torch.device("cpu"), dc=True).run(x)
+    raw = GeneratorEngine(model, device=torch.device("cpu"), dc=False).run(x)
+    err_dc = np.abs(degrade_array(dc, 2) - x).max() / np.abs(x).max()
+    err_raw = np.abs(degrade_array(raw, 2) - x).max() / np.abs(x).max()
+    assert err_dc < 1e-5
+    assert err_raw > 100 * err_dc  # the raw output rewrites the measured band; DC takes it back
+
+
+def test_engine_with_windows_equals_the_whole_volume_with_dc():
+    """Data consistency runs once on the stitched volume, so windows change nothing."""
+    x = smooth_volume((50, 41, 23), seed=6)
+    x = ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
+    model = _noisy_generator(1)
+    # Receptive radius 5.5 voxels fits in the halo floor(24 * 0.5 / 2) = 6.
+    assert model.config.receptive_radius <= 6
+    whole = GeneratorEngine(model, device=torch.device("cpu")).run(x)
+    tiled = GeneratorEngine(model, device=torch.device("cpu"), window=(24, 24, 24), overlap=0.5).run(x)
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_out_of_memory_retries_with_smaller_windows(monkeypatch, caplog):
+    """A CUDA out-of-memory error (simulated here, so the test runs on any machine) is retried with
+    a smaller window, and the result is still the full volume."""
+    x = smooth_volume((20, 16, 12), seed=7).astype(np.float32)
+    engine = GeneratorEngine(_noisy_generator(2), device=torch.device("cpu"), window=(20, 16, 12), sw_batch_size=2)
+    calls = {"n": 0}
+    forward = engine._forward
+
+    def flaky(t):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(t)
+
+    monkeypatch.setattr(engine, "_forward", flaky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    out = engine.run(x)
+    assert out.shape == (40, 32, 24)
+    assert "retrying with window" in caplog.text
+
+
+def test_from_weights_resolves_weights_and_device_once(tiny_weights):
+    engine = GeneratorEngine.from_weights(tiny_weights, device="cpu", dc=False)
+    assert engine.weights is not None and engine.weights.name == "tiny_x2" and len(engine.weights.sha256) == 64
+    assert engine.device.type == "cpu" and engine.dc is False
+    vol = Volume(smooth_volume((10, 10, 6), seed=1) * 100 + 10, np.eye(4), {})
+    assert upscale_volume(vol, method="generator", engine=engine).shape == (20, 20, 12)
+
+
+@pytest.mark.gpu
+def test_bf16_on_cuda_matches_fp32():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    x = smooth_volume((32, 32, 16), seed=8).astype(np.float32)
+    model = _noisy_generator(3)
+    cpu = GeneratorEngine(model, device=torch.device("cpu")).run(x)
+    gpu = GeneratorEngine(model, device=torch.device("cuda"), amp=True).run(x)
+    assert np.abs(gpu - cpu).max() < 2e-2 * np.abs(cpu).max()
+
+
+@pytest.mark.gpu
+def test_real_cuda_out_of_memory_is_retried():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    x = smooth_volume((48, 48, 32), seed=9).astype(np.float32)
+    engine = GeneratorEngine(_noisy_generator(4), device=torch.device("cuda"), window=(48, 48, 32), sw_batch_size=4)
+    free, _ = torch.cuda.mem_get_info()
+    hog = torch.empty(int(free * 0.97) // 4, dtype=torch.float32, device="cuda")  # leave almost nothing
+    try:
+        out = engine.run(x)
+    except torch.OutOfMemoryError:
+        pytest.fail("out of memory was not retried down to a window that fits")
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    assert out.shape == (96, 96, 64)

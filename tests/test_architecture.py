@@ -1,0 +1,90 @@
+"""The house rules of ../shared/ARCHITECTURE.md, checked on the code: two wings, no cycles, the
+study wing enters the SR wing only through the engine, and no torch where none belongs."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "srgan3d"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the srgan3d modules it imports (at any depth of the file, lazy imports included)."""
+    modules = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for t in targets:
+                if t.startswith("srgan3d") and t in modules and t != name:
+                    deps.add(t)
+        graph[name] = {d for d in deps if d not in ("srgan3d", "srgan3d.sr", "srgan3d.study")}
+    return graph
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    state: dict[str, int] = {}
+
+    def visit(n: str, stack: list[str]) -> None:
+        state[n] = 1
+        for d in graph[n]:
+            if state.get(d) == 1:
+                raise AssertionError(f"import cycle: {' -> '.join([*stack, n, d])}")
+            if d not in state:
+                visit(d, [*stack, n])
+        state[n] = 2
+
+    for n in graph:
+        if n not in state:
+            visit(n, [])
+
+
+def test_the_wings_keep_their_doors():
+    graph = import_graph()
+    assert any(n.startswith("srgan3d.sr.") for n in graph) and any(n.startswith("srgan3d.study.") for n in graph)
+    for mod, deps in graph.items():
+        assert "srgan3d.cli" not in deps, f"{mod} imports the CLI"
+        if mod.startswith("srgan3d.sr"):
+            assert not [d for d in deps if d.startswith("srgan3d.study")], f"{mod} (SR wing) imports the study wing"
+        if mod.startswith("srgan3d.study"):
+            into_sr = {d for d in deps if d.startswith("srgan3d.sr")}
+            assert into_sr <= {"srgan3d.sr.engine"}, f"{mod} enters the SR wing other than by the engine: {into_sr}"
+        if mod in ("srgan3d.volume", "srgan3d.provenance"):
+            assert not [d for d in deps if d.startswith(("srgan3d.sr", "srgan3d.study"))], f"{mod} (hall) imports a wing"
+
+
+@pytest.mark.parametrize(
+    "module", ["srgan3d.volume", "srgan3d.study.stats", "srgan3d.study.modeling", "srgan3d.study.cohort"]
+)
+def test_no_torch_where_none_belongs(module):
+    code = f"import sys, {module}; sys.exit(3 if 'torch' in sys.modules else 0)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, f"importing {module} imports torch{run.stderr}"
+
+
+def test_public_api():
+    import srgan3d
+
+    for name in ("upscale_files", "evaluate_cohort", "train", "roc_auc_ci", "delong_test", "decision_curve",
+                 "UpscaleConfig", "GeneratorEngine", "read_volume", "write_volume"):  # fmt: skip
+        assert name in srgan3d.__all__ and callable(getattr(srgan3d, name)), name
+    assert srgan3d.__version__
