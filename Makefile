@@ -26,6 +26,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check srgan3d tests benchmarks
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/cpu_generator.py
@@ -46,9 +47,9 @@ weights: venv
 	bash tools/fetch_training_data.sh
 	rm -rf data/runs/$(WEIGHTS_NAME) data/runs/$(WEIGHTS_NAME)_gan
 	$(BIN)/srgan3d train $(TRAIN_DATA) -o data/runs/$(WEIGHTS_NAME) --config $(RECIPE) $(VAL_DATA)
-	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME) -o weights/$(WEIGHTS_NAME).pt \
+	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME) -o srgan3d/sr/weights/$(WEIGHTS_NAME).pt \
 		--description "Stage 1 (L1 + gradient), trained by 'make weights RECIPE=$(RECIPE)'"
 	$(BIN)/srgan3d train $(TRAIN_DATA) -o data/runs/$(WEIGHTS_NAME)_gan --config $(GAN_RECIPE) \
-		--init weights/$(WEIGHTS_NAME).pt $(VAL_DATA)
-	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME)_gan -o weights/$(WEIGHTS_NAME)_gan.pt \
+		--init srgan3d/sr/weights/$(WEIGHTS_NAME).pt $(VAL_DATA)
+	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME)_gan -o srgan3d/sr/weights/$(WEIGHTS_NAME)_gan.pt \
 		--description "Stage 2 (relativistic GAN + L1 + gradient) fine-tuned from $(WEIGHTS_NAME) by 'make weights GAN_RECIPE=$(GAN_RECIPE)'"

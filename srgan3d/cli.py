@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -420,7 +420,7 @@ def train(
     from srgan3d.sr.train import TrainConfig
     from srgan3d.sr.train import train as run_training
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in dict(
             pretrain_steps=pretrain_steps, gan_steps=gan_steps, patch_size=patch_size, batch_size=batch_size,

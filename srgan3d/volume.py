@@ -81,10 +81,10 @@ class Volume:
 
 
 def _as_factors(factors: int | Sequence[int]) -> tuple[int, int, int]:
-    out = (int(factors),) * 3 if np.isscalar(factors) else tuple(int(f) for f in factors)  # type: ignore[arg-type]
+    out = (int(factors),) * 3 if isinstance(factors, int | np.integer) else tuple(int(f) for f in factors)
     if len(out) != 3 or any(f < 1 for f in out):
         raise ValueError(f"Scale factors must be three positive integers, not {factors!r}")
-    return out  # type: ignore[return-value]
+    return out
 
 
 def upscaled_affine(affine: np.ndarray, factors: int | Sequence[int]) -> np.ndarray:

@@ -19,6 +19,7 @@ timed unless installed weights are asked for.
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import resource
@@ -181,7 +182,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
         if s["channels_last"]:
             net = Generator(gcfg)
             net.load_state_dict(model.state_dict())
-            net = net.to(memory_format=torch.channels_last_3d)
+            net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         engine = GeneratorEngine(net, device=device, amp=s["precision"] in ("bf16", "fp16"))
         if s["precision"] == "fp16":
             engine.amp_dtype = torch.float16
@@ -200,7 +201,7 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         try:
-            sec = _median_seconds(lambda e=engine: e.run_network(x), device, config.repeats, warmup=cuda)
+            sec = _median_seconds(functools.partial(engine.run_network, x), device, config.repeats, warmup=cuda)
         except torch.OutOfMemoryError:
             rows.append({**s, "window": list(window), "error": "CUDA out of memory"})
             continue

@@ -291,6 +291,7 @@ class GeneratorEngine:
                         device=self.device,
                         with_coord=True,
                     )
+                assert isinstance(out, torch.Tensor)
                 return out[0, 0] / out[0, 1]
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()

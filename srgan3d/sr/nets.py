@@ -69,7 +69,8 @@ class GeneratorConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown generator config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if k == "scale" else v for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if k == "scale" else v for k, v in d.items()}
+        return cls(**kwargs)
 
 
 def _conv(cin: int, cout: int) -> nn.Conv3d:
@@ -145,10 +146,10 @@ class Generator(nn.Module):
         self.act = nn.LeakyReLU(cfg.negative_slope, inplace=True)
         self.tail = _conv(cfg.upsample_channels, 1)
         icnr_(self.upsample.weight, n_sub)
-        nn.init.zeros_(self.upsample.bias)
+        nn.init.zeros_(self.upsample.bias)  # type: ignore[arg-type]
         # Start as plain interpolation: the detail branch begins silent.
         nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.config.scale

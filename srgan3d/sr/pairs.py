@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample
+from srgan3d.sr.degrade import DegradeModel, crop_to_multiple, degrade_array, sinc_upsample
 from srgan3d.sr.engine import IntensityScaling, out_of_band
 from srgan3d.sr.metrics import foreground_mask
 from srgan3d.volume import Volume
@@ -67,7 +67,7 @@ def make_pairs(volumes: Sequence[np.ndarray], deg: Degradation, *, rng: np.rando
         for _ in range(deg.n_variants):
             blur = rng.uniform(0, deg.blur_max) if deg.blur_max > 0 else 0.0
             src = ndimage.gaussian_filter(hr, blur) if blur > 0.05 else hr
-            model = "gaussian" if deg.gaussian_fraction > 0 and rng.random() < deg.gaussian_fraction else "kspace"
+            model: DegradeModel = "gaussian" if deg.gaussian_fraction > 0 and rng.random() < deg.gaussian_fraction else "kspace"
             # Degrade and add noise in the scan's own (non-negative magnitude) units: Rician noise on
             # normalised data, whose background is negative, would flip its sign.
             sigma = float(rng.uniform(0, deg.noise_max)) * (scale_hr.hi - scale_hr.lo) if deg.noise_max > 0 else 0.0
@@ -118,7 +118,7 @@ class PatchSampler:
         self.pairs = make_pairs(volumes, deg, rng=self.rng)
 
     def patch_shape(self, pair: Pair) -> tuple[int, int, int]:
-        return tuple(min(self.patch_size, n) for n in pair.lr.shape)  # type: ignore[return-value]
+        return tuple(min(self.patch_size, n) for n in pair.lr.shape)
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         s = self.deg.scale

@@ -169,7 +169,7 @@ def make_phantom(
         tumour_mask |= (rel < 1 + 1.5 / r_mm) & (body_r < 0.84)
 
     bias_field = 1 + bias * _smooth_noise(shape, 60.0 / sp, rng)
-    img = img * bias_field
+    img = img * bias_field  # type: ignore[assignment]  # float64 until the final cast
     if noise > 0:
         sigma = noise * 0.55
         img = np.sqrt((img + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)

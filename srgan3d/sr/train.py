@@ -134,7 +134,8 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**{k: tuple(v) if k in ("scale", "hr_scales") else v for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if k in ("scale", "hr_scales") else v for k, v in d.items()}
+        return cls(**kwargs)
 
     def generator_lr(self, step: int) -> float:
         """Generator learning rate at `step` (0-based). Stage 1: `lr_g`, constant or cosine-decayed
@@ -188,8 +189,9 @@ def load_training_volumes(
             texture=float(rng.uniform(0.05, 0.5)),
         )
         c = float(rng.uniform(1.0, phantom_coarsening))
-        shape = tuple(max(min_shape, 2 * round(n / c / 2)) for n in (160, 144, 64))
-        spacing = tuple(s * n0 / n for s, n0, n in zip((1.2, 1.2, 1.6), (160, 144, 64), shape, strict=True))
+        sx, sy, sz = (max(min_shape, 2 * round(n / c / 2)) for n in (160, 144, 64))
+        shape = (sx, sy, sz)
+        spacing = (1.2 * 160 / sx, 1.2 * 144 / sy, 1.6 * 64 / sz)
         ph = make_phantom(shape, spacing, tumour=spec, seed=seed * 1000 + k)
         out.append(ph.image.data)
     if not out:
@@ -304,6 +306,12 @@ class _Run:
     def main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def gen_ema(self) -> Generator:
+        model = _unwrap(self.ema.module)
+        assert isinstance(model, Generator)
+        return model
+
 
 def _setup(config: TrainConfig) -> _Run:
     """Device (and the process group under torchrun), models, EMA and optimisers."""
@@ -380,7 +388,8 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
     order. The pixel losses are on the patch's interior when `dc_loss` (its FFT wraps at the edges)."""
     gan = run.step >= config.pretrain_steps
     amp = config.amp and run.device.type == "cuda"
-    lr_b, hr_b, base_b = (t.to(run.device) if t is not None else None for t in batch)
+    lr_b, hr_b = batch[0].to(run.device), batch[1].to(run.device)
+    base_b = batch[2].to(run.device) if batch[2] is not None else None
     margin = [2 * s for s in config.scale] if config.dc_loss else [0, 0, 0]
     for p in run.disc.parameters():
         p.requires_grad_(False)
@@ -480,7 +489,7 @@ def train(
                 "d_loss": f"{losses['d_loss']:.5f}", "seconds": f"{time.perf_counter() - t0:.1f}",
             }  # fmt: skip
             if run.main and (run.step % config.val_every == 0 or run.step == total) and val_set:
-                last_val = validate(_unwrap(run.ema.module), val_set, run.device)
+                last_val = validate(run.gen_ema, val_set, run.device)
                 row.update({f"val_{k}": f"{v:.4f}" for k, v in last_val.items() if f"val_{k}" in LOG_COLUMNS})
                 bar.set_postfix(psnr=f"{last_val['psnr']:.2f}", sinc=f"{last_val['psnr_sinc']:.2f}")
             if writer:

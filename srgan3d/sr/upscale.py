@@ -341,7 +341,7 @@ def upscale_files(
                 reads.append(reader.submit(todo[i + 1][0].read))
             try:
                 vol = reads[i].result()
-                reads[i] = None  # type: ignore[call-overload] - free the input early
+                reads[i] = None  # type: ignore[call-overload]  # free the input early
                 factors = config.factors_for(vol)
                 if config.adapt_steps and engine is not None:
                     sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,7 +123,7 @@ def _geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
     if path.is_file() and path.name.endswith((".nii", ".nii.gz")):
         import nibabel as nib
 
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         return tuple(int(n) for n in img.shape[:3]), img.affine
     vol = read_volume(path)
     return vol.shape, vol.affine
