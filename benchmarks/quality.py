@@ -1,11 +1,15 @@
 """Quality of 2x super-resolution on held-out real MRI: PSNR, SSIM, radiomic fidelity, hallucination.
 
 Usage:
-    python benchmarks/quality.py VOLUME... [--weights NAME_OR_PATH ...] [--adapt STEPS] [--json out.json]
+    python benchmarks/quality.py VOLUME... [--weights NAME_OR_PATH ...] [--adapt STEPS]
+        [--json out.json] [--card NAME_OR_PATH]
 
-Each volume (never used in training) is scaled to [0, 1] by its robust range, cropped to even
-lengths, degraded 2x by grid-consistent k-space truncation, and upscaled by every method. Scores
-against the original:
+Each volume (never used in training or for picking anything) is cropped to even lengths, degraded
+2x by grid-consistent k-space truncation in its own units (`srgan3d.sr.degrade`, as a scanner
+acquiring half the matrix), and upscaled by every method exactly as `srgan3d upscale` does it
+(`srgan3d.sr.engine.upscale_volume`: intensity scaling, background kept, and for each generator
+with and without k-space data consistency). The truth and the outputs are then scaled by the
+truth's robust range (one linear map, so PSNR and SSIM are those of the scan units) and scored:
 
 - PSNR and SSIM over the foreground.
 - Radiomic fidelity: pyradiomics first-order, GLCM, GLRLM and GLSZM features in spherical VOIs
@@ -16,6 +20,11 @@ against the original:
   there (`hf_ratio`), and the error in that band relative to the truth's energy there
   (`hf_error`): below 1 the added detail correlates with the truth; 1 is what adding nothing
   scores; above 1 the detail is invented.
+
+`--card W` writes the per-volume PSNR gains over zero-filled k-space of weights W (with data
+consistency, the default) into W's model card under "heldout_abdominal_mri"; `--method auto` uses
+a generator only when that record shows a gain (`srgan3d.sr.weights.auto_eligibility`). Give it
+only volumes that trained nothing and picked nothing.
 """
 
 from __future__ import annotations
@@ -31,13 +40,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srgan3d.provenance import versions
+from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.sr.adapt import adapt_generator
-from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
-from srgan3d.sr.engine import GeneratorEngine, IntensityScaling
+from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
+from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, upscale_volume
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
-from srgan3d.sr.weights import load_generator
-from srgan3d.volume import Volume, read_volume
+from srgan3d.sr.weights import HELDOUT_KEY, auto_eligibility, find_weights
+from srgan3d.volume import read_volume
 
 FEATURE_CLASSES = ("firstorder", "glcm", "glrlm", "glszm")
 
@@ -116,53 +125,55 @@ def main() -> None:
         default=0,
         help="also the first weights adapted to each scan for STEPS steps (upscale --adapt)",
     )
-    ap.add_argument("--vois", type=int, default=24)
+    ap.add_argument("--vois", type=int, default=16)
     ap.add_argument("--json", default="benchmarks/quality.json")
+    ap.add_argument("--card", default=None, help="record these weights' held-out result in their model card")
     args = ap.parse_args()
 
-    engines = {}
-    models = []
+    engines: dict[str, GeneratorEngine] = {}
+    infos = {}
     for w in args.weights:
-        model, info = load_generator(w)
-        models.append((info.name, model))
-        engines[info.name] = GeneratorEngine(model, device=torch.device("cpu"))
+        engine = GeneratorEngine.from_weights(w, device="cpu")
+        assert engine.weights is not None
+        name = engine.weights.name
+        infos[name] = engine.weights
+        engines[name] = engine
+        engines[f"{name} (no DC)"] = GeneratorEngine(engine.model, device=engine.device, dc=False)
     results = []
     for path in args.volumes:
         vol = crop_to_multiple(read_volume(path), 2)
-        hr = IntensityScaling.fit(vol.data).forward(vol.data)
-        lr = degrade_array(hr, 2)
+        lr_vol = degrade_volume(vol, 2)
+        scaling = IntensityScaling.fit(vol.data)
+        hr = scaling.forward(vol.data)
         mask = foreground_mask(hr)
-        outputs = {
-            "nearest": spline_upsample(lr, 2, order=0),
-            "trilinear": spline_upsample(lr, 2, order=1),
-            "tricubic": spline_upsample(lr, 2, order=3),
-            "sinc": sinc_upsample(lr, 2),
-        }
+        outputs = {}
         seconds = {}
+        for method in ("nearest", "trilinear", "tricubic", "sinc"):
+            outputs[method] = scaling.forward(upscale_volume(lr_vol, method=method).data)
         for name, engine in engines.items():
             t0 = time.perf_counter()
-            outputs[name] = engine.run(lr)
+            outputs[name] = scaling.forward(upscale_volume(lr_vol, method="generator", engine=engine).data)
             seconds[name] = time.perf_counter() - t0
-        if args.adapt and models:
-            name, model = models[0]
+        if args.adapt and args.weights:
+            name = next(iter(infos))
             t0 = time.perf_counter()
-            adapted, _ = adapt_generator(
-                model, Volume(lr, np.diag([*(2 * np.asarray(vol.spacing_mm)), 1.0])), steps=args.adapt
+            adapted, _ = adapt_generator(engines[name].model, lr_vol, steps=args.adapt)
+            key = f"{name} + adapt {args.adapt}"
+            outputs[key] = scaling.forward(
+                upscale_volume(lr_vol, method="generator", engine=GeneratorEngine(adapted, device=torch.device("cpu"))).data
             )
-            outputs[f"{name} + adapt {args.adapt}"] = GeneratorEngine(
-                adapted, device=torch.device("cpu")
-            ).run(lr)
-            seconds[f"{name} + adapt {args.adapt}"] = time.perf_counter() - t0
-        vois = sphere_vois(mask, vol.spacing_mm, n=args.vois, radius_mm=12.0, seed=0)
+            seconds[key] = time.perf_counter() - t0
+        vois = sphere_vois(mask, vol.spacing_mm, n=args.vois, radius_mm=12.0, seed=0) if args.vois else []
         truth_feats = radiomic_features(hr, vois, vol.spacing_mm) if vois else None
         for method, sr in outputs.items():
             row = {
                 "volume": Path(path).name,
+                "shape": list(vol.shape),
                 "method": method,
                 "psnr_db": psnr(hr, sr, mask=mask),
                 "ssim": ssim(hr, sr, mask=mask),
             }
-            row["hf_ratio"], row["hf_error"] = hallucination(hr, sr, lr.shape)
+            row["hf_ratio"], row["hf_error"] = hallucination(hr, sr, lr_vol.shape)
             if truth_feats is not None:
                 f = radiomic_features(sr, vois, vol.spacing_mm)
                 cccs = [ccc(truth_feats[:, j], f[:, j]) for j in range(f.shape[1])]
@@ -171,23 +182,66 @@ def main() -> None:
             if method in seconds:
                 row["seconds"] = seconds[method]
             results.append(row)
-            print(
-                f"{row['volume']:40s} {method:18s} PSNR {row['psnr_db']:6.2f}  SSIM {row['ssim']:.4f}  "
-                f"CCC {row.get('median_ccc', float('nan')):.4f}  HF ratio {row['hf_ratio']:.3f} error {row['hf_error']:.3f}",
-                flush=True,
-            )
+        sinc = next(r for r in results if r["volume"] == Path(path).name and r["method"] == "sinc")
+        for r in results:
+            if r["volume"] == sinc["volume"]:
+                r["psnr_gain_db"] = r["psnr_db"] - sinc["psnr_db"]
+                print(
+                    f"{r['volume']:40s} {r['method']:26s} PSNR {r['psnr_db']:6.2f} ({r['psnr_gain_db']:+.2f})  "
+                    f"SSIM {r['ssim']:.4f}  CCC {r.get('median_ccc', float('nan')):.4f}  "
+                    f"HF ratio {r['hf_ratio']:.3f} error {r['hf_error']:.3f}",
+                    flush=True,
+                )
+    command = (
+        "python benchmarks/quality.py " + " ".join(args.volumes) + "".join(f" --weights {w}" for w in args.weights)
+        + (f" --adapt {args.adapt}" if args.adapt else "") + f" --vois {args.vois}"
+        + (f" --card {args.card}" if args.card else "")
+    )  # fmt: skip
     out = {
         "date": date.today().isoformat(),
-        "command": "python benchmarks/quality.py "
-        + " ".join(args.volumes)
-        + "".join(f" --weights {w}" for w in args.weights)
-        + (f" --adapt {args.adapt}" if args.adapt else "")
-        + f" --vois {args.vois}",
+        "command": command,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "results": results,
         "versions": versions(),
     }
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    write_text_atomic(args.json, json.dumps(out, indent=2) + "\n")
+    if args.card:
+        record_in_card(args.card, results, command=command)
+
+
+def record_in_card(weights: str, results: list[dict], *, command: str) -> None:
+    """Write the held-out result of `weights` (with data consistency) into its model card."""
+    info = find_weights(weights)
+    by_volume = {r["volume"]: r for r in results if r["method"] == "sinc"}
+    vols = []
+    for r in results:
+        if r["method"] == info.name:
+            s = by_volume[r["volume"]]
+            vols.append(
+                {
+                    "name": r["volume"], "shape": r["shape"], "psnr_db": round(r["psnr_db"], 4),
+                    "psnr_sinc_db": round(s["psnr_db"], 4), "psnr_gain_db": round(r["psnr_db"] - s["psnr_db"], 4),
+                    "ssim": round(r["ssim"], 5), "ssim_sinc": round(s["ssim"], 5),
+                    "median_ccc": r.get("median_ccc"), "median_ccc_sinc": s.get("median_ccc"),
+                }  # fmt: skip
+            )
+    if not vols:
+        raise SystemExit(f"--card {weights}: no results for {info.name}; pass it with --weights too")
+    gains = [v["psnr_gain_db"] for v in vols]
+    card = dict(info.card)
+    card[HELDOUT_KEY] = {
+        "protocol": "2x grid-consistent k-space truncation in scan units, upscaled as `srgan3d upscale` "
+        "does with data consistency; PSNR/SSIM over the foreground",
+        "volumes": vols,
+        "mean_gain_db": round(float(np.mean(gains)), 4),
+        "min_gain_db": round(float(np.min(gains)), 4),
+        "data_consistency": True,
+        "date": date.today().isoformat(),
+        "command": command,
+    }
+    write_text_atomic(info.path.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
+    ok, why = auto_eligibility(find_weights(weights))
+    print(f"model card of {info.name} updated; --method auto {'uses' if ok else 'does not use'} it: {why}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from srgan3d.sr import DEFAULT_WEIGHTS
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -89,7 +91,7 @@ def upscale(
     ] = "auto",
     weights: Annotated[
         str, typer.Option(help="Weights name (see `srgan3d info`) or path to a .pt.")
-    ] = "srgan3d_x2",
+    ] = DEFAULT_WEIGHTS,
     scale: Annotated[
         str,
         typer.Option(help="Factor: 2, or one per axis such as 1,1,2; 'through-plane' = thickest axis only."),
@@ -331,7 +333,7 @@ def evaluate(
     method: Annotated[
         str, typer.Option(help="SR of the VOIs: auto, generator, sinc, tricubic, ...")
     ] = "auto",
-    weights: Annotated[str, typer.Option(help="Generator weights name or path.")] = "srgan3d_x2",
+    weights: Annotated[str, typer.Option(help="Generator weights name or path.")] = DEFAULT_WEIGHTS,
     margin: Annotated[
         int, typer.Option(help="LR voxels around each VOI's bounding box to super-resolve.")
     ] = 16,

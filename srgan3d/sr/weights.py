@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from srgan3d.provenance import atomic_path, write_text_atomic
+from srgan3d.sr import DEFAULT_WEIGHTS
 from srgan3d.sr.nets import Generator, GeneratorConfig
 
-DEFAULT_WEIGHTS = "srgan3d_x2"
 # Package data: the shipped weights are installed with the wheel, next to this module.
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
 

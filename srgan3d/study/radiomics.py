@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
-from srgan3d.sr.engine import GeneratorEngine, resolve_method, upscale_volume
+from srgan3d.sr.engine import DEFAULT_WEIGHTS, GeneratorEngine, resolve_method, upscale_volume
 from srgan3d.volume import Volume, read_volume, write_volume
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class RadiomicsConfig:
     spacing: str = "native"
     common_spacing_mm: float | None = None
     method: str = "auto"
-    weights: str = "srgan3d_x2"
+    weights: str = DEFAULT_WEIGHTS
     margin_vox: int = 16
     device: str = "cpu"
     workers: int = 1
