@@ -5,7 +5,7 @@ The public API: every command is a function here. Names are imported on first us
 
 >>> import srgan3d
 >>> result = srgan3d.upscale_files(["scans/"], "sr_out", srgan3d.UpscaleConfig(method="sinc"))
->>> auc, low, high = srgan3d.roc_auc_ci(y_true, y_score)
+>>> roc = srgan3d.roc_auc_ci(y_true, y_score)  # roc.auc, roc.ci_low, roc.ci_high
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 # generator (`make weights`). Not part of CI. Writes data/real/ (ignored by git).
 #   - nilearn's wheel: MNI ICBM152 2009a T1 template (1 mm)
 #   - Debian's mricron-data: Colin27 T1 (ch2better 0.5 mm, ch2 1 mm) and the INIA19 primate T1
+#   - renalsegmentor's wheel (GPL-3.0): two subjects of real coronal abdominal T2W TSE (Philips,
+#     ~1.5 mm in-plane, 5.5 mm slices): sub02 trains, sub01 is held out for testing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=data/real
@@ -21,6 +23,17 @@ with zipfile.ZipFile(wheel) as z:
     for n in names:
         target = f"{sys.argv[2]}/mni152_{n.rsplit('/', 1)[-1]}"
         open(target, "wb").write(z.read(n))
+        print("wrote", target)
+PY
+
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "renalsegmentor==2.0.0"
+python3 - "$tmp" "$out" <<'PY'
+import glob, sys, zipfile
+wheel = glob.glob(f"{sys.argv[1]}/renalsegmentor-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    for k in ("01", "02"):
+        target = f"{sys.argv[2]}/renalseg_sub{k}_cor_t2w_tse.nii.gz"
+        open(target, "wb").write(z.read(f"segment/data/test_data/test_sub_{k}.nii.gz"))
         print("wrote", target)
 PY
 
