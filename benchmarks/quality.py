@@ -240,6 +240,22 @@ def record_in_card(weights: str, results: list[dict], *, command: str) -> None:
         "command": command,
     }
     write_text_atomic(info.path.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
+    md_path = info.path.with_suffix(".md")
+    md = md_path.read_text().split("\n## Held-out test")[0].rstrip() if md_path.exists() else f"# {info.name}"
+    lines = [
+        md, "", "## Held-out test on real abdominal MRI", "",
+        f"Never used for training or for picking anything; {card[HELDOUT_KEY]['protocol']}. "
+        f"Command: `{command}` ({card[HELDOUT_KEY]['date']}).", "",
+        "| volume | shape | zero-filled k-space dB | this model dB | gain dB | SSIM zero-fill | SSIM model |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {v['name']} | {'x'.join(map(str, v['shape']))} | {v['psnr_sinc_db']:.2f} | {v['psnr_db']:.2f} | "
+            f"{v['psnr_gain_db']:+.2f} | {v['ssim_sinc']:.4f} | {v['ssim']:.4f} |"
+            for v in vols
+        ),
+        "", f"Mean gain {card[HELDOUT_KEY]['mean_gain_db']:+.2f} dB, worst volume {card[HELDOUT_KEY]['min_gain_db']:+.2f} dB.", "",
+    ]  # fmt: skip
+    write_text_atomic(md_path, "\n".join(lines))
     ok, why = auto_eligibility(find_weights(weights))
     print(f"model card of {info.name} updated; --method auto {'uses' if ok else 'does not use'} it: {why}")
 

@@ -233,7 +233,7 @@ def info() -> None:
     import torch
 
     from srgan3d.provenance import versions
-    from srgan3d.sr.weights import list_weights, weights_dirs
+    from srgan3d.sr.weights import auto_eligibility, list_weights, weights_dirs
 
     for k, v in versions().items():
         typer.echo(f"{k:20s} {v}")
@@ -246,8 +246,10 @@ def info() -> None:
     if not found:
         typer.echo(f"{'weights':20s} none installed (upscale --method sinc works without them)")
     for w in found:
+        ok, why = auto_eligibility(w)
         typer.echo(
-            f"{'weights':20s} {w.name}  scale {w.card.get('generator', {}).get('scale')}  sha256 {w.sha256[:12]}"
+            f"{'weights':20s} {w.name}  scale {w.card.get('generator', {}).get('scale')}  sha256 {w.sha256[:12]}  "
+            f"--method auto: {'uses it' if ok else 'not used'} ({why})"
         )
 
 

@@ -216,6 +216,12 @@ class GeneratorEngine:
         model, info = load_generator(name_or_path)
         engine = cls(model, device=dev, **options)  # type: ignore[arg-type]
         engine.weights = info
+        if not engine.dc and info.card.get("recipe", {}).get("dc_loss"):
+            log.warning(
+                "%s was trained for data-consistent output; without it (--no-dc) its unconstrained "
+                "in-band part is added too, which measured worse than zero-filled k-space",
+                info.name,
+            )
         return engine
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,7 +269,11 @@ class GeneratorEngine:
                     out = out + sinc_upsample_t(x, self.scale)
             elif self.dc:
                 out = data_consistency(out, x, self.scale)
-        return out.cpu().numpy()
+        if out.device.type == "cuda":  # one copy back, into pinned memory (no staging buffer)
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out)
+            return host.numpy()
+        return out.numpy()
 
     def run_network(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The network's own output over the whole (X, Y, Z) volume by sliding windows, stitched on
