@@ -35,14 +35,12 @@ clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
 
 # Rebuild the shipped weights from scratch: fetch the registry-shipped MRI volumes (brain templates
-# and renalsegmentor's two abdominal subjects), train RECIPE from scratch, continue with
-# FINETUNE_RECIPE (--init), export the EMA generator, then test it on the held-out abdominal MRI
-# (renalseg sub01 and tests/data's TotalSegmentator scan) and record that in its model card, which
-# is what lets `--method auto` use it. Validation (the log only) on the ukat subject of ../shared/data
-# when present. Not part of CI; about 80 minutes on a 2-core CPU. On a GPU: RECIPE=recipes/gpu_x2.yaml
-# FINETUNE_RECIPE= (empty: one stage).
+# and renalsegmentor's two abdominal subjects), train RECIPE, export the EMA generator into the
+# package, then test it on the held-out abdominal MRI (renalseg sub01 and tests/data's
+# TotalSegmentator scan) and record that in its model card, which is what lets `--method auto`
+# use it. Validation (the log only) on the ukat subject of ../shared/data when present. Not part
+# of CI; about 10 minutes on a 2-core CPU, plus ~5 for the test. On a GPU: RECIPE=recipes/gpu_x2.yaml.
 RECIPE ?= recipes/cpu_x2.yaml
-FINETUNE_RECIPE ?= recipes/cpu_x2_finetune.yaml
 WEIGHTS_NAME ?= srgan3d_x2
 WEIGHTS_DIR := srgan3d/sr/weights
 R := data/real
@@ -54,15 +52,9 @@ TEST_DATA = $(R)/renalseg_sub01_cor_t2w_tse.nii.gz tests/data/totalseg_example_m
 .PHONY: weights
 weights: venv
 	bash tools/fetch_training_data.sh
-	rm -rf data/runs/$(WEIGHTS_NAME) data/runs/$(WEIGHTS_NAME)_ft
+	rm -rf data/runs/$(WEIGHTS_NAME)
 	$(BIN)/srgan3d train $(TRAIN_DATA) -o data/runs/$(WEIGHTS_NAME) --config $(RECIPE) $(VAL_DATA)
-	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME) -o data/runs/$(WEIGHTS_NAME).pt \
-		--description "Stage 1, trained by 'make weights RECIPE=$(RECIPE)'"
-	if [ -n "$(FINETUNE_RECIPE)" ]; then \
-		$(BIN)/srgan3d train $(TRAIN_DATA) -o data/runs/$(WEIGHTS_NAME)_ft --config $(FINETUNE_RECIPE) \
-			--init data/runs/$(WEIGHTS_NAME).pt $(VAL_DATA) && \
-		$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME)_ft -o $(WEIGHTS_DIR)/$(WEIGHTS_NAME).pt \
-			--description "Trained by 'make weights RECIPE=$(RECIPE) FINETUNE_RECIPE=$(FINETUNE_RECIPE)'"; \
-	else cp data/runs/$(WEIGHTS_NAME).pt data/runs/$(WEIGHTS_NAME).json data/runs/$(WEIGHTS_NAME).md $(WEIGHTS_DIR)/; fi
+	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME) -o $(WEIGHTS_DIR)/$(WEIGHTS_NAME).pt \
+		--description "Trained by 'make weights RECIPE=$(RECIPE)'"
 	$(BIN)/python benchmarks/quality.py $(TEST_DATA) --weights $(WEIGHTS_NAME) --card $(WEIGHTS_NAME) \
 		--json benchmarks/quality_$(WEIGHTS_NAME).json

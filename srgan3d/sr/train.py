@@ -547,7 +547,8 @@ def export_weights(
     card = {
         "description": description,
         "scale": list(config.scale),
-        "stage": "gan" if config.gan_steps > 0 else "pixel (L1 + gradient)",
+        "stage": "gan" if config.gan_steps > 0 else ("pixel (L1 + gradient)" if config.edge_weight else "pixel (L1)")
+        + (", loss on the data-consistent output" if config.dc_loss else ""),
         "parameters": "EMA" if use_ema else "raw",
         "steps": int(state["step"]),
         "recipe": config.to_dict(),
