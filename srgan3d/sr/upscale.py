@@ -231,6 +231,61 @@ def _fmt(t: Sequence[float], digits: int = 4) -> str:
     return "x".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in t)
 
 
+def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | None, dict[str, Any]]:
+    """The method `config` resolves to, the engine for it (weights and device resolved once), and
+    the manifest values every row shares."""
+    method = resolve_method(config.method, config.weights)
+    if config.adapt_steps and method != "generator":
+        if config.method not in ("auto", "generator"):
+            raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")
+        method = "generator"
+    vers = versions()
+    common: dict[str, Any] = {
+        "method": method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
+        "device": "cpu",
+    }  # fmt: skip
+    if method != "generator":
+        return method, None, common
+    options: dict[str, Any] = dict(
+        window=config.window, sw_batch_size=config.sw_batch_size, overlap=config.overlap,
+        amp=config.amp, dc=config.dc,
+    )  # fmt: skip
+    if config.adapt_steps and not _weights_installed(config.weights):
+        # zero detail branch: starts as zero-filled k-space
+        engine = GeneratorEngine(Generator(GeneratorConfig()), device=resolve_device(config.device), **options)
+        engine.weights = WeightsInfo("untrained (adapted per scan)", Path("-"), {"sha256": ""})
+    else:
+        engine = GeneratorEngine.from_weights(config.weights, device=config.device, **options)
+    assert engine.weights is not None
+    common.update(
+        device=str(engine.device), weights=engine.weights.name, weights_sha256=engine.weights.sha256,
+        data_consistency="yes" if config.dc else "no",
+    )  # fmt: skip
+    return method, engine, common
+
+
+def _plan(
+    sources: Sequence[ScanSource], outdir: Path, config: UpscaleConfig, common: dict[str, Any]
+) -> tuple[list[ManifestRow], list[tuple[ScanSource, Path, ManifestRow]]]:
+    """One manifest row per scan; the scans still to do (not finished, not an input's own path)."""
+    suffix = config.suffix or f"_sr{max(config.scale)}x"
+    input_files = {s.path.resolve() for s in sources}
+    rows: list[ManifestRow] = []
+    todo: list[tuple[ScanSource, Path, ManifestRow]] = []
+    for src in sources:
+        out = output_path_for(src, outdir, suffix=suffix, compress=config.compress)
+        row = ManifestRow(str(src.path), str(out), values=dict(common))
+        rows.append(row)
+        if out.resolve() in input_files:
+            row.status, row.error = "failed", "output path is an input file; choose another -o folder"
+        elif out.exists() and not config.overwrite:
+            row.status = "skipped"
+            row.error = "output exists (use --overwrite to replace it)"
+        else:
+            todo.append((src, out, row))
+    return rows, todo
+
+
 def upscale_files(
     inputs: Sequence[str | Path],
     outdir: str | Path,
@@ -263,53 +318,9 @@ def upscale_files(
         sources = sources[k - 1 :: n]
         manifest = outdir / f"manifest.shard-{k}-of-{n}.csv"
         log.info("shard %d of %d: %d scans", k, n, len(sources))
-    method = resolve_method(config.method, config.weights)
-    if config.adapt_steps and method != "generator":
-        if config.method not in ("auto", "generator"):
-            raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")
-        method = "generator"
-    vers = versions()
-    common: dict[str, Any] = {
-        "method": method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
-    }  # fmt: skip
-
-    engine: GeneratorEngine | None = None
-    winfo: WeightsInfo | None = None
-    if method == "generator":
-        options: dict[str, Any] = dict(
-            window=config.window, sw_batch_size=config.sw_batch_size, overlap=config.overlap,
-            amp=config.amp, dc=config.dc,
-        )  # fmt: skip
-        if config.adapt_steps and not _weights_installed(config.weights):
-            # zero detail branch: starts as zero-filled k-space
-            engine = GeneratorEngine(Generator(GeneratorConfig()), device=resolve_device(config.device), **options)
-            winfo = WeightsInfo("untrained (adapted per scan)", Path("-"), {"sha256": ""})
-        else:
-            engine = GeneratorEngine.from_weights(config.weights, device=config.device, **options)
-            winfo = engine.weights
-        assert winfo is not None
-        common.update(
-            device=str(engine.device), weights=winfo.name, weights_sha256=winfo.sha256,
-            data_consistency="yes" if config.dc else "no",
-        )  # fmt: skip
-    else:
-        common.update(device="cpu")
-    suffix = config.suffix or f"_sr{max(config.scale)}x"
-    input_files = {s.path.resolve() for s in sources}
-
-    rows: list[ManifestRow] = []
-    todo: list[tuple[ScanSource, Path, ManifestRow]] = []
-    for src in sources:
-        out = output_path_for(src, outdir, suffix=suffix, compress=config.compress)
-        row = ManifestRow(str(src.path), str(out), values=dict(common))
-        rows.append(row)
-        if out.resolve() in input_files:
-            row.status, row.error = "failed", "output path is an input file; choose another -o folder"
-        elif out.exists() and not config.overwrite:
-            row.status = "skipped"
-            row.error = "output exists (use --overwrite to replace it)"
-        else:
-            todo.append((src, out, row))
+    method, engine, common = _method_and_engine(config)
+    winfo = engine.weights if engine is not None else None
+    rows, todo = _plan(sources, outdir, config, common)
 
     # Reading (and decompressing) the next scan and writing the last one run in background
     # threads while the current one is computed, so the device is not idle between scans; gzip,
