@@ -141,3 +141,10 @@ def test_benchmark_quick_writes_json_and_table(tmp_path):
     # useful-work FLOPs per output voxel follow the architecture (default: 32 channels, 4 blocks)
     assert 80e3 < result["flops_per_output_voxel"] < 100e3
     assert "| window | batch |" in (tmp_path / "b" / "benchmark.md").read_text()
+
+
+def test_version_matches_the_package_metadata():
+    from importlib.metadata import version
+
+    res = CliRunner().invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"srgan3d {version('srgan3d')}"
