@@ -189,8 +189,8 @@ def load_volumes_at_scales(
         for f in hr_scales:
             data = vol.data if f == 1 else degrade_array(crop_to_multiple(vol, f).data, f)
             if f > 1 and min(data.shape) < min_shape:
-                log.info("training volume %s at 1/%d: %s is below one patch, left out", vol.meta.get("path"), f, data.shape)
+                log.info("training volume %s at 1/%d: %s is below one patch, left out", vol.meta.get("source"), f, data.shape)
                 continue
             out.append(np.maximum(data, 0) if f > 1 else data)
-            log.info("training volume %s at 1/%d: %s", vol.meta.get("path", "?"), f, data.shape)
+            log.info("training volume %s at 1/%d: %s", vol.meta.get("source", "?"), f, data.shape)
     return out

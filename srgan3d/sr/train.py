@@ -177,7 +177,15 @@ def load_training_volumes(
     from srgan3d.sr.synthetic import TumourSpec, make_phantom
     from srgan3d.volume import find_scans
 
-    scans = [src.read() for src in find_scans(paths)] if paths else []
+    scans = []
+    for src in find_scans(paths) if paths else []:
+        vol = src.read()
+        if min_shape and min(vol.shape) < min_shape:  # only coarsened copies may be left out
+            raise ValueError(
+                f"{src.path}: shape {vol.shape} has an axis shorter than "
+                f"{min_shape} voxels, too few to train on after the 2x reduction; leave it out or give a larger scan"
+            )
+        scans.append(vol)
     out = load_volumes_at_scales(scans, hr_scales, min_shape=min_shape)
     rng = np.random.default_rng(seed + 7919)
     for k in range(phantoms):

@@ -175,7 +175,7 @@ def _adapt_and_upscale(
         sr = upscale_volume(vol, method="generator", factors=factors, engine=engine)
     finally:
         engine.model = original
-    log.info("adapted to %s in %.1f s (loss %.4f -> %.4f)", vol.meta.get("path", "scan"), info["seconds"],
+    log.info("adapted to %s in %.1f s (loss %.4f -> %.4f)", vol.meta.get("source", "scan"), info["seconds"],
              info["loss_first"], info["loss_last"])  # fmt: skip
     return sr, info
 
