@@ -118,6 +118,12 @@ def upscale(
     sw_batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 1,
     overlap: Annotated[float, typer.Option(help="Window overlap fraction (>= 0.25).")] = 0.25,
     amp: Annotated[bool, typer.Option(help="bfloat16 mixed precision on CUDA.")] = True,
+    channels_last: Annotated[
+        bool, typer.Option(help="Run the generator in the channels_last_3d memory format (CUDA).")
+    ] = False,
+    cudnn_benchmark: Annotated[
+        bool, typer.Option(help="Let cuDNN autotune per scan shape (pays when many scans share one shape).")
+    ] = False,
     overwrite: Annotated[
         bool, typer.Option(help="Replace existing outputs instead of skipping them.")
     ] = False,
@@ -154,7 +160,7 @@ def upscale(
         method=method, weights=weights, scale=factors, through_plane=through_plane, device=device,
         window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
         overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
-        adapt_steps=adapt, dc=dc,
+        adapt_steps=adapt, dc=dc, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
     )  # fmt: skip
     with logging_redirect_tqdm():
         result = upscale_files(inputs, output, config, progress=True)
@@ -197,10 +203,19 @@ def benchmark(
     weights: Annotated[
         str | None, typer.Option(help="Time installed weights instead of an untrained generator.")
     ] = None,
+    folder: Annotated[
+        int | None,
+        typer.Option(help="Scans in the folder run (device-busy fraction); default 20 on CUDA, 0 on CPU."),
+    ] = None,
+    folder_shape: Annotated[str | None, typer.Option(help="Shape of the folder run's scans (default --shape).")] = None,
+    memory_gb: Annotated[
+        float | None, typer.Option(help="Cap this process's GPU memory (GB), to show a size fits a smaller card.")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="A few-second CPU smoke run.")] = False,
 ) -> None:
-    """Throughput and memory of the upscale engine on this machine: a sweep of windows and batches
-    (and precisions, torch.compile and channels_last on CUDA), end to end, and trilinear as floor."""
+    """Throughput and memory of the upscale engine on this machine: the cold first call, a sweep of
+    windows and batches (and precisions, torch.compile, channels_last and cuDNN autotuning on CUDA),
+    the stages of one volume, end to end, a folder run, and trilinear as the floor."""
     import json
 
     from srgan3d.provenance import write_text_atomic
@@ -214,7 +229,9 @@ def benchmark(
     else:
         cfg = BenchmarkConfig(
             shape=_parse_ints(shape, "--shape"), device=device, windows=ints(windows), batches=ints(batches),
-            repeats=repeats, end_to_end=end_to_end, weights=weights,
+            repeats=repeats, end_to_end=end_to_end, weights=weights, folder=folder,
+            folder_shape=_parse_ints(folder_shape, "--folder-shape") if folder_shape else None,
+            memory_gb=memory_gb,
         )  # fmt: skip
     with logging_redirect_tqdm():
         result = run_benchmark(cfg, progress=True)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
+import pytest
 from conftest import REAL_SCAN, tree_digest
 from typer.testing import CliRunner
 
@@ -141,6 +142,14 @@ def test_benchmark_quick_writes_json_and_table(tmp_path):
     # useful-work FLOPs per output voxel follow the architecture (default: 32 channels, 4 blocks)
     assert 80e3 < result["flops_per_output_voxel"] < 100e3
     assert "| window | batch |" in (tmp_path / "b" / "benchmark.md").read_text()
+    # every stage of one volume is reported, and the parts of the engine add up to its total
+    st = result["stages_s"]
+    parts = ("normalise", "to_device", "network", "stitch", "kspace", "copy_back", "denormalise")
+    assert all(st[k] >= 0 for k in (*parts, "read.nii.gz", "read.nii", "write.nii.gz", "write.nii"))
+    assert st["engine_total"] == pytest.approx(sum(st[k] for k in parts))
+    assert result["first_call_s"] > 0 and all(r["warmup_s"] > 0 for r in result["rows"])
+    folder = result["folder"]
+    assert folder["scans"] == folder["ok"] == 2 and 0 < folder["device_busy_fraction"] <= 1
 
 
 def test_version_matches_the_package_metadata():

@@ -11,7 +11,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,13 +152,41 @@ def cuda_window_voxels(model: Generator, device: torch.device, *, fraction: floa
     Estimate of the activations alive at once per input voxel, in fp32 (bf16 halves it, which is
     the margin): two feature maps of `channels` in the low-resolution trunk plus the sub-pixel
     upsampling's `upsample_channels * prod(scale)` before and after the shuffle, and the output
-    pair. Capped at 192^3 (larger windows gain nothing) and at least 32^3.
+    pair. At least 32^3; no upper cap, so a clinical volume that fits runs whole, with no window
+    and no stitching (320x320x80 with the default generator: 6.2 GB in bf16 on an H100).
     """
     cfg = model.config
     n_sub = math.prod(cfg.scale)
     bytes_per_voxel = 4 * (3 * cfg.channels + 2 * cfg.upsample_channels * n_sub + 4 * n_sub)
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(min(192**3, max(32**3, fraction * free / bytes_per_voxel)))
+    free, total = torch.cuda.mem_get_info(device)
+    # A process capped by torch.cuda.set_per_process_memory_fraction sees the cap, not the card.
+    cap = torch.cuda.get_per_process_memory_fraction(device) * total - torch.cuda.memory_reserved(device)
+    return int(max(32**3, fraction * min(free, cap) / bytes_per_voxel))
+
+
+class StageClock:
+    """Seconds per stage of the engine's work, summed over calls; each stage is synchronised with
+    the device at both ends, so asynchronous GPU work lands in the stage that queued it. Costs a
+    few synchronisations per volume: set `GeneratorEngine.clock` only to measure."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[name] += time.perf_counter() - t0
+
+
+_warm: set[str] = set()
 
 
 class GeneratorEngine:
@@ -172,7 +203,11 @@ class GeneratorEngine:
             voxels, about 4 GB of activations for the default generator).
         dc: k-space data consistency (`data_consistency`) on the whole stitched output: the
             measured band is the input's own, the network adds only what lies outside it.
+        channels_last: run the network in the channels_last_3d memory format.
+        cudnn_benchmark: let cuDNN time its algorithms for each new input shape (pays off only
+            when many scans share one shape; the first scan of each shape costs seconds).
         weights: the weights' record (name, path, card) when built by `from_weights`.
+        clock: a `StageClock` to time the stages of `run` (None: not timed).
     """
 
     def __init__(
@@ -186,6 +221,8 @@ class GeneratorEngine:
         amp: bool = True,
         max_window_voxels: int | None = None,
         dc: bool = True,
+        channels_last: bool = False,
+        cudnn_benchmark: bool = False,
     ) -> None:
         if not 0.25 <= overlap < 1:
             raise ValueError(f"overlap must be in [0.25, 1), not {overlap}")
@@ -201,7 +238,26 @@ class GeneratorEngine:
         )
         self.scale = model.config.scale
         self.dc = dc
+        self.channels_last = channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        self.cudnn_benchmark = cudnn_benchmark
         self.weights: WeightsInfo | None = None
+        self.clock: StageClock | None = None
+
+    def _stage(self, name: str):
+        return self.clock(name) if self.clock is not None else nullcontext()
+
+    def warmup(self) -> None:
+        """Pay the first-call costs once per process and device (CUDA context, lazily loaded
+        kernels, cuFFT plans, the windowing import) on a small volume, not on the first scan.
+        Later calls return at once."""
+        key = str(self.device)
+        if key in _warm:
+            return
+        n = 8 * max(self.scale)
+        self.run(np.zeros((n, n, n), dtype=np.float32) + 0.5)
+        _warm.add(key)
 
     @classmethod
     def from_weights(
@@ -225,6 +281,12 @@ class GeneratorEngine:
         return engine
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with self._stage("network"):
+            return self._forward_raw(x)
+
+    def _forward_raw(self, x: torch.Tensor) -> torch.Tensor:
         if self.amp:
             with torch.autocast("cuda", dtype=self.amp_dtype):
                 return self.model(x).float()
@@ -259,21 +321,29 @@ class GeneratorEngine:
         Everything stays on the device: the windows are stitched there, the zero-filled k-space
         base and the data-consistency projection use torch.fft there, and one copy comes back.
         """
-        x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(self.device)
-        with torch.inference_mode():
-            out = self.run_network(x)
-            if self.model.config.skip == "sinc":
-                if self.dc:  # base + out-of-band detail == the projection of base + detail
-                    out = sinc_upsample_t(x, self.scale) + out_of_band(out, self.scale)
-                else:
-                    out = out + sinc_upsample_t(x, self.scale)
-            elif self.dc:
-                out = data_consistency(out, x, self.scale)
-        if out.device.type == "cuda":  # one copy back, into pinned memory (no staging buffer)
-            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-            host.copy_(out)
-            return host.numpy()
-        return out.numpy()
+        with self._stage("to_device"):
+            x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(self.device)
+        cudnn_before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        try:
+            with torch.inference_mode():
+                out = self.run_network(x)
+                with self._stage("kspace"):
+                    if self.model.config.skip == "sinc":
+                        if self.dc:  # base + out-of-band detail == the projection of base + detail
+                            out = sinc_upsample_t(x, self.scale) + out_of_band(out, self.scale)
+                        else:
+                            out = out + sinc_upsample_t(x, self.scale)
+                    elif self.dc:
+                        out = data_consistency(out, x, self.scale)
+        finally:
+            torch.backends.cudnn.benchmark = cudnn_before
+        with self._stage("copy_back"):
+            if out.device.type == "cuda":  # one copy back, into pinned memory (no staging buffer)
+                host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+                host.copy_(out)
+                return host.numpy()
+            return out.numpy()
 
     def run_network(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The network's own output over the whole (X, Y, Z) volume by sliding windows, stitched on
@@ -289,7 +359,10 @@ class GeneratorEngine:
         x = x.to(self.device)[None, None]
         while True:
             try:
-                with torch.inference_mode():
+                if roi == shape:  # the whole volume in one pass: no windows, nothing to stitch
+                    with torch.inference_mode(), self._stage("network_stitch"):
+                        return self._forward(x)[0, 0]
+                with torch.inference_mode(), self._stage("network_stitch"):
                     out = sliding_window_inference(
                         x,
                         roi_size=roi,
@@ -328,6 +401,7 @@ def upscale_volume(
     method: str = "generator",
     factors: Sequence[int] = (2, 2, 2),
     engine: GeneratorEngine | None = None,
+    scaling: IntensityScaling | None = None,
 ) -> Volume:
     """Super-resolve one volume; the result's affine follows `upscaled_affine`.
 
@@ -337,6 +411,8 @@ def upscale_volume(
             k-space), "tricubic", "trilinear", "nearest".
         factors: integer factor per array axis. With the generator these must be its scale, or
             a permutation of it (a through-plane model on a scan whose slices run along X or Y).
+        scaling: the generator's intensity normalisation (None: fitted on `volume`; a crop
+            passes its whole scan's, so that it is normalised as the whole scan would be).
     """
     factors = tuple(int(f) for f in factors)
     if method != "generator":
@@ -352,11 +428,51 @@ def upscale_volume(
     perm = matching_permutation(factors, scale)
     if perm is None:
         raise ValueError(f"the generator's scale is {scale}; it cannot upscale by {factors}")
-    scaling = IntensityScaling.fit(volume.data)
-    x = scaling.forward(np.transpose(volume.data, perm))
-    y = np.transpose(engine.run(x), np.argsort(perm))
-    sr = keep_background(volume.data, scaling.inverse(y), factors)
+    with engine._stage("normalise"):
+        scaling = scaling or IntensityScaling.fit(volume.data)
+        x = scaling.forward(np.transpose(volume.data, perm))
+    y = engine.run(x)
+    with engine._stage("denormalise"):
+        sr = keep_background(volume.data, scaling.inverse(np.transpose(y, np.argsort(perm))), factors)
     return Volume(sr, upscaled_affine(volume.affine, factors), dict(volume.meta))
+
+
+def upscale_box(
+    volume: Volume,
+    box: Sequence[slice],
+    *,
+    method: str = "generator",
+    factors: Sequence[int] = (2, 2, 2),
+    engine: GeneratorEngine | None = None,
+    context: int = 8,
+) -> Volume:
+    """Super-resolve the sub-volume `box` of `volume` without wrap-around at its edges.
+
+    The k-space skip and data consistency see their input as periodic: a bare crop would ring
+    along its faces (the far face's intensities wrap onto the near one). The crop is taken with
+    `context` voxels of the real image around it (reflected where the volume ends, so no face is a
+    jump), normalised with the whole scan's intensity scaling, super-resolved, and that margin is
+    cut away again. The result lies on the SR grid of the crop, with the affine `upscaled_affine`
+    gives the crop.
+    """
+    factors = tuple(int(f) for f in factors)
+    lo = [max(0, sl.start - context) for sl in box]
+    hi = [min(n, sl.stop + context) for sl, n in zip(box, volume.shape, strict=True)]
+    data = volume.data[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    pad = [(context - (sl.start - a), context - (b - sl.stop)) for sl, a, b in zip(box, lo, hi, strict=True)]
+    # Reflection needs fewer pad voxels than the axis has; a thin crop at a volume edge repeats.
+    mode = "symmetric" if all(p0 < n and p1 < n for (p0, p1), n in zip(pad, data.shape, strict=True)) else "edge"
+    data = np.pad(data, pad, mode=mode)
+    start = np.array([sl.start - context for sl in box], float)
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.affine[:3, :3] @ start + volume.affine[:3, 3]
+    scaling = IntensityScaling.fit(volume.data) if method == "generator" else None
+    sr = upscale_volume(Volume(np.ascontiguousarray(data), affine, dict(volume.meta)),
+                        method=method, factors=factors, engine=engine, scaling=scaling)  # fmt: skip
+    cut = tuple(slice(context * f, sr.shape[k] - context * f) for k, f in enumerate(factors))
+    out_affine = sr.affine.copy()
+    out_affine[:3, 3] = sr.affine[:3, :3] @ np.array([c.start for c in cut], float) + sr.affine[:3, 3]
+    return Volume(np.ascontiguousarray(sr.data[cut]), out_affine, sr.meta)
 
 
 def matching_permutation(factors: tuple[int, ...], scale: tuple[int, ...]) -> tuple[int, int, int] | None:

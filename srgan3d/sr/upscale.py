@@ -23,6 +23,7 @@ from srgan3d.provenance import versions, write_csv_atomic
 from srgan3d.sr.engine import (
     METHODS,
     GeneratorEngine,
+    StageClock,
     matching_permutation,
     resolve_device,
     resolve_method,
@@ -75,6 +76,8 @@ class UpscaleConfig:
             i.e. from zero-filled k-space.
         dc: k-space data consistency of the generator's output (see
             `srgan3d.sr.engine.data_consistency`); the baselines need none.
+        channels_last: run the generator in the channels_last_3d memory format.
+        cudnn_benchmark: let cuDNN autotune per input shape (pays when many scans share a shape).
     """
 
     method: str = "auto"
@@ -92,6 +95,8 @@ class UpscaleConfig:
     shard: tuple[int, int] | None = None
     adapt_steps: int = 0
     dc: bool = True
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
 
     def __post_init__(self) -> None:
         if self.adapt_steps < 0:
@@ -248,7 +253,8 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
         return method, None, common
     options: dict[str, Any] = dict(
         window=config.window, sw_batch_size=config.sw_batch_size, overlap=config.overlap,
-        amp=config.amp, dc=config.dc,
+        amp=config.amp, dc=config.dc, channels_last=config.channels_last,
+        cudnn_benchmark=config.cudnn_benchmark,
     )  # fmt: skip
     if config.adapt_steps and not _weights_installed(config.weights):
         # zero detail branch: starts as zero-filled k-space
@@ -292,12 +298,14 @@ def upscale_files(
     config: UpscaleConfig | None = None,
     *,
     progress: bool = False,
+    clock: StageClock | None = None,
 ) -> BatchResult:
     """Super-resolve every scan found under `inputs` into `outdir`, mirroring folder structure.
 
     Finished outputs are skipped unless `config.overwrite`, so an interrupted batch resumes. A scan
     that fails is recorded with its reason and the batch goes on. `manifest.csv` in `outdir` is
-    rewritten (atomically) after each scan.
+    rewritten (atomically) after each scan. `clock` times the engine's stages (the benchmark's
+    device-busy fraction).
 
     Raises:
         FileNotFoundError: an input path does not exist, or no scans were found.
@@ -330,6 +338,9 @@ def upscale_files(
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
         reads = [reader.submit(src.read) for src, _, _ in todo[:1]]
         pending: tuple[Future, ManifestRow, float] | None = None
+        if engine is not None and todo:
+            engine.warmup()  # first-call costs, once per process, while the first scan is read
+            engine.clock = clock
 
         def finish(job: tuple[Future, ManifestRow, float] | None) -> None:
             if job is None:

@@ -2,7 +2,9 @@
 
 For each patient the tumour VOI's bounding box plus a margin (default 16 LR voxels, clipped to the
 volume) is cut from the LR image and super-resolved with the upscale engine; only that crop is
-ever super-resolved. Pre-SR features come from the LR crop, post-SR features from the SR crop, so
+ever super-resolved, with 8 voxels of the scan around it (reflected at the scan's edge) and the
+whole scan's intensity scaling, so that the FFT-based skip does not ring along its faces and the
+crop's SR equals the whole scan's SR inside the VOI (`srgan3d.sr.engine.upscale_box`). Pre-SR features come from the LR crop, post-SR features from the SR crop, so
 pyradiomics' intensity normalisation sees the same physical region in both.
 
 The VOI is carried to the SR grid by the affine rule of `upscaled_affine`: the binary mask is
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
-from srgan3d.sr.engine import DEFAULT_WEIGHTS, GeneratorEngine, resolve_method, upscale_volume
+from srgan3d.sr.engine import DEFAULT_WEIGHTS, GeneratorEngine, resolve_method, upscale_box, upscale_volume
 from srgan3d.volume import Volume, read_volume, write_volume
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,7 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
         lr_mask.data = (lr_mask.data > 0.5).astype(np.uint8)
 
         src_stat = [os.stat(row["image"]).st_mtime_ns, os.stat(row["mask"]).st_mtime_ns]
-        sr_key = _digest(pid, method, sha, config.margin_vox, src_stat)
+        sr_key = _digest(pid, method, sha, config.margin_vox, src_stat, "box-context-8")
         sr_path = outdir / "sr" / f"{pid}.nii.gz"
         sr_mask_path = outdir / "sr" / f"{pid}_mask.nii.gz"
         sr_card = outdir / "sr" / f"{pid}.json"
@@ -206,7 +208,9 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
             sr, sr_mask = read_volume(sr_path), read_volume(sr_mask_path)
             sr_source = "cache"
         else:
-            sr = upscale_volume(lr, method=method, factors=(2, 2, 2), engine=engine)
+            # With 8 voxels of the scan's own context around the crop, reflected at its edge: no
+            # wrap-around ringing along the crop's faces (see `upscale_box`).
+            sr = upscale_box(image, box, method=method, factors=(2, 2, 2), engine=engine, context=8)
             sr_mask = mask_to_sr_grid(lr_mask, (2, 2, 2))
             if row.get("mask_sr"):
                 sr_mask = read_volume(row["mask_sr"])
