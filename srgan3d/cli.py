@@ -118,6 +118,13 @@ def upscale(
     sw_batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 1,
     overlap: Annotated[float, typer.Option(help="Window overlap fraction (>= 0.25).")] = 0.25,
     amp: Annotated[bool, typer.Option(help="bfloat16 mixed precision on CUDA.")] = True,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="Output data type: float32, or input (the input's integer type, rounded and clipped; "
+            "a scaled input keeps a fitted scl_slope/scl_inter).",
+        ),
+    ] = "float32",
     channels_last: Annotated[
         bool, typer.Option(help="Run the generator in the channels_last_3d memory format (CUDA).")
     ] = False,
@@ -160,10 +167,16 @@ def upscale(
         method=method, weights=weights, scale=factors, through_plane=through_plane, device=device,
         window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
         overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
-        adapt_steps=adapt, dc=dc, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
+        adapt_steps=adapt, dc=dc, dtype=dtype, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
     )  # fmt: skip
-    with logging_redirect_tqdm():
-        result = upscale_files(inputs, output, config, progress=True)
+    from srgan3d.sr.upscale import BatchInterrupted
+
+    try:
+        with logging_redirect_tqdm():
+            result = upscale_files(inputs, output, config, progress=True)
+    except BatchInterrupted as stop:
+        typer.secho(str(stop), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(stop.exit_code) from None
     n_ok = sum(r.status == "ok" for r in result.rows)
     n_skip = sum(r.status == "skipped" for r in result.rows)
     typer.echo(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -30,6 +32,39 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp(\.[A-Za-z0-9]+){0,2}$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, *, min_age_s: float = 10.0) -> list[Path]:
+    """Remove the temporary files `atomic_path` leaves when a run is killed outright (SIGKILL,
+    power loss) from `folder` and its subfolders: only hidden files named like ours
+    (`.<name>.<pid>.tmp<suffix>`) whose process no longer runs on this machine and that have not
+    changed for `min_age_s` seconds (a writer on another node of a shared file system keeps its
+    file fresh). Returns what was removed."""
+    removed = []
+    for p in Path(folder).rglob(".*.tmp*"):
+        m = _TEMP_NAME.match(p.name)
+        if not m or not p.is_file() or int(m["pid"]) == os.getpid() or _pid_alive(int(m["pid"])):
+            continue
+        try:
+            if time.time() - p.stat().st_mtime >= min_age_s:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:  # removed meanwhile
+            continue
+    return removed
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -175,7 +175,7 @@ def gzip_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _load_nifti(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
+def _load_nifti(path: Path) -> Any:
     """nibabel's image of `path`; a .nii.gz is inflated by ISA-L (python-isal) when installed,
     about 1.7x faster than Python's zlib, then parsed from memory."""
     if not path.name.lower().endswith(".gz"):
@@ -215,8 +215,9 @@ def _read_nifti(path: Path) -> Volume:
         raise VolumeError(
             f"{path}: image data cannot be read, the file is truncated or damaged ({exc})"
         ) from exc
-    data = _check_finite(data, path)
+    data, n_bad = _check_finite(data, path)
     hdr = img.header
+    slope, inter = hdr.get_slope_inter()
     sform_code = int(hdr["sform_code"])
     qform_code = int(hdr["qform_code"])
     # nibabel's img.affine prefers the sform when its code is set, then the qform.
@@ -226,19 +227,25 @@ def _read_nifti(path: Path) -> Volume:
         "sform_code": sform_code,
         "qform_code": qform_code,
         "source_dtype": str(img.get_data_dtype()),
+        "scl_slope": 1.0 if slope is None else float(slope),
+        "scl_inter": 0.0 if inter is None else float(inter),
+        "nonfinite_voxels": n_bad,
     }
     return Volume(data, np.asarray(img.affine, dtype=np.float64), meta)
 
 
-def _check_finite(data: np.ndarray, path: Path) -> np.ndarray:
+def _check_finite(data: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    """`data` with NaN/inf set to 0, and how many there were (recorded in the volume's meta and
+    the manifest, never only logged)."""
     finite = np.isfinite(data)
     if not finite.any():
         raise VolumeError(f"{path}: every voxel is NaN or infinite; the image holds no data")
+    n_bad = 0
     if not finite.all():
         n_bad = int(data.size - finite.sum())
         log.warning("%s: %d non-finite voxels set to 0", path, n_bad)
         data = np.where(finite, data, 0).astype(np.float32)
-    return data
+    return data, n_bad
 
 
 _GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
@@ -346,7 +353,8 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
         planes.append(px * slope + inter)
     # pixel_array is (Rows, Columns); NIfTI order is (column index x, row index y, slice z).
     data = np.stack(planes, axis=-1).transpose(1, 0, 2)
-    data = _check_finite(np.ascontiguousarray(data, dtype=np.float32), folder)
+    data, n_bad = _check_finite(np.ascontiguousarray(data, dtype=np.float32), folder)
+    scalings = {(float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)) for _, ds in items}
 
     row_spacing, col_spacing = (float(v) for v in items[0][1].PixelSpacing)
     lps = np.eye(4)
@@ -364,7 +372,11 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
         "series_description": str(first.get("SeriesDescription", "")),
         "sform_code": 1,
         "qform_code": 1,
+        "nonfinite_voxels": n_bad,
     }
+    if len(scalings) == 1:  # one stored type and scaling for the series: an output can keep them
+        (slope, inter), = scalings
+        meta.update(source_dtype=str(items[0][1].pixel_array.dtype), scl_slope=slope, scl_inter=inter)
     return Volume(data, _LPS_TO_RAS @ lps, meta)
 
 
@@ -372,12 +384,47 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
 # Writing
 
 
+OUTPUT_DTYPES = ("float32", "input")
+
+
+def output_array(volume: Volume, policy: str = "float32") -> tuple[np.ndarray, dict[str, Any]]:
+    """The array to store for `volume` under `--dtype` `policy`, and what was done to it.
+
+    "float32": the values as computed. "input": the source's stored type (`meta["source_dtype"]`):
+    an integer source without scaling gets the values rounded and clipped to its type (the clipped
+    voxels are counted); an integer source with scl_slope/inter is stored as float data that
+    nibabel scales into that type with the slope/intercept that keeps the output's range; a float
+    or unknown source stays float32. The info dict holds `output_dtype`, `dtype_clipped_voxels`
+    and `dtype_note`.
+    """
+    if policy not in OUTPUT_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {policy!r}")
+    data = np.asarray(volume.data, dtype=np.float32)
+    info: dict[str, Any] = {"output_dtype": "float32", "dtype_clipped_voxels": 0, "dtype_note": ""}
+    src = volume.meta.get("source_dtype")
+    if policy == "float32":
+        return data, info
+    if not src or not np.issubdtype(np.dtype(src), np.integer):
+        info["dtype_note"] = f"source type {src or 'unknown'}: kept float32"
+        return data, info
+    target = np.dtype(src)
+    info["output_dtype"] = target.name
+    if (volume.meta.get("scl_slope", 1.0), volume.meta.get("scl_inter", 0.0)) != (1.0, 0.0):
+        info["dtype_note"] = f"{target.name} with scl_slope/scl_inter fitted to the output range"
+        return data, info
+    lim = np.iinfo(target)
+    rounded = np.rint(data)
+    info["dtype_clipped_voxels"] = int(np.count_nonzero((rounded < lim.min) | (rounded > lim.max)))
+    info["dtype_note"] = f"rounded to {target.name}"
+    return np.clip(rounded, lim.min, lim.max).astype(target), info
+
+
 def write_volume(
     volume: Volume,
     path: str | Path,
     *,
     description: str = "",
-    dtype: np.dtype | type = np.float32,
+    dtype: np.dtype | type | str = np.float32,
 ) -> Path:
     """Write `volume` as NIfTI atomically: to a temporary file in the same folder, then renamed.
 
@@ -388,7 +435,9 @@ def write_volume(
     if not _is_nifti(path):
         raise ValueError(f"{path}: output must end in .nii or .nii.gz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(np.asarray(volume.data, dtype=dtype), volume.affine)
+    data = np.asarray(volume.data)
+    img = nib.Nifti1Image(data if data.dtype == np.dtype(dtype) else data.astype(np.float32), volume.affine)
+    img.set_data_dtype(np.dtype(dtype))  # float data into an integer type: nibabel fits scl_slope/inter
     # Keep the source's codes (a sform-only file stays sform-only); a volume with neither gets
     # sform code 2 ("aligned") so that its geometry is never dropped.
     sform_code = int(volume.meta.get("sform_code", 1))

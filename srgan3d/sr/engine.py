@@ -72,10 +72,17 @@ class IntensityScaling:
         return (y * (self.hi - self.lo) + self.lo).astype(np.float32)
 
 
-def keep_background(lr: np.ndarray, sr: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+def keep_background(lr: np.ndarray, sr: np.ndarray, factors: Sequence[int]) -> tuple[np.ndarray, int]:
     """Background stays background: a non-negative scan gives a non-negative output, and the
-    inside of exactly-zero regions (padding outside the field of view) stays exactly zero."""
+    inside of exactly-zero regions (padding outside the field of view) stays exactly zero.
+    Returns the output and how many of its voxels were raised from below zero to zero.
+
+    Below the input's minimum is otherwise allowed: zero-filled k-space (the scanner's own
+    interpolation) undershoots beside sharp edges too (Gibbs), and data consistency keeps the
+    measured band exactly, undershoot included; clipping it would change the measured band."""
+    clipped = 0
     if float(lr.min()) >= 0:
+        clipped = int(np.count_nonzero(sr < 0))
         np.maximum(sr, 0, out=sr)
     zero = lr == 0
     if zero.any():
@@ -83,7 +90,7 @@ def keep_background(lr: np.ndarray, sr: np.ndarray, factors: Sequence[int]) -> n
         if inner.any():
             big = inner.repeat(factors[0], 0).repeat(factors[1], 1).repeat(factors[2], 2)
             sr[big] = 0
-    return sr
+    return sr, clipped
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,7 +426,8 @@ def upscale_volume(
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         out = upsample_volume(volume, factors, method=method)
-        out.data = keep_background(volume.data, out.data, factors)
+        out.data, clipped = keep_background(volume.data, out.data, factors)
+        out.meta["clipped_voxels"] = clipped
         return out
     if engine is None:
         raise ValueError("method 'generator' needs a GeneratorEngine")
@@ -433,8 +441,8 @@ def upscale_volume(
         x = scaling.forward(np.transpose(volume.data, perm))
     y = engine.run(x)
     with engine._stage("denormalise"):
-        sr = keep_background(volume.data, scaling.inverse(np.transpose(y, np.argsort(perm))), factors)
-    return Volume(sr, upscaled_affine(volume.affine, factors), dict(volume.meta))
+        sr, clipped = keep_background(volume.data, scaling.inverse(np.transpose(y, np.argsort(perm))), factors)
+    return Volume(sr, upscaled_affine(volume.affine, factors), {**volume.meta, "clipped_voxels": clipped})
 
 
 def upscale_box(
@@ -461,8 +469,8 @@ def upscale_box(
     data = volume.data[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
     pad = [(context - (sl.start - a), context - (b - sl.stop)) for sl, a, b in zip(box, lo, hi, strict=True)]
     # Reflection needs fewer pad voxels than the axis has; a thin crop at a volume edge repeats.
-    mode = "symmetric" if all(p0 < n and p1 < n for (p0, p1), n in zip(pad, data.shape, strict=True)) else "edge"
-    data = np.pad(data, pad, mode=mode)
+    reflect = all(p0 < n and p1 < n for (p0, p1), n in zip(pad, data.shape, strict=True))
+    data = np.pad(data, pad, mode="symmetric") if reflect else np.pad(data, pad, mode="edge")
     start = np.array([sl.start - context for sl in box], float)
     affine = volume.affine.copy()
     affine[:3, 3] = volume.affine[:3, :3] @ start + volume.affine[:3, 3]

@@ -9,17 +9,21 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from srgan3d.provenance import versions, write_csv_atomic
+from srgan3d.provenance import remove_stale_temps, versions, write_csv_atomic
 from srgan3d.sr.engine import (
     METHODS,
     GeneratorEngine,
@@ -32,16 +36,38 @@ from srgan3d.sr.engine import (
 )
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights
-from srgan3d.volume import ScanSource, Volume, VolumeError, find_scans, write_volume
+from srgan3d.volume import (
+    OUTPUT_DTYPES,
+    ScanSource,
+    Volume,
+    VolumeError,
+    find_scans,
+    output_array,
+    write_volume,
+)
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = (
-    "input", "output", "status", "error", "method", "scale", "input_shape", "output_shape",
-    "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "device", "weights",
-    "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "srgan3d", "torch", "monai",
+    "input", "output", "status", "error", "note", "method", "scale", "input_shape", "output_shape",
+    "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "date", "device", "weights",
+    "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "output_dtype",
+    "nonfinite_voxels", "clipped_voxels", "dtype_clipped_voxels", "srgan3d", "torch", "monai",
 )  # fmt: skip
+#: Row statuses: the output exists and this row's provenance made it (ok); it existed before this
+#: run and was kept, provenance from the run that made it (skipped); the last attempt failed
+#: (failed); not processed yet (pending: queued, or left when a run was interrupted).
+STATUSES = ("ok", "skipped", "failed", "pending")
 
+
+class BatchInterrupted(Exception):
+    """SIGTERM or SIGINT stopped a batch; the manifest was written first. `exit_code` is 128 +
+    the signal number (143 for SIGTERM, 130 for SIGINT)."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,6 +102,7 @@ class UpscaleConfig:
             i.e. from zero-filled k-space.
         dc: k-space data consistency of the generator's output (see
             `srgan3d.sr.engine.data_consistency`); the baselines need none.
+        dtype: "float32", or "input": the input's stored type (`srgan3d.volume.output_array`).
         channels_last: run the generator in the channels_last_3d memory format.
         cudnn_benchmark: let cuDNN autotune per input shape (pays when many scans share a shape).
     """
@@ -95,6 +122,7 @@ class UpscaleConfig:
     shard: tuple[int, int] | None = None
     adapt_steps: int = 0
     dc: bool = True
+    dtype: str = "float32"
     channels_last: bool = False
     cudnn_benchmark: bool = False
 
@@ -107,6 +135,8 @@ class UpscaleConfig:
                 raise ValueError(f"shard must be K/N with 1 <= K <= N, not {k}/{n}")
         if self.method not in (*METHODS, "auto"):
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.dtype not in OUTPUT_DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {self.dtype!r}")
         if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
             raise ValueError(f"scale must be three positive integers, not {self.scale}")
 
@@ -128,9 +158,15 @@ class ManifestRow:
 
     def as_dict(self) -> dict[str, Any]:
         d = {c: "" for c in MANIFEST_COLUMNS}
-        d.update(self.values)
+        d.update({k: v for k, v in self.values.items() if k in d})
         d.update(input=self.input, output=self.output, status=self.status, error=self.error)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str]) -> ManifestRow:
+        core = ("input", "output", "status", "error")
+        return cls(d["input"], d.get("output", ""), d.get("status", ""), d.get("error", ""),
+                   {k: v for k, v in d.items() if k not in core and v is not None})  # fmt: skip
 
 
 @dataclass
@@ -149,8 +185,24 @@ def output_path_for(src: ScanSource, outdir: Path, *, suffix: str, compress: boo
 
 
 def write_manifest(rows: Iterable[ManifestRow], path: Path) -> Path:
-    """Write the manifest CSV atomically."""
-    return write_csv_atomic(path, (r.as_dict() for r in rows), MANIFEST_COLUMNS)
+    """Write the manifest CSV atomically, one row per input, sorted by input."""
+    return write_csv_atomic(path, (r.as_dict() for r in sorted(rows, key=lambda r: r.input)), MANIFEST_COLUMNS)
+
+
+def read_manifest(path: Path) -> dict[str, ManifestRow]:
+    """The rows of an existing manifest by input (empty when there is none). A manifest that
+    cannot be parsed is set aside as `<name>.unreadable-<time>` with a warning, never lost."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [ManifestRow.from_dict(d) for d in csv.DictReader(f)]
+    except (OSError, csv.Error, KeyError, UnicodeDecodeError) as exc:
+        keep = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+        path.rename(keep)
+        log.warning("%s: not a readable manifest (%s); kept as %s, starting a new one", path, exc, keep)
+        return {}
+    return {r.input: r for r in rows}
 
 
 
@@ -271,25 +323,71 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
 
 
 def _plan(
-    sources: Sequence[ScanSource], outdir: Path, config: UpscaleConfig, common: dict[str, Any]
+    sources: Sequence[ScanSource],
+    outdir: Path,
+    config: UpscaleConfig,
+    common: dict[str, Any],
+    previous: dict[str, ManifestRow],
 ) -> tuple[list[ManifestRow], list[tuple[ScanSource, Path, ManifestRow]]]:
-    """One manifest row per scan; the scans still to do (not finished, not an input's own path)."""
+    """This run's manifest rows, one per scan, and the scans still to do.
+
+    An output that exists is kept (unless `config.overwrite`) and its row keeps the provenance
+    of the run that made it, from `previous`; a scan to do is `pending` until its output is
+    written.
+    """
     suffix = config.suffix or f"_sr{max(config.scale)}x"
     input_files = {s.path.resolve() for s in sources}
     rows: list[ManifestRow] = []
     todo: list[tuple[ScanSource, Path, ManifestRow]] = []
     for src in sources:
         out = output_path_for(src, outdir, suffix=suffix, compress=config.compress)
-        row = ManifestRow(str(src.path), str(out), values=dict(common))
-        rows.append(row)
+        prev = previous.get(str(src.path))
+        made_it = prev is not None and prev.output == str(out) and prev.status in ("ok", "skipped")
         if out.resolve() in input_files:
-            row.status, row.error = "failed", "output path is an input file; choose another -o folder"
+            row = ManifestRow(str(src.path), "", "failed", "output path is an input file; choose another -o folder",
+                              dict(common))  # fmt: skip
         elif out.exists() and not config.overwrite:
-            row.status = "skipped"
-            row.error = "output exists (use --overwrite to replace it)"
+            if made_it:
+                assert prev is not None
+                row = ManifestRow(str(src.path), str(out), "skipped", "", dict(prev.values))
+                row.values["note"] = "output kept from an earlier run (use --overwrite to replace it)"
+            else:
+                row = ManifestRow(str(src.path), str(out), "skipped", "",
+                                  {"note": "output exists, made outside this manifest: provenance unknown "
+                                           "(use --overwrite to replace it)"})  # fmt: skip
         else:
+            row = ManifestRow(str(src.path), "", "pending", "", dict(common))
+            if made_it and out.exists():  # --overwrite: the earlier provenance holds until replaced
+                assert prev is not None
+                row.values["note"] = f"replacing the output of {prev.values.get('date') or 'an earlier run'}"
             todo.append((src, out, row))
+        rows.append(row)
     return rows, todo
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM (what SLURM and `kill` send) and SIGINT (Ctrl-C) raise `BatchInterrupted` in the
+    main thread, once: the handlers are restored at the first signal, so a second one acts as
+    usual. Elsewhere than the main thread nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    before = {s: signal.getsignal(s) for s in sigs}
+
+    def handler(signum: int, frame: Any) -> None:
+        for s, h in before.items():
+            signal.signal(s, h)
+        raise BatchInterrupted(signum, f"interrupted by {signal.Signals(signum).name}")
+
+    for s in sigs:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 def upscale_files(
@@ -303,13 +401,18 @@ def upscale_files(
     """Super-resolve every scan found under `inputs` into `outdir`, mirroring folder structure.
 
     Finished outputs are skipped unless `config.overwrite`, so an interrupted batch resumes. A scan
-    that fails is recorded with its reason and the batch goes on. `manifest.csv` in `outdir` is
-    rewritten (atomically) after each scan. `clock` times the engine's stages (the benchmark's
-    device-busy fraction).
+    that fails is recorded with its reason and the batch goes on. `manifest.csv` in `outdir` is a
+    ledger: one row per input ever processed into that folder, merged on every run (rows of
+    inputs not in this run are kept; a kept output keeps the provenance of the run that made it),
+    rewritten atomically after each scan with statuses that are true at that moment (`STATUSES`).
+    Temporary files of killed runs are removed first (`remove_stale_temps`). `clock` times the
+    engine's stages (the benchmark's device-busy fraction).
 
     Raises:
         FileNotFoundError: an input path does not exist, or no scans were found.
         PermissionError: `outdir` cannot be written.
+        BatchInterrupted: SIGTERM or SIGINT; the write under way was finished and the manifest
+            written first.
     """
     config = config or UpscaleConfig()
     outdir = Path(outdir)
@@ -326,36 +429,93 @@ def upscale_files(
         sources = sources[k - 1 :: n]
         manifest = outdir / f"manifest.shard-{k}-of-{n}.csv"
         log.info("shard %d of %d: %d scans", k, n, len(sources))
+    removed = remove_stale_temps(outdir)
+    if removed:
+        log.warning("removed %d temporary file(s) left by an interrupted run: %s", len(removed),
+                    ", ".join(p.name for p in removed[:5]) + (" ..." if len(removed) > 5 else ""))  # fmt: skip
     method, engine, common = _method_and_engine(config)
     winfo = engine.weights if engine is not None else None
-    rows, todo = _plan(sources, outdir, config, common)
+    previous = read_manifest(manifest)
+    rows, todo = _plan(sources, outdir, config, common, previous)
+    ledger = dict(previous)
+    ledger.update((r.input, r) for r in rows)
 
-    # Reading (and decompressing) the next scan and writing the last one run in background
-    # threads while the current one is computed, so the device is not idle between scans; gzip,
-    # file I/O and torch release the GIL.
+    def save() -> None:
+        write_manifest(ledger.values(), manifest)
+
+    save()  # the pending rows are on disk before the first scan starts
     errors = (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError)
     bar = tqdm(total=len(todo), desc="upscale", unit="scan", disable=not progress)
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+    try:
+        with _stop_on_signals():
+            _run_batch(todo, method, engine, winfo, config, previous, errors, bar, save, clock)
+    except BatchInterrupted as stop:
+        bar.close()
+        save()
+        counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
+        raise BatchInterrupted(
+            stop.signum,
+            f"{stop}: {counts['ok']} written, {counts['failed']} failed, {counts['skipped']} kept from earlier, "
+            f"{counts['pending']} not done (status pending in {manifest}); run the same command again to resume",
+        ) from None
+    bar.close()
+    save()
+    return BatchResult(rows, manifest)
+
+
+def _run_batch(
+    todo: list[tuple[ScanSource, Path, ManifestRow]],
+    method: str,
+    engine: GeneratorEngine | None,
+    winfo: WeightsInfo | None,
+    config: UpscaleConfig,
+    previous: dict[str, ManifestRow],
+    errors: tuple[type[BaseException], ...],
+    bar: Any,
+    save: Callable[[], None],
+    clock: StageClock | None,
+) -> None:
+    """The scans of `todo`, one at a time on the device. Reading (and decompressing) the next scan
+    and writing the last one run in background threads while the current one is computed, so the
+    device is not idle between scans; gzip, file I/O and torch release the GIL. On
+    `BatchInterrupted` the write under way is finished (atomically) before it propagates."""
+    reader = ThreadPoolExecutor(max_workers=1)
+    writer = ThreadPoolExecutor(max_workers=1)
+    pending: list[tuple[Future, ManifestRow, Path, float, dict[str, Any]]] = []
+
+    def fail(row: ManifestRow, exc: BaseException, t0: float) -> None:
+        prev = previous.get(row.input)
+        if prev is not None and prev.status in ("ok", "skipped") and prev.output and Path(prev.output).exists():
+            row.values = dict(prev.values)  # the earlier output and its provenance still stand
+            row.output = prev.output
+            row.values["note"] = "this run failed; the earlier output is kept"
+        else:
+            row.output = ""
+        row.status, row.error = "failed", str(exc)
+        row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
+        log.error("%s", exc)
+
+    def finish() -> None:
+        while pending:
+            fut, row, out, t0, values = pending[0]
+            try:
+                fut.result()
+                row.values.update(values)
+                row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
+                row.values["date"] = datetime.now().isoformat(timespec="seconds")
+                row.values.pop("note", None)
+                row.status, row.error, row.output = "ok", "", str(out)
+            except errors as exc:
+                fail(row, exc, t0)
+            pending.pop(0)
+            save()
+            bar.update()
+
+    try:
         reads = [reader.submit(src.read) for src, _, _ in todo[:1]]
-        pending: tuple[Future, ManifestRow, float] | None = None
         if engine is not None and todo:
             engine.warmup()  # first-call costs, once per process, while the first scan is read
             engine.clock = clock
-
-        def finish(job: tuple[Future, ManifestRow, float] | None) -> None:
-            if job is None:
-                return
-            fut, row, t0 = job
-            try:
-                fut.result()
-                row.status = "ok"
-            except errors as exc:
-                row.status, row.error, row.output = "failed", str(exc), ""
-                log.error("%s", exc)
-            row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
-            write_manifest(rows, manifest)
-            bar.update()
-
         for i, (src, out, row) in enumerate(todo):
             bar.set_postfix_str(src.name[-30:])
             t0 = time.perf_counter()
@@ -367,32 +527,39 @@ def upscale_files(
                 factors = config.factors_for(vol)
                 if config.adapt_steps and engine is not None:
                     sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
-                    row.values.update(
-                        adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}"
-                    )
+                    row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}")
                 else:
                     sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
                 what = f"srgan3d {method} x{_fmt(factors)}"
                 if winfo:
                     what += f" {winfo.name} {winfo.sha256[:12]}"
-                row.values.update(
+                data, dtype_info = output_array(sr, config.dtype)
+                values = dict(
                     scale=_fmt(factors), input_shape=_fmt(vol.shape), output_shape=_fmt(sr.shape),
                     input_spacing_mm=_fmt(vol.spacing_mm), output_spacing_mm=_fmt(sr.spacing_mm),
-                    orientation=vol.orientation,
+                    orientation=vol.orientation, nonfinite_voxels=vol.meta.get("nonfinite_voxels", 0),
+                    clipped_voxels=sr.meta.get("clipped_voxels", 0), **dtype_info,
                 )  # fmt: skip
+                values.pop("dtype_note")
                 del vol
-                finish(pending)
-                pending = (writer.submit(write_volume, sr, out, description=what), row, t0)
-                del sr
+                finish()
+                out_vol = Volume(data, sr.affine, sr.meta)
+                pending.append((writer.submit(write_volume, out_vol, out, description=what, dtype=data.dtype),
+                                row, out, t0, values))  # fmt: skip
+                del sr, data, out_vol
             except errors as exc:
-                row.status, row.error, row.output = "failed", str(exc), ""
-                row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
-                log.error("%s", exc)
-                finish(pending)
-                pending = None
-                write_manifest(rows, manifest)
+                fail(row, exc, t0)
+                finish()
+                save()
                 bar.update()
-        finish(pending)
-    bar.close()
-    write_manifest(rows, manifest)
-    return BatchResult(rows, manifest)
+        finish()
+    except BatchInterrupted:
+        # The scan being computed stays pending; the write under way completes (atomically).
+        reader.shutdown(wait=False, cancel_futures=True)
+        finish()
+        raise
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True)
+        if engine is not None:
+            engine.clock = None

@@ -1,0 +1,207 @@
+"""The manifest as a ledger, signal-safe batches, and nothing changed silently (issue 15)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import smooth_volume
+
+import srgan3d.sr.upscale as upscale_mod
+from srgan3d.sr.upscale import UpscaleConfig, upscale_files
+from srgan3d.volume import read_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _scans(folder: Path, n: int, shape=(14, 12, 8), dtype=np.float32) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        x = smooth_volume(shape, seed=i)
+        data = ((x - x.min()) / np.ptp(x) * 800 + 50).astype(dtype)
+        p = folder / f"s{i}.nii.gz"
+        nib.save(nib.Nifti1Image(data, np.diag([1.2, 1.2, 3.0, 1.0])), str(p))
+        paths.append(p)
+    return paths
+
+
+def _manifest(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="") as f:
+        return {Path(r["input"]).name: r for r in csv.DictReader(f)}
+
+
+def test_rerun_with_another_method_keeps_the_provenance_of_the_outputs(tmp_path):
+    scans = _scans(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="trilinear"))
+    first = _manifest(out / "manifest.csv")
+    assert {r["status"] for r in first.values()} == {"ok"} and all(r["date"] for r in first.values())
+
+    # One file again, another method, no --overwrite: the output is kept, and so is its row.
+    upscale_files([scans[0]], out, UpscaleConfig(method="sinc"))
+    second = _manifest(out / "manifest.csv")
+    assert set(second) == {"s0.nii.gz", "s1.nii.gz", "s2.nii.gz"}  # the other rows are not lost
+    row = second["s0.nii.gz"]
+    assert row["status"] == "skipped" and row["method"] == "trilinear"
+    for col in ("output", "output_shape", "input_spacing_mm", "seconds", "date", "srgan3d"):
+        assert row[col] == first["s0.nii.gz"][col], col
+    assert second["s1.nii.gz"] == first["s1.nii.gz"]
+
+    # --overwrite replaces the file and with it the provenance.
+    before = (out / "s0_sr2x.nii.gz").read_bytes()
+    upscale_files([scans[0]], out, UpscaleConfig(method="sinc", overwrite=True))
+    third = _manifest(out / "manifest.csv")
+    assert third["s0.nii.gz"]["status"] == "ok" and third["s0.nii.gz"]["method"] == "sinc"
+    assert (out / "s0_sr2x.nii.gz").read_bytes() != before
+    assert third["s2.nii.gz"] == first["s2.nii.gz"]
+
+
+def test_an_output_made_elsewhere_is_skipped_without_invented_provenance(tmp_path):
+    _scans(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s0_sr2x.nii.gz").write_bytes(b"not ours")
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="trilinear"))
+    row = _manifest(out / "manifest.csv")["s0.nii.gz"]
+    assert row["status"] == "skipped" and row["method"] == "" and "provenance unknown" in row["note"]
+
+
+def test_statuses_are_true_while_the_batch_runs(tmp_path, monkeypatch):
+    _scans(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    seen = []
+    real = upscale_mod.upscale_volume
+
+    def spy(vol, **kw):
+        seen.append(_manifest(out / "manifest.csv"))
+        return real(vol, **kw)
+
+    monkeypatch.setattr(upscale_mod, "upscale_volume", spy)
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="trilinear"))
+    assert [r["status"] for r in seen[0].values()] == ["pending"] * 3
+    for snapshot in seen:
+        for r in snapshot.values():
+            # a row names an output only once it exists
+            assert (r["status"] == "ok") == bool(r["output"]), r
+            if r["output"]:
+                assert Path(r["output"]).is_file()
+
+
+def test_a_failed_overwrite_keeps_the_earlier_output_and_says_so(tmp_path, monkeypatch):
+    _scans(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="trilinear"))
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(upscale_mod, "upscale_volume", broken)
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="sinc", overwrite=True))
+    row = _manifest(out / "manifest.csv")["s0.nii.gz"]
+    assert row["status"] == "failed" and "simulated failure" in row["error"]
+    assert row["method"] == "trilinear" and Path(row["output"]).is_file() and "earlier output is kept" in row["note"]
+
+
+def test_nonfinite_voxels_and_clipping_are_recorded(tmp_path):
+    x = smooth_volume((14, 12, 8), seed=3)
+    data = ((x - x.min()) / np.ptp(x) * 800 + 50).astype(np.float32)
+    data[0, :5, 0] = np.nan
+    data[3, 3, 3] = np.inf
+    data[7:, 6:, 4:] = 0  # a sharp edge to zero: zero-filled k-space undershoots there
+    (tmp_path / "in").mkdir()
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "in" / "nan.nii.gz"))
+    upscale_files([tmp_path / "in"], tmp_path / "out", UpscaleConfig(method="sinc"))
+    row = _manifest(tmp_path / "out" / "manifest.csv")["nan.nii.gz"]
+    assert row["status"] == "ok" and row["nonfinite_voxels"] == "6"
+    assert int(row["clipped_voxels"]) > 0  # non-negative input: sinc's undershoot raised to 0
+    assert read_volume(tmp_path / "out" / "nan_sr2x.nii.gz").data.min() >= 0
+
+
+def test_dtype_input_keeps_an_integer_input_type(tmp_path):
+    _scans(tmp_path / "in", 1, dtype=np.int16)
+    upscale_files([tmp_path / "in"], tmp_path / "f32", UpscaleConfig(method="sinc"))
+    upscale_files([tmp_path / "in"], tmp_path / "i16", UpscaleConfig(method="sinc", dtype="input"))
+    f32, i16 = (nib.load(str(tmp_path / d / "s0_sr2x.nii.gz")) for d in ("f32", "i16"))
+    assert f32.get_data_dtype() == np.float32 and i16.get_data_dtype() == np.int16
+    np.testing.assert_array_equal(np.asarray(i16.dataobj), np.rint(f32.get_fdata()))
+    row = _manifest(tmp_path / "i16" / "manifest.csv")["s0.nii.gz"]
+    assert row["output_dtype"] == "int16" and row["dtype_clipped_voxels"] == "0"
+    assert (tmp_path / "i16" / "s0_sr2x.nii.gz").stat().st_size < (tmp_path / "f32" / "s0_sr2x.nii.gz").stat().st_size
+
+
+def test_dtype_input_with_a_scaled_source_fits_slope_and_intercept(oblique_nifti, tmp_path):
+    """The fixture is int16 with scl_slope 2, scl_inter 10: the output is int16 too, its own
+    slope/intercept keep the output's range (no clipping)."""
+    upscale_files([oblique_nifti], tmp_path / "o", UpscaleConfig(method="sinc", dtype="input"))
+    upscale_files([oblique_nifti], tmp_path / "f", UpscaleConfig(method="sinc"))
+    name = oblique_nifti.name.replace(".nii.gz", "_sr2x.nii.gz")
+    out, ref = (nib.load(str(tmp_path / d / name)) for d in ("o", "f"))
+    assert out.get_data_dtype() == np.int16
+    slope = float(out.dataobj.slope)
+    np.testing.assert_allclose(out.get_fdata(), ref.get_fdata(), atol=slope / 2 + 1e-3)
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path):
+    _scans(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = [out / f".s0_sr2x.nii.gz.{pid}.tmp.nii.gz", out / "sub" / f".manifest.csv.{pid}.tmp.csv"]
+    live = out / f".x_sr2x.nii.gz.{os.getppid()}.tmp.nii.gz"  # a running process's: not ours to remove
+    other = out / ".notes.txt"
+    for p in (*stale, live, other):
+        p.write_bytes(b"partial")
+        os.utime(p, (time.time() - 60, time.time() - 60))
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="trilinear"))
+    assert not any(p.exists() for p in stale)
+    assert live.exists() and other.exists()
+
+
+def _start_batch(tmp_path: Path, n: int) -> tuple[subprocess.Popen, Path]:
+    _scans(tmp_path / "in", n, shape=(40, 36, 24))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "srgan3d", "upscale", str(tmp_path / "in"), "-o", str(out), "--method", "tricubic"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the first scan is written
+        m = out / "manifest.csv"
+        if m.exists() and any(r["status"] == "ok" for r in _manifest(m).values()):
+            return proc, out
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the batch wrote nothing in 120 s")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_batch_writes_the_manifest_and_leaves_no_debris(tmp_path, sig, code):
+    n = 30
+    proc, out = _start_batch(tmp_path, n)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == code, output
+    assert "run the same command again to resume" in output and "not done" in output
+    rows = _manifest(out / "manifest.csv")
+    statuses = [r["status"] for r in rows.values()]
+    assert len(rows) == n and set(statuses) <= {"ok", "pending"} and "pending" in statuses
+    for r in rows.values():
+        assert (r["status"] == "ok") == Path(out, Path(r["input"]).name.replace(".nii.gz", "_sr2x.nii.gz")).exists()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left"
+    # Resuming finishes the rest and keeps the rows of the first run.
+    done_before = {k: r for k, r in rows.items() if r["status"] == "ok"}
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="tricubic"))
+    after = _manifest(out / "manifest.csv")
+    assert {r["status"] for k, r in after.items() if k not in done_before} == {"ok"}
+    assert all(after[k]["date"] == r["date"] and after[k]["status"] == "skipped" for k, r in done_before.items())
