@@ -156,6 +156,14 @@ def run_demo(
         modeling=ModelingConfig(seed=seed, n_bootstrap=n_bootstrap),
         progress=progress,
     )
+    # The phantom's SR quality goes into the study's results and report too.
+    from srgan3d.study.report import write_report
+
+    res_path = outdir / "evaluation" / "results.json"
+    stored = json.loads(res_path.read_text())
+    stored["sr_quality"] = {k: summary[k] for k in ("method", "note", "hr_shape", "hr_spacing_mm", "results")}
+    write_text_atomic(res_path, json.dumps(stored, indent=2))
+    write_report(outdir / "evaluation")
     t3 = time.perf_counter()
     summary.update(
         report=str(outdir / "evaluation" / "report.html"),

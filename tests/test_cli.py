@@ -127,6 +127,9 @@ def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):
     assert by["sinc"]["psnr_db"] > by["trilinear"]["psnr_db"]
     html = (out / "evaluation" / "report.html").read_text()
     assert "Simulated data" in html and 'src="http' not in html and "<script" not in html
+    assert "Super-resolution quality against a known truth" in html
+    results = __import__("json").loads((out / "evaluation" / "results.json").read_text())
+    assert [r["method"] for r in results["sr_quality"]["results"]] == [r["method"] for r in summary["results"]]
     assert "SIMULATED" in res.output and "DeLong" in res.output
 
 

@@ -155,8 +155,13 @@ def test_dicom_missing_geometry_tags(tmp_path):
     [
         (
             lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), str(p)),
-            "expected one 3D volume",
+            "a single 2D slice; srgan3d upscales 3D volumes",
         ),
+        (
+            lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8, 1), np.float32), np.eye(4)), str(p)),
+            "a single 2D slice",
+        ),
+        (lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8, 4, 3, 2), np.float32), np.eye(4)), str(p)), "expected one 3D volume"),
         (lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8, 4, 3), np.float32), np.eye(4)), str(p)), "4D"),
         (
             lambda p: nib.save(nib.Nifti1Image(np.full((8, 8, 4), np.nan, np.float32), np.eye(4)), str(p)),

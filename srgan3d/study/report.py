@@ -31,9 +31,22 @@ code{background:#f5f5f5;padding:0 .2em}.small{font-size:.85em;color:#555}
 """
 
 
-def _png(fig: Any) -> str:
+SIMULATED_STAMP = "SIMULATED DATA: srgan3d synthetic cohort, not patients"
+
+
+def _stamp(results: dict) -> str | None:
+    return SIMULATED_STAMP if results.get("cohort", {}).get("simulated") else None
+
+
+def _png(fig: Any, stamp: str | None = None) -> str:
+    """The figure as a data URI; `stamp` is written across its foot, so that a copied figure
+    carries it (the simulated-data note)."""
     import matplotlib.pyplot as plt
 
+    if stamp:
+        fig.text(0.5, 0.005, stamp, ha="center", va="bottom", fontsize=9, color="#b00020", weight="bold",
+                 bbox={"facecolor": "#fff3cd", "edgecolor": "#b00020", "boxstyle": "round,pad=0.3"})  # fmt: skip
+        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.14))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -114,7 +127,7 @@ def roc_figure(results: dict) -> str:
                xlabel="1 − specificity", ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
         ax.legend(loc="lower right", fontsize=8, title="AUC [95% CI, DeLong]", title_fontsize=8)
         ax.set_aspect("equal")
-    return _png(fig)
+    return _png(fig, _stamp(results))
 
 
 def dca_figure(results: dict) -> str:
@@ -132,7 +145,7 @@ def dca_figure(results: dict) -> str:
            title="Decision curves, test set")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return _png(fig, _stamp(results))
 
 
 def calibration_figure(results: dict) -> str:
@@ -149,7 +162,7 @@ def calibration_figure(results: dict) -> str:
                xlim=(0, 1), ylim=(-0.02, 1.02))  # fmt: skip
         ax.legend(fontsize=8)
         ax.set_aspect("equal")
-    return _png(fig)
+    return _png(fig, _stamp(results))
 
 
 def examples_figure(results: dict) -> str | None:
@@ -180,7 +193,7 @@ def examples_figure(results: dict) -> str | None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig, _stamp(results))
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,6 +221,7 @@ def _performance_table(results: dict) -> pd.DataFrame:
                     "Accuracy": ci(op["accuracy"], op["accuracy_ci"]),
                     "Sensitivity": ci(op["sensitivity"], op["sensitivity_ci"]),
                     "Specificity": ci(op["specificity"], op["specificity_ci"]),
+                    "Youden threshold†": f"{op['threshold']:.3f}",
                     "Brier": f"{cal['brier']:.3f}",
                     "Corrected AUC*": (
                         f"{opt[m]['corrected_auc']:.3f}" if name == "train" and m in opt else ""
@@ -314,9 +328,21 @@ def render_html(results: dict) -> str:
                                     "non_responders": "Non-responders", "test": "Test", "p_value": "p"})  # fmt: skip
         parts.append(_table(summ, left=("Variable", "", "Test"), formats={"p": _p}))
 
-    parts.append("<h2>2. Clinical model</h2><p>Univariable logistic regression on the training set; variables with "
-                 f"p &lt; {cfg['modeling']['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
-                 "Odds ratios per unit of each variable (per mm of diameter; enhancement yes vs no).</p>")  # fmt: skip
+    candidates = list(cfg["modeling"]["clinical"])
+    entered = [r["variable"] for r in mod["clinical_multivariable"] if r["variable"] != "const"]
+    others = sorted({r["variable"] for r in results.get("cohort_summary", [])} - set(candidates))
+    parts.append(
+        "<h2>2. Clinical model</h2><p>Candidates considered: <b>"
+        + ", ".join(map(_esc, candidates))
+        + "</b> (the <code>clinical</code> modelling option; default: the study's tumour diameter and arterial "
+        "enhancement)."
+        + (f" Other clinical columns of the cohort table, summarised in section 1 but <b>not</b> candidates: "
+           f"{', '.join(map(_esc, others))}." if others else "")
+        + f" Univariable logistic regression of each candidate on the training set; those with p &lt; "
+        f"{cfg['modeling']['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
+        f"Entered: <b>{', '.join(map(_esc, entered))}</b>. Odds ratios per unit of each variable (per mm of "
+        "diameter; enhancement yes vs no).</p>"
+    )  # fmt: skip
     parts.append("<b>Univariable</b>" + _table(_or_table(mod["clinical_univariable"]), left=("Variable",)))
     parts.append(
         "<b>Multivariable</b>" + _table(_or_table(mod["clinical_multivariable"]), left=("Variable",))
@@ -337,9 +363,9 @@ def render_html(results: dict) -> str:
     for name in RADSCORE_MODELS:
         r = mod["radscore"][name]
         parts.append(
-            f"<p><b>{MODEL_LABELS[name]}</b>: {r['n_features_in']} → {r['n_variance_kept']} variable → "
-            f"{r['n_screen_passed']} with p &lt; {cfg['modeling']['screen_p']} → {r['n_after_redundancy']} after the redundancy "
-            f"filter → <b>{len(r['features'])}</b> selected (C = {r['C']:.3g}"
+            f"<p><b>{MODEL_LABELS[name]}</b>: {r['n_features_in']} features extracted; {r['n_variance_kept']} of them "
+            f"finite and not constant; {r['n_screen_passed']} pass the Mann–Whitney screen (p &lt; {cfg['modeling']['screen_p']}); "
+            f"{r['n_after_redundancy']} remain after the redundancy filter; LASSO keeps <b>{len(r['features'])}</b> (C = {r['C']:.3g}"
             + (
                 "; the cross-validated optimum selected none, so the strongest penalty keeping one feature was used"
                 if r["fallback"]
@@ -359,7 +385,9 @@ def render_html(results: dict) -> str:
     parts.append(_table(_performance_table(results), left=("Model", "Set")))
     parts.append(
         "<p class='small'>* Optimism-corrected AUC of the whole selection-and-fitting pipeline, "
-        "bootstrap over all patients; it does not depend on the one split.</p>"
+        "bootstrap over all patients; it does not depend on the one split. † Predicted probability of response "
+        "at or above which a patient is called a responder: Youden's J maximised on the training set, the same "
+        "value on both rows of a model.</p>"
     )
     parts.append(
         "<b>DeLong tests, test set</b>" + _table(_delong_table(results, "test"), left=("Model A", "Model B"))
@@ -388,6 +416,20 @@ def render_html(results: dict) -> str:
                  "– when the predictions separate the classes perfectly). Intercept: calibration-in-the-large.</p>")  # fmt: skip
 
     parts.append("<h2>7. Images</h2>")
+    quality = results.get("sr_quality")
+    if quality:
+        qdf = pd.DataFrame(quality["results"])
+        qdf = pd.DataFrame({"Method": qdf["method"], "PSNR dB (body)": qdf["psnr_db"].map(lambda v: f"{v:.2f}"),
+                            "SSIM (body)": qdf["ssim"].map(lambda v: f"{v:.4f}"),
+                            "PSNR dB (tumour)": qdf["psnr_tumour_db"].map(lambda v: f"{v:.2f}")})  # fmt: skip
+        parts.append(
+            "<b>Super-resolution quality against a known truth</b><p>One synthetic phantom "
+            f"({_esc('x'.join(map(str, quality['hr_shape'])))} voxels), degraded 2x by k-space truncation and "
+            "upscaled by each method, scored against its true high resolution. "
+            + ("<b>Simulated:</b> a phantom proves the plumbing, not the quality on patients; "
+               "see the weights' model card for held-out real MRI. " if _stamp(results) else "")
+            + "</p>" + _table(qdf, left=("Method",))
+        )  # fmt: skip
     ex = examples_figure(results)
     if ex:
         parts.append(_fig(ex, "Axial slice through the centre of the tumour VOI (yellow outline) before and after "

@@ -124,7 +124,7 @@ def test_batch_reports_every_bad_scan_and_goes_on(tmp_path, oblique_nifti):
     assert status["dicom_ok"][0] == "ok"
     expected_errors = {
         "truncated.nii.gz": "truncated or damaged",
-        "flat2d.nii.gz": "expected one 3D volume",
+        "flat2d.nii.gz": "a single 2D slice",
         "four_d.nii.gz": "expected one 3D volume",
         "nan.nii.gz": "NaN",
         "gappy": "missing",

@@ -117,7 +117,24 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     assert results["provenance"]["seed"] == 0 and "torch" in results["provenance"]["versions"]
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "http://" not in html and "https://" not in html
+    # the Youden thresholds of the training set are shown, one per model, the same on both of its rows
+    op = results["modeling"]["operating_points"]
+    for m, point in op["train"].items():
+        assert point["threshold"] == op["test"][m]["threshold"]
+        assert html.count(f">{point['threshold']:.3f}</td>") >= 2
+    assert "Youden threshold" in html and "Candidates considered: <b>diameter_mm, arterial_enhancement</b>" in html
+    assert "not</b> candidates" in html  # the cohort's other clinical columns are named
     assert tree_digest(tiny_cohort.parent) == before, "evaluate modified the user's cohort folder"
+
+    # every figure of a simulated cohort carries the simulated-data stamp in its own pixels
+    from srgan3d.study import report as report_mod
+
+    stamps = []
+    real_png = report_mod._png
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report_mod, "_png", lambda fig, stamp=None: stamps.append(stamp) or real_png(fig, stamp))
+        report_mod.render_html(results)
+    assert len(stamps) >= 4 and set(stamps) == {report_mod.SIMULATED_STAMP}
 
     # report re-renders from results.json alone
     alone = tmp_path / "alone"
