@@ -372,7 +372,8 @@ def evaluate(
         ),
     ] = None,
     params: Annotated[
-        Path | None, typer.Option(help="pyradiomics parameter file (default: the shipped one).")
+        str | None,
+        typer.Option(help="pyradiomics parameter file, or a shipped one: default, extended (~3,000 features)."),
     ] = None,
     method: Annotated[
         str, typer.Option(help="SR of the VOIs: auto, generator, sinc, tricubic, ...")
@@ -391,6 +392,15 @@ def evaluate(
     ] = 100,
     workers: Annotated[int, typer.Option(help="Processes for feature extraction (default: CPU cores).")] = 0,
     device: Annotated[str, typer.Option(help="Device of the generator: auto, cpu, cuda[:N].")] = "auto",
+    classifiers: Annotated[
+        str, typer.Option(help="Classifier panel on the selected features: any of lr,svm,knn,xgboost,mlp ('' = none).")
+    ] = "lr,svm,knn,xgboost,mlp",
+    panel_bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples of the panel's optimism-corrected AUC (0: skip).")
+    ] = 25,
+    comparators: Annotated[
+        str, typer.Option(help="Ordinal staging columns (e.g. bclc,child_pugh) compared with the best model.")
+    ] = "",
 ) -> None:
     """Radiomics before and after SR, the pre-SR, post-SR, clinical and combined models, DeLong,
     decision curves, calibration: report.html, results.json and CSVs in OUTPUT."""
@@ -398,15 +408,17 @@ def evaluate(
 
     from srgan3d.study.evaluation import evaluate_cohort
     from srgan3d.study.modeling import ModelingConfig
-    from srgan3d.study.radiomics import DEFAULT_PARAMS, RadiomicsConfig
+    from srgan3d.study.radiomics import RadiomicsConfig, resolve_params
 
     rcfg = RadiomicsConfig(
-        params=str(params or DEFAULT_PARAMS), spacing=spacing, common_spacing_mm=common_spacing, method=method,
+        params=resolve_params(params), spacing=spacing, common_spacing_mm=common_spacing, method=method,
         weights=weights, margin_vox=margin, device=device, workers=workers or os.cpu_count() or 1,
     )  # fmt: skip
     mcfg = ModelingConfig(
         test_size=test_size, seed=seed, n_bootstrap=bootstrap,
         clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),
+        classifiers=tuple(c.strip() for c in classifiers.split(",") if c.strip()), panel_bootstrap=panel_bootstrap,
+        comparators=tuple(c.strip() for c in comparators.split(",") if c.strip()),
     )  # fmt: skip
     with logging_redirect_tqdm():
         results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, progress=True)

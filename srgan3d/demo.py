@@ -153,7 +153,8 @@ def run_demo(
         cohort_dir / "cohort.csv",
         outdir / "evaluation",
         radiomics=RadiomicsConfig(method=summary["method"], workers=workers),
-        modeling=ModelingConfig(seed=seed, n_bootstrap=n_bootstrap),
+        modeling=ModelingConfig(seed=seed, n_bootstrap=n_bootstrap, comparators=("bclc", "child_pugh"),
+                                panel_bootstrap=min(25, n_bootstrap)),
         progress=progress,
     )
     # The phantom's SR quality goes into the study's results and report too.

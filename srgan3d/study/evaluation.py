@@ -88,8 +88,9 @@ def evaluate_cohort(
                 f"only {n} patients of class {cls} left after failed extractions; cannot fit models"
             )
     clin = keep[list(modeling.clinical)].astype(float)
+    staging = ordinal_columns(keep, modeling.comparators, cohort_csv) if modeling.comparators else None
     log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
-    res = run_modeling(feats.pre, feats.post, clin, y, modeling, progress=progress)
+    res = run_modeling(feats.pre, feats.post, clin, y, modeling, comparators=staging, progress=progress)
 
     pred = res.predictions.copy()
     pred.index.name = "patient_id"
@@ -143,6 +144,33 @@ def evaluate_cohort(
     )
     write_report(outdir)
     return results
+
+
+#: Stage letters of the common staging systems, in order of severity.
+ORDINAL_CODES = {"bclc": {"0": 0, "A": 1, "B": 2, "C": 3, "D": 4}, "child_pugh": {"A": 1, "B": 2, "C": 3}}
+
+
+def ordinal_columns(table: pd.DataFrame, columns: tuple[str, ...], source: Path) -> pd.DataFrame:
+    """The comparator columns as numbers: numeric values as they are, BCLC (0/A-D) and Child-Pugh
+    (A-C) letters by stage. A missing column or a value that is neither is an error naming the
+    column and rows."""
+    out = {}
+    for col in columns:
+        if col not in table.columns:
+            raise ValueError(f"{source}: comparator column {col!r} not in the cohort table ({', '.join(table.columns)})")
+        raw = table[col].astype(str).str.strip()
+        num = pd.to_numeric(raw, errors="coerce")
+        codes = next((m for k, m in ORDINAL_CODES.items() if k in col.lower().replace("-", "_")), {})
+        mapped = num.where(num.notna(), raw.str.upper().map(codes))
+        bad = list(table.index[mapped.isna()])
+        if bad:
+            raise ValueError(
+                f"{source}: comparator {col!r} needs ordinal values (numbers, or stage letters "
+                f"{'/'.join(codes) or 'of BCLC or Child-Pugh'}); rows {', '.join(map(str, bad[:10]))} hold "
+                f"{', '.join(sorted(set(raw[mapped.isna()]))[:5])}"
+            )
+        out[col] = mapped.astype(float)
+    return pd.DataFrame(out, index=table.index)
 
 
 def _json_default(o: Any) -> Any:

@@ -36,8 +36,8 @@ class ModelSpec:
 ROSTER = (
     ModelSpec("radiomics_pre_sr", "Radiomics, pre-SR", "#1f77b4"),
     ModelSpec("radiomics_post_sr", "Radiomics, post-SR", "#d62728"),
-    ModelSpec("clinical", "Clinical", "#2ca02c"),
-    ModelSpec("clinical_post_sr", "Clinical + post-SR radscore", "#9467bd"),
+    ModelSpec("clinical", "Clinical-radiological (CR)", "#2ca02c"),
+    ModelSpec("clinical_post_sr", "RCR: CR + post-SR radscore", "#9467bd"),
 )
 MODEL_NAMES = tuple(m.name for m in ROSTER)
 MODEL_LABELS = {m.name: m.label for m in ROSTER}
@@ -64,6 +64,11 @@ class ModelingConfig:
         clinical_p_enter: univariable p-value below which a clinical variable enters the
             multivariable model; if none does, all candidates enter.
         n_bootstrap: bootstrap resamples for the optimism-corrected AUC (0 = skip).
+        classifiers: the classifier panel (`srgan3d.study.panel`) on each image's selected
+            features; () = no panel.
+        panel_bootstrap: resamples of the panel's optimism correction (0 = skip).
+        comparators: ordinal columns (staging systems such as BCLC or Child-Pugh) compared with
+            the best model by AUC and DeLong.
     """
 
     test_size: float = 0.2
@@ -77,8 +82,14 @@ class ModelingConfig:
     clinical: tuple[str, ...] = ("diameter_mm", "arterial_enhancement")
     clinical_p_enter: float = 0.10
     n_bootstrap: int = 100
+    classifiers: tuple[str, ...] = ("lr", "svm", "knn", "xgboost", "mlp")
+    panel_bootstrap: int = 25
+    comparators: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from srgan3d.study.panel import parse_classifiers
+
+        object.__setattr__(self, "classifiers", parse_classifiers(self.classifiers))
         if not 0.05 <= self.test_size <= 0.5:
             raise ValueError(f"test size must lie between 0.05 and 0.5, not {self.test_size}")
         if not self.clinical:
@@ -387,6 +398,9 @@ class ModelingResult:
     calibration: dict[str, dict[str, dict]]
     decision_curve: pd.DataFrame  # test set
     optimism: pd.DataFrame | None
+    panel: dict[str, Any] | None = None
+    comparators: list[dict[str, Any]] = field(default_factory=list)
+    nomogram: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -399,6 +413,9 @@ class ModelingResult:
             "calibration": self.calibration,
             "decision_curve": self.decision_curve.reset_index().to_dict(orient="list"),
             "optimism": None if self.optimism is None else self.optimism.to_dict(orient="records"),
+            "panel": self.panel,
+            "comparators": self.comparators,
+            "nomogram": self.nomogram,
             "clinical_univariable": self.fitted.clinical_univariable.to_dict(orient="records"),
             "clinical_multivariable": self.fitted.clinical.table_.to_dict(orient="records"),
             "combined_model": self.fitted.combined.table_.to_dict(orient="records"),
@@ -427,6 +444,7 @@ def run_modeling(
     config: ModelingConfig,
     *,
     split: tuple[np.ndarray, np.ndarray] | None = None,
+    comparators: pd.DataFrame | None = None,
     progress: bool = False,
 ) -> ModelingResult:
     """Split, fit on the training rows, evaluate on both sets, and bootstrap the whole pipeline.
@@ -436,6 +454,7 @@ def run_modeling(
         clin: the clinical variables (numeric), same rows.
         y: 1 = objective response, 0 = none.
         split: (train, test) row indices; None = `split_patients(y, ...)` from the config.
+        comparators: ordinal staging columns (same rows), compared with the best model.
     """
     y = np.asarray(y, int)
     if not (pre.index.equals(post.index) and pre.index.equals(clin.index)):
@@ -479,7 +498,24 @@ def run_modeling(
         if config.n_bootstrap > 0
         else None
     )
+    panel = None
+    if config.classifiers:
+        from srgan3d.study.panel import run_panel
+
+        log.info("classifier panel: %s", ", ".join(config.classifiers))
+        panel = run_panel(
+            pre, post, y, train, test,
+            {"pre": list(fitted.radscore_pre.features_), "post": list(fitted.radscore_post.features_)},
+            {"clinical": pred["clinical"].to_numpy()},
+            classifiers=config.classifiers, seed=config.seed, cv_folds=config.cv_folds,
+            n_bootstrap=config.panel_bootstrap,
+        )  # fmt: skip
+    comp = compare_staging(comparators, pred, panel, y, train, test) if comparators is not None else []
     return ModelingResult(
+        panel=panel,
+        comparators=comp,
+        nomogram=nomogram(fitted.combined, clin.iloc[train].assign(
+            radscore_post_sr=fitted.radscore_post.decision_function(post.iloc[train]))),
         config=config,
         train_ids=[str(i) for i in tr],
         test_ids=[str(i) for i in pre.index[test]],
@@ -492,6 +528,81 @@ def run_modeling(
         decision_curve=dca,
         optimism=optimism,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Staging systems as comparators
+
+
+def best_model(pred: pd.DataFrame, panel: dict[str, Any] | None) -> tuple[str, np.ndarray]:
+    """The study's best model: the panel's pick (training-set cross-validated AUC) when there is
+    one, else the post-SR radscore; its name and probabilities on all rows."""
+    if panel and panel.get("best"):
+        b = panel["best"]
+        return f"{b['classifier']}_{b['image']}", np.asarray(panel["predictions"][f"{b['classifier']}_{b['image']}"])
+    return "radiomics_post_sr", pred["radiomics_post_sr"].to_numpy()
+
+
+def compare_staging(
+    comparators: pd.DataFrame, pred: pd.DataFrame, panel: dict[str, Any] | None, y: np.ndarray,
+    train: np.ndarray, test: np.ndarray,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """AUC with DeLong CI of each ordinal comparator on the test set, and DeLong against the best
+    model. The direction (does a higher stage mean response or non-response?) is fixed on the
+    training set: a comparator whose training AUC is below 0.5 is negated."""
+    name, best = best_model(pred, panel)
+    rows = []
+    for col in comparators.columns:
+        v = comparators[col].to_numpy(float)
+        sign = 1.0 if stats.roc_auc_ci(y[train], v[train]).auc >= 0.5 else -1.0
+        score = sign * v
+        roc = stats.roc_auc_ci(y[test], score[test]).to_dict()
+        d = stats.delong_test(y[test], best[test], score[test]).to_dict()
+        rows.append({"comparator": col, "direction": "higher = response" if sign > 0 else "higher = non-response",
+                     "test": roc, "best_model": name, "delong_vs_best": d})  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Nomogram
+
+
+def nomogram(model: Logistic, X_train: pd.DataFrame) -> dict[str, Any]:
+    """Points of a logistic model's nomogram over the training range of each predictor.
+
+    Predictor j contributes points_j(x) = 100 * b_j * (x - ref_j) / R, where ref_j is the end of
+    its training range that gives 0 points and R the largest |b_j| * range over predictors (that
+    predictor spans 0-100). The linear predictor is then ``offset + total_points * R / 100`` with
+    ``offset = b_0 + sum_j b_j * ref_j``: `nomogram_linear_predictor`.
+    """
+    b = model.params_
+    rows = []
+    spans = {}
+    for v in model.variables:
+        lo, hi = float(X_train[v].min()), float(X_train[v].max())
+        spans[v] = (lo, hi)
+    R = max(abs(float(b[v])) * (hi - lo) for v, (lo, hi) in spans.items()) or 1.0
+    offset = float(b["const"])
+    for v in model.variables:
+        lo, hi = spans[v]
+        ref = lo if b[v] >= 0 else hi
+        offset += float(b[v]) * ref
+        rows.append({"variable": v, "coefficient": float(b[v]), "min": lo, "max": hi, "ref": ref,
+                     "points_per_unit": 100.0 * float(b[v]) / R,
+                     "max_points": 100.0 * abs(float(b[v])) * (hi - lo) / R})  # fmt: skip
+    return {"predictors": rows, "scale": R / 100.0, "offset": offset}
+
+
+def nomogram_points(nomo: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
+    """Total points of each row."""
+    total = np.zeros(len(X))
+    for r in nomo["predictors"]:
+        total += r["points_per_unit"] * (X[r["variable"]].to_numpy(float) - r["ref"])
+    return total
+
+
+def nomogram_linear_predictor(nomo: dict[str, Any], total_points: np.ndarray) -> np.ndarray:
+    return nomo["offset"] + np.asarray(total_points) * nomo["scale"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,15 @@ log = logging.getLogger(__name__)
 
 PARAMS_DIR = Path(__file__).parent / "params"
 DEFAULT_PARAMS = PARAMS_DIR / "arterial_mri.yaml"
+#: Parameter files shipped with srgan3d, by the name `--params` accepts.
+SHIPPED_PARAMS = {"default": DEFAULT_PARAMS, "arterial_mri": DEFAULT_PARAMS, "extended": PARAMS_DIR / "extended.yaml"}
+
+
+def resolve_params(name_or_path: str | Path | None) -> str:
+    """A shipped parameter file's name ("default", "extended") or a path, as a path."""
+    if name_or_path is None:
+        return str(DEFAULT_PARAMS)
+    return str(SHIPPED_PARAMS.get(str(name_or_path), name_or_path))
 SPACINGS = ("native", "common")
 
 

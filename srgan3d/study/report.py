@@ -196,6 +196,167 @@ def examples_figure(results: dict) -> str | None:
     return _png(fig, _stamp(results))
 
 
+def panel_roc_figure(results: dict) -> str | None:
+    """Test-set ROC of each panel classifier, pre-SR (dashed) and post-SR (solid), with the
+    clinical model."""
+    import matplotlib.pyplot as plt
+
+    from srgan3d.study.panel import CLASSIFIER_LABELS
+
+    panel = results["modeling"].get("panel") or {}
+    if not panel.get("models"):
+        return None
+    pred = _predictions(results)
+    test = (pred["set"] == "test").to_numpy()
+    y = pred["label"].to_numpy(int)[test]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    for ax, image in zip(axes, ("pre", "post"), strict=True):
+        for colour, (name, images) in zip(colours, panel["models"].items(), strict=False):
+            if image not in images:
+                continue
+            p = np.asarray(panel["predictions"][f"{name}_{image}"])[test]
+            pts = stats.roc_points(y, p)
+            r = images[image]["test"]
+            ax.step(pts["fpr"], pts["tpr"], where="post", color=colour, lw=1.8,
+                    label=f"{CLASSIFIER_LABELS[name]}: {r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]")  # fmt: skip
+        pts = stats.roc_points(y, pred["clinical"].to_numpy()[test])
+        ax.step(pts["fpr"], pts["tpr"], where="post", color="#555", lw=1.2, ls="--", label="Clinical (CR)")
+        ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
+        ax.set(title=f"Classifier panel, {image}-SR features, test set", xlabel="1 − specificity",
+               ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
+        ax.legend(loc="lower right", fontsize=7, title="AUC [95% CI, DeLong]", title_fontsize=7)
+        ax.set_aspect("equal")
+    return _png(fig, _stamp(results))
+
+
+def nomogram_figure(results: dict) -> str | None:
+    """The combined (RCR) logistic model as a nomogram: a points axis per predictor, total points,
+    and the probability of response they give."""
+    import matplotlib.pyplot as plt
+    from scipy.special import expit
+
+    nomo = results["modeling"].get("nomogram")
+    if not nomo:
+        return None
+    preds = nomo["predictors"]
+    total_max = sum(r["max_points"] for r in preds)
+    n = len(preds) + 3
+    fig, ax = plt.subplots(figsize=(9, 0.75 * n + 0.8))
+    scale_x = 100.0 / max(total_max, 1e-9)  # total-points axis drawn on the same 0-100 width
+
+    def axis(row: int, label: str, ticks: list[tuple[float, str]]) -> None:
+        yv = n - row
+        xs = [t[0] for t in ticks]
+        ax.plot([min(xs), max(xs)], [yv, yv], color="#333", lw=1)
+        for x, text in ticks:
+            ax.plot([x, x], [yv, yv + 0.12], color="#333", lw=1)
+            ax.text(x, yv + 0.18, text, ha="center", va="bottom", fontsize=7)
+        ax.text(-4, yv, label, ha="right", va="center", fontsize=9)
+
+    axis(0, "Points", [(x, f"{x:g}") for x in range(0, 101, 10)])
+    for i, r in enumerate(preds, start=1):
+        vals = np.linspace(r["min"], r["max"], 5)
+        axis(i, r["variable"], [(r["points_per_unit"] * (v - r["ref"]), f"{v:.3g}") for v in vals])
+    tot = np.linspace(0, total_max, 6)
+    axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:.0f}") for t in tot])
+    probs = [p for p in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)]
+    lp = nomo["offset"] + tot * nomo["scale"]
+    ticks = []
+    for p in probs:
+        t = (np.log(p / (1 - p)) - nomo["offset"]) / nomo["scale"]
+        if 0 <= t <= total_max:
+            ticks.append((t * scale_x, f"{p:g}"))
+    if len(ticks) >= 2:
+        axis(len(preds) + 2, "P(response)", ticks)
+    ax.set(xlim=(-30, 108), ylim=(0.3, n + 0.8))
+    ax.axis("off")
+    ax.set_title(f"Nomogram of the combined model (RCR); probability range {expit(lp.min()):.2f}-{expit(lp.max()):.2f}",
+                 fontsize=10)  # fmt: skip
+    return _png(fig, _stamp(results))
+
+
+def _net_benefit_table(results: dict) -> pd.DataFrame:
+    dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
+    rows = []
+    for t in (0.2, 0.4, 0.6):
+        i = int(np.argmin(np.abs(dc.index.to_numpy() - t)))
+        r = dc.iloc[i]
+        rows.append({"Threshold": f"{t:.1f}", **{MODEL_LABELS[m]: f"{r[m]:.3f}" for m in MODEL_NAMES},
+                     "Treat all": f"{r['treat_all']:.3f}", "Treat none": "0.000"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _panel_section(results: dict) -> list[str]:
+    from srgan3d.study.panel import CLASSIFIER_LABELS
+
+    panel = results["modeling"].get("panel")
+    if not panel:
+        return []
+    parts = ["<h2>4b. Classifier panel</h2>"]
+    f = panel["features"]
+    parts.append(
+        "<p>Five classifiers on the features each image's radscore selected on the training set "
+        f"(pre-SR: {', '.join(map(_esc, f.get('pre') or ['none']))}; post-SR: {', '.join(map(_esc, f.get('post') or ['none']))}), "
+        f"standardised with training statistics. Hyperparameters by grid search with {panel['inner_cv_folds']}-fold "
+        "stratified cross-validation on the training set only (ROC AUC); SVM probabilities Platt-calibrated on "
+        "training folds. Thresholds: Youden on the training set. Optimism-corrected AUC: "
+        f"{panel['n_bootstrap']} stratified bootstrap resamples of all patients, features and hyperparameters fixed "
+        "as chosen (so it corrects the fitting, not the selection; the radscore rows above redo both).</p>"
+    )
+    if panel.get("best"):
+        b = panel["best"]
+        parts.append(f"<p><b>Best classifier: {_esc(CLASSIFIER_LABELS[b['classifier']])}, {b['image']}-SR features</b> "
+                     f"(training cross-validated AUC {b['cv_auc']:.3f}): chosen by {_esc(b['rule'])}.</p>")  # fmt: skip
+    rows = []
+    for name, images in panel["models"].items():
+        for image, m in images.items():
+            op = m["operating_point"]
+            t = m["test"]
+
+            def ci(v: float, lohi: list[float]) -> str:
+                return f"{v:.3f} [{lohi[0]:.3f}-{lohi[1]:.3f}]" if np.isfinite(v) else "–"
+
+            rows.append({"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR",
+                         "Train CV AUC": _num(m["cv_auc"]), "Train AUC": _num(m["train_auc"]),
+                         "Corrected AUC": _num(m.get("corrected_auc", float("nan"))),
+                         "Test AUC [95% CI]": f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]",
+                         "Accuracy": ci(op["accuracy"], op["accuracy_ci"]),
+                         "Sensitivity": ci(op["sensitivity"], op["sensitivity_ci"]),
+                         "Specificity": ci(op["specificity"], op["specificity_ci"]),
+                         "Threshold": f"{m['threshold']:.3f}",
+                         "Hyperparameters": ", ".join(f"{k}={v}" for k, v in m["params"].items())
+                         + ("; " + "; ".join(m["warnings"]) if m["warnings"] else "")})  # fmt: skip
+    parts.append(_table(pd.DataFrame(rows), left=("Classifier", "Image", "Hyperparameters")))
+    fig = panel_roc_figure(results)
+    if fig:
+        parts.append(_fig(fig, "Test-set ROC of each classifier on the pre-SR (left) and post-SR (right) features, "
+                          "with the clinical model."))  # fmt: skip
+    drows = [{"Classifier": CLASSIFIER_LABELS[d["classifier"]], "A": f"{d['a']}-SR" if d["a"] in ("pre", "post") else d["a"],
+              "B": f"{d['b']}-SR" if d["b"] in ("pre", "post") else MODEL_LABELS.get(d["b"], d["b"]),
+              "AUC A": f"{d['auc_a']:.3f}", "AUC B": f"{d['auc_b']:.3f}",
+              "A − B [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
+              "p": _p(d["p_value"])} for d in panel["delong"]]  # fmt: skip
+    if drows:
+        parts.append("<b>DeLong tests of the panel, test set</b>" + _table(pd.DataFrame(drows), left=("Classifier", "A", "B")))
+    if panel.get("skipped"):
+        parts.append("<p class='small'><b>Skipped:</b> " + "; ".join(f"{_esc(k)}: {_esc(v)}" for k, v in panel["skipped"].items()) + "</p>")
+    return parts
+
+
+def _comparators_section(results: dict) -> list[str]:
+    comp = results["modeling"].get("comparators") or []
+    if not comp:
+        return []
+    rows = [{"Comparator": c["comparator"], "Direction (from training set)": c["direction"],
+             "Test AUC [95% CI]": f"{c['test']['auc']:.3f} [{c['test']['ci_low']:.3f}-{c['test']['ci_high']:.3f}]",
+             "Best model": c["best_model"], "Best − comparator": f"{c['delong_vs_best']['difference']:+.3f}",
+             "DeLong p": _p(c["delong_vs_best"]["p_value"])} for c in comp]  # fmt: skip
+    return ["<h2>4c. Staging systems</h2><p>Each ordinal staging column as a score of its own, against the study's "
+            "best model (the panel's pick, else the post-SR radscore) on the test set.</p>",
+            _table(pd.DataFrame(rows), left=("Comparator", "Direction (from training set)", "Best model"))]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # HTML
 
@@ -348,7 +509,7 @@ def render_html(results: dict) -> str:
         "<b>Multivariable</b>" + _table(_or_table(mod["clinical_multivariable"]), left=("Variable",))
     )
     parts.append(
-        "<b>Clinical + post-SR radscore</b>" + _table(_or_table(mod["combined_model"]), left=("Variable",))
+        "<b>RCR: clinical-radiological + post-SR radscore</b>" + _table(_or_table(mod["combined_model"]), left=("Variable",))
     )
 
     parts.append("<h2>3. Radiomics signatures</h2>")
@@ -397,9 +558,18 @@ def render_html(results: dict) -> str:
         + _table(_delong_table(results, "train"), left=("Model A", "Model B"))
     )
 
+    parts += _panel_section(results)
+    parts += _comparators_section(results)
     parts.append("<h2>5. Clinical usefulness</h2>")
     parts.append(_fig(dca_figure(results), "Net benefit on the test set of treating (here: predicting response for) the "
                       "patients whose predicted probability is at or above each threshold."))  # fmt: skip
+    parts.append("<b>Net benefit at three threshold probabilities, test set</b>"
+                 + _table(_net_benefit_table(results), left=("Threshold",)))
+    nomo = nomogram_figure(results)
+    if nomo:
+        parts.append(_fig(nomo, "Nomogram of the combined logistic model (clinical-radiological variables + post-SR "
+                          "radscore, RCR), fitted on the training set: read each predictor's points, add them, and "
+                          "read the probability of response below the total."))  # fmt: skip
     parts.append("<h2>6. Calibration</h2>")
     parts.append(_fig(calibration_figure(results), "Observed fraction of responders against mean predicted probability "
                       "in groups of equal size (10 on the training set, 5 on the test set)."))  # fmt: skip

@@ -102,7 +102,8 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     before = tree_digest(tiny_cohort.parent)
     out = tmp_path / "eval"
     args = ["evaluate", str(tiny_cohort), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
-            "--bootstrap", "4", "--test-size", "0.25", "--method", "sinc", "--workers", "2"]  # fmt: skip
+            "--bootstrap", "4", "--test-size", "0.25", "--method", "sinc", "--workers", "2",
+            "--classifiers", "lr,svm", "--panel-bootstrap", "2", "--comparators", "bclc,child_pugh"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     for name in ("report.html", "results.json", "predictions.csv", "coefficients.csv", "features_pre.csv",
@@ -124,6 +125,12 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
         assert html.count(f">{point['threshold']:.3f}</td>") >= 2
     assert "Youden threshold" in html and "Candidates considered: <b>diameter_mm, arterial_enhancement</b>" in html
     assert "not</b> candidates" in html  # the cohort's other clinical columns are named
+    # the panel, the staging comparators, the net-benefit table and the nomogram are in the report
+    panel = results["modeling"]["panel"]
+    assert set(panel["models"]) <= {"lr", "svm"} and panel["best"]["rule"].startswith("highest training-set")
+    assert "4b. Classifier panel" in html and "Best classifier" in html and "4c. Staging systems" in html
+    assert [c["comparator"] for c in results["modeling"]["comparators"]] == ["bclc", "child_pugh"]
+    assert "Net benefit at three threshold probabilities" in html and "Nomogram of the combined" in html
     assert tree_digest(tiny_cohort.parent) == before, "evaluate modified the user's cohort folder"
 
     # every figure of a simulated cohort carries the simulated-data stamp in its own pixels

@@ -30,7 +30,7 @@ def _cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     return pre, post, clin, y
 
 
-CFG = ModelingConfig(n_bootstrap=0, seed=3)
+CFG = ModelingConfig(n_bootstrap=0, seed=3, panel_bootstrap=0)
 
 
 def test_split_is_stratified_and_seeded():
@@ -66,20 +66,29 @@ def test_nothing_from_the_test_set_reaches_any_fit():
         assert (
             base.operating_points["train"][m]["threshold"] == other.operating_points["train"][m]["threshold"]
         )
+    # every classifier of the panel too: same hyperparameters, same training predictions
+    for key, p in base.panel["predictions"].items():
+        np.testing.assert_array_equal(np.asarray(p)[train], np.asarray(other.panel["predictions"][key])[train])
+    for name, images in base.panel["models"].items():
+        for image, m in images.items():
+            o = other.panel["models"][name][image]
+            assert (m["params"], m["cv_auc"], m["threshold"]) == (o["params"], o["cv_auc"], o["threshold"]), name
+    assert base.panel["best"] == other.panel["best"]
     # ...while the test-set figures do change, so the test above can fail
     assert base.roc["test"] != other.roc["test"]
+    assert base.panel["models"]["lr"]["post"]["test"] != other.panel["models"]["lr"]["post"]["test"]
 
 
 def test_pipeline_finds_the_signal_and_is_reproducible():
     pre, post, clin, y = _cohort(n=120, seed=1)
-    a = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0))
+    a = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0, classifiers=()))
     assert "f1" in a.fitted.radscore_post.features_
     assert "const" not in a.fitted.radscore_pre.screened_
     assert a.roc["test"]["radiomics_post_sr"]["auc"] > 0.75
     assert a.roc["test"]["radiomics_post_sr"]["auc"] > a.roc["test"]["radiomics_pre_sr"]["auc"]
     opt = a.optimism.set_index("model")
     assert (opt["corrected_auc"] <= opt["apparent_auc"] + 0.02).all()
-    b = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0))
+    b = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0, classifiers=()))
     pd.testing.assert_frame_equal(a.predictions, b.predictions)
     pd.testing.assert_frame_equal(a.optimism, b.optimism)
     assert a.decision_curve.shape == (99, 6)
@@ -89,7 +98,7 @@ def test_clinical_odds_ratios_match_an_independent_fit():
     from sklearn.linear_model import LogisticRegression
 
     pre, post, clin, y = _cohort(n=120, seed=2)
-    res = run_modeling(pre, post, clin, y, CFG)
+    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=()))
     tr = split_patients(y, test_size=CFG.test_size, seed=CFG.seed)[0]
     vars_ = res.fitted.clinical.variables
     ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(clin.iloc[tr][vars_], y[tr])
@@ -112,3 +121,68 @@ def test_cohort_summary_uses_the_right_tests():
     assert sex.test == "Fisher exact"
     assert sex.p_value == pytest.approx(fisher_exact([[0, 10], [20, 10]]).pvalue)
     assert s[s.variable == "bclc"].iloc[0].test == "chi-square"
+
+
+def test_the_classifier_panel_finds_the_signal_and_picks_its_best_on_training_data():
+    from srgan3d.study import stats
+
+    pre, post, clin, y = _cohort(n=120, seed=1)
+    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=0, panel_bootstrap=3))
+    panel = res.panel
+    assert set(panel["models"]) == {"lr", "svm", "knn", "xgboost", "mlp"} and not panel["skipped"]
+    test = np.isin(np.arange(len(y)), split_patients(y, test_size=0.2, seed=0)[1])
+    for name, images in panel["models"].items():
+        assert set(images) == {"pre", "post"}
+        post_auc = images["post"]["test"]["auc"]
+        assert post_auc > 0.7, (name, post_auc)  # f1 carries a 2-SD signal after SR
+        assert 0 <= images["post"]["corrected_auc"] <= 1
+        # the DeLong numbers in the panel are those of srgan3d.stats on the same scores
+        p = np.asarray(panel["predictions"][f"{name}_post"])
+        assert images["post"]["test"]["auc"] == stats.roc_auc_ci(y[test], p[test]).auc
+    best = panel["best"]
+    cv = {(n, i): m["cv_auc"] for n, ims in panel["models"].items() for i, m in ims.items()}
+    assert cv[(best["classifier"], best["image"])] == max(cv.values())
+    pairs = {(d["classifier"], d["a"], d["b"]) for d in panel["delong"]}
+    assert ("svm", "post", "pre") in pairs and ("knn", "pre", "clinical") in pairs
+
+
+def test_unknown_classifier_is_named():
+    with pytest.raises(ValueError, match="unknown classifier.*forest.*choose from lr, svm"):
+        ModelingConfig(classifiers=("lr", "forest"))
+
+
+def test_too_few_patients_for_inner_cv_skip_the_panel_with_a_reason():
+    from srgan3d.study.panel import run_panel
+
+    pre, post, clin, y = _cohort(n=40, seed=4)
+    train = np.arange(30)
+    y = y.copy()
+    y[train] = 0
+    y[0] = 1  # one responder in training
+    out = run_panel(pre, post, y, train, np.arange(30, 40), {"pre": ["f0"], "post": ["f1"]}, {}, n_bootstrap=0)
+    assert out["models"] == {} and all("inner cross-validation" in v for v in out["skipped"].values())
+
+
+def test_nomogram_points_reproduce_the_linear_predictor():
+    from srgan3d.study.modeling import nomogram, nomogram_linear_predictor, nomogram_points
+
+    pre, post, clin, y = _cohort(n=120, seed=2)
+    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=()))
+    model = res.fitted.combined
+    X = clin.assign(radscore_post_sr=res.fitted.radscore_post.decision_function(post))
+    nomo = nomogram(model, X.iloc[split_patients(y, test_size=0.2, seed=3)[0]])
+    total = nomogram_points(nomo, X)
+    np.testing.assert_allclose(nomogram_linear_predictor(nomo, total), model.decision_function(X), rtol=1e-10, atol=1e-10)
+    assert max(r["max_points"] for r in nomo["predictors"]) == pytest.approx(100)
+    assert res.nomogram["predictors"][0]["variable"] in model.variables
+
+
+def test_staging_comparator_orientation_is_fixed_on_training_data():
+    pre, post, clin, y = _cohort(n=120, seed=5)
+    rng = np.random.default_rng(0)
+    stage = pd.DataFrame({"bclc": np.clip(np.round(2 - y + rng.normal(0, 0.7, len(y))), 0, 4)}, index=pre.index)
+    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=("lr",), panel_bootstrap=0),
+                       comparators=stage)
+    (row,) = res.comparators
+    assert row["comparator"] == "bclc" and row["direction"] == "higher = non-response"
+    assert row["test"]["auc"] > 0.6 and 0 <= row["delong_vs_best"]["p_value"] <= 1

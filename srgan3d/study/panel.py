@@ -1,0 +1,250 @@
+"""The five-classifier radiomics panel of the companion papers, on the study's one split.
+
+For each image (pre-SR, post-SR) the features are the ones its radscore selected on the training
+set (screening, redundancy filter, LASSO: `srgan3d.study.modeling.Radscore`); every classifier
+sees exactly those, standardised with training statistics inside its pipeline. Hyperparameters
+are chosen by a grid search with stratified inner cross-validation on the training rows only
+(scored by ROC AUC); the SVM's probabilities are Platt-calibrated on training folds only. The
+"best" classifier is the one with the highest training-set cross-validated AUC, never chosen on
+the test set. Imports neither torch nor pyradiomics.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srgan3d.study import stats
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_NAMES = ("lr", "svm", "knn", "xgboost", "mlp")
+CLASSIFIER_LABELS = {
+    "lr": "Logistic regression",
+    "svm": "SVM (RBF, Platt-calibrated)",
+    "knn": "k-nearest neighbours",
+    "xgboost": "Gradient boosting (XGBoost)",
+    "mlp": "Multilayer perceptron",
+}
+IMAGES = ("pre", "post")
+
+
+def parse_classifiers(text: str | Sequence[str]) -> tuple[str, ...]:
+    """`lr,svm,...` (or a sequence) -> a tuple of known names; an unknown name is an error naming
+    the option and the choices."""
+    names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in CLASSIFIER_NAMES]
+    if unknown:
+        raise ValueError(
+            f"--classifiers: unknown classifier(s) {', '.join(unknown)}; choose from {', '.join(CLASSIFIER_NAMES)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _search(name: str, seed: int, folds: int) -> Any:
+    """A grid search (inner CV on the rows it is fitted on) over one classifier's pipeline."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    grid: dict[str, list[Any]]
+    if name == "lr":
+        from sklearn.linear_model import LogisticRegression
+
+        clf, grid = LogisticRegression(max_iter=5000), {"C": [0.01, 0.1, 1.0, 10.0]}
+    elif name == "svm":
+        from sklearn.svm import SVC
+
+        clf, grid = SVC(kernel="rbf", random_state=seed), {"C": [0.1, 1.0, 10.0], "gamma": ["scale", 0.01, 0.1]}
+    elif name == "knn":
+        from sklearn.neighbors import KNeighborsClassifier
+
+        clf, grid = KNeighborsClassifier(), {"n_neighbors": [5, 9, 15], "weights": ["uniform", "distance"]}
+    elif name == "xgboost":
+        from xgboost import XGBClassifier
+
+        clf = XGBClassifier(n_estimators=100, tree_method="hist", n_jobs=1, random_state=seed, verbosity=0)
+        grid = {"max_depth": [2, 3], "learning_rate": [0.05, 0.2]}
+    elif name == "mlp":
+        from sklearn.neural_network import MLPClassifier
+
+        clf = MLPClassifier(solver="lbfgs", max_iter=1000, random_state=seed)  # lbfgs: small tabular data
+        grid = {"hidden_layer_sizes": [(8,), (16,)], "alpha": [0.1, 1.0, 10.0]}
+    else:  # parse_classifiers guards this
+        raise ValueError(f"unknown classifier {name!r}")
+    step = type(clf).__name__.lower()
+    pipe = make_pipeline(StandardScaler(), clf)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return GridSearchCV(pipe, {f"{step}__{k}": v for k, v in grid.items()}, scoring="roc_auc", cv=cv, refit=True)
+
+
+@dataclass
+class PanelFit:
+    """One classifier fitted on one image's training rows."""
+
+    name: str
+    image: str
+    features: list[str]
+    model: Any  # predict_proba on the features
+    cv_auc: float
+    params: dict[str, Any]
+    warnings: list[str]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(X[self.features].to_numpy(float))[:, 1]
+
+
+def fit_classifier(
+    name: str, image: str, X: pd.DataFrame, y: np.ndarray, features: list[str], *, seed: int, folds: int,
+    params: dict[str, Any] | None = None,
+) -> PanelFit:  # fmt: skip
+    """Fit `name` on these (training) rows. With `params` the hyperparameters are fixed (the
+    bootstrap refits), otherwise chosen by the inner grid search. Convergence warnings are kept."""
+    from sklearn.base import clone
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y, int)
+    Xv = X[features].to_numpy(float)
+    search = _search(name, seed, folds)
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always", ConvergenceWarning)
+        if params is None:
+            search.fit(Xv, y)
+            best, cv_auc, chosen = search.best_estimator_, float(search.best_score_), dict(search.best_params_)
+        else:
+            best = clone(search.estimator).set_params(**params).fit(Xv, y)
+            cv_auc, chosen = float("nan"), dict(params)
+        if name == "svm":  # probabilities by Platt scaling on training folds only
+            cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+            best = CalibratedClassifierCV(clone(best), method="sigmoid", cv=cv).fit(Xv, y)
+        caught = sorted({str(x.message).split(".")[0] for x in w if issubclass(x.category, ConvergenceWarning)})
+    return PanelFit(name, image, list(features), best, cv_auc, chosen, caught)
+
+
+def _inner_folds(y: np.ndarray, wanted: int) -> int:
+    return int(min(wanted, np.bincount(np.asarray(y, int), minlength=2).min()))
+
+
+def run_panel(
+    pre: pd.DataFrame,
+    post: pd.DataFrame,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    features: dict[str, list[str]],
+    reference: dict[str, np.ndarray],
+    *,
+    classifiers: Sequence[str] = CLASSIFIER_NAMES,
+    seed: int = 0,
+    cv_folds: int = 5,
+    n_bootstrap: int = 25,
+) -> dict[str, Any]:
+    """Fit and evaluate the panel; returns the JSON-ready section of results.json.
+
+    Args:
+        pre, post: features per patient (all rows; only `train` rows are ever fitted on).
+        y: labels; train, test: row indices of the study's split.
+        features: the training-selected features of each image ("pre", "post").
+        reference: probabilities of the comparator models on all rows (e.g. the clinical model),
+            each compared with every classifier by DeLong on the test set.
+        n_bootstrap: resamples of the optimism correction (hyperparameters and features fixed as
+            chosen on the training set; 0 = skip).
+    """
+    y = np.asarray(y, int)
+    folds = _inner_folds(y[train], cv_folds)
+    out: dict[str, Any] = {"classifiers": list(classifiers), "features": features, "models": {}, "skipped": {},
+                           "delong": [], "predictions": {}, "inner_cv_folds": folds,
+                           "n_bootstrap": n_bootstrap}  # fmt: skip
+    if folds < 2:
+        msg = (f"only {folds} training patient(s) in the smaller class: inner cross-validation needs at least 2 "
+               "per class; the classifier panel was skipped")  # fmt: skip
+        out["skipped"] = {c: msg for c in classifiers}
+        log.warning(msg)
+        return out
+    data = {"pre": pre, "post": post}
+    fits: dict[tuple[str, str], PanelFit] = {}
+    for name in classifiers:
+        for image in IMAGES:
+            if not features.get(image):
+                out["skipped"][f"{name}/{image}"] = f"no features were selected for the {image}-SR image"
+                continue
+            try:
+                fits[(name, image)] = fit_classifier(name, image, data[image].iloc[train], y[train], features[image],
+                                                     seed=seed, folds=folds)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - one classifier failing leaves the rest of the study
+                out["skipped"][f"{name}/{image}"] = f"{type(exc).__name__}: {exc}"
+                log.warning("classifier %s on the %s-SR features failed: %s", name, image, exc)
+    thresholds: dict[tuple[str, str], float] = {}
+    for (name, image), fit in fits.items():
+        p = fit.predict_proba(data[image])
+        out["predictions"][f"{name}_{image}"] = p.tolist()
+        thr = stats.youden_threshold(y[train], p[train])
+        thresholds[(name, image)] = thr
+        out["models"].setdefault(name, {})[image] = {
+            "cv_auc": fit.cv_auc,
+            "params": {k.split("__", 1)[1]: v for k, v in fit.params.items()},
+            "warnings": fit.warnings,
+            "train_auc": stats.roc_auc_ci(y[train], p[train]).auc,
+            "test": stats.roc_auc_ci(y[test], p[test]).to_dict(),
+            "threshold": thr,
+            "operating_point": stats.operating_point(y[test], p[test], thr).to_dict(),
+        }
+    for name in classifiers:
+        if (name, "pre") in fits and (name, "post") in fits:
+            a, b = (np.asarray(out["predictions"][f"{name}_{i}"]) for i in ("post", "pre"))
+            d = stats.delong_test(y[test], a[test], b[test]).to_dict()
+            out["delong"].append({"classifier": name, "a": "post", "b": "pre", **d})
+        for image in IMAGES:
+            if (name, image) not in fits:
+                continue
+            p = np.asarray(out["predictions"][f"{name}_{image}"])
+            for ref_name, ref in reference.items():
+                d = stats.delong_test(y[test], p[test], np.asarray(ref)[test]).to_dict()
+                out["delong"].append({"classifier": name, "a": image, "b": ref_name, **d})
+    if fits:
+        (bn, bi), bf = max(fits.items(), key=lambda kv: (kv[1].cv_auc, kv[0][1] == "post"))
+        out["best"] = {"classifier": bn, "image": bi, "cv_auc": bf.cv_auc,
+                       "rule": "highest training-set cross-validated AUC (inner CV); the test set plays no part"}  # fmt: skip
+    if n_bootstrap > 0 and fits:
+        corrected = _optimism(data, y, fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap)
+        for (name, image), v in corrected.items():
+            out["models"][name][image]["corrected_auc"] = v
+    return out
+
+
+def _optimism(
+    data: dict[str, pd.DataFrame], y: np.ndarray, fits: dict[tuple[str, str], PanelFit], *, seed: int, folds: int,
+    n_bootstrap: int,
+) -> dict[tuple[str, str], float]:  # fmt: skip
+    """Harrell's optimism-corrected AUC over all patients, each classifier refitted on each
+    stratified bootstrap resample with its features and hyperparameters fixed."""
+    rng = np.random.default_rng(seed + 2)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    apparent: dict[tuple[str, str], float] = {}
+    optimism: dict[tuple[str, str], list[float]] = {k: [] for k in fits}
+    for (name, image), fit in fits.items():
+        full = fit_classifier(name, image, data[image], y, fit.features, seed=seed, folds=folds, params=fit.params)
+        apparent[(name, image)] = stats.roc_auc_ci(y, full.predict_proba(data[image])).auc
+    for _ in range(n_bootstrap):
+        b = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        for (name, image), fit in fits.items():
+            X = data[image]
+            try:
+                refit = fit_classifier(name, image, X.iloc[b], y[b], fit.features, seed=seed, folds=folds,
+                                       params=fit.params)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - a resample that cannot be fitted is left out
+                log.debug("bootstrap refit of %s/%s failed: %s", name, image, exc)
+                continue
+            on_boot = stats.roc_auc_ci(y[b], refit.predict_proba(X.iloc[b])).auc
+            on_orig = stats.roc_auc_ci(y, refit.predict_proba(X)).auc
+            optimism[(name, image)].append(on_boot - on_orig)
+    return {k: apparent[k] - float(np.mean(v)) if v else float("nan") for k, v in optimism.items()}
