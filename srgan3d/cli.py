@@ -401,6 +401,9 @@ def evaluate(
     comparators: Annotated[
         str, typer.Option(help="Ordinal staging columns (e.g. bclc,child_pugh) compared with the best model.")
     ] = "",
+    peritumoral: Annotated[
+        str, typer.Option(help="Peritumoral ring widths in mm, e.g. 3,10,20 (clipped to a liver_mask column).")
+    ] = "",
 ) -> None:
     """Radiomics before and after SR, the pre-SR, post-SR, clinical and combined models, DeLong,
     decision curves, calibration: report.html, results.json and CSVs in OUTPUT."""
@@ -413,6 +416,7 @@ def evaluate(
     rcfg = RadiomicsConfig(
         params=resolve_params(params), spacing=spacing, common_spacing_mm=common_spacing, method=method,
         weights=weights, margin_vox=margin, device=device, workers=workers or os.cpu_count() or 1,
+        peritumoral=tuple(float(w) for w in peritumoral.split(",") if w.strip()),
     )  # fmt: skip
     mcfg = ModelingConfig(
         test_size=test_size, seed=seed, n_bootstrap=bootstrap,

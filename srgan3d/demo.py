@@ -124,7 +124,7 @@ def run_demo(
 
     The synthetic cohort is reused when `outdir/cohort` already holds one of the same spec and seed.
     """
-    from srgan3d.sr.synthetic import CohortSpec, make_cohort
+    from srgan3d.sr.synthetic import COHORT_FORMAT, CohortSpec, make_cohort
     from srgan3d.study.evaluation import evaluate_cohort
     from srgan3d.study.modeling import ModelingConfig
     from srgan3d.study.radiomics import RadiomicsConfig
@@ -143,6 +143,7 @@ def run_demo(
         card.is_file()
         and json.loads(card.read_text()).get("spec") == wanted
         and json.loads(card.read_text()).get("seed") == seed
+        and json.loads(card.read_text()).get("format") == COHORT_FORMAT
     ):
         log.info("2/2 reusing the synthetic cohort in %s", cohort_dir)
     else:
@@ -152,7 +153,7 @@ def run_demo(
     results = evaluate_cohort(
         cohort_dir / "cohort.csv",
         outdir / "evaluation",
-        radiomics=RadiomicsConfig(method=summary["method"], workers=workers),
+        radiomics=RadiomicsConfig(method=summary["method"], workers=workers, peritumoral=(5.0,)),
         modeling=ModelingConfig(seed=seed, n_bootstrap=n_bootstrap, comparators=("bclc", "child_pugh"),
                                 panel_bootstrap=min(25, n_bootstrap)),
         progress=progress,

@@ -29,6 +29,8 @@ class TumourSpec:
         necrosis: fraction of the radius that is a non-enhancing core (0 = none).
         capsule: whether a thin non-enhancing capsule surrounds it.
         texture: strength of fine (1-3 mm) heterogeneity inside the tumour.
+        halo: arterial hyperenhancement of the liver within 5 mm outside the tumour (a
+            peritumoral signal; 0 = none).
     """
 
     diameter_mm: float = 40.0
@@ -36,15 +38,21 @@ class TumourSpec:
     necrosis: float = 0.3
     capsule: bool = True
     texture: float = 0.25
+    halo: float = 0.0
+
+
+#: Version of the cohort's files and columns (2: liver masks, AST, peritumoral halo).
+COHORT_FORMAT = 2
 
 
 @dataclass
 class Phantom:
-    """A rendered phantom: the image and the tumour mask share one grid."""
+    """A rendered phantom: the image, the tumour mask and the liver mask share one grid."""
 
     image: Volume
     tumour_mask: Volume
     tumour: TumourSpec
+    liver_mask: Volume | None = None
 
 
 def _smooth_noise(shape: tuple[int, ...], sigma_vox: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -167,6 +175,10 @@ def make_phantom(
         cap = (rel >= 1) & (rel < 1 + 1.5 / r_mm) & liver
         img[cap] = 0.35
         tumour_mask |= (rel < 1 + 1.5 / r_mm) & (body_r < 0.84)
+    if tumour.halo > 0:
+        halo = (rel < 1 + 5.0 / r_mm) & ~tumour_mask & liver
+        img[halo] = img[halo] * (1 + tumour.halo)
+    liver_mask = liver | tumour_mask
 
     bias_field = 1 + bias * _smooth_noise(shape, 60.0 / sp, rng)
     img = img * bias_field  # type: ignore[assignment]  # float64 until the final cast
@@ -180,6 +192,7 @@ def make_phantom(
         image=Volume(img, affine, meta),
         tumour_mask=Volume(tumour_mask.astype(np.float32), affine.copy(), dict(meta)),
         tumour=tumour,
+        liver_mask=Volume(liver_mask.astype(np.float32), affine.copy(), dict(meta)),
     )
 
 
@@ -267,12 +280,16 @@ def draw_cohort_table(spec: CohortSpec, *, seed: int = 0) -> list[dict]:
                 "bclc": "B" if rng.random() < 0.6 else "C",
                 "age": int(np.clip(round(rng.normal(58, 10)), 30, 85)),
                 "sex": "M" if rng.random() < 0.85 else "F",
+                "ast_u_l": float(round(np.clip(rng.lognormal(np.log(42), 0.4), 10, 300))),
                 "_tumour": TumourSpec(
                     diameter_mm=float(diameter[i]),
                     enhancement=float(enhancement[i]),
                     necrosis=float(necrosis[i]),
                     capsule=bool(capsule[i]),
                     texture=float(texture[i]),
+                    # a peritumoral signal in half the responders (not in the response model's
+                    # probability: it marks who responded, as the texture does)
+                    halo=float(rng.uniform(0.15, 0.35)) if resp[i] and rng.random() < 0.5 else 0.0,
                 ),
                 "_probability": float(prob[i]),
             }
@@ -291,11 +308,14 @@ def _render_patient(args: tuple) -> tuple[str, dict[str, str]]:
     m = ph.tumour_mask.data
     sx, sy, sz = (n // 2 for n in m.shape)
     lr_mask = m.reshape(sx, 2, sy, 2, sz, 2).mean(axis=(1, 3, 5)) >= 0.5
+    assert ph.liver_mask is not None
+    lr_liver = ph.liver_mask.data.reshape(sx, 2, sy, 2, sz, 2).mean(axis=(1, 3, 5)) >= 0.5
     meta = dict(lr.meta)
     lr.meta = meta
     paths = {
         "image": f"images/{pid}.nii.gz",
         "mask": f"masks/{pid}.nii.gz",
+        "liver_mask": f"masks/{pid}_liver.nii.gz",
         "truth_hr": f"truth_hr/{pid}.nii.gz",
         "truth_hr_mask": f"truth_hr/{pid}_mask.nii.gz",
     }
@@ -304,6 +324,11 @@ def _render_patient(args: tuple) -> tuple[str, dict[str, str]]:
         Volume(lr_mask.astype(np.uint8), downscaled_affine(ph.image.affine, 2), dict(meta)),
         outdir / paths["mask"],
         description=f"srgan3d synthetic cohort {pid}, tumour VOI",
+    )
+    write_volume(
+        Volume(lr_liver.astype(np.uint8), downscaled_affine(ph.image.affine, 2), dict(meta)),
+        outdir / paths["liver_mask"],
+        description=f"srgan3d synthetic cohort {pid}, liver",
     )
     write_volume(ph.image, outdir / paths["truth_hr"], description=f"srgan3d synthetic cohort {pid}, truth")
     write_volume(
@@ -355,9 +380,9 @@ def make_cohort(
     bar.close()
 
     fields = [
-        "patient_id", "image", "mask", "response", "diameter_mm", "arterial_enhancement", "afp_ng_ml",
-        "child_pugh", "bclc", "age", "sex", "truth_hr", "truth_hr_mask", "true_diameter_mm",
-        "true_enhancement", "true_texture", "true_necrosis", "true_capsule", "true_response_probability",
+        "patient_id", "image", "mask", "liver_mask", "response", "diameter_mm", "arterial_enhancement", "afp_ng_ml",
+        "child_pugh", "bclc", "age", "sex", "ast_u_l", "truth_hr", "truth_hr_mask", "true_diameter_mm",
+        "true_enhancement", "true_texture", "true_necrosis", "true_capsule", "true_halo", "true_response_probability",
     ]  # fmt: skip
     table = []
     for r in rows:
@@ -368,6 +393,7 @@ def make_cohort(
             true_diameter_mm=round(t.diameter_mm, 2),
             true_enhancement=round(t.enhancement, 4),
             true_texture=round(t.texture, 4),
+            true_halo=round(t.halo, 4),
             true_necrosis=round(t.necrosis, 4),
             true_capsule=int(t.capsule),
             true_response_probability=round(r["_probability"], 4),
@@ -378,6 +404,7 @@ def make_cohort(
         "simulated": True,
         "generator": "srgan3d.sr.synthetic.make_cohort",
         "seed": seed,
+        "format": COHORT_FORMAT,
         "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
         "response_model": "logit P = b0 + b_diam z(log diameter) + b_enh z(enhancement) + b_tex z(texture), "
         "conditioned on n_responders",

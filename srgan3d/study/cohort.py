@@ -21,7 +21,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 REQUIRED = ("patient_id", "image", "mask")
-PATH_COLUMNS = ("image", "mask", "image_sr", "mask_sr")
+PATH_COLUMNS = ("image", "mask", "image_sr", "mask_sr", "liver_mask")
 RESPONSE_CODES = {"CR": 1, "PR": 1, "SD": 0, "PD": 0, "1": 1, "0": 0}
 MIN_PER_CLASS = 10
 
@@ -209,7 +209,7 @@ def read_cohort(
                             problems.append(f"{where}, column {c!r}: {v!r} is neither a number nor yes/no")
 
         if check_images:
-            for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr")):
+            for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr"), ("image", "liver_mask")):
                 if img_col not in abs_paths or mask_col not in abs_paths:
                     continue
                 ip, mp = abs_paths[img_col][-1], abs_paths[mask_col][-1]

@@ -22,7 +22,7 @@ from srgan3d.volume import read_volume
 log = logging.getLogger(__name__)
 
 NOT_CLINICAL = {
-    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "label", "baseline_viable_mm",
+    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "label", "baseline_viable_mm",
     "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
 }  # fmt: skip
 
@@ -90,7 +90,20 @@ def evaluate_cohort(
     clin = keep[list(modeling.clinical)].astype(float)
     staging = ordinal_columns(keep, modeling.comparators, cohort_csv) if modeling.comparators else None
     log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
-    res = run_modeling(feats.pre, feats.post, clin, y, modeling, comparators=staging, progress=progress)
+    # The tumour's own features drive the study's models; ring features have their own section.
+    tumour_cols = [c for c in feats.pre.columns if not c.startswith("ring")]
+    res = run_modeling(feats.pre[tumour_cols], feats.post[tumour_cols], clin, y, modeling, comparators=staging,
+                       progress=progress)  # fmt: skip
+    regions = None
+    if feats.config.peritumoral:
+        from srgan3d.study.modeling import region_models, split_patients
+
+        groups = {"tumour": tumour_cols}
+        for w in feats.config.peritumoral:
+            groups[f"ring {w:g} mm"] = [c for c in feats.pre.columns if c.startswith(f"ring{w:g}mm_")]
+        groups["tumour + rings"] = list(feats.pre.columns)
+        split = split_patients(y, test_size=modeling.test_size, seed=modeling.seed)
+        regions = region_models(feats.pre, feats.post, groups, y, split, modeling)
 
     pred = res.predictions.copy()
     pred.index.name = "patient_id"
@@ -133,7 +146,7 @@ def evaluate_cohort(
             "weights_sha256": ", ".join(shas) or None,
             "margin_vox": feats.config.margin_vox,
         },
-        "modeling": res.to_dict(),
+        "modeling": {**res.to_dict(), "regions": regions},
         "predictions": pred.reset_index().to_dict(orient="list"),
         "cohort_summary": summary.to_dict(orient="records"),
         "examples": _examples(table, feats.info, outdir, ids),

@@ -242,7 +242,7 @@ def nomogram_figure(results: dict) -> str | None:
     preds = nomo["predictors"]
     total_max = sum(r["max_points"] for r in preds)
     n = len(preds) + 3
-    fig, ax = plt.subplots(figsize=(9, 0.75 * n + 0.8))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * n + 0.6))
     scale_x = 100.0 / max(total_max, 1e-9)  # total-points axis drawn on the same 0-100 width
 
     def axis(row: int, label: str, ticks: list[tuple[float, str]]) -> None:
@@ -256,7 +256,8 @@ def nomogram_figure(results: dict) -> str | None:
 
     axis(0, "Points", [(x, f"{x:g}") for x in range(0, 101, 10)])
     for i, r in enumerate(preds, start=1):
-        vals = np.linspace(r["min"], r["max"], 5)
+        # as many ticks as the axis has room for: about one per 15 points, at least both ends
+        vals = np.linspace(r["min"], r["max"], int(np.clip(r["max_points"] // 15 + 1, 2, 6)))
         axis(i, r["variable"], [(r["points_per_unit"] * (v - r["ref"]), f"{v:.3g}") for v in vals])
     tot = np.linspace(0, total_max, 6)
     axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:.0f}") for t in tot])
@@ -342,6 +343,33 @@ def _panel_section(results: dict) -> list[str]:
     if panel.get("skipped"):
         parts.append("<p class='small'><b>Skipped:</b> " + "; ".join(f"{_esc(k)}: {_esc(v)}" for k, v in panel["skipped"].items()) + "</p>")
     return parts
+
+
+def _regions_section(results: dict) -> list[str]:
+    regions = results["modeling"].get("regions")
+    if not regions:
+        return []
+    rows = []
+    for r in regions:
+        if "error" in r:
+            rows.append({"Region": r["region"], "Features": r["n_features"], "Pre-SR test AUC [95% CI]": "skipped",
+                         "Post-SR test AUC [95% CI]": _esc(r["error"]), "Post − pre": "", "DeLong p": ""})  # fmt: skip
+            continue
+
+        def auc(t: dict) -> str:
+            return f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]"
+
+        d = r["delong_post_vs_pre"]
+        rows.append({"Region": r["region"], "Features": r["n_features"],
+                     "Selected pre / post": f"{len(r['pre']['features'])} / {len(r['post']['features'])}",
+                     "Pre-SR test AUC [95% CI]": auc(r["pre"]["test"]), "Post-SR test AUC [95% CI]": auc(r["post"]["test"]),
+                     "Post − pre": f"{d['difference']:+.3f}", "DeLong p": _p(d["p_value"])})  # fmt: skip
+    rad = results["config"]["radiomics"]
+    return ["<h2>4d. Peritumoral regions</h2><p>Rings of "
+            + ", ".join(f"{w:g}" for w in rad.get("peritumoral", []))
+            + " mm around the tumour (tumour excluded), made by a distance transform in millimetres on each image's "
+            "own grid and clipped to the liver mask where the table gives one; features per region; a radscore per "
+            "region and image fitted on the training set as above.</p>", _table(pd.DataFrame(rows), left=("Region",))]
 
 
 def _comparators_section(results: dict) -> list[str]:
@@ -560,6 +588,7 @@ def render_html(results: dict) -> str:
 
     parts += _panel_section(results)
     parts += _comparators_section(results)
+    parts += _regions_section(results)
     parts.append("<h2>5. Clinical usefulness</h2>")
     parts.append(_fig(dca_figure(results), "Net benefit on the test set of treating (here: predicting response for) the "
                       "patients whose predicted probability is at or above each threshold."))  # fmt: skip

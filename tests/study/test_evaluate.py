@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import oblique_affine, tree_digest
 from typer.testing import CliRunner
@@ -103,7 +104,8 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     out = tmp_path / "eval"
     args = ["evaluate", str(tiny_cohort), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
             "--bootstrap", "4", "--test-size", "0.25", "--method", "sinc", "--workers", "2",
-            "--classifiers", "lr,svm", "--panel-bootstrap", "2", "--comparators", "bclc,child_pugh"]  # fmt: skip
+            "--classifiers", "lr,svm", "--panel-bootstrap", "2", "--comparators", "bclc,child_pugh",
+            "--peritumoral", "6"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     for name in ("report.html", "results.json", "predictions.csv", "coefficients.csv", "features_pre.csv",
@@ -131,6 +133,14 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     assert "4b. Classifier panel" in html and "Best classifier" in html and "4c. Staging systems" in html
     assert [c["comparator"] for c in results["modeling"]["comparators"]] == ["bclc", "child_pugh"]
     assert "Net benefit at three threshold probabilities" in html and "Nomogram of the combined" in html
+    # a 6 mm ring, clipped to the liver mask, with its own features and models
+    regions = {r["region"]: r for r in results["modeling"]["regions"]}
+    assert set(regions) == {"tumour", "ring 6 mm", "tumour + rings"} and "4d. Peritumoral regions" in html
+    assert regions["tumour + rings"]["n_features"] == 2 * regions["tumour"]["n_features"]
+    info = pd.read_csv(out / "voi_info.csv")
+    assert (info["ring6mm_ml_lr"] > 0).all() and info["ring6mm_clipped_to_liver"].all()
+    assert ((info["ring6mm_ml_sr"] - info["ring6mm_ml_lr"]).abs() / info["ring6mm_ml_lr"] < 0.25).all()
+    assert not any(c.startswith("ring") for c in results["modeling"]["radscore"]["radiomics_post_sr"]["features"])
     assert tree_digest(tiny_cohort.parent) == before, "evaluate modified the user's cohort folder"
 
     # every figure of a simulated cohort carries the simulated-data stamp in its own pixels
