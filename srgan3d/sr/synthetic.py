@@ -41,8 +41,9 @@ class TumourSpec:
     halo: float = 0.0
 
 
-#: Version of the cohort's files and columns (2: liver masks, AST, peritumoral halo).
-COHORT_FORMAT = 2
+#: Version of the cohort's files and columns (2: liver masks, AST, peritumoral halo; 3: overall
+#: survival and three simulated readers).
+COHORT_FORMAT = 3
 
 
 @dataclass
@@ -262,6 +263,18 @@ def draw_cohort_table(spec: CohortSpec, *, seed: int = 0) -> list[dict]:
     else:  # pragma: no cover - needs an absurd spec
         raise RuntimeError("could not draw the requested number of responders")
 
+    # Survival and readers from their own stream, so the images and responses above stay as they were.
+    srng = np.random.default_rng([seed, 7])
+    hazard = 0.03 * np.exp(-0.9 * resp + 0.5 * z(np.log(diameter)))  # per month
+    t_event = srng.exponential(1 / hazard)
+    t_censor = srng.uniform(12, 48, n)
+    os_time = np.round(np.minimum(t_event, t_censor), 1)
+    os_event = (t_event <= t_censor).astype(int)
+    logit = np.log(prob / (1 - prob))
+    readers = {  # three simulated radiologists of decreasing skill: 1-5 confidence of response
+        f"reader_{k + 1}": np.clip(np.round(3 + (skill * logit + srng.normal(0, 1, n)) / 1.2), 1, 5).astype(int)
+        for k, skill in enumerate((1.5, 1.0, 0.5))
+    }
     rows = []
     for i in range(n):
         if resp[i]:
@@ -281,6 +294,9 @@ def draw_cohort_table(spec: CohortSpec, *, seed: int = 0) -> list[dict]:
                 "age": int(np.clip(round(rng.normal(58, 10)), 30, 85)),
                 "sex": "M" if rng.random() < 0.85 else "F",
                 "ast_u_l": float(round(np.clip(rng.lognormal(np.log(42), 0.4), 10, 300))),
+                "os_time": float(os_time[i]),
+                "os_event": int(os_event[i]),
+                **{k: int(v[i]) for k, v in readers.items()},
                 "_tumour": TumourSpec(
                     diameter_mm=float(diameter[i]),
                     enhancement=float(enhancement[i]),
@@ -381,7 +397,8 @@ def make_cohort(
 
     fields = [
         "patient_id", "image", "mask", "liver_mask", "response", "diameter_mm", "arterial_enhancement", "afp_ng_ml",
-        "child_pugh", "bclc", "age", "sex", "ast_u_l", "truth_hr", "truth_hr_mask", "true_diameter_mm",
+        "child_pugh", "bclc", "age", "sex", "ast_u_l", "os_time", "os_event", "reader_1", "reader_2", "reader_3",
+        "truth_hr", "truth_hr_mask", "true_diameter_mm",
         "true_enhancement", "true_texture", "true_necrosis", "true_capsule", "true_halo", "true_response_probability",
     ]  # fmt: skip
     table = []

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 NOT_CLINICAL = {
     "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "label", "baseline_viable_mm",
+    "os_time", "os_event", "pfs_time", "pfs_event",
     "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
 }  # fmt: skip
 
@@ -105,12 +106,13 @@ def evaluate_cohort(
         split = split_patients(y, test_size=modeling.test_size, seed=modeling.seed)
         regions = region_models(feats.pre, feats.post, groups, y, split, modeling)
 
+    survival, readers = _survival_and_readers(keep, res, y, modeling)
     pred = res.predictions.copy()
     pred.index.name = "patient_id"
     write_text_atomic(outdir / "predictions.csv", pred.to_csv())
     write_text_atomic(outdir / "coefficients.csv", res.fitted.coefficients().to_csv(index=False))
 
-    clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith("true_")]
+    clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))]
     summary = cohort_summary(keep.reset_index(), y, clinical_cols)
     # one responder and one non-responder from the test set for the images section
     test = pred[pred["set"] == "test"]
@@ -147,6 +149,8 @@ def evaluate_cohort(
             "margin_vox": feats.config.margin_vox,
         },
         "modeling": {**res.to_dict(), "regions": regions},
+        "survival": survival,
+        "readers": readers,
         "predictions": pred.reset_index().to_dict(orient="list"),
         "cohort_summary": summary.to_dict(orient="records"),
         "examples": _examples(table, feats.info, outdir, ids),
@@ -157,6 +161,34 @@ def evaluate_cohort(
     )
     write_report(outdir)
     return results
+
+
+def _survival_and_readers(
+    keep: pd.DataFrame, res: Any, y: np.ndarray, modeling: ModelingConfig
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The survival of the best model's risk groups and the comparison with readers, when the
+    table has their columns; a problem skips that part with its reason, the study goes on."""
+    from srgan3d.study.modeling import best_model
+    from srgan3d.study.readers import compare_readers, reader_columns
+    from srgan3d.study.survival import study_survival
+
+    name, p_best = best_model(res.predictions, res.panel)
+    if res.panel and res.panel.get("best"):
+        b = res.panel["best"]
+        threshold = res.panel["models"][b["classifier"]][b["image"]]["threshold"]
+    else:
+        threshold = res.operating_points["train"]["radiomics_post_sr"]["threshold"]
+    table = keep  # indexed by patient_id: messages name the patients
+    survival = study_survival(table, p_best, threshold, name, list(modeling.clinical)) or None
+    readers = None
+    if reader_columns(table):
+        test = np.flatnonzero(res.predictions["set"].to_numpy() == "test")
+        try:
+            readers = compare_readers(table, y, test, name, p_best)
+        except ValueError as exc:
+            log.warning("reader comparison skipped: %s", exc)
+            readers = {"skipped": str(exc)}
+    return survival, readers
 
 
 #: Stage letters of the common staging systems, in order of severity.

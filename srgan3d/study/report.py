@@ -122,6 +122,11 @@ def roc_figure(results: dict) -> str:
             ax.step(pts["fpr"], pts["tpr"], where="post", color=MODEL_COLOURS[m], lw=2,
                     label=f"{MODEL_LABELS[m]}: {r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]")  # fmt: skip
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
+        readers = results.get("readers") or {}
+        if name == "test" and readers.get("readers"):
+            for i, r in enumerate(readers["readers"]):
+                ax.plot(1 - r["specificity"], r["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
+                        label=f"{r['reader'].replace('_', ' ')}: AUC {r['test']['auc']:.3f}")  # fmt: skip
         n1, n0 = int(y.sum()), int(len(y) - y.sum())
         ax.set(title=f"{name.capitalize()} set (n = {len(y)}: {n1} responders, {n0} non-responders)",
                xlabel="1 − specificity", ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
@@ -370,6 +375,78 @@ def _regions_section(results: dict) -> list[str]:
             + " mm around the tumour (tumour excluded), made by a distance transform in millimetres on each image's "
             "own grid and clipped to the liver mask where the table gives one; features per region; a radscore per "
             "region and image fitted on the training set as above.</p>", _table(pd.DataFrame(rows), left=("Region",))]
+
+
+def km_figure(results: dict, endpoint: str) -> str:
+    import matplotlib.pyplot as plt
+
+    sv = results["survival"][endpoint]
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    colours = {"predicted responder": "#d62728", "predicted non-responder": "#1f77b4"}
+    for k in sv["kaplan_meier"]:
+        c = colours.get(k["group"], "#333")
+        ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {k['median']:.1f})")
+        ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
+    ax.set(xlabel=f"Time ({sv['time']})", ylabel="Survival probability", ylim=(0, 1.02),
+           title=f"{endpoint.capitalize()} by the best model's risk group; log-rank p = {_p(sv['logrank']['p'])}")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    risk = "   ".join(f"{k['group']}: " + ", ".join(f"t={float(t):g}: {n}" for t, n in k["at_risk"].items())
+                       for k in sv["kaplan_meier"])  # fmt: skip
+    fig.text(0.5, 0.065, "Numbers at risk — " + risk, ha="center", fontsize=7)
+    fig.subplots_adjust(bottom=0.2)
+    return _png(fig, _stamp(results))
+
+
+def _survival_section(results: dict) -> list[str]:
+    sv = results.get("survival")
+    if not sv:
+        return []
+    parts = ["<h2>9. Survival</h2><p>Risk groups: the best response model's prediction (probability of response at "
+             "or above its training-set Youden threshold) for every patient; Kaplan–Meier curves with 95% CIs and "
+             "the log-rank test; Cox proportional hazards (Efron ties, as R's coxph; lifelines) of the risk group and "
+             "the clinical candidates; Harrell's C of the model (bootstrap 95% CI).</p>"]
+    for endpoint, r in sv.items():
+        if "skipped" in r:
+            parts.append(f"<p><b>{_esc(endpoint)}: skipped</b> — {_esc(r['skipped'])}</p>")
+            continue
+        parts.append(_fig(km_figure(results, endpoint), f"{_esc(endpoint)}: Kaplan–Meier curves of the risk groups of "
+                          f"{_esc(r['best_model'])}."))  # fmt: skip
+        rows = [{"Covariate": c["covariate"], "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
+                 "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": _p(c["p"])}
+                for c in r["cox"]]  # fmt: skip
+        a = r["cox_attrs"]
+        ci = r["c_index"]
+        parts.append(f"<b>Cox model, {_esc(endpoint)}</b> (n = {a['n']}, {a['events']} events; likelihood-ratio test "
+                     f"χ² {a['log_likelihood_ratio_test']['statistic']:.2f} on {a['log_likelihood_ratio_test']['df']} df, "
+                     f"p = {_p(a['log_likelihood_ratio_test']['p'])}; Harrell's C of the response model "
+                     f"{ci['c_index']:.3f} [{ci['ci_low']:.3f}-{ci['ci_high']:.3f}])"
+                     + _table(pd.DataFrame(rows), left=("Covariate",)))  # fmt: skip
+    return parts
+
+
+def _readers_section(results: dict) -> list[str]:
+    rd = results.get("readers")
+    if not rd:
+        return []
+    if "skipped" in rd:
+        return [f"<h2>10. Readers</h2><p><b>Skipped</b> — {_esc(rd['skipped'])}</p>"]
+    rows = [{"Reader": r["reader"], "Scale": r["scale"],
+             "Test AUC [95% CI]": f"{r['test']['auc']:.3f} [{r['test']['ci_low']:.3f}-{r['test']['ci_high']:.3f}]",
+             "Sensitivity": f"{r['sensitivity']:.3f}", "Specificity": f"{r['specificity']:.3f}",
+             "Best − reader": f"{r['delong_best_vs_reader']['difference']:+.3f}",
+             "DeLong p": _p(r["delong_best_vs_reader"]["p_value"])} for r in rd["readers"]]  # fmt: skip
+    if rd.get("mean_of_readers"):
+        m = rd["mean_of_readers"]
+        rows.append({"Reader": "mean of readers", "Scale": "0-1", "Test AUC [95% CI]":
+                     f"{m['test']['auc']:.3f} [{m['test']['ci_low']:.3f}-{m['test']['ci_high']:.3f}]",
+                     "Sensitivity": "", "Specificity": "", "Best − reader": f"{m['delong_best_vs_mean']['difference']:+.3f}",
+                     "DeLong p": _p(m["delong_best_vs_mean"]["p_value"])})  # fmt: skip
+    b = rd["best_test"]
+    return [f"<h2>10. Readers</h2><p>The best model ({_esc(rd['best_model'])}, test AUC {b['auc']:.3f} "
+            f"[{b['ci_low']:.3f}-{b['ci_high']:.3f}]) against each reader on the test set; 1–5 scores are mapped to "
+            "0–1 for the mean; a reader calls a responder at probability ≥ 0.5 or score ≥ 3 (the points on the test-set "
+            "ROC figure).</p>", _table(pd.DataFrame(rows), left=("Reader", "Scale"))]  # fmt: skip
 
 
 def _comparators_section(results: dict) -> list[str]:
@@ -633,6 +710,7 @@ def render_html(results: dict) -> str:
     if ex:
         parts.append(_fig(ex, "Axial slice through the centre of the tumour VOI (yellow outline) before and after "
                           f"super-resolution ({_esc(rad['sr_method'])}); the same physical field of view."))  # fmt: skip
+    later = _survival_section(results) + _readers_section(results)
     parts.append("<h2>8. Methods and provenance</h2>")
     spacing_text = (
         "<b>native</b>: features were computed on each image's own grid (pre-SR "
@@ -657,6 +735,7 @@ def render_html(results: dict) -> str:
         "Machine-readable results: <code>results.json</code>, <code>predictions.csv</code>, "
         "<code>coefficients.csv</code>, <code>features_pre.csv</code>, <code>features_post.csv</code>.</p>"
     )
+    parts += later
     parts.append("</body></html>")
     return "\n".join(parts)
 

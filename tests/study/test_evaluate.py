@@ -141,6 +141,14 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     assert (info["ring6mm_ml_lr"] > 0).all() and info["ring6mm_clipped_to_liver"].all()
     assert ((info["ring6mm_ml_sr"] - info["ring6mm_ml_lr"]).abs() / info["ring6mm_ml_lr"] < 0.25).all()
     assert not any(c.startswith("ring") for c in results["modeling"]["radscore"]["radiomics_post_sr"]["features"])
+    # survival of the best model's risk groups, and the three simulated readers
+    os_ = results["survival"]["overall survival"]
+    assert [c["covariate"] for c in os_["cox"]] == ["predicted_responder", "diameter_mm", "arterial_enhancement"]
+    assert {k["group"] for k in os_["kaplan_meier"]} <= {"predicted responder", "predicted non-responder"}
+    assert 0 <= os_["logrank"]["p"] <= 1 and 0 <= os_["c_index"]["c_index"] <= 1
+    assert [r["reader"] for r in results["readers"]["readers"]] == ["reader_1", "reader_2", "reader_3"]
+    assert all(r["scale"] == "score" for r in results["readers"]["readers"]) and "mean_of_readers" in results["readers"]
+    assert "9. Survival" in html and "10. Readers" in html and "Numbers at risk" not in html  # (it is in the figure)
     assert tree_digest(tiny_cohort.parent) == before, "evaluate modified the user's cohort folder"
 
     # every figure of a simulated cohort carries the simulated-data stamp in its own pixels
@@ -213,3 +221,24 @@ def test_radiomics_with_the_generator_records_its_weights_and_reuses_its_cache(
     again = extract_cohort(table, tmp_path / "f", cfg)
     assert [p.stat().st_mtime_ns for p in sr_files] == stamps, "the SR crops were recomputed"
     np.testing.assert_allclose(again.post.to_numpy(), first.post.to_numpy())
+
+
+def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort, tmp_path):
+    """A negative survival time and a reader value outside both scales: the study still runs, and
+    the report says what was skipped and why, naming the column and the row."""
+    df = pd.read_csv(tiny_cohort)
+    df.loc[3, "os_time"] = -1.0
+    df.loc[5, "reader_2"] = 7
+    bad = tiny_cohort.parent / "cohort_bad.csv"
+    df.to_csv(bad, index=False)
+    out = tmp_path / "eval"
+    args = ["evaluate", str(bad), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
+            "--bootstrap", "0", "--test-size", "0.25", "--method", "sinc", "--workers", "2", "--classifiers", ""]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    skipped = results["survival"]["overall survival"]["skipped"]
+    assert "'os_time'" in skipped and f"rows {df.loc[3, 'patient_id']}" in skipped
+    assert "'reader_2'" in results["readers"]["skipped"] and f"rows {df.loc[5, 'patient_id']}" in results["readers"]["skipped"]
+    html = (out / "report.html").read_text()
+    assert "overall survival: skipped" in html and "outside its scale" in html

@@ -1,0 +1,192 @@
+"""Survival analysis beside the response study: Cox proportional hazards with Efron ties (as R's
+`survival::coxph`), Kaplan-Meier curves with the log-rank test, and Harrell's C-index with a
+bootstrap CI. lifelines does the fitting; this module validates the input, names things as the
+report needs them, and imports no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+class SurvivalDataError(ValueError):
+    """Survival columns that cannot be analysed; the message names the column, the rows and the fix."""
+
+
+def check_survival(df: pd.DataFrame, duration: str, event: str) -> None:
+    """Durations present, finite and non-negative; events 0/1. Raises `SurvivalDataError` naming
+    the column and the rows (by index)."""
+    for col in (duration, event):
+        if col not in df.columns:
+            raise SurvivalDataError(f"survival column {col!r} is not in the table ({', '.join(map(str, df.columns))})")
+    t = pd.to_numeric(df[duration], errors="coerce")
+    bad = list(df.index[~np.isfinite(t.to_numpy(float)) | (t.to_numpy(float) < 0)])
+    if bad:
+        raise SurvivalDataError(
+            f"column {duration!r}: missing, non-numeric or negative times in rows {', '.join(map(str, bad[:10]))}"
+            + (" ..." if len(bad) > 10 else "") + "; give every patient a time >= 0 or drop them"
+        )
+    e = pd.to_numeric(df[event], errors="coerce")
+    bad = list(df.index[~e.isin([0, 1])])
+    if bad:
+        raise SurvivalDataError(
+            f"column {event!r}: events must be 0 (censored) or 1 (event); rows {', '.join(map(str, bad[:10]))}"
+            + (" ..." if len(bad) > 10 else "") + " hold other values"
+        )
+
+
+def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) -> pd.DataFrame:
+    """Cox proportional-hazards regression (Efron's method for ties, as R's coxph).
+
+    Returns a DataFrame indexed by covariate with columns ``coef, se, z, p, hr, hr_low, hr_high``
+    (Wald statistics, 95% CI of the hazard ratio); ``.attrs`` holds ``concordance`` (Harrell's C of
+    the linear predictor), ``log_likelihood_ratio_test`` ({statistic, df, p}), ``n`` and
+    ``events``.
+    """
+    from lifelines import CoxPHFitter
+
+    check_survival(df, duration, event)
+    missing = [c for c in covariates if c not in df.columns]
+    if missing:
+        raise SurvivalDataError(f"covariate(s) {', '.join(missing)} not in the table")
+    data = df[[duration, event, *covariates]].astype(float)
+    fitter = CoxPHFitter()  # lifelines' partial likelihood uses Efron's approximation for ties
+    fitter.fit(data, duration_col=duration, event_col=event)
+    s = fitter.summary
+    out = pd.DataFrame(
+        {
+            "coef": s["coef"],
+            "se": s["se(coef)"],
+            "z": s["z"],
+            "p": s["p"],
+            "hr": s["exp(coef)"],
+            "hr_low": s["exp(coef) lower 95%"],
+            "hr_high": s["exp(coef) upper 95%"],
+        }
+    )
+    out.index.name = "covariate"
+    lr = fitter.log_likelihood_ratio_test()
+    out.attrs = {
+        "concordance": float(fitter.concordance_index_),
+        "log_likelihood_ratio_test": {"statistic": float(lr.test_statistic), "df": int(lr.degrees_freedom),
+                                      "p": float(lr.p_value)},  # fmt: skip
+        "n": int(len(data)),
+        "events": int(data[event].sum()),
+    }
+    return out
+
+
+@dataclass(frozen=True)
+class KaplanMeier:
+    """One group's product-limit curve, its 95% CI (Greenwood, log-log) and numbers at risk."""
+
+    group: str
+    times: list[float]
+    survival: list[float]
+    ci_low: list[float]
+    ci_high: list[float]
+    at_risk: dict[float, int]
+    median: float
+
+
+def kaplan_meier(
+    df: pd.DataFrame, duration: str, event: str, group: str | None = None, *, risk_times: Sequence[float] | None = None
+) -> list[KaplanMeier]:
+    """Kaplan-Meier curve of each group (or of everyone), with numbers at risk at `risk_times`
+    (default: 0 and quartiles of the follow-up)."""
+    from lifelines import KaplanMeierFitter
+
+    check_survival(df, duration, event)
+    t_all = df[duration].astype(float)
+    if risk_times is None:
+        risk_times = [0.0, *np.round(np.quantile(t_all, [0.25, 0.5, 0.75]), 1)]
+    groups = [("all", df)] if group is None else [(str(g), sub) for g, sub in df.groupby(group, sort=True)]
+    out = []
+    for name, sub in groups:
+        t, e = sub[duration].astype(float).to_numpy(), sub[event].astype(int).to_numpy()
+        km = KaplanMeierFitter().fit(t, e)
+        sf = km.survival_function_.iloc[:, 0]
+        ci = km.confidence_interval_survival_function_
+        out.append(
+            KaplanMeier(
+                group=name,
+                times=[float(v) for v in sf.index],
+                survival=[float(v) for v in sf.to_numpy()],
+                ci_low=[float(v) for v in ci.iloc[:, 0]],
+                ci_high=[float(v) for v in ci.iloc[:, 1]],
+                at_risk={float(rt): int((t >= rt).sum()) for rt in risk_times},
+                median=float(km.median_survival_time_),
+            )
+        )
+    return out
+
+
+def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> dict[str, float]:
+    """Log-rank test across the groups of `group` (chi-square with groups - 1 df)."""
+    from lifelines.statistics import multivariate_logrank_test
+
+    check_survival(df, duration, event)
+    r = multivariate_logrank_test(df[duration].astype(float), df[group], df[event].astype(int))
+    return {"statistic": float(r.test_statistic), "df": int(r.degrees_of_freedom), "p": float(r.p_value)}
+
+
+def harrell_c(
+    time: Any, event: Any, risk: Any, *, n_bootstrap: int = 1000, seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:  # fmt: skip
+    """Harrell's C of a risk score (higher risk = earlier event), with a percentile bootstrap CI."""
+    from lifelines.utils import concordance_index
+
+    t, e, r = (np.asarray(v, float) for v in (time, event, risk))
+    c = float(concordance_index(t, -r, e))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_bootstrap):
+        b = rng.integers(0, len(t), len(t))
+        try:
+            boots.append(concordance_index(t[b], -r[b], e[b]))
+        except ZeroDivisionError:  # a resample with no comparable pair
+            continue
+    a = (1 - level) / 2
+    lo, hi = (np.quantile(boots, [a, 1 - a]) if boots else (np.nan, np.nan))
+    return {"c_index": c, "ci_low": float(lo), "ci_high": float(hi), "n_bootstrap": len(boots)}
+
+
+ENDPOINTS = (("overall survival", "os_time", "os_event"), ("progression-free survival", "pfs_time", "pfs_event"))
+
+
+def study_survival(
+    table: pd.DataFrame, p_best: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str]
+) -> dict[str, Any]:
+    """Survival of the risk groups the best response model makes (predicted responder: probability
+    at or above its training-set threshold) for each endpoint whose columns the table has: KM per
+    group with the log-rank test, Cox hazard ratios of the group and the clinical covariates, and
+    Harrell's C of the model. An endpoint whose columns are unusable is skipped with the reason."""
+    out: dict[str, Any] = {}
+    for name, tcol, ecol in ENDPOINTS:
+        if tcol not in table.columns and ecol not in table.columns:
+            continue
+        try:
+            if tcol not in table.columns or ecol not in table.columns:
+                raise SurvivalDataError(f"{name} needs both {tcol!r} and {ecol!r}")
+            df = table[[tcol, ecol, *covariates]].copy()
+            check_survival(df, tcol, ecol)
+            df[[tcol, ecol]] = df[[tcol, ecol]].astype(float)
+            df["predicted_responder"] = (np.asarray(p_best) >= threshold).astype(int)
+            df["group"] = np.where(df["predicted_responder"] == 1, "predicted responder", "predicted non-responder")
+            km = kaplan_meier(df, tcol, ecol, "group")
+            res = cox(df, tcol, ecol, ["predicted_responder", *covariates])
+            out[name] = {
+                "time": tcol, "event": ecol, "best_model": best_name, "threshold": threshold,
+                "kaplan_meier": [k.__dict__ for k in km], "logrank": logrank(df, tcol, ecol, "group"),
+                "cox": res.reset_index().to_dict(orient="records"), "cox_attrs": res.attrs,
+                "c_index": harrell_c(df[tcol], df[ecol], 1 - np.asarray(p_best), n_bootstrap=200),
+            }  # fmt: skip
+        except (SurvivalDataError, ValueError, np.linalg.LinAlgError) as exc:
+            out[name] = {"skipped": str(exc)}
+    return out
