@@ -404,6 +404,15 @@ def evaluate(
     peritumoral: Annotated[
         str, typer.Option(help="Peritumoral ring widths in mm, e.g. 3,10,20 (clipped to a liver_mask column).")
     ] = "",
+    dl: Annotated[
+        str, typer.Option(help="3D ResNet response model before/after SR and DLRCR: none, resnet10, resnet18, resnet34.")
+    ] = "none",
+    dl_dual: Annotated[
+        str | None, typer.Option(help="Second branch of the deep model: ring (a 10 mm shell) or image_2 (a column).")
+    ] = None,
+    dl_epochs: Annotated[int, typer.Option(help="Deep model: at most this many epochs (early stopping).")] = 40,
+    dl_crop_vox: Annotated[int, typer.Option(help="Deep model: voxels per edge of the 96 mm tumour cube.")] = 32,
+    dl_widen: Annotated[float, typer.Option(help="Deep model: ResNet width factor (1 = standard).")] = 1.0,
 ) -> None:
     """Radiomics before and after SR, the pre-SR, post-SR, clinical and combined models, DeLong,
     decision curves, calibration: report.html, results.json and CSVs in OUTPUT."""
@@ -424,8 +433,14 @@ def evaluate(
         classifiers=tuple(c.strip() for c in classifiers.split(",") if c.strip()), panel_bootstrap=panel_bootstrap,
         comparators=tuple(c.strip() for c in comparators.split(",") if c.strip()),
     )  # fmt: skip
+    deep = None
+    if dl != "none":
+        from srgan3d.study.deep import DeepConfig
+
+        deep = DeepConfig(arch=dl, dual=dl_dual, epochs=dl_epochs, crop_vox=dl_crop_vox, widen_factor=dl_widen, seed=seed,
+                          device="cuda" if device.startswith("cuda") else "cpu")  # fmt: skip
     with logging_redirect_tqdm():
-        results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, progress=True)
+        results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, deep=deep, progress=True)
     from srgan3d.demo import evaluation_table
 
     typer.echo(evaluation_table(results))

@@ -125,6 +125,7 @@ def run_demo(
     The synthetic cohort is reused when `outdir/cohort` already holds one of the same spec and seed.
     """
     from srgan3d.sr.synthetic import COHORT_FORMAT, CohortSpec, make_cohort
+    from srgan3d.study.deep import DeepConfig
     from srgan3d.study.evaluation import evaluate_cohort
     from srgan3d.study.modeling import ModelingConfig
     from srgan3d.study.radiomics import RadiomicsConfig
@@ -156,6 +157,7 @@ def run_demo(
         radiomics=RadiomicsConfig(method=summary["method"], workers=workers, peritumoral=(5.0,)),
         modeling=ModelingConfig(seed=seed, n_bootstrap=n_bootstrap, comparators=("bclc", "child_pugh"),
                                 panel_bootstrap=min(25, n_bootstrap)),
+        deep=DeepConfig.tiny(seed=seed),
         progress=progress,
     )
     # The phantom's SR quality goes into the study's results and report too.

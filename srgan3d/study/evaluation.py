@@ -17,7 +17,7 @@ from srgan3d.study.cohort import read_cohort
 from srgan3d.study.modeling import ModelingConfig, cohort_summary, run_modeling
 from srgan3d.study.radiomics import RadiomicsConfig, crop, extract_cohort
 from srgan3d.study.report import write_report
-from srgan3d.volume import read_volume
+from srgan3d.volume import Volume, read_volume
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,13 @@ def evaluate_cohort(
     *,
     radiomics: RadiomicsConfig | None = None,
     modeling: ModelingConfig | None = None,
+    deep: Any = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """The whole analysis of one cohort; writes results.json, CSVs and report.html in `outdir`.
+
+    `deep` (a `srgan3d.study.deep.DeepConfig`) adds the 3D ResNet models before and after SR and
+    DLRCR (deep score + post-SR radscore + clinical) to the study.
 
     Returns the results dictionary (as written to results.json).
     """
@@ -106,6 +110,7 @@ def evaluate_cohort(
         split = split_patients(y, test_size=modeling.test_size, seed=modeling.seed)
         regions = region_models(feats.pre, feats.post, groups, y, split, modeling)
 
+    deep_results = _deep(table, keep, feats, res, clin, y, outdir, deep) if deep is not None else None
     survival, readers = _survival_and_readers(keep, res, y, modeling)
     pred = res.predictions.copy()
     pred.index.name = "patient_id"
@@ -149,6 +154,7 @@ def evaluate_cohort(
             "margin_vox": feats.config.margin_vox,
         },
         "modeling": {**res.to_dict(), "regions": regions},
+        "deep": deep_results,
         "survival": survival,
         "readers": readers,
         "predictions": pred.reset_index().to_dict(orient="list"),
@@ -161,6 +167,62 @@ def evaluate_cohort(
     )
     write_report(outdir)
     return results
+
+
+def _deep(
+    table: pd.DataFrame, keep: pd.DataFrame, feats: Any, res: Any, clin: pd.DataFrame, y: np.ndarray, outdir: Path,
+    config: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """Crops before and after SR, the deep models, and DLRCR; a failure is reported, not fatal."""
+    from srgan3d.study import stats
+    from srgan3d.study.deep import deep_models, tumour_centre_mm, tumour_crop
+    from srgan3d.study.modeling import Logistic
+    from srgan3d.study.radiomics import ring_mask
+
+    try:
+        rows = table.set_index("patient_id").loc[keep.index]
+        crops: dict[str, list[list[np.ndarray]]] = {"pre": [[], []], "post": [[], []]}
+        for pid, row in rows.iterrows():
+            box = tuple(slice(a, b) for a, b in feats.info.loc[pid, "crop_lr"])
+            image, mask = read_volume(row["image"]), read_volume(row["mask"])
+            sr = read_volume(row["image_sr"]) if row.get("image_sr") else read_volume(outdir / "sr" / f"{pid}.nii.gz")
+            sr_mask = read_volume(row["mask_sr"]) if row.get("mask_sr") else read_volume(outdir / "sr" / f"{pid}_mask.nii.gz")
+            centre = tumour_centre_mm(mask)
+            kw = {"crop_mm": config.crop_mm, "crop_vox": config.crop_vox, "centre_mm": centre}
+            crops["pre"][0].append(tumour_crop(image, mask, **kw))
+            crops["post"][0].append(tumour_crop(sr, sr_mask, **kw))
+            if config.dual == "ring":
+                for key, img, m in (("pre", crop(image, box), crop(mask, box)), ("post", sr, sr_mask)):
+                    shell = ring_mask(m, config.ring_mm)
+                    crops[key][1].append(tumour_crop(Volume(img.data * shell.data, img.affine, {}), m, **kw))
+            elif config.dual == "image_2":
+                if not row.get("image_2"):
+                    raise ValueError(f"--dl-dual image_2 needs an image_2 column; patient {pid} has none")
+                second = tumour_crop(read_volume(row["image_2"]), mask, **kw)
+                crops["pre"][1].append(second)
+                crops["post"][1].append(second)  # the second phase is not super-resolved
+        inputs = {k: [np.stack(v) for v in branches if v] for k, branches in crops.items()}
+        pred = res.predictions
+        train = np.flatnonzero(pred["set"].to_numpy() == "train")
+        test = np.flatnonzero(pred["set"].to_numpy() == "test")
+        out = deep_models(inputs, y, train, test, config)
+        # DLRCR: deep score (post-SR, log-odds) + post-SR radscore + the clinical model's variables
+        p_dl = np.clip(np.asarray(out["models"]["post"]["probability"]), 1e-6, 1 - 1e-6)
+        X = clin.copy()
+        X["radscore_post_sr"] = res.fitted.radscore_post.decision_function(feats.post.loc[keep.index])
+        X["dl_score"] = np.log(p_dl / (1 - p_dl))
+        variables = [*res.fitted.clinical.variables, "radscore_post_sr", "dl_score"]
+        dlrcr = Logistic(variables).fit(X.iloc[train], y[train])
+        p = dlrcr.predict_proba(X)
+        rcr = pred["clinical_post_sr"].to_numpy()
+        out["dlrcr"] = {"variables": variables, "table": dlrcr.table_.to_dict(orient="records"),
+                        "test": stats.roc_auc_ci(y[test], p[test]).to_dict(),
+                        "delong_vs_rcr": stats.delong_test(y[test], p[test], rcr[test]).to_dict(),
+                        "probability": p.tolist()}  # fmt: skip
+        return out
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+        log.warning("deep models skipped: %s", exc)
+        return {"skipped": f"{type(exc).__name__}: {exc}"}
 
 
 def _survival_and_readers(

@@ -425,6 +425,38 @@ def _survival_section(results: dict) -> list[str]:
     return parts
 
 
+def _deep_section(results: dict) -> list[str]:
+    dl = results.get("deep")
+    if not dl:
+        return []
+    if "skipped" in dl:
+        return [f"<h2>4e. Deep-learning models</h2><p><b>Skipped</b> — {_esc(dl['skipped'])}</p>"]
+    c = dl["config"]
+    rows = []
+    for image, m in dl["models"].items():
+        t = m["test"]
+        rows.append({"Model": f"{c['arch']}{' dual-branch (' + c['dual'] + ')' if c['dual'] else ''}, {image}-SR",
+                     "Train AUC": _num(m["train_auc"]), "Test AUC [95% CI]": f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]",
+                     "Epochs": m["epochs"], "Inner val loss": _num(m["best_val_loss"])})  # fmt: skip
+    if "dlrcr" in dl:
+        t = dl["dlrcr"]["test"]
+        rows.append({"Model": "DLRCR: deep score (post-SR) + post-SR radscore + CR", "Train AUC": "",
+                     "Test AUC [95% CI]": f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]", "Epochs": "",
+                     "Inner val loss": ""})  # fmt: skip
+    parts = [f"<h2>4e. Deep-learning models</h2><p>MONAI 3D {_esc(c['arch'])} (width ×{c['widen_factor']:g}) on a "
+             f"{c['crop_mm']:g} mm cube around the tumour centroid resampled to {c['crop_vox']}³ voxels, trained on the "
+             f"training patients (an inner {c['val_fraction']:.0%} stops it early; class-weighted; flips, ±10° in-plane "
+             f"rotations and intensity jitter; seed {c['seed']}), before and after SR separately.</p>",
+             _table(pd.DataFrame(rows), left=("Model",))]  # fmt: skip
+    if "delong_post_vs_pre" in dl:
+        d = dl["delong_post_vs_pre"]
+        parts.append(f"<p>Deep model, post- vs pre-SR (test set): ΔAUC {d['difference']:+.3f} "
+                     f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], DeLong p = {_p(d['p_value'])}."
+                     + (f" DLRCR vs RCR: ΔAUC {dl['dlrcr']['delong_vs_rcr']['difference']:+.3f}, p = "
+                        f"{_p(dl['dlrcr']['delong_vs_rcr']['p_value'])}." if "dlrcr" in dl else "") + "</p>")  # fmt: skip
+    return parts
+
+
 def _readers_section(results: dict) -> list[str]:
     rd = results.get("readers")
     if not rd:
@@ -666,6 +698,7 @@ def render_html(results: dict) -> str:
     parts += _panel_section(results)
     parts += _comparators_section(results)
     parts += _regions_section(results)
+    parts += _deep_section(results)
     parts.append("<h2>5. Clinical usefulness</h2>")
     parts.append(_fig(dca_figure(results), "Net benefit on the test set of treating (here: predicting response for) the "
                       "patients whose predicted probability is at or above each threshold."))  # fmt: skip

@@ -105,7 +105,8 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     args = ["evaluate", str(tiny_cohort), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
             "--bootstrap", "4", "--test-size", "0.25", "--method", "sinc", "--workers", "2",
             "--classifiers", "lr,svm", "--panel-bootstrap", "2", "--comparators", "bclc,child_pugh",
-            "--peritumoral", "6"]  # fmt: skip
+            "--peritumoral", "6", "--dl", "resnet10", "--dl-epochs", "2", "--dl-crop-vox", "16", "--dl-widen", "0.25",
+            "--dl-dual", "ring"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     for name in ("report.html", "results.json", "predictions.csv", "coefficients.csv", "features_pre.csv",
@@ -141,6 +142,11 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     assert (info["ring6mm_ml_lr"] > 0).all() and info["ring6mm_clipped_to_liver"].all()
     assert ((info["ring6mm_ml_sr"] - info["ring6mm_ml_lr"]).abs() / info["ring6mm_ml_lr"] < 0.25).all()
     assert not any(c.startswith("ring") for c in results["modeling"]["radscore"]["radiomics_post_sr"]["features"])
+    # the dual-branch deep model before and after SR, and DLRCR
+    deep = results["deep"]
+    assert "skipped" not in deep, deep.get("skipped")
+    assert set(deep["models"]) == {"pre", "post"} and deep["config"]["dual"] == "ring"
+    assert deep["dlrcr"]["variables"][-2:] == ["radscore_post_sr", "dl_score"] and "4e. Deep-learning models" in html
     # survival of the best model's risk groups, and the three simulated readers
     os_ = results["survival"]["overall survival"]
     assert [c["covariate"] for c in os_["cox"]] == ["predicted_responder", "diameter_mm", "arterial_enhancement"]
