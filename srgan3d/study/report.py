@@ -69,6 +69,22 @@ def _p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _ci(v: float, lohi: list[float]) -> str:
+    """A proportion with its interval: '0.812 [0.700-0.890]' (– when undefined)."""
+    return f"{v:.3f} [{lohi[0]:.3f}-{lohi[1]:.3f}]" if np.isfinite(v) else "–"
+
+
+def _auc(r: dict) -> str:
+    """An AUC result (`stats.RocResult.to_dict`) as '0.812 [0.700-0.920]'."""
+    return f"{r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]"
+
+
+def _p_eq(p: float | None) -> str:
+    """'p = 0.032' or 'p < 0.001'."""
+    text = _p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _num(v: Any, digits: int = 3) -> str:
     try:
         f = float(v)
@@ -120,7 +136,7 @@ def roc_figure(results: dict) -> str:
             pts = stats.roc_points(y, sub[m].to_numpy())
             r = results["modeling"]["roc"][name][m]
             ax.step(pts["fpr"], pts["tpr"], where="post", color=MODEL_COLOURS[m], lw=2,
-                    label=f"{MODEL_LABELS[m]}: {r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]")  # fmt: skip
+                    label=f"{MODEL_LABELS[m]}: {_auc(r)}")  # fmt: skip
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
         readers = results.get("readers") or {}
         if name == "test" and readers.get("readers"):
@@ -224,7 +240,7 @@ def panel_roc_figure(results: dict) -> str | None:
             pts = stats.roc_points(y, p)
             r = images[image]["test"]
             ax.step(pts["fpr"], pts["tpr"], where="post", color=colour, lw=1.8,
-                    label=f"{CLASSIFIER_LABELS[name]}: {r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]")  # fmt: skip
+                    label=f"{CLASSIFIER_LABELS[name]}: {_auc(r)}")  # fmt: skip
         pts = stats.roc_points(y, pred["clinical"].to_numpy()[test])
         ax.step(pts["fpr"], pts["tpr"], where="post", color="#555", lw=1.2, ls="--", label="Clinical (CR)")
         ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
@@ -320,16 +336,14 @@ def _panel_section(results: dict) -> list[str]:
             op = m["operating_point"]
             t = m["test"]
 
-            def ci(v: float, lohi: list[float]) -> str:
-                return f"{v:.3f} [{lohi[0]:.3f}-{lohi[1]:.3f}]" if np.isfinite(v) else "–"
 
             rows.append({"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR",
                          "Train CV AUC": _num(m["cv_auc"]), "Train AUC": _num(m["train_auc"]),
                          "Corrected AUC": _num(m.get("corrected_auc", float("nan"))),
-                         "Test AUC [95% CI]": f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]",
-                         "Accuracy": ci(op["accuracy"], op["accuracy_ci"]),
-                         "Sensitivity": ci(op["sensitivity"], op["sensitivity_ci"]),
-                         "Specificity": ci(op["specificity"], op["specificity_ci"]),
+                         "Test AUC [95% CI]": _auc(t),
+                         "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
+                         "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
+                         "Specificity": _ci(op["specificity"], op["specificity_ci"]),
                          "Threshold": f"{m['threshold']:.3f}",
                          "Hyperparameters": ", ".join(f"{k}={v}" for k, v in m["params"].items())
                          + ("; " + "; ".join(m["warnings"]) if m["warnings"] else "")})  # fmt: skip
@@ -360,14 +374,10 @@ def _regions_section(results: dict) -> list[str]:
             rows.append({"Region": r["region"], "Features": r["n_features"], "Pre-SR test AUC [95% CI]": "skipped",
                          "Post-SR test AUC [95% CI]": _esc(r["error"]), "Post − pre": "", "DeLong p": ""})  # fmt: skip
             continue
-
-        def auc(t: dict) -> str:
-            return f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]"
-
         d = r["delong_post_vs_pre"]
         rows.append({"Region": r["region"], "Features": r["n_features"],
                      "Selected pre / post": f"{len(r['pre']['features'])} / {len(r['post']['features'])}",
-                     "Pre-SR test AUC [95% CI]": auc(r["pre"]["test"]), "Post-SR test AUC [95% CI]": auc(r["post"]["test"]),
+                     "Pre-SR test AUC [95% CI]": _auc(r["pre"]["test"]), "Post-SR test AUC [95% CI]": _auc(r["post"]["test"]),
                      "Post − pre": f"{d['difference']:+.3f}", "DeLong p": _p(d["p_value"])})  # fmt: skip
     rad = results["config"]["radiomics"]
     return ["<h2>4d. Peritumoral regions</h2><p>Rings of "
@@ -385,10 +395,11 @@ def km_figure(results: dict, endpoint: str) -> str:
     colours = {"predicted responder": "#d62728", "predicted non-responder": "#1f77b4"}
     for k in sv["kaplan_meier"]:
         c = colours.get(k["group"], "#333")
-        ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {k['median']:.1f})")
+        median = f"{k['median']:.1f}" if np.isfinite(k["median"]) else "not reached"
+        ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
         ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
     ax.set(xlabel=f"Time ({sv['time']})", ylabel="Survival probability", ylim=(0, 1.02),
-           title=f"{endpoint.capitalize()} by the best model's risk group; log-rank p = {_p(sv['logrank']['p'])}")  # fmt: skip
+           title=f"{endpoint.capitalize()} by the best model's risk group; log-rank {_p_eq(sv['logrank']['p'])}")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     risk = "   ".join(f"{k['group']}: " + ", ".join(f"t={float(t):g}: {n}" for t, n in k["at_risk"].items())
@@ -436,12 +447,12 @@ def _deep_section(results: dict) -> list[str]:
     for image, m in dl["models"].items():
         t = m["test"]
         rows.append({"Model": f"{c['arch']}{' dual-branch (' + c['dual'] + ')' if c['dual'] else ''}, {image}-SR",
-                     "Train AUC": _num(m["train_auc"]), "Test AUC [95% CI]": f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]",
+                     "Train AUC": _num(m["train_auc"]), "Test AUC [95% CI]": _auc(t),
                      "Epochs": m["epochs"], "Inner val loss": _num(m["best_val_loss"])})  # fmt: skip
     if "dlrcr" in dl:
         t = dl["dlrcr"]["test"]
         rows.append({"Model": "DLRCR: deep score (post-SR) + post-SR radscore + CR", "Train AUC": "",
-                     "Test AUC [95% CI]": f"{t['auc']:.3f} [{t['ci_low']:.3f}-{t['ci_high']:.3f}]", "Epochs": "",
+                     "Test AUC [95% CI]": _auc(t), "Epochs": "",
                      "Inner val loss": ""})  # fmt: skip
     parts = [f"<h2>4e. Deep-learning models</h2><p>MONAI 3D {_esc(c['arch'])} (width ×{c['widen_factor']:g}) on a "
              f"{c['crop_mm']:g} mm cube around the tumour centroid resampled to {c['crop_vox']}³ voxels, trained on the "
@@ -464,14 +475,14 @@ def _readers_section(results: dict) -> list[str]:
     if "skipped" in rd:
         return [f"<h2>10. Readers</h2><p><b>Skipped</b> — {_esc(rd['skipped'])}</p>"]
     rows = [{"Reader": r["reader"], "Scale": r["scale"],
-             "Test AUC [95% CI]": f"{r['test']['auc']:.3f} [{r['test']['ci_low']:.3f}-{r['test']['ci_high']:.3f}]",
+             "Test AUC [95% CI]": _auc(r["test"]),
              "Sensitivity": f"{r['sensitivity']:.3f}", "Specificity": f"{r['specificity']:.3f}",
              "Best − reader": f"{r['delong_best_vs_reader']['difference']:+.3f}",
              "DeLong p": _p(r["delong_best_vs_reader"]["p_value"])} for r in rd["readers"]]  # fmt: skip
     if rd.get("mean_of_readers"):
         m = rd["mean_of_readers"]
         rows.append({"Reader": "mean of readers", "Scale": "0-1", "Test AUC [95% CI]":
-                     f"{m['test']['auc']:.3f} [{m['test']['ci_low']:.3f}-{m['test']['ci_high']:.3f}]",
+                     f"{_auc(m['test'])}",
                      "Sensitivity": "", "Specificity": "", "Best − reader": f"{m['delong_best_vs_mean']['difference']:+.3f}",
                      "DeLong p": _p(m["delong_best_vs_mean"]["p_value"])})  # fmt: skip
     b = rd["best_test"]
@@ -486,7 +497,7 @@ def _comparators_section(results: dict) -> list[str]:
     if not comp:
         return []
     rows = [{"Comparator": c["comparator"], "Direction (from training set)": c["direction"],
-             "Test AUC [95% CI]": f"{c['test']['auc']:.3f} [{c['test']['ci_low']:.3f}-{c['test']['ci_high']:.3f}]",
+             "Test AUC [95% CI]": _auc(c["test"]),
              "Best model": c["best_model"], "Best − comparator": f"{c['delong_vs_best']['difference']:+.3f}",
              "DeLong p": _p(c["delong_vs_best"]["p_value"])} for c in comp]  # fmt: skip
     return ["<h2>4c. Staging systems</h2><p>Each ordinal staging column as a score of its own, against the study's "
@@ -508,17 +519,15 @@ def _performance_table(results: dict) -> pd.DataFrame:
             op = mod["operating_points"][name][m]
             cal = mod["calibration"][name][m]
 
-            def ci(v: float, lohi: list[float]) -> str:
-                return f"{v:.3f} [{lohi[0]:.3f}-{lohi[1]:.3f}]" if np.isfinite(v) else "–"
 
             rows.append(
                 {
                     "Model": MODEL_LABELS[m],
                     "Set": name,
-                    "AUC [95% CI]": f"{r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]",
-                    "Accuracy": ci(op["accuracy"], op["accuracy_ci"]),
-                    "Sensitivity": ci(op["sensitivity"], op["sensitivity_ci"]),
-                    "Specificity": ci(op["specificity"], op["specificity_ci"]),
+                    "AUC [95% CI]": _auc(r),
+                    "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
+                    "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
+                    "Specificity": _ci(op["specificity"], op["specificity_ci"]),
                     "Youden threshold†": f"{op['threshold']:.3f}",
                     "Brier": f"{cal['brier']:.3f}",
                     "Corrected AUC*": (
@@ -597,7 +606,7 @@ def render_html(results: dict) -> str:
         f"(stratified {1 - cfg['modeling']['test_size']:.0%}:{cfg['modeling']['test_size']:.0%} split, seed {cfg['modeling']['seed']}).",
     ]
     for m in MODEL_NAMES:
-        line = f"{MODEL_LABELS[m]}: test AUC {t[m]['auc']:.3f} [{t[m]['ci_low']:.3f}-{t[m]['ci_high']:.3f}]"
+        line = f"{MODEL_LABELS[m]}: test AUC {_auc(t[m])}"
         if m in opt:
             line += f"; optimism-corrected AUC {opt[m]['corrected_auc']:.3f} (bootstrap, all patients)"
         key.append(line + ".")
