@@ -151,16 +151,43 @@ def roc_figure(results: dict) -> str:
     return _png(fig, _stamp(results))
 
 
+def extra_models(results: dict) -> dict[str, tuple[str, str, np.ndarray]]:
+    """Models beyond the four of the study, as key -> (label, colour, probabilities of every
+    patient in prediction order): the classifier panel's pick and DLRCR, when present."""
+    out: dict[str, tuple[str, str, np.ndarray]] = {}
+    panel = results["modeling"].get("panel") or {}
+    if panel.get("best"):
+        from srgan3d.study.panel import CLASSIFIER_LABELS
+
+        b = panel["best"]
+        key = f"{b['classifier']}_{b['image']}"
+        out[key] = (f"Best classifier: {CLASSIFIER_LABELS[b['classifier']]}, {b['image']}-SR", "#ff7f0e",
+                    np.asarray(panel["predictions"][key], float))  # fmt: skip
+    deep = results.get("deep") or {}
+    if "dlrcr" in deep:
+        out["dlrcr"] = ("DLRCR", "#8c564b", np.asarray(deep["dlrcr"]["probability"], float))
+    return out
+
+
 def dca_figure(results: dict) -> str:
     import matplotlib.pyplot as plt
 
     dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
+    extra = extra_models(results)
+    if extra:
+        pred = _predictions(results)
+        test = (pred["set"] == "test").to_numpy()
+        more = stats.decision_curve(pred["label"].to_numpy(int)[test], {k: v[2][test] for k, v in extra.items()},
+                                    dc.index.to_numpy())  # fmt: skip
+        dc = dc.join(more[list(extra)])
     dc = dc[dc.index <= 0.95]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     ax.plot(dc.index, dc["treat_all"], color="#555", lw=1.5, label="Treat all")
     ax.plot(dc.index, dc["treat_none"], color="#000", lw=1.5, ls="--", label="Treat none")
     for m in MODEL_NAMES:
         ax.plot(dc.index, dc[m], color=MODEL_COLOURS[m], lw=2, label=MODEL_LABELS[m])
+    for key, (label, colour, _) in extra.items():
+        ax.plot(dc.index, dc[key], color=colour, lw=1.6, ls="-.", label=label)
     top = float(np.nanmax(dc.to_numpy()))
     ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
            title="Decision curves, test set")  # fmt: skip
@@ -177,6 +204,8 @@ def calibration_figure(results: dict) -> str:
         for m in MODEL_NAMES:
             c = results["modeling"]["calibration"][name][m]["curve"]
             ax.plot(c["mean_predicted"], c["observed"], "o-", color=MODEL_COLOURS[m], label=MODEL_LABELS[m], ms=4)
+        for label, colour, c in _extra_calibration(results, name):
+            ax.plot(c["curve"]["mean_predicted"], c["curve"]["observed"], "s-.", color=colour, label=label, ms=4)
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
         ax.set(title=f"Calibration, {name} set",
                xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
@@ -184,6 +213,15 @@ def calibration_figure(results: dict) -> str:
         ax.legend(fontsize=8)
         ax.set_aspect("equal")
     return _png(fig, _stamp(results))
+
+
+def _extra_calibration(results: dict, name: str) -> list[tuple[str, str, dict]]:
+    """(label, colour, calibration dict) of the extra models on one set."""
+    pred = _predictions(results)
+    idx = (pred["set"] == name).to_numpy()
+    y = pred["label"].to_numpy(int)[idx]
+    return [(label, colour, stats.calibration(y, p[idx], n_bins=5 if name == "test" else 10).to_dict())
+            for label, colour, p in extra_models(results).values()]  # fmt: skip
 
 
 def examples_figure(results: dict) -> str | None:
@@ -300,11 +338,17 @@ def nomogram_figure(results: dict) -> str | None:
 
 def _net_benefit_table(results: dict) -> pd.DataFrame:
     dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
+    extra = extra_models(results)
+    pred = _predictions(results)
+    test = (pred["set"] == "test").to_numpy()
+    y = pred["label"].to_numpy(int)[test]
     rows = []
     for t in (0.2, 0.4, 0.6):
         i = int(np.argmin(np.abs(dc.index.to_numpy() - t)))
         r = dc.iloc[i]
+        more = stats.decision_curve(y, {k: v[2][test] for k, v in extra.items()}, [t]).iloc[0] if extra else {}
         rows.append({"Threshold": f"{t:.1f}", **{MODEL_LABELS[m]: f"{r[m]:.3f}" for m in MODEL_NAMES},
+                     **{label: f"{more[k]:.3f}" for k, (label, _, _) in extra.items()},
                      "Treat all": f"{r['treat_all']:.3f}", "Treat none": "0.000"})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -727,6 +771,12 @@ def render_html(results: dict) -> str:
             c = mod["calibration"][name][m]
             crow.append({"Model": MODEL_LABELS[m], "Set": name, "Brier": _num(c["brier"]),
                          "Slope": _num(c["slope"], 2), "Intercept": _num(c["intercept"], 2),
+                         "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
+                         "HL p": _p(c["hl_p_value"])})  # fmt: skip
+    for name in ("train", "test"):
+        for label, _, c in _extra_calibration(results, name):
+            crow.append({"Model": label, "Set": name, "Brier": _num(c["brier"]), "Slope": _num(c["slope"], 2),
+                         "Intercept": _num(c["intercept"], 2),
                          "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
                          "HL p": _p(c["hl_p_value"])})  # fmt: skip
     parts.append(_table(pd.DataFrame(crow), left=("Model", "Set")))

@@ -147,6 +147,8 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     assert "skipped" not in deep, deep.get("skipped")
     assert set(deep["models"]) == {"pre", "post"} and deep["config"]["dual"] == "ring"
     assert deep["dlrcr"]["variables"][-2:] == ["radscore_post_sr", "dl_score"] and "4e. Deep-learning models" in html
+    # the panel's pick and DLRCR join the decision curves, net benefit and calibration tables
+    assert html.count(">DLRCR</td>") >= 2 and "Best classifier: " in html
     # survival of the best model's risk groups, and the three simulated readers
     os_ = results["survival"]["overall survival"]
     assert [c["covariate"] for c in os_["cox"]] == ["predicted_responder", "diameter_mm", "arterial_enhancement"]
