@@ -339,6 +339,9 @@ def synth_cohort(
         int, typer.Option(help="Seed of anatomy, tumours, clinical variables and responses.")
     ] = 0,
     workers: Annotated[int, typer.Option(help="Processes (default: CPU cores).")] = 0,
+    second_phase: Annotated[
+        bool, typer.Option(help="Also write a washed-out second phase per patient (column image_2).")
+    ] = False,
 ) -> None:
     """Write a synthetic cohort of arterial-phase phantoms with SIMULATED responses."""
     import os
@@ -349,7 +352,7 @@ def synth_cohort(
         raise ValueError(f"{output} exists and is not empty; choose a new folder")
     with logging_redirect_tqdm():
         path = make_cohort(
-            output, CohortSpec(n_patients=patients, n_responders=responders), seed=seed,
+            output, CohortSpec(n_patients=patients, n_responders=responders, second_phase=second_phase), seed=seed,
             workers=workers or os.cpu_count() or 1, progress=True,
         )  # fmt: skip
     typer.echo(f"wrote {path} ({patients} patients, {responders} responders; responses are simulated)")

@@ -221,6 +221,8 @@ class CohortSpec:
             sees is the 2x k-space truncation of it.
         b_diam, b_enh, b_tex: log-odds per standard deviation.
         noise: Rician noise relative to the liver signal, on the high-resolution image.
+        second_phase: also write a portal-venous-like second phase (`image_2`: the same anatomy
+            and noise seed, the tumour washed out to 40% of its arterial enhancement), LR only.
     """
 
     n_patients: int = 122
@@ -231,6 +233,7 @@ class CohortSpec:
     b_enh: float = 0.8
     b_tex: float = -1.4
     noise: float = 0.02
+    second_phase: bool = False
 
 
 def draw_cohort_table(spec: CohortSpec, *, seed: int = 0) -> list[dict]:
@@ -341,6 +344,14 @@ def _render_patient(args: tuple) -> tuple[str, dict[str, str]]:
         outdir / paths["mask"],
         description=f"srgan3d synthetic cohort {pid}, tumour VOI",
     )
+    if spec.second_phase:
+        from dataclasses import replace as _replace
+
+        washout = _replace(row["_tumour"], enhancement=0.4 * row["_tumour"].enhancement, halo=0.0)
+        pv = make_phantom(spec.shape, spec.spacing_mm, tumour=washout, seed=seed, noise=spec.noise)
+        paths["image_2"] = f"images/{pid}_phase2.nii.gz"
+        write_volume(degrade_volume(pv.image, 2, model="kspace"), outdir / paths["image_2"],
+                     description=f"srgan3d synthetic cohort {pid}, second phase, LR")  # fmt: skip
     write_volume(
         Volume(lr_liver.astype(np.uint8), downscaled_affine(ph.image.affine, 2), dict(meta)),
         outdir / paths["liver_mask"],
@@ -401,6 +412,8 @@ def make_cohort(
         "truth_hr", "truth_hr_mask", "true_diameter_mm",
         "true_enhancement", "true_texture", "true_necrosis", "true_capsule", "true_halo", "true_response_probability",
     ]  # fmt: skip
+    if spec.second_phase:
+        fields.insert(fields.index("liver_mask") + 1, "image_2")
     table = []
     for r in rows:
         t: TumourSpec = r["_tumour"]

@@ -21,7 +21,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 REQUIRED = ("patient_id", "image", "mask")
-PATH_COLUMNS = ("image", "mask", "image_sr", "mask_sr", "liver_mask")
+PATH_COLUMNS = ("image", "mask", "image_sr", "mask_sr", "liver_mask", "image_2")
 RESPONSE_CODES = {"CR": 1, "PR": 1, "SD": 0, "PD": 0, "1": 1, "0": 0}
 MIN_PER_CLASS = 10
 

@@ -22,7 +22,7 @@ from srgan3d.volume import Volume, read_volume
 log = logging.getLogger(__name__)
 
 NOT_CLINICAL = {
-    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "label", "baseline_viable_mm",
+    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "image_2", "label", "baseline_viable_mm",
     "os_time", "os_event", "pfs_time", "pfs_event",
     "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
 }  # fmt: skip

@@ -74,7 +74,7 @@ def test_crop_keeps_world_positions_and_mask_moves_to_sr_grid_by_the_affine_rule
 @pytest.fixture(scope="module")
 def tiny_cohort(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
-    spec = CohortSpec(n_patients=24, n_responders=12, shape=(64, 56, 24), spacing_mm=(2.0, 2.0, 3.5))
+    spec = CohortSpec(n_patients=24, n_responders=12, shape=(64, 56, 24), spacing_mm=(2.0, 2.0, 3.5), second_phase=True)
     csv = make_cohort(root / "cohort", spec, seed=1, workers=2)
     (root / "fast.yaml").write_text(FAST_PARAMS)
     return csv
@@ -241,7 +241,8 @@ def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort
     df.to_csv(bad, index=False)
     out = tmp_path / "eval"
     args = ["evaluate", str(bad), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
-            "--bootstrap", "0", "--test-size", "0.25", "--method", "sinc", "--workers", "2", "--classifiers", ""]  # fmt: skip
+            "--bootstrap", "0", "--test-size", "0.25", "--method", "sinc", "--workers", "2", "--classifiers", "",
+            "--dl", "resnet10", "--dl-epochs", "1", "--dl-crop-vox", "16", "--dl-widen", "0.25", "--dl-dual", "image_2"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
@@ -250,3 +251,5 @@ def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort
     assert "'reader_2'" in results["readers"]["skipped"] and f"rows {df.loc[5, 'patient_id']}" in results["readers"]["skipped"]
     html = (out / "report.html").read_text()
     assert "overall survival: skipped" in html and "outside its scale" in html
+    # the synthetic second phase feeds the deep model's second branch
+    assert results["deep"]["config"]["dual"] == "image_2" and set(results["deep"]["models"]) == {"pre", "post"}
