@@ -74,8 +74,10 @@ def test_the_wings_keep_their_doors():
 
 
 @pytest.mark.parametrize(
-    "module", ["srgan3d.volume", "srgan3d.study.stats", "srgan3d.study.modeling", "srgan3d.study.cohort"]
-)
+    "module",
+    ["srgan3d.volume", "srgan3d.study.stats", "srgan3d.study.modeling", "srgan3d.study.cohort",
+     "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.readers"],
+)  # fmt: skip
 def test_no_torch_where_none_belongs(module):
     code = f"import sys, {module}; sys.exit(3 if 'torch' in sys.modules else 0)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -89,3 +91,19 @@ def test_public_api():
                  "UpscaleConfig", "GeneratorEngine", "read_volume", "write_volume"):  # fmt: skip
         assert name in srgan3d.__all__ and callable(getattr(srgan3d, name)), name
     assert srgan3d.__version__
+
+
+def test_survival_and_the_panel_run_without_torch():
+    """Not only their imports: fitting a Cox model (lifelines) and the panel (sklearn, xgboost)."""
+    code = (
+        "import sys, numpy as np, pandas as pd\n"
+        "from srgan3d.study.survival import cox\n"
+        "from srgan3d.study.panel import fit_classifier\n"
+        "rng = np.random.default_rng(0)\n"
+        "df = pd.DataFrame({'t': rng.exponential(10, 40), 'e': rng.integers(0, 2, 40), 'x': rng.normal(size=40)})\n"
+        "cox(df, 't', 'e', ['x'])\n"
+        "fit_classifier('xgboost', 'post', df, (df.x > 0).astype(int).to_numpy(), ['x', 't'], seed=0, folds=3)\n"
+        "sys.exit(3 if 'torch' in sys.modules else 0)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, f"torch was imported{run.stderr}"
