@@ -17,6 +17,7 @@ from srgan3d.study.cohort import read_cohort
 from srgan3d.study.modeling import ModelingConfig, cohort_summary, run_modeling
 from srgan3d.study.radiomics import RadiomicsConfig, crop, extract_cohort
 from srgan3d.study.report import write_report
+from srgan3d.study.secondary import compare_staging, extra_model_stats, nomogram, region_models
 from srgan3d.volume import Volume, read_volume
 
 log = logging.getLogger(__name__)
@@ -97,17 +98,19 @@ def evaluate_cohort(
     log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
     # The tumour's own features drive the study's models; ring features have their own section.
     tumour_cols = [c for c in feats.pre.columns if not c.startswith("ring")]
-    res = run_modeling(feats.pre[tumour_cols], feats.post[tumour_cols], clin, y, modeling, comparators=staging,
-                       progress=progress)  # fmt: skip
+    res = run_modeling(feats.pre[tumour_cols], feats.post[tumour_cols], clin, y, modeling, progress=progress)
+    split = (np.flatnonzero(res.predictions["set"].to_numpy() == "train"),
+             np.flatnonzero(res.predictions["set"].to_numpy() == "test"))  # fmt: skip
+    comparators = compare_staging(staging, res.predictions, res.panel, y, *split) if staging is not None else []
+    x_train = clin.iloc[split[0]].assign(
+        radscore_post_sr=res.fitted.radscore_post.decision_function(feats.post[tumour_cols].iloc[split[0]]))
+    nomo = nomogram(res.fitted.combined, x_train)
     regions = None
     if feats.config.peritumoral:
-        from srgan3d.study.modeling import region_models, split_patients
-
         groups = {"tumour": tumour_cols}
         for w in feats.config.peritumoral:
             groups[f"ring {w:g} mm"] = [c for c in feats.pre.columns if c.startswith(f"ring{w:g}mm_")]
         groups["tumour + rings"] = list(feats.pre.columns)
-        split = split_patients(y, test_size=modeling.test_size, seed=modeling.seed)
         regions = region_models(feats.pre, feats.post, groups, y, split, modeling)
 
     deep_results = _deep(table, keep, feats, res, clin, y, outdir, deep) if deep is not None else None
@@ -153,7 +156,8 @@ def evaluate_cohort(
             "weights_sha256": ", ".join(shas) or None,
             "margin_vox": feats.config.margin_vox,
         },
-        "modeling": {**res.to_dict(), "regions": regions},
+        "modeling": {**res.to_dict(), "regions": regions, "comparators": comparators, "nomogram": nomo,
+                     "extra_models": extra_model_stats(res.predictions, res.panel, deep_results)},
         "deep": deep_results,
         "survival": survival,
         "readers": readers,
@@ -230,8 +234,8 @@ def _survival_and_readers(
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The survival of the best model's risk groups and the comparison with readers, when the
     table has their columns; a problem skips that part with its reason, the study goes on."""
-    from srgan3d.study.modeling import best_model
     from srgan3d.study.readers import compare_readers, reader_columns
+    from srgan3d.study.secondary import best_model
     from srgan3d.study.survival import study_survival
 
     name, p_best = best_model(res.predictions, res.panel)

@@ -399,8 +399,6 @@ class ModelingResult:
     decision_curve: pd.DataFrame  # test set
     optimism: pd.DataFrame | None
     panel: dict[str, Any] | None = None
-    comparators: list[dict[str, Any]] = field(default_factory=list)
-    nomogram: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -414,8 +412,6 @@ class ModelingResult:
             "decision_curve": self.decision_curve.reset_index().to_dict(orient="list"),
             "optimism": None if self.optimism is None else self.optimism.to_dict(orient="records"),
             "panel": self.panel,
-            "comparators": self.comparators,
-            "nomogram": self.nomogram,
             "clinical_univariable": self.fitted.clinical_univariable.to_dict(orient="records"),
             "clinical_multivariable": self.fitted.clinical.table_.to_dict(orient="records"),
             "combined_model": self.fitted.combined.table_.to_dict(orient="records"),
@@ -444,7 +440,6 @@ def run_modeling(
     config: ModelingConfig,
     *,
     split: tuple[np.ndarray, np.ndarray] | None = None,
-    comparators: pd.DataFrame | None = None,
     progress: bool = False,
 ) -> ModelingResult:
     """Split, fit on the training rows, evaluate on both sets, and bootstrap the whole pipeline.
@@ -454,7 +449,6 @@ def run_modeling(
         clin: the clinical variables (numeric), same rows.
         y: 1 = objective response, 0 = none.
         split: (train, test) row indices; None = `split_patients(y, ...)` from the config.
-        comparators: ordinal staging columns (same rows), compared with the best model.
     """
     y = np.asarray(y, int)
     if not (pre.index.equals(post.index) and pre.index.equals(clin.index)):
@@ -510,12 +504,8 @@ def run_modeling(
             classifiers=config.classifiers, seed=config.seed, cv_folds=config.cv_folds,
             n_bootstrap=config.panel_bootstrap,
         )  # fmt: skip
-    comp = compare_staging(comparators, pred, panel, y, train, test) if comparators is not None else []
     return ModelingResult(
         panel=panel,
-        comparators=comp,
-        nomogram=nomogram(fitted.combined, clin.iloc[train].assign(
-            radscore_post_sr=fitted.radscore_post.decision_function(post.iloc[train]))),
         config=config,
         train_ids=[str(i) for i in tr],
         test_ids=[str(i) for i in pre.index[test]],
@@ -528,113 +518,6 @@ def run_modeling(
         decision_curve=dca,
         optimism=optimism,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Peritumoral regions
-
-
-def region_models(
-    pre: pd.DataFrame, post: pd.DataFrame, groups: dict[str, list[str]], y: np.ndarray,
-    split: tuple[np.ndarray, np.ndarray], config: ModelingConfig,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """A radscore per region (tumour, each ring, tumour + rings) and image, fitted on the training
-    rows of the study's split like the main radscores; test AUC with DeLong CI and post- vs pre-SR
-    DeLong per region. A region whose fit fails is reported with its reason."""
-    y = np.asarray(y, int)
-    train, test = split
-    rows = []
-    for region, cols in groups.items():
-        row: dict[str, Any] = {"region": region, "n_features": len(cols)}
-        try:
-            preds = {}
-            for image, X in (("pre", pre[cols]), ("post", post[cols])):
-                r = Radscore(seed=config.seed, config=config).fit(X.iloc[train], y[train])
-                p = r.predict_proba(X)
-                preds[image] = p
-                row[image] = {"features": r.features_, "train_auc": stats.roc_auc_ci(y[train], p[train]).auc,
-                              "test": stats.roc_auc_ci(y[test], p[test]).to_dict()}  # fmt: skip
-            row["delong_post_vs_pre"] = stats.delong_test(y[test], preds["post"][test], preds["pre"][test]).to_dict()
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            row["error"] = f"{type(exc).__name__}: {exc}"
-            log.warning("region %s: model failed: %s", region, exc)
-        rows.append(row)
-    return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Staging systems as comparators
-
-
-def best_model(pred: pd.DataFrame, panel: dict[str, Any] | None) -> tuple[str, np.ndarray]:
-    """The study's best model: the panel's pick (training-set cross-validated AUC) when there is
-    one, else the post-SR radscore; its name and probabilities on all rows."""
-    if panel and panel.get("best"):
-        b = panel["best"]
-        return f"{b['classifier']}_{b['image']}", np.asarray(panel["predictions"][f"{b['classifier']}_{b['image']}"])
-    return "radiomics_post_sr", pred["radiomics_post_sr"].to_numpy()
-
-
-def compare_staging(
-    comparators: pd.DataFrame, pred: pd.DataFrame, panel: dict[str, Any] | None, y: np.ndarray,
-    train: np.ndarray, test: np.ndarray,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """AUC with DeLong CI of each ordinal comparator on the test set, and DeLong against the best
-    model. The direction (does a higher stage mean response or non-response?) is fixed on the
-    training set: a comparator whose training AUC is below 0.5 is negated."""
-    name, best = best_model(pred, panel)
-    rows = []
-    for col in comparators.columns:
-        v = comparators[col].to_numpy(float)
-        sign = 1.0 if stats.roc_auc_ci(y[train], v[train]).auc >= 0.5 else -1.0
-        score = sign * v
-        roc = stats.roc_auc_ci(y[test], score[test]).to_dict()
-        d = stats.delong_test(y[test], best[test], score[test]).to_dict()
-        rows.append({"comparator": col, "direction": "higher = response" if sign > 0 else "higher = non-response",
-                     "test": roc, "best_model": name, "delong_vs_best": d})  # fmt: skip
-    return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Nomogram
-
-
-def nomogram(model: Logistic, X_train: pd.DataFrame) -> dict[str, Any]:
-    """Points of a logistic model's nomogram over the training range of each predictor.
-
-    Predictor j contributes points_j(x) = 100 * b_j * (x - ref_j) / R, where ref_j is the end of
-    its training range that gives 0 points and R the largest |b_j| * range over predictors (that
-    predictor spans 0-100). The linear predictor is then ``offset + total_points * R / 100`` with
-    ``offset = b_0 + sum_j b_j * ref_j``: `nomogram_linear_predictor`.
-    """
-    b = model.params_
-    rows = []
-    spans = {}
-    for v in model.variables:
-        lo, hi = float(X_train[v].min()), float(X_train[v].max())
-        spans[v] = (lo, hi)
-    R = max(abs(float(b[v])) * (hi - lo) for v, (lo, hi) in spans.items()) or 1.0
-    offset = float(b["const"])
-    for v in model.variables:
-        lo, hi = spans[v]
-        ref = lo if b[v] >= 0 else hi
-        offset += float(b[v]) * ref
-        rows.append({"variable": v, "coefficient": float(b[v]), "min": lo, "max": hi, "ref": ref,
-                     "points_per_unit": 100.0 * float(b[v]) / R,
-                     "max_points": 100.0 * abs(float(b[v])) * (hi - lo) / R})  # fmt: skip
-    return {"predictors": rows, "scale": R / 100.0, "offset": offset}
-
-
-def nomogram_points(nomo: dict[str, Any], X: pd.DataFrame) -> np.ndarray:
-    """Total points of each row."""
-    total = np.zeros(len(X))
-    for r in nomo["predictors"]:
-        total += r["points_per_unit"] * (X[r["variable"]].to_numpy(float) - r["ref"])
-    return total
-
-
-def nomogram_linear_predictor(nomo: dict[str, Any], total_points: np.ndarray) -> np.ndarray:
-    return nomo["offset"] + np.asarray(total_points) * nomo["scale"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,9 +4,7 @@ external resources), rendered from `results.json` alone so that `srgan3d report 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,20 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
-from srgan3d.study import stats
-from srgan3d.study.modeling import MODEL_COLOURS, MODEL_LABELS, MODEL_NAMES, RADSCORE_MODELS
+from srgan3d.study.modeling import MODEL_LABELS, MODEL_NAMES, RADSCORE_MODELS
+from srgan3d.study.report_figures import (
+    calibration_figure,
+    dca_figure,
+    examples_figure,
+    extra_calibration,
+    fmt_auc,
+    fmt_p,
+    km_figure,
+    nomogram_figure,
+    panel_roc_figure,
+    roc_figure,
+    stamp_for,
+)
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -31,28 +41,6 @@ code{background:#f5f5f5;padding:0 .2em}.small{font-size:.85em;color:#555}
 """
 
 
-SIMULATED_STAMP = "SIMULATED DATA: srgan3d synthetic cohort, not patients"
-
-
-def _stamp(results: dict) -> str | None:
-    return SIMULATED_STAMP if results.get("cohort", {}).get("simulated") else None
-
-
-def _png(fig: Any, stamp: str | None = None) -> str:
-    """The figure as a data URI; `stamp` is written across its foot, so that a copied figure
-    carries it (the simulated-data note)."""
-    import matplotlib.pyplot as plt
-
-    if stamp:
-        fig.text(0.5, 0.005, stamp, ha="center", va="bottom", fontsize=9, color="#b00020", weight="bold",
-                 bbox={"facecolor": "#fff3cd", "edgecolor": "#b00020", "boxstyle": "round,pad=0.3"})  # fmt: skip
-        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.14))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def _fig(uri: str, caption: str) -> str:
     return (
         f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{caption}</figcaption></figure>'
@@ -63,26 +51,9 @@ def _esc(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _p(p: float | None) -> str:
-    if p is None or not np.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _ci(v: float, lohi: list[float]) -> str:
     """A proportion with its interval: '0.812 [0.700-0.890]' (– when undefined)."""
     return f"{v:.3f} [{lohi[0]:.3f}-{lohi[1]:.3f}]" if np.isfinite(v) else "–"
-
-
-def _auc(r: dict) -> str:
-    """An AUC result (`stats.RocResult.to_dict`) as '0.812 [0.700-0.920]'."""
-    return f"{r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]"
-
-
-def _p_eq(p: float | None) -> str:
-    """'p = 0.032' or 'p < 0.001'."""
-    text = _p(p)
-    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -117,238 +88,17 @@ def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, A
 # Figures
 
 
-def _predictions(results: dict) -> pd.DataFrame:
-    return pd.DataFrame(results["predictions"])
-
-
-def roc_figure(results: dict) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pred = _predictions(results)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, name in zip(axes, ("train", "test"), strict=True):
-        sub = pred[pred["set"] == name]
-        y = sub["label"].to_numpy(int)
-        for m in MODEL_NAMES:
-            pts = stats.roc_points(y, sub[m].to_numpy())
-            r = results["modeling"]["roc"][name][m]
-            ax.step(pts["fpr"], pts["tpr"], where="post", color=MODEL_COLOURS[m], lw=2,
-                    label=f"{MODEL_LABELS[m]}: {_auc(r)}")  # fmt: skip
-        ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
-        readers = results.get("readers") or {}
-        if name == "test" and readers.get("readers"):
-            for i, r in enumerate(readers["readers"]):
-                ax.plot(1 - r["specificity"], r["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
-                        label=f"{r['reader'].replace('_', ' ')}: AUC {r['test']['auc']:.3f}")  # fmt: skip
-        n1, n0 = int(y.sum()), int(len(y) - y.sum())
-        ax.set(title=f"{name.capitalize()} set (n = {len(y)}: {n1} responders, {n0} non-responders)",
-               xlabel="1 − specificity", ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
-        ax.legend(loc="lower right", fontsize=8, title="AUC [95% CI, DeLong]", title_fontsize=8)
-        ax.set_aspect("equal")
-    return _png(fig, _stamp(results))
-
-
-def extra_models(results: dict) -> dict[str, tuple[str, str, np.ndarray]]:
-    """Models beyond the four of the study, as key -> (label, colour, probabilities of every
-    patient in prediction order): the classifier panel's pick and DLRCR, when present."""
-    out: dict[str, tuple[str, str, np.ndarray]] = {}
-    panel = results["modeling"].get("panel") or {}
-    if panel.get("best"):
-        from srgan3d.study.panel import CLASSIFIER_LABELS
-
-        b = panel["best"]
-        key = f"{b['classifier']}_{b['image']}"
-        out[key] = (f"Best classifier: {CLASSIFIER_LABELS[b['classifier']]}, {b['image']}-SR", "#ff7f0e",
-                    np.asarray(panel["predictions"][key], float))  # fmt: skip
-    deep = results.get("deep") or {}
-    if "dlrcr" in deep:
-        out["dlrcr"] = ("DLRCR", "#8c564b", np.asarray(deep["dlrcr"]["probability"], float))
-    return out
-
-
-def dca_figure(results: dict) -> str:
-    import matplotlib.pyplot as plt
-
-    dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
-    extra = extra_models(results)
-    if extra:
-        pred = _predictions(results)
-        test = (pred["set"] == "test").to_numpy()
-        more = stats.decision_curve(pred["label"].to_numpy(int)[test], {k: v[2][test] for k, v in extra.items()},
-                                    dc.index.to_numpy())  # fmt: skip
-        dc = dc.join(more[list(extra)])
-    dc = dc[dc.index <= 0.95]
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.plot(dc.index, dc["treat_all"], color="#555", lw=1.5, label="Treat all")
-    ax.plot(dc.index, dc["treat_none"], color="#000", lw=1.5, ls="--", label="Treat none")
-    for m in MODEL_NAMES:
-        ax.plot(dc.index, dc[m], color=MODEL_COLOURS[m], lw=2, label=MODEL_LABELS[m])
-    for key, (label, colour, _) in extra.items():
-        ax.plot(dc.index, dc[key], color=colour, lw=1.6, ls="-.", label=label)
-    top = float(np.nanmax(dc.to_numpy()))
-    ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
-           title="Decision curves, test set")  # fmt: skip
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _png(fig, _stamp(results))
-
-
-def calibration_figure(results: dict) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, name in zip(axes, ("train", "test"), strict=True):
-        for m in MODEL_NAMES:
-            c = results["modeling"]["calibration"][name][m]["curve"]
-            ax.plot(c["mean_predicted"], c["observed"], "o-", color=MODEL_COLOURS[m], label=MODEL_LABELS[m], ms=4)
-        for label, colour, c in _extra_calibration(results, name):
-            ax.plot(c["curve"]["mean_predicted"], c["curve"]["observed"], "s-.", color=colour, label=label, ms=4)
-        ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
-        ax.set(title=f"Calibration, {name} set",
-               xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
-               xlim=(0, 1), ylim=(-0.02, 1.02))  # fmt: skip
-        ax.legend(fontsize=8)
-        ax.set_aspect("equal")
-    return _png(fig, _stamp(results))
-
-
-def _extra_calibration(results: dict, name: str) -> list[tuple[str, str, dict]]:
-    """(label, colour, calibration dict) of the extra models on one set."""
-    pred = _predictions(results)
-    idx = (pred["set"] == name).to_numpy()
-    y = pred["label"].to_numpy(int)[idx]
-    return [(label, colour, stats.calibration(y, p[idx], n_bins=5 if name == "test" else 10).to_dict())
-            for label, colour, p in extra_models(results).values()]  # fmt: skip
-
-
-def examples_figure(results: dict) -> str | None:
-    import matplotlib.pyplot as plt
-
-    examples = results.get("examples") or []
-    if not examples:
-        return None
-    fig, axes = plt.subplots(len(examples), 2, figsize=(8, 4 * len(examples)), squeeze=False)
-    for row, ex in zip(axes, examples, strict=True):
-        for ax, key, title in ((row[0], "lr", "before SR"), (row[1], "sr", "after SR")):
-            img = np.asarray(ex[key]["image"], float)
-            mask = np.asarray(ex[key]["mask"], float)
-            # shown in radiological convention: patient's right on the left, anterior at the top
-            for axis, flip in enumerate(ex[key].get("flip", [False, False])):
-                if flip:
-                    img, mask = np.flip(img, axis), np.flip(mask, axis)
-            sp = ex[key]["spacing_mm"]
-            extent = (0, img.shape[0] * sp[0], 0, img.shape[1] * sp[1])
-            lo, hi = np.percentile(img, [1, 99.5])
-            ax.imshow(
-                img.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=extent, interpolation="nearest"
-            )
-            ax.contour(mask.T, levels=[0.5], colors="#ffcc00", linewidths=1.2, origin="lower", extent=extent)
-            ax.set_title(
-                f"{ex['patient_id']} ({ex['response']}), {title}: {sp[0]:.2f} × {sp[1]:.2f} mm", fontsize=9
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
-    return _png(fig, _stamp(results))
-
-
-def panel_roc_figure(results: dict) -> str | None:
-    """Test-set ROC of each panel classifier, pre-SR (dashed) and post-SR (solid), with the
-    clinical model."""
-    import matplotlib.pyplot as plt
-
-    from srgan3d.study.panel import CLASSIFIER_LABELS
-
-    panel = results["modeling"].get("panel") or {}
-    if not panel.get("models"):
-        return None
-    pred = _predictions(results)
-    test = (pred["set"] == "test").to_numpy()
-    y = pred["label"].to_numpy(int)[test]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    for ax, image in zip(axes, ("pre", "post"), strict=True):
-        for colour, (name, images) in zip(colours, panel["models"].items(), strict=False):
-            if image not in images:
-                continue
-            p = np.asarray(panel["predictions"][f"{name}_{image}"])[test]
-            pts = stats.roc_points(y, p)
-            r = images[image]["test"]
-            ax.step(pts["fpr"], pts["tpr"], where="post", color=colour, lw=1.8,
-                    label=f"{CLASSIFIER_LABELS[name]}: {_auc(r)}")  # fmt: skip
-        pts = stats.roc_points(y, pred["clinical"].to_numpy()[test])
-        ax.step(pts["fpr"], pts["tpr"], where="post", color="#555", lw=1.2, ls="--", label="Clinical (CR)")
-        ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
-        ax.set(title=f"Classifier panel, {image}-SR features, test set", xlabel="1 − specificity",
-               ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
-        ax.legend(loc="lower right", fontsize=7, title="AUC [95% CI, DeLong]", title_fontsize=7)
-        ax.set_aspect("equal")
-    return _png(fig, _stamp(results))
-
-
-def nomogram_figure(results: dict) -> str | None:
-    """The combined (RCR) logistic model as a nomogram: a points axis per predictor, total points,
-    and the probability of response they give."""
-    import matplotlib.pyplot as plt
-    from scipy.special import expit
-
-    nomo = results["modeling"].get("nomogram")
-    if not nomo:
-        return None
-    preds = nomo["predictors"]
-    total_max = sum(r["max_points"] for r in preds)
-    n = len(preds) + 3
-    fig, ax = plt.subplots(figsize=(9, 0.6 * n + 0.6))
-    scale_x = 100.0 / max(total_max, 1e-9)  # total-points axis drawn on the same 0-100 width
-
-    def axis(row: int, label: str, ticks: list[tuple[float, str]]) -> None:
-        yv = n - row
-        xs = [t[0] for t in ticks]
-        ax.plot([min(xs), max(xs)], [yv, yv], color="#333", lw=1)
-        for x, text in ticks:
-            ax.plot([x, x], [yv, yv + 0.12], color="#333", lw=1)
-            ax.text(x, yv + 0.18, text, ha="center", va="bottom", fontsize=7)
-        ax.text(-4, yv, label, ha="right", va="center", fontsize=9)
-
-    axis(0, "Points", [(x, f"{x:g}") for x in range(0, 101, 10)])
-    for i, r in enumerate(preds, start=1):
-        # as many ticks as the axis has room for: about one per 15 points, at least both ends
-        vals = np.linspace(r["min"], r["max"], int(np.clip(r["max_points"] // 15 + 1, 2, 6)))
-        axis(i, r["variable"], [(r["points_per_unit"] * (v - r["ref"]), f"{v:.3g}") for v in vals])
-    tot = np.linspace(0, total_max, 6)
-    axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:.0f}") for t in tot])
-    probs = [p for p in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)]
-    lp = nomo["offset"] + tot * nomo["scale"]
-    ticks = []
-    for p in probs:
-        t = (np.log(p / (1 - p)) - nomo["offset"]) / nomo["scale"]
-        if 0 <= t <= total_max:
-            ticks.append((t * scale_x, f"{p:g}"))
-    if len(ticks) >= 2:
-        axis(len(preds) + 2, "P(response)", ticks)
-    ax.set(xlim=(-30, 108), ylim=(0.3, n + 0.8))
-    ax.axis("off")
-    ax.set_title(f"Nomogram of the combined model (RCR); probability range {expit(lp.min()):.2f}-{expit(lp.max()):.2f}",
-                 fontsize=10)  # fmt: skip
-    return _png(fig, _stamp(results))
-
-
 def _net_benefit_table(results: dict) -> pd.DataFrame:
     dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
-    extra = extra_models(results)
-    pred = _predictions(results)
-    test = (pred["set"] == "test").to_numpy()
-    y = pred["label"].to_numpy(int)[test]
+    extra = results["modeling"].get("extra_models") or {}
+    for key, e in extra.items():
+        dc[key] = e["decision_curve"]["net_benefit"]
     rows = []
     for t in (0.2, 0.4, 0.6):
         i = int(np.argmin(np.abs(dc.index.to_numpy() - t)))
         r = dc.iloc[i]
-        more = stats.decision_curve(y, {k: v[2][test] for k, v in extra.items()}, [t]).iloc[0] if extra else {}
         rows.append({"Threshold": f"{t:.1f}", **{MODEL_LABELS[m]: f"{r[m]:.3f}" for m in MODEL_NAMES},
-                     **{label: f"{more[k]:.3f}" for k, (label, _, _) in extra.items()},
+                     **{e["label"]: f"{r[k]:.3f}" for k, e in extra.items()},
                      "Treat all": f"{r['treat_all']:.3f}", "Treat none": "0.000"})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -384,7 +134,7 @@ def _panel_section(results: dict) -> list[str]:
             rows.append({"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR",
                          "Train CV AUC": _num(m["cv_auc"]), "Train AUC": _num(m["train_auc"]),
                          "Corrected AUC": _num(m.get("corrected_auc", float("nan"))),
-                         "Test AUC [95% CI]": _auc(t),
+                         "Test AUC [95% CI]": fmt_auc(t),
                          "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
                          "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
                          "Specificity": _ci(op["specificity"], op["specificity_ci"]),
@@ -400,7 +150,7 @@ def _panel_section(results: dict) -> list[str]:
               "B": f"{d['b']}-SR" if d["b"] in ("pre", "post") else MODEL_LABELS.get(d["b"], d["b"]),
               "AUC A": f"{d['auc_a']:.3f}", "AUC B": f"{d['auc_b']:.3f}",
               "A − B [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
-              "p": _p(d["p_value"])} for d in panel["delong"]]  # fmt: skip
+              "p": fmt_p(d["p_value"])} for d in panel["delong"]]  # fmt: skip
     if drows:
         parts.append("<b>DeLong tests of the panel, test set</b>" + _table(pd.DataFrame(drows), left=("Classifier", "A", "B")))
     if panel.get("skipped"):
@@ -421,36 +171,14 @@ def _regions_section(results: dict) -> list[str]:
         d = r["delong_post_vs_pre"]
         rows.append({"Region": r["region"], "Features": r["n_features"],
                      "Selected pre / post": f"{len(r['pre']['features'])} / {len(r['post']['features'])}",
-                     "Pre-SR test AUC [95% CI]": _auc(r["pre"]["test"]), "Post-SR test AUC [95% CI]": _auc(r["post"]["test"]),
-                     "Post − pre": f"{d['difference']:+.3f}", "DeLong p": _p(d["p_value"])})  # fmt: skip
+                     "Pre-SR test AUC [95% CI]": fmt_auc(r["pre"]["test"]), "Post-SR test AUC [95% CI]": fmt_auc(r["post"]["test"]),
+                     "Post − pre": f"{d['difference']:+.3f}", "DeLong p": fmt_p(d["p_value"])})  # fmt: skip
     rad = results["config"]["radiomics"]
     return ["<h2>4d. Peritumoral regions</h2><p>Rings of "
             + ", ".join(f"{w:g}" for w in rad.get("peritumoral", []))
             + " mm around the tumour (tumour excluded), made by a distance transform in millimetres on each image's "
             "own grid and clipped to the liver mask where the table gives one; features per region; a radscore per "
             "region and image fitted on the training set as above.</p>", _table(pd.DataFrame(rows), left=("Region",))]
-
-
-def km_figure(results: dict, endpoint: str) -> str:
-    import matplotlib.pyplot as plt
-
-    sv = results["survival"][endpoint]
-    fig, ax = plt.subplots(figsize=(8, 5.2))
-    colours = {"predicted responder": "#d62728", "predicted non-responder": "#1f77b4"}
-    for k in sv["kaplan_meier"]:
-        c = colours.get(k["group"], "#333")
-        median = f"{k['median']:.1f}" if np.isfinite(k["median"]) else "not reached"
-        ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
-        ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
-    ax.set(xlabel=f"Time ({sv['time']})", ylabel="Survival probability", ylim=(0, 1.02),
-           title=f"{endpoint.capitalize()} by the best model's risk group; log-rank {_p_eq(sv['logrank']['p'])}")  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    risk = "   ".join(f"{k['group']}: " + ", ".join(f"t={float(t):g}: {n}" for t, n in k["at_risk"].items())
-                       for k in sv["kaplan_meier"])  # fmt: skip
-    fig.text(0.5, 0.065, "Numbers at risk — " + risk, ha="center", fontsize=7)
-    fig.subplots_adjust(bottom=0.2)
-    return _png(fig, _stamp(results))
 
 
 def _survival_section(results: dict) -> list[str]:
@@ -468,13 +196,13 @@ def _survival_section(results: dict) -> list[str]:
         parts.append(_fig(km_figure(results, endpoint), f"{_esc(endpoint)}: Kaplan–Meier curves of the risk groups of "
                           f"{_esc(r['best_model'])}."))  # fmt: skip
         rows = [{"Covariate": c["covariate"], "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
-                 "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": _p(c["p"])}
+                 "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": fmt_p(c["p"])}
                 for c in r["cox"]]  # fmt: skip
         a = r["cox_attrs"]
         ci = r["c_index"]
         parts.append(f"<b>Cox model, {_esc(endpoint)}</b> (n = {a['n']}, {a['events']} events; likelihood-ratio test "
                      f"χ² {a['log_likelihood_ratio_test']['statistic']:.2f} on {a['log_likelihood_ratio_test']['df']} df, "
-                     f"p = {_p(a['log_likelihood_ratio_test']['p'])}; Harrell's C of the response model "
+                     f"p = {fmt_p(a['log_likelihood_ratio_test']['p'])}; Harrell's C of the response model "
                      f"{ci['c_index']:.3f} [{ci['ci_low']:.3f}-{ci['ci_high']:.3f}])"
                      + _table(pd.DataFrame(rows), left=("Covariate",)))  # fmt: skip
     return parts
@@ -491,12 +219,12 @@ def _deep_section(results: dict) -> list[str]:
     for image, m in dl["models"].items():
         t = m["test"]
         rows.append({"Model": f"{c['arch']}{' dual-branch (' + c['dual'] + ')' if c['dual'] else ''}, {image}-SR",
-                     "Train AUC": _num(m["train_auc"]), "Test AUC [95% CI]": _auc(t),
+                     "Train AUC": _num(m["train_auc"]), "Test AUC [95% CI]": fmt_auc(t),
                      "Epochs": m["epochs"], "Inner val loss": _num(m["best_val_loss"])})  # fmt: skip
     if "dlrcr" in dl:
         t = dl["dlrcr"]["test"]
         rows.append({"Model": "DLRCR: deep score (post-SR) + post-SR radscore + CR", "Train AUC": "",
-                     "Test AUC [95% CI]": _auc(t), "Epochs": "",
+                     "Test AUC [95% CI]": fmt_auc(t), "Epochs": "",
                      "Inner val loss": ""})  # fmt: skip
     parts = [f"<h2>4e. Deep-learning models</h2><p>MONAI 3D {_esc(c['arch'])} (width ×{c['widen_factor']:g}) on a "
              f"{c['crop_mm']:g} mm cube around the tumour centroid resampled to {c['crop_vox']}³ voxels, trained on the "
@@ -506,9 +234,9 @@ def _deep_section(results: dict) -> list[str]:
     if "delong_post_vs_pre" in dl:
         d = dl["delong_post_vs_pre"]
         parts.append(f"<p>Deep model, post- vs pre-SR (test set): ΔAUC {d['difference']:+.3f} "
-                     f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], DeLong p = {_p(d['p_value'])}."
+                     f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], DeLong p = {fmt_p(d['p_value'])}."
                      + (f" DLRCR vs RCR: ΔAUC {dl['dlrcr']['delong_vs_rcr']['difference']:+.3f}, p = "
-                        f"{_p(dl['dlrcr']['delong_vs_rcr']['p_value'])}." if "dlrcr" in dl else "") + "</p>")  # fmt: skip
+                        f"{fmt_p(dl['dlrcr']['delong_vs_rcr']['p_value'])}." if "dlrcr" in dl else "") + "</p>")  # fmt: skip
     return parts
 
 
@@ -519,16 +247,16 @@ def _readers_section(results: dict) -> list[str]:
     if "skipped" in rd:
         return [f"<h2>10. Readers</h2><p><b>Skipped</b> — {_esc(rd['skipped'])}</p>"]
     rows = [{"Reader": r["reader"], "Scale": r["scale"],
-             "Test AUC [95% CI]": _auc(r["test"]),
+             "Test AUC [95% CI]": fmt_auc(r["test"]),
              "Sensitivity": f"{r['sensitivity']:.3f}", "Specificity": f"{r['specificity']:.3f}",
              "Best − reader": f"{r['delong_best_vs_reader']['difference']:+.3f}",
-             "DeLong p": _p(r["delong_best_vs_reader"]["p_value"])} for r in rd["readers"]]  # fmt: skip
+             "DeLong p": fmt_p(r["delong_best_vs_reader"]["p_value"])} for r in rd["readers"]]  # fmt: skip
     if rd.get("mean_of_readers"):
         m = rd["mean_of_readers"]
         rows.append({"Reader": "mean of readers", "Scale": "0-1", "Test AUC [95% CI]":
-                     f"{_auc(m['test'])}",
+                     f"{fmt_auc(m['test'])}",
                      "Sensitivity": "", "Specificity": "", "Best − reader": f"{m['delong_best_vs_mean']['difference']:+.3f}",
-                     "DeLong p": _p(m["delong_best_vs_mean"]["p_value"])})  # fmt: skip
+                     "DeLong p": fmt_p(m["delong_best_vs_mean"]["p_value"])})  # fmt: skip
     b = rd["best_test"]
     return [f"<h2>10. Readers</h2><p>The best model ({_esc(rd['best_model'])}, test AUC {b['auc']:.3f} "
             f"[{b['ci_low']:.3f}-{b['ci_high']:.3f}]) against each reader on the test set; 1–5 scores are mapped to "
@@ -541,9 +269,9 @@ def _comparators_section(results: dict) -> list[str]:
     if not comp:
         return []
     rows = [{"Comparator": c["comparator"], "Direction (from training set)": c["direction"],
-             "Test AUC [95% CI]": _auc(c["test"]),
+             "Test AUC [95% CI]": fmt_auc(c["test"]),
              "Best model": c["best_model"], "Best − comparator": f"{c['delong_vs_best']['difference']:+.3f}",
-             "DeLong p": _p(c["delong_vs_best"]["p_value"])} for c in comp]  # fmt: skip
+             "DeLong p": fmt_p(c["delong_vs_best"]["p_value"])} for c in comp]  # fmt: skip
     return ["<h2>4c. Staging systems</h2><p>Each ordinal staging column as a score of its own, against the study's "
             "best model (the panel's pick, else the post-SR radscore) on the test set.</p>",
             _table(pd.DataFrame(rows), left=("Comparator", "Direction (from training set)", "Best model"))]  # fmt: skip
@@ -568,7 +296,7 @@ def _performance_table(results: dict) -> pd.DataFrame:
                 {
                     "Model": MODEL_LABELS[m],
                     "Set": name,
-                    "AUC [95% CI]": _auc(r),
+                    "AUC [95% CI]": fmt_auc(r),
                     "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
                     "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
                     "Specificity": _ci(op["specificity"], op["specificity_ci"]),
@@ -593,7 +321,7 @@ def _delong_table(results: dict, name: str) -> pd.DataFrame:
                 "AUC B": f"{d['auc_b']:.3f}",
                 "A − B [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
                 "Z": _num(d["z"], 2),
-                "p": _p(d["p_value"]),  # escaped by _table
+                "p": fmt_p(d["p_value"]),  # escaped by _table
             }
         )
     return pd.DataFrame(rows)
@@ -609,7 +337,7 @@ def _or_table(rows: list[dict]) -> pd.DataFrame:
                 f"{_num(o)} [{_num(lo)}-{_num(hi)}]"
                 for o, lo, hi in zip(df["odds_ratio"], df["or_ci_low"], df["or_ci_high"], strict=True)
             ],
-            "p": [_p(p) for p in df["p_value"]],  # escaped by _table
+            "p": [fmt_p(p) for p in df["p_value"]],  # escaped by _table
         }
     )
 
@@ -650,12 +378,12 @@ def render_html(results: dict) -> str:
         f"(stratified {1 - cfg['modeling']['test_size']:.0%}:{cfg['modeling']['test_size']:.0%} split, seed {cfg['modeling']['seed']}).",
     ]
     for m in MODEL_NAMES:
-        line = f"{MODEL_LABELS[m]}: test AUC {_auc(t[m])}"
+        line = f"{MODEL_LABELS[m]}: test AUC {fmt_auc(t[m])}"
         if m in opt:
             line += f"; optimism-corrected AUC {opt[m]['corrected_auc']:.3f} (bootstrap, all patients)"
         key.append(line + ".")
     key.append(
-        f"Post- vs pre-SR radiomics on the test set: ΔAUC {-d['difference']:+.3f}, DeLong p = {_esc(_p(d['p_value']))}. "
+        f"Post- vs pre-SR radiomics on the test set: ΔAUC {-d['difference']:+.3f}, DeLong p = {_esc(fmt_p(d['p_value']))}. "
         f"With {len(mod['test_ids'])} test patients the intervals are wide; read the optimism-corrected AUCs beside them."
     )
     parts.append(
@@ -677,7 +405,7 @@ def render_html(results: dict) -> str:
     if len(summ):
         summ = summ.rename(columns={"variable": "Variable", "level": "", "responders": "Responders",
                                     "non_responders": "Non-responders", "test": "Test", "p_value": "p"})  # fmt: skip
-        parts.append(_table(summ, left=("Variable", "", "Test"), formats={"p": _p}))
+        parts.append(_table(summ, left=("Variable", "", "Test"), formats={"p": fmt_p}))
 
     candidates = list(cfg["modeling"]["clinical"])
     entered = [r["variable"] for r in mod["clinical_multivariable"] if r["variable"] != "const"]
@@ -772,13 +500,13 @@ def render_html(results: dict) -> str:
             crow.append({"Model": MODEL_LABELS[m], "Set": name, "Brier": _num(c["brier"]),
                          "Slope": _num(c["slope"], 2), "Intercept": _num(c["intercept"], 2),
                          "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
-                         "HL p": _p(c["hl_p_value"])})  # fmt: skip
+                         "HL p": fmt_p(c["hl_p_value"])})  # fmt: skip
     for name in ("train", "test"):
-        for label, _, c in _extra_calibration(results, name):
+        for label, _, c in extra_calibration(results, name):
             crow.append({"Model": label, "Set": name, "Brier": _num(c["brier"]), "Slope": _num(c["slope"], 2),
                          "Intercept": _num(c["intercept"], 2),
                          "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
-                         "HL p": _p(c["hl_p_value"])})  # fmt: skip
+                         "HL p": fmt_p(c["hl_p_value"])})  # fmt: skip
     parts.append(_table(pd.DataFrame(crow), left=("Model", "Set")))
     parts.append("<p class='small'>Slope: logistic recalibration slope (1 ideal, &lt; 1 predictions too extreme; "
                  "– when the predictions separate the classes perfectly). Intercept: calibration-in-the-large.</p>")  # fmt: skip
@@ -795,7 +523,7 @@ def render_html(results: dict) -> str:
             f"({_esc('x'.join(map(str, quality['hr_shape'])))} voxels), degraded 2x by k-space truncation and "
             "upscaled by each method, scored against its true high resolution. "
             + ("<b>Simulated:</b> a phantom proves the plumbing, not the quality on patients; "
-               "see the weights' model card for held-out real MRI. " if _stamp(results) else "")
+               "see the weights' model card for held-out real MRI. " if stamp_for(results) else "")
             + "</p>" + _table(qdf, left=("Method",))
         )  # fmt: skip
     ex = examples_figure(results)

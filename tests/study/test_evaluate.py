@@ -161,13 +161,14 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
 
     # every figure of a simulated cohort carries the simulated-data stamp in its own pixels
     from srgan3d.study import report as report_mod
+    from srgan3d.study import report_figures as figs
 
     stamps = []
-    real_png = report_mod._png
+    real_png = figs._png
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(report_mod, "_png", lambda fig, stamp=None: stamps.append(stamp) or real_png(fig, stamp))
+        mp.setattr(figs, "_png", lambda fig, stamp=None: stamps.append(stamp) or real_png(fig, stamp))
         report_mod.render_html(results)
-    assert len(stamps) >= 4 and set(stamps) == {report_mod.SIMULATED_STAMP}
+    assert len(stamps) >= 6 and set(stamps) == {figs.SIMULATED_STAMP}
 
     # report re-renders from results.json alone
     alone = tmp_path / "alone"

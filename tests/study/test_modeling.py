@@ -164,7 +164,7 @@ def test_too_few_patients_for_inner_cv_skip_the_panel_with_a_reason():
 
 
 def test_nomogram_points_reproduce_the_linear_predictor():
-    from srgan3d.study.modeling import nomogram, nomogram_linear_predictor, nomogram_points
+    from srgan3d.study.secondary import nomogram, nomogram_linear_predictor, nomogram_points
 
     pre, post, clin, y = _cohort(n=120, seed=2)
     res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=()))
@@ -174,15 +174,18 @@ def test_nomogram_points_reproduce_the_linear_predictor():
     total = nomogram_points(nomo, X)
     np.testing.assert_allclose(nomogram_linear_predictor(nomo, total), model.decision_function(X), rtol=1e-10, atol=1e-10)
     assert max(r["max_points"] for r in nomo["predictors"]) == pytest.approx(100)
-    assert res.nomogram["predictors"][0]["variable"] in model.variables
+    assert nomo["predictors"][0]["variable"] in model.variables
 
 
 def test_staging_comparator_orientation_is_fixed_on_training_data():
     pre, post, clin, y = _cohort(n=120, seed=5)
     rng = np.random.default_rng(0)
     stage = pd.DataFrame({"bclc": np.clip(np.round(2 - y + rng.normal(0, 0.7, len(y))), 0, 4)}, index=pre.index)
-    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=("lr",), panel_bootstrap=0),
-                       comparators=stage)
-    (row,) = res.comparators
+    from srgan3d.study.secondary import compare_staging
+
+    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=("lr",), panel_bootstrap=0))
+    sets = res.predictions["set"].to_numpy()
+    (row,) = compare_staging(stage, res.predictions, res.panel, y, np.flatnonzero(sets == "train"),
+                             np.flatnonzero(sets == "test"))
     assert row["comparator"] == "bclc" and row["direction"] == "higher = non-response"
     assert row["test"]["auc"] > 0.6 and 0 <= row["delong_vs_best"]["p_value"] <= 1

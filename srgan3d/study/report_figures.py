@@ -1,0 +1,269 @@
+"""The report's figures: each a function of results.json alone, returned as a PNG data URI with
+the simulated-data stamp in its pixels when the cohort is simulated."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srgan3d.study import stats
+from srgan3d.study.modeling import MODEL_COLOURS, MODEL_LABELS, MODEL_NAMES
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_auc(r: dict) -> str:
+    """An AUC result (`stats.RocResult.to_dict`) as '0.812 [0.700-0.920]'."""
+    return f"{r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]"
+
+
+def fmt_p_eq(p: float | None) -> str:
+    """'p = 0.032' or 'p < 0.001'."""
+    text = fmt_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
+SIMULATED_STAMP = "SIMULATED DATA: srgan3d synthetic cohort, not patients"
+
+
+def stamp_for(results: dict) -> str | None:
+    return SIMULATED_STAMP if results.get("cohort", {}).get("simulated") else None
+
+
+def _png(fig: Any, stamp: str | None = None) -> str:
+    """The figure as a data URI; `stamp` is written across its foot, so that a copied figure
+    carries it (the simulated-data note)."""
+    import matplotlib.pyplot as plt
+
+    if stamp:
+        fig.text(0.5, 0.005, stamp, ha="center", va="bottom", fontsize=9, color="#b00020", weight="bold",
+                 bbox={"facecolor": "#fff3cd", "edgecolor": "#b00020", "boxstyle": "round,pad=0.3"})  # fmt: skip
+        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.14))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _predictions(results: dict) -> pd.DataFrame:
+    return pd.DataFrame(results["predictions"])
+
+
+def roc_figure(results: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = _predictions(results)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, name in zip(axes, ("train", "test"), strict=True):
+        sub = pred[pred["set"] == name]
+        y = sub["label"].to_numpy(int)
+        for m in MODEL_NAMES:
+            pts = stats.roc_points(y, sub[m].to_numpy())
+            r = results["modeling"]["roc"][name][m]
+            ax.step(pts["fpr"], pts["tpr"], where="post", color=MODEL_COLOURS[m], lw=2,
+                    label=f"{MODEL_LABELS[m]}: {fmt_auc(r)}")  # fmt: skip
+        ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
+        readers = results.get("readers") or {}
+        if name == "test" and readers.get("readers"):
+            for i, r in enumerate(readers["readers"]):
+                ax.plot(1 - r["specificity"], r["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
+                        label=f"{r['reader'].replace('_', ' ')}: AUC {r['test']['auc']:.3f}")  # fmt: skip
+        n1, n0 = int(y.sum()), int(len(y) - y.sum())
+        ax.set(title=f"{name.capitalize()} set (n = {len(y)}: {n1} responders, {n0} non-responders)",
+               xlabel="1 − specificity", ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
+        ax.legend(loc="lower right", fontsize=8, title="AUC [95% CI, DeLong]", title_fontsize=8)
+        ax.set_aspect("equal")
+    return _png(fig, stamp_for(results))
+
+
+def dca_figure(results: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
+    extra = results["modeling"].get("extra_models") or {}
+    for key, e in extra.items():
+        dc[key] = e["decision_curve"]["net_benefit"]
+    dc = dc[dc.index <= 0.95]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    ax.plot(dc.index, dc["treat_all"], color="#555", lw=1.5, label="Treat all")
+    ax.plot(dc.index, dc["treat_none"], color="#000", lw=1.5, ls="--", label="Treat none")
+    for m in MODEL_NAMES:
+        ax.plot(dc.index, dc[m], color=MODEL_COLOURS[m], lw=2, label=MODEL_LABELS[m])
+    for key, e in extra.items():
+        ax.plot(dc.index, dc[key], color=e["colour"], lw=1.6, ls="-.", label=e["label"])
+    top = float(np.nanmax(dc.to_numpy()))
+    ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
+           title="Decision curves, test set")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig, stamp_for(results))
+
+
+def calibration_figure(results: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, name in zip(axes, ("train", "test"), strict=True):
+        for m in MODEL_NAMES:
+            c = results["modeling"]["calibration"][name][m]["curve"]
+            ax.plot(c["mean_predicted"], c["observed"], "o-", color=MODEL_COLOURS[m], label=MODEL_LABELS[m], ms=4)
+        for label, colour, c in extra_calibration(results, name):
+            ax.plot(c["curve"]["mean_predicted"], c["curve"]["observed"], "s-.", color=colour, label=label, ms=4)
+        ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
+        ax.set(title=f"Calibration, {name} set",
+               xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
+               xlim=(0, 1), ylim=(-0.02, 1.02))  # fmt: skip
+        ax.legend(fontsize=8)
+        ax.set_aspect("equal")
+    return _png(fig, stamp_for(results))
+
+
+def extra_calibration(results: dict, name: str) -> list[tuple[str, str, dict]]:
+    """(label, colour, calibration dict) of the extra models on one set."""
+    return [(e["label"], e["colour"], e["calibration"][name])
+            for e in (results["modeling"].get("extra_models") or {}).values()]  # fmt: skip
+
+
+def examples_figure(results: dict) -> str | None:
+    import matplotlib.pyplot as plt
+
+    examples = results.get("examples") or []
+    if not examples:
+        return None
+    fig, axes = plt.subplots(len(examples), 2, figsize=(8, 4 * len(examples)), squeeze=False)
+    for row, ex in zip(axes, examples, strict=True):
+        for ax, key, title in ((row[0], "lr", "before SR"), (row[1], "sr", "after SR")):
+            img = np.asarray(ex[key]["image"], float)
+            mask = np.asarray(ex[key]["mask"], float)
+            # shown in radiological convention: patient's right on the left, anterior at the top
+            for axis, flip in enumerate(ex[key].get("flip", [False, False])):
+                if flip:
+                    img, mask = np.flip(img, axis), np.flip(mask, axis)
+            sp = ex[key]["spacing_mm"]
+            extent = (0, img.shape[0] * sp[0], 0, img.shape[1] * sp[1])
+            lo, hi = np.percentile(img, [1, 99.5])
+            ax.imshow(
+                img.T, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=extent, interpolation="nearest"
+            )
+            ax.contour(mask.T, levels=[0.5], colors="#ffcc00", linewidths=1.2, origin="lower", extent=extent)
+            ax.set_title(
+                f"{ex['patient_id']} ({ex['response']}), {title}: {sp[0]:.2f} × {sp[1]:.2f} mm", fontsize=9
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return _png(fig, stamp_for(results))
+
+
+def panel_roc_figure(results: dict) -> str | None:
+    """Test-set ROC of each panel classifier, pre-SR (dashed) and post-SR (solid), with the
+    clinical model."""
+    import matplotlib.pyplot as plt
+
+    from srgan3d.study.panel import CLASSIFIER_LABELS
+
+    panel = results["modeling"].get("panel") or {}
+    if not panel.get("models"):
+        return None
+    pred = _predictions(results)
+    test = (pred["set"] == "test").to_numpy()
+    y = pred["label"].to_numpy(int)[test]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    for ax, image in zip(axes, ("pre", "post"), strict=True):
+        for colour, (name, images) in zip(colours, panel["models"].items(), strict=False):
+            if image not in images:
+                continue
+            p = np.asarray(panel["predictions"][f"{name}_{image}"])[test]
+            pts = stats.roc_points(y, p)
+            r = images[image]["test"]
+            ax.step(pts["fpr"], pts["tpr"], where="post", color=colour, lw=1.8,
+                    label=f"{CLASSIFIER_LABELS[name]}: {fmt_auc(r)}")  # fmt: skip
+        pts = stats.roc_points(y, pred["clinical"].to_numpy()[test])
+        ax.step(pts["fpr"], pts["tpr"], where="post", color="#555", lw=1.2, ls="--", label="Clinical (CR)")
+        ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
+        ax.set(title=f"Classifier panel, {image}-SR features, test set", xlabel="1 − specificity",
+               ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
+        ax.legend(loc="lower right", fontsize=7, title="AUC [95% CI, DeLong]", title_fontsize=7)
+        ax.set_aspect("equal")
+    return _png(fig, stamp_for(results))
+
+
+def nomogram_figure(results: dict) -> str | None:
+    """The combined (RCR) logistic model as a nomogram: a points axis per predictor, total points,
+    and the probability of response they give."""
+    import matplotlib.pyplot as plt
+    from scipy.special import expit
+
+    nomo = results["modeling"].get("nomogram")
+    if not nomo:
+        return None
+    preds = nomo["predictors"]
+    total_max = sum(r["max_points"] for r in preds)
+    n = len(preds) + 3
+    fig, ax = plt.subplots(figsize=(9, 0.6 * n + 0.6))
+    scale_x = 100.0 / max(total_max, 1e-9)  # total-points axis drawn on the same 0-100 width
+
+    def axis(row: int, label: str, ticks: list[tuple[float, str]]) -> None:
+        yv = n - row
+        xs = [t[0] for t in ticks]
+        ax.plot([min(xs), max(xs)], [yv, yv], color="#333", lw=1)
+        for x, text in ticks:
+            ax.plot([x, x], [yv, yv + 0.12], color="#333", lw=1)
+            ax.text(x, yv + 0.18, text, ha="center", va="bottom", fontsize=7)
+        ax.text(-4, yv, label, ha="right", va="center", fontsize=9)
+
+    axis(0, "Points", [(x, f"{x:g}") for x in range(0, 101, 10)])
+    for i, r in enumerate(preds, start=1):
+        # as many ticks as the axis has room for: about one per 15 points, at least both ends
+        vals = np.linspace(r["min"], r["max"], int(np.clip(r["max_points"] // 15 + 1, 2, 6)))
+        axis(i, r["variable"], [(r["points_per_unit"] * (v - r["ref"]), f"{v:.3g}") for v in vals])
+    tot = np.linspace(0, total_max, 6)
+    axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:.0f}") for t in tot])
+    probs = [p for p in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)]
+    lp = nomo["offset"] + tot * nomo["scale"]
+    ticks = []
+    for p in probs:
+        t = (np.log(p / (1 - p)) - nomo["offset"]) / nomo["scale"]
+        if 0 <= t <= total_max:
+            ticks.append((t * scale_x, f"{p:g}"))
+    if len(ticks) >= 2:
+        axis(len(preds) + 2, "P(response)", ticks)
+    ax.set(xlim=(-30, 108), ylim=(0.3, n + 0.8))
+    ax.axis("off")
+    ax.set_title(f"Nomogram of the combined model (RCR); probability range {expit(lp.min()):.2f}-{expit(lp.max()):.2f}",
+                 fontsize=10)  # fmt: skip
+    return _png(fig, stamp_for(results))
+
+
+def km_figure(results: dict, endpoint: str) -> str:
+    import matplotlib.pyplot as plt
+
+    sv = results["survival"][endpoint]
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    colours = {"predicted responder": "#d62728", "predicted non-responder": "#1f77b4"}
+    for k in sv["kaplan_meier"]:
+        c = colours.get(k["group"], "#333")
+        median = f"{k['median']:.1f}" if np.isfinite(k["median"]) else "not reached"
+        ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
+        ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
+    ax.set(xlabel=f"Time ({sv['time']})", ylabel="Survival probability", ylim=(0, 1.02),
+           title=f"{endpoint.capitalize()} by the best model's risk group; log-rank {fmt_p_eq(sv['logrank']['p'])}")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    risk = "   ".join(f"{k['group']}: " + ", ".join(f"t={float(t):g}: {n}" for t, n in k["at_risk"].items())
+                       for k in sv["kaplan_meier"])  # fmt: skip
+    fig.text(0.5, 0.065, "Numbers at risk — " + risk, ha="center", fontsize=7)
+    fig.subplots_adjust(bottom=0.2)
+    return _png(fig, stamp_for(results))
