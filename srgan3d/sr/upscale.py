@@ -202,7 +202,13 @@ def read_manifest(path: Path) -> dict[str, ManifestRow]:
         path.rename(keep)
         log.warning("%s: not a readable manifest (%s); kept as %s, starting a new one", path, exc, keep)
         return {}
-    return {r.input: r for r in rows}
+    return {_key(r.input): r for r in rows}
+
+
+def _key(path: str | Path) -> str:
+    """A ledger row's key: the input's absolute path, so that `scans/a.nii.gz` and its absolute
+    spelling are one row."""
+    return str(Path(path).resolve())
 
 
 
@@ -341,7 +347,7 @@ def _plan(
     todo: list[tuple[ScanSource, Path, ManifestRow]] = []
     for src in sources:
         out = output_path_for(src, outdir, suffix=suffix, compress=config.compress)
-        prev = previous.get(str(src.path))
+        prev = previous.get(_key(src.path))
         made_it = prev is not None and prev.output == str(out) and prev.status in ("ok", "skipped")
         if out.resolve() in input_files:
             row = ManifestRow(str(src.path), "", "failed", "output path is an input file; choose another -o folder",
@@ -438,7 +444,7 @@ def upscale_files(
     previous = read_manifest(manifest)
     rows, todo = _plan(sources, outdir, config, common, previous)
     ledger = dict(previous)
-    ledger.update((r.input, r) for r in rows)
+    ledger.update((_key(r.input), r) for r in rows)
 
     def save() -> None:
         write_manifest(ledger.values(), manifest)
@@ -484,7 +490,7 @@ def _run_batch(
     pending: list[tuple[Future, ManifestRow, Path, float, dict[str, Any]]] = []
 
     def fail(row: ManifestRow, exc: BaseException, t0: float) -> None:
-        prev = previous.get(row.input)
+        prev = previous.get(_key(row.input))
         if prev is not None and prev.status in ("ok", "skipped") and prev.output and Path(prev.output).exists():
             row.values = dict(prev.values)  # the earlier output and its provenance still stand
             row.output = prev.output

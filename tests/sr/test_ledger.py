@@ -205,3 +205,14 @@ def test_a_signal_mid_batch_writes_the_manifest_and_leaves_no_debris(tmp_path, s
     after = _manifest(out / "manifest.csv")
     assert {r["status"] for k, r in after.items() if k not in done_before} == {"ok"}
     assert all(after[k]["date"] == r["date"] and after[k]["status"] == "skipped" for k, r in done_before.items())
+
+
+def test_one_row_per_input_however_its_path_is_spelled(tmp_path, monkeypatch):
+    _scans(tmp_path / "in", 2)
+    monkeypatch.chdir(tmp_path)
+    upscale_files([Path("in")], tmp_path / "out", UpscaleConfig(method="trilinear"))
+    upscale_files([tmp_path / "in"], tmp_path / "out", UpscaleConfig(method="trilinear"))
+    with (tmp_path / "out" / "manifest.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"skipped"}
+    assert all(r["method"] == "trilinear" and r["date"] for r in rows)
