@@ -137,7 +137,9 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         angle = float((torch.rand(1, generator=gen).item() - 0.5) * np.deg2rad(20))
         if abs(angle) > 1e-3:
             c, s = np.cos(angle), np.sin(angle)
-            theta = torch.tensor([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0]], dtype=x.dtype)[None]
+            # affine_grid orders coordinates (W, H, D) = our (Z, Y, X): rotate its y and z, the
+            # axial X-Y plane of the cube, and keep Z (slices) fixed.
+            theta = torch.tensor([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0]], dtype=x.dtype)[None]
             grid = torch.nn.functional.affine_grid(theta, list(out[i : i + 1].shape), align_corners=False)
             out[i : i + 1] = torch.nn.functional.grid_sample(out[i : i + 1], grid, align_corners=False)
         scale = 1 + 0.1 * (torch.rand(1, generator=gen).item() - 0.5) * 2

@@ -238,12 +238,7 @@ def _survival_and_readers(
     from srgan3d.study.secondary import best_model
     from srgan3d.study.survival import study_survival
 
-    name, p_best = best_model(res.predictions, res.panel)
-    if res.panel and res.panel.get("best"):
-        b = res.panel["best"]
-        threshold = res.panel["models"][b["classifier"]][b["image"]]["threshold"]
-    else:
-        threshold = res.operating_points["train"]["radiomics_post_sr"]["threshold"]
+    name, p_best, threshold = best_model(res.predictions, res.panel, res.operating_points)
     table = keep  # indexed by patient_id: messages name the patients
     survival = study_survival(table, p_best, threshold, name, list(modeling.clinical)) or None
     readers = None

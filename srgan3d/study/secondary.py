@@ -53,13 +53,18 @@ def region_models(
 # Staging systems as comparators
 
 
-def best_model(pred: pd.DataFrame, panel: dict[str, Any] | None) -> tuple[str, np.ndarray]:
+def best_model(
+    pred: pd.DataFrame, panel: dict[str, Any] | None, operating_points: dict[str, Any] | None = None
+) -> tuple[str, np.ndarray, float]:
     """The study's best model: the panel's pick (training-set cross-validated AUC) when there is
-    one, else the post-SR radscore; its name and probabilities on all rows."""
+    one, else the post-SR radscore; its name, probabilities on all rows, and its training-set
+    Youden threshold (NaN when `operating_points` is not given for the radscore)."""
     if panel and panel.get("best"):
         b = panel["best"]
-        return f"{b['classifier']}_{b['image']}", np.asarray(panel["predictions"][f"{b['classifier']}_{b['image']}"])
-    return "radiomics_post_sr", pred["radiomics_post_sr"].to_numpy()
+        key = f"{b['classifier']}_{b['image']}"
+        return key, np.asarray(panel["predictions"][key]), float(panel["models"][b["classifier"]][b["image"]]["threshold"])
+    thr = operating_points["train"]["radiomics_post_sr"]["threshold"] if operating_points else float("nan")
+    return "radiomics_post_sr", pred["radiomics_post_sr"].to_numpy(), float(thr)
 
 
 def compare_staging(
@@ -69,7 +74,7 @@ def compare_staging(
     """AUC with DeLong CI of each ordinal comparator on the test set, and DeLong against the best
     model. The direction (does a higher stage mean response or non-response?) is fixed on the
     training set: a comparator whose training AUC is below 0.5 is negated."""
-    name, best = best_model(pred, panel)
+    name, best, _ = best_model(pred, panel)
     rows = []
     for col in comparators.columns:
         v = comparators[col].to_numpy(float)

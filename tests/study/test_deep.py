@@ -68,3 +68,19 @@ def test_too_few_patients_per_class_is_a_clear_error():
 def test_unknown_arch_is_named():
     with pytest.raises(ValueError, match="--dl-arch must be one of resnet10, resnet18, resnet34"):
         DeepConfig(arch="vgg")
+
+
+def test_augmentation_rotates_in_the_axial_plane_only():
+    """An image that varies only along Z (across slices) stays constant within each slice: the
+    flips and the rotation act in the X-Y plane, never mixing slices."""
+    import torch
+
+    from srgan3d.study.deep import _augment
+
+    z = torch.linspace(-1, 1, 16)
+    x = z.view(1, 1, 1, 1, 16).expand(8, 1, 16, 16, 16).contiguous()
+    out = _augment(x, torch.Generator().manual_seed(1))
+    inner = out[:, 0, 4:12, 4:12, :]  # away from the corners the rotation fills with zeros
+    assert float(inner.std(dim=(1, 2)).max()) < 1e-4
+    # and the slice profile is the input's up to the intensity jitter (a monotone ramp)
+    assert torch.all(inner[:, 0, 0, 1:] > inner[:, 0, 0, :-1])
