@@ -117,7 +117,10 @@ def upscale(
     ] = None,
     sw_batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 1,
     overlap: Annotated[float, typer.Option(help="Window overlap fraction (>= 0.25).")] = 0.25,
-    amp: Annotated[bool, typer.Option(help="bfloat16 mixed precision on CUDA.")] = True,
+    amp: Annotated[
+        bool,
+        typer.Option(help="bfloat16 autocast on CUDA and on CPUs with bf16 matrix units (AMX/AVX512-BF16); fp32 elsewhere."),
+    ] = True,
     dtype: Annotated[
         str,
         typer.Option(
@@ -126,8 +129,12 @@ def upscale(
         ),
     ] = "float32",
     channels_last: Annotated[
-        bool, typer.Option(help="Run the generator in the channels_last_3d memory format (CUDA).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            help="channels_last_3d memory format for the generator (default: on the CPU, off on CUDA).",
+        ),
+    ] = None,
     cudnn_benchmark: Annotated[
         bool, typer.Option(help="Let cuDNN autotune per scan shape (pays when many scans share one shape).")
     ] = False,

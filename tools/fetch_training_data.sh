@@ -5,6 +5,10 @@
 #   - Debian's mricron-data: Colin27 T1 (ch2better 0.5 mm, ch2 1 mm) and the INIA19 primate T1
 #   - renalsegmentor's wheel (GPL-3.0): two subjects of real coronal abdominal T2W TSE (Philips,
 #     ~1.5 mm in-plane, 5.5 mm slices): sub02 trains, sub01 is held out for testing
+#   - mdreg's wheel (Apache-2.0): a real 3D spoiled gradient-echo liver T1 series (VFA.pkl); its
+#     20-degree volume (T1-weighted) is written with a diagonal affine from its spacing
+#   - from ../shared/data when present (not on any registry): the eight CHAOS T2-SPIR subjects,
+#     the ukat GRE subject (two echoes), the TotalSegmentator MR and the two abdominal CTs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=data/real
@@ -36,6 +40,32 @@ with zipfile.ZipFile(wheel) as z:
         open(target, "wb").write(z.read(f"segment/data/test_data/test_sub_{k}.nii.gz"))
         print("wrote", target)
 PY
+
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "mdreg==0.4.4"
+"${PYTHON:-.venv/bin/python}" - "$tmp" "$out" <<'PY'
+import glob, pickle, sys, zipfile
+import nibabel as nib
+import numpy as np
+wheel = glob.glob(f"{sys.argv[1]}/mdreg-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    d = pickle.loads(z.read("mdreg/datafiles/VFA.pkl"))
+k = [round(float(a)) for a in d["FA"]].index(20)
+affine = np.diag([*map(float, d["spacing"]), 1.0])
+target = f"{sys.argv[2]}/mdreg_vfa_liver_t1_fa20.nii.gz"
+nib.save(nib.Nifti1Image(np.asarray(d["array"][..., k], np.float32), affine), target)
+print("wrote", target)
+PY
+
+shared=../shared/data
+if [ -d "$shared/abdomen_mri/chaos" ]; then
+  for f in "$shared"/abdomen_mri/chaos/*-T2SPIR-*.nii.gz; do install -m 644 "$f" "$out/chaos_$(basename "$f")"; done
+  for f in "$shared"/abdomen_mri/ukat_ge01_cor_gre_te*.nii.gz "$shared"/totalseg_example_mr_sm.nii.gz "$shared"/ct/*.nii.gz; do
+    [ -f "$f" ] && install -m 644 "$f" "$out/"
+  done
+  echo "copied the CHAOS, ukat, TotalSegmentator MR and CT volumes from $shared"
+else
+  echo "no $shared/abdomen_mri/chaos: the CHAOS, ukat and CT volumes are not gathered" >&2
+fi
 
 if [ ! -d /usr/share/mricron/templates ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -145,9 +145,20 @@ def _model(config: BenchmarkConfig) -> Generator:
 
 
 def _settings(windows: Sequence[int], batches: Sequence[int], cuda: bool) -> list[dict[str, Any]]:
-    base = {"precision": "bf16" if cuda else "fp32", "compile": False, "channels_last": False,
+    """The sweep: the default setting of the device over windows and batches, then one change at a
+    time. The CPU default is what `srgan3d upscale` uses there: bf16 with bf16 matrix units
+    (fp32 otherwise) and channels_last_3d."""
+    from srgan3d.sr import engine as engine_mod
+
+    cpu_precision = "bf16" if engine_mod._CPU_BF16 else "fp32"
+    base = {"precision": "bf16" if cuda else cpu_precision, "compile": False, "channels_last": not cuda,
             "cudnn_benchmark": False}  # fmt: skip
     settings = [{**base, "window": w, "batch": b} for w in windows for b in batches]
+    if not cuda:
+        auto = {**base, "window": windows[0], "batch": batches[0]}
+        settings.append({**auto, "channels_last": False})
+        if cpu_precision == "bf16":
+            settings.append({**auto, "precision": "fp32"})
     if cuda:
         auto = {**base, "window": 0, "batch": 1}
         settings += [{**auto, "precision": p} for p in ("fp32", "tf32", "fp16")]
@@ -294,9 +305,12 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
     _sync(device)
     first_call_s = time.perf_counter() - t0
 
+    from srgan3d.sr import engine as engine_mod
+
     peaks = {"fp32": matmul_peak_tflops(device, torch.float32)}
     if cuda:
         peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True)
+    if cuda or engine_mod._CPU_BF16:  # elsewhere bf16 is emulated: no peak worth the name
         peaks["bf16"] = matmul_peak_tflops(device, torch.bfloat16)
 
     windows = config.windows or ((64, 96, 128, 0) if cuda else (0,))
@@ -338,8 +352,16 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
                 card = {"description": "untrained, for timing"}
                 name = str(save_weights(model, tmp / "weights" / "bench.pt", card=card))
             if config.end_to_end:
-                stages = _stages(GeneratorEngine(model, device=device), vol, tmp)
+                default_engine = GeneratorEngine(model, device=device)
+                stages = _stages(default_engine, vol, tmp)
                 e2e = _end_to_end(vol, name, config, tmp)
+                # The whole job (read, network, k-space, write) against the matmul peak of the
+                # precision `srgan3d upscale` runs in: how close to the hardware a user gets.
+                peak = peaks.get(default_engine.precision, peaks["fp32"])
+                e2e["precision"] = default_engine.precision
+                e2e["generator_tflop"] = flops_lr * n_lr / 1e12
+                for k in ("first.nii.gz", "warm.nii.gz"):
+                    e2e[f"fraction_of_peak[{k}]"] = flops_lr * n_lr / e2e[k] / 1e12 / peak
             if n_folder:
                 folder = _folder(n_folder, config.folder_shape or config.shape, name, config, tmp)
 
@@ -410,6 +432,12 @@ def markdown_table(result: dict[str, Any]) -> str:
             f"({e['output_bytes.nii.gz'] / 1e6:.0f} MB); .nii first {e['first.nii']:.2f} s, warm "
             f"{e['warm.nii']:.2f} s."
         )
+        if "generator_tflop" in e:
+            lines.append(
+                f"The generator's {e['generator_tflop']:.2f} TFLOP end to end in {e['precision']}: "
+                f"{e['fraction_of_peak[first.nii.gz]']:.1%} (first) / {e['fraction_of_peak[warm.nii.gz]']:.1%} "
+                f"(warm) of the measured {e['precision']} matmul peak."
+            )
     if result.get("folder"):
         f = result["folder"]
         lines.append("")

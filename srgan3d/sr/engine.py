@@ -143,6 +143,40 @@ def choose_window(shape: Sequence[int], *, max_voxels: int, overlap: float) -> t
     return tuple(roi)  # type: ignore[return-value]
 
 
+def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 or AVX512-BF16).
+
+    Elsewhere bf16 autocast is emulated by oneDNN and far slower than fp32 (one training step of
+    the default generator: 64 s in bf16 against 0.8 s in fp32 on an AVX2-only AMD EPYC,
+    benchmarks/RESULTS.md), so the engine and training use it only where this says yes.
+    `cpuinfo`: the text of /proc/cpuinfo (read when None; an unreadable one, e.g. on macOS, is no).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+            break
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def use_bf16(device: torch.device, amp: bool) -> bool:
+    """bf16 autocast on `device` when `amp` asks for it: always on CUDA, on a CPU only with bf16
+    matrix units (`cpu_has_bf16_units`)."""
+    if not amp:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and _CPU_BF16
+
+
+_CPU_BF16 = cpu_has_bf16_units()
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -205,12 +239,15 @@ class GeneratorEngine:
         window: input window per axis; None picks one from `max_window_voxels`.
         sw_batch_size: windows per forward pass.
         overlap: fraction of a window shared with its neighbour (>= 0.25).
-        amp: bfloat16 autocast on CUDA.
+        amp: bfloat16 autocast on CUDA, and on CPUs with bf16 matrix units (`use_bf16`); fp32
+            elsewhere. `precision` says which the engine uses.
         max_window_voxels: the window budget when `window` is None (CPU default ~2.1 M input
             voxels, about 4 GB of activations for the default generator).
         dc: k-space data consistency (`data_consistency`) on the whole stitched output: the
             measured band is the input's own, the network adds only what lies outside it.
-        channels_last: run the network in the channels_last_3d memory format.
+        channels_last: run the network in the channels_last_3d memory format; None (default): on
+            the CPU (faster there in fp32 and bf16, benchmarks/RESULTS.md), off on CUDA until a
+            GPU run measures it.
         cudnn_benchmark: let cuDNN time its algorithms for each new input shape (pays off only
             when many scans share one shape; the first scan of each shape costs seconds).
         weights: the weights' record (name, path, card) when built by `from_weights`.
@@ -228,7 +265,7 @@ class GeneratorEngine:
         amp: bool = True,
         max_window_voxels: int | None = None,
         dc: bool = True,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         cudnn_benchmark: bool = False,
     ) -> None:
         if not 0.25 <= overlap < 1:
@@ -238,19 +275,26 @@ class GeneratorEngine:
         self.window = tuple(window) if window else None
         self.sw_batch_size = sw_batch_size
         self.overlap = overlap
-        self.amp = amp and device.type == "cuda"
+        self.amp = use_bf16(device, amp)
         self.amp_dtype = torch.bfloat16  # bf16 keeps fp32's range: no overflow in the residual sums
         self.max_window_voxels = max_window_voxels or (
             cuda_window_voxels(model, device) if device.type == "cuda" else 128**3
         )
         self.scale = model.config.scale
         self.dc = dc
-        self.channels_last = channels_last
-        if channels_last:
+        self.channels_last = (device.type == "cpu") if channels_last is None else channels_last
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self.cudnn_benchmark = cudnn_benchmark
         self.weights: WeightsInfo | None = None
         self.clock: StageClock | None = None
+
+    @property
+    def precision(self) -> str:
+        """"bf16" or "fp32": what the network runs in (recorded in the manifest)."""
+        if self.amp:
+            return "fp16" if self.amp_dtype == torch.float16 else "bf16"
+        return "fp32"
 
     def _stage(self, name: str):
         return self.clock(name) if self.clock is not None else nullcontext()
@@ -295,7 +339,7 @@ class GeneratorEngine:
 
     def _forward_raw(self, x: torch.Tensor) -> torch.Tensor:
         if self.amp:
-            with torch.autocast("cuda", dtype=self.amp_dtype):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype):
                 return self.model(x).float()
         return self.model(x)
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from srgan3d.provenance import atomic_path, versions, write_text_atomic
 from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
-from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, resolve_device
+from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, resolve_device, use_bf16
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.nets import Generator, GeneratorConfig, PatchDiscriminator
 from srgan3d.sr.pairs import (
@@ -90,6 +90,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    channels_last: bool | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
@@ -251,12 +252,15 @@ def prepare_validation(volumes: Sequence[Volume], config: TrainConfig) -> list[V
     return out
 
 
-def validate(model: Generator, val: Sequence[ValidationVolume], device: torch.device) -> dict[str, float]:
+def validate(
+    model: Generator, val: Sequence[ValidationVolume], device: torch.device, *, amp: bool = False
+) -> dict[str, float]:
     """PSNR/SSIM over the foreground of the model and of the baselines: the means over the
-    volumes ("psnr", "psnr_sinc", ...) and each volume's ("psnr[NAME]", ...)."""
+    volumes ("psnr", "psnr_sinc", ...) and each volume's ("psnr[NAME]", ...). `amp`: in the
+    precision inference would use (`srgan3d.sr.engine.use_bf16`)."""
     if not val:
         return {}
-    engine = GeneratorEngine(model, device=device, amp=False)
+    engine = GeneratorEngine(model, device=device, amp=amp)
     res: dict[str, list[float]] = {}
     per_volume: dict[str, float] = {}
     for v in val:
@@ -335,11 +339,17 @@ def _setup(config: TrainConfig) -> _Run:
         device = resolve_device(config.device)
     torch.manual_seed(config.seed + rank)
     gen = Generator(config.generator).to(device)
+    if _channels_last(config, device):  # faster 3D convolutions on the CPU, fp32 and bf16 alike
+        gen = gen.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     disc = PatchDiscriminator().to(device)
     ema = AveragedModel(gen, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr_g, betas=(0.9, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
     return _Run(gen, ema, disc, opt_g, opt_d, device, rank, distributed)
+
+
+def _channels_last(config: TrainConfig, device: torch.device) -> bool:
+    return device.type == "cpu" if config.channels_last is None else config.channels_last
 
 
 def _restore(run: _Run, config: TrainConfig, ckpt_path: Path, *, resume: bool, init: str | Path | None) -> None:
@@ -395,8 +405,10 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
     """One generator step (discriminator frozen), then in stage 2 one discriminator step: BasicSR's
     order. The pixel losses are on the patch's interior when `dc_loss` (its FFT wraps at the edges)."""
     gan = run.step >= config.pretrain_steps
-    amp = config.amp and run.device.type == "cuda"
+    amp = use_bf16(run.device, config.amp)
     lr_b, hr_b = batch[0].to(run.device), batch[1].to(run.device)
+    if _channels_last(config, run.device):
+        lr_b = lr_b.contiguous(memory_format=torch.channels_last_3d)
     base_b = batch[2].to(run.device) if batch[2] is not None else None
     margin = [2 * s for s in config.scale] if config.dc_loss else [0, 0, 0]
     for p in run.disc.parameters():
@@ -412,10 +424,12 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
     edge = gradient_loss(sr_i, hr_i)
     loss = config.l1_weight * l1 + config.edge_weight * edge
     g_adv = torch.zeros((), device=run.device)
+    # The discriminator judges the data-consistent output's interior only: a patch's own FFT wraps
+    # at its faces, an artefact the real patch lacks and inference (on the whole volume) never has.
     if gan:
         with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
-            real_pred = run.disc_t(hr_b).detach()  # type: ignore[misc]
-            fake_pred = run.disc_t(sr)  # type: ignore[misc]
+            real_pred = run.disc_t(hr_i).detach()  # type: ignore[misc]
+            fake_pred = run.disc_t(sr_i)  # type: ignore[misc]
             g_adv = 0.5 * (_bce(real_pred - fake_pred.mean(), 0.0) + _bce(fake_pred - real_pred.mean(), 1.0))
         loss = loss + config.adv_weight * g_adv
     loss.backward()
@@ -427,8 +441,8 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
             p.requires_grad_(True)
         run.opt_d.zero_grad(set_to_none=True)
         with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
-            real_pred = run.disc_t(hr_b)  # type: ignore[misc]
-            fake_pred = run.disc_t(sr.detach())  # type: ignore[misc]
+            real_pred = run.disc_t(hr_i)  # type: ignore[misc]
+            fake_pred = run.disc_t(sr_i.detach())  # type: ignore[misc]
             d_loss = 0.5 * (_bce(real_pred - fake_pred.mean(), 1.0) + _bce(fake_pred - real_pred.mean(), 0.0))
         d_loss.backward()
         run.opt_d.step()
@@ -497,7 +511,7 @@ def train(
                 "d_loss": f"{losses['d_loss']:.5f}", "seconds": f"{time.perf_counter() - t0:.1f}",
             }  # fmt: skip
             if run.main and (run.step % config.val_every == 0 or run.step == total) and val_set:
-                last_val = validate(run.gen_ema, val_set, run.device)
+                last_val = validate(run.gen_ema, val_set, run.device, amp=config.amp)
                 row.update({f"val_{k}": f"{v:.4f}" for k, v in last_val.items() if f"val_{k}" in LOG_COLUMNS})
                 bar.set_postfix(psnr=f"{last_val['psnr']:.2f}", sinc=f"{last_val['psnr_sinc']:.2f}")
             if writer:

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = (
     "input", "output", "status", "error", "note", "method", "scale", "input_shape", "output_shape",
-    "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "date", "device", "weights",
+    "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "date", "device", "precision", "weights",
     "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "output_dtype",
     "nonfinite_voxels", "clipped_voxels", "dtype_clipped_voxels", "srgan3d", "torch", "monai",
 )  # fmt: skip
@@ -89,7 +89,8 @@ class UpscaleConfig:
         window: input window per axis for the generator (None: chosen from memory).
         sw_batch_size: windows per forward pass.
         overlap: window overlap fraction (>= 0.25).
-        amp: mixed precision (bfloat16) on CUDA.
+        amp: bfloat16 autocast on CUDA and on CPUs with bf16 matrix units (AMX/AVX512-BF16);
+            fp32 elsewhere (`srgan3d.sr.engine.use_bf16`). The manifest's `precision` says which.
         overwrite: replace existing outputs instead of skipping them.
         suffix: appended to the input's name.
         compress: write .nii.gz (True; gzip level 1, nibabel's fast default) or .nii.
@@ -103,7 +104,8 @@ class UpscaleConfig:
         dc: k-space data consistency of the generator's output (see
             `srgan3d.sr.engine.data_consistency`); the baselines need none.
         dtype: "float32", or "input": the input's stored type (`srgan3d.volume.output_array`).
-        channels_last: run the generator in the channels_last_3d memory format.
+        channels_last: run the generator in the channels_last_3d memory format (None: on the CPU,
+            off on CUDA).
         cudnn_benchmark: let cuDNN autotune per input shape (pays when many scans share a shape).
     """
 
@@ -123,7 +125,7 @@ class UpscaleConfig:
     adapt_steps: int = 0
     dc: bool = True
     dtype: str = "float32"
-    channels_last: bool = False
+    channels_last: bool | None = None
     cudnn_benchmark: bool = False
 
     def __post_init__(self) -> None:
@@ -322,8 +324,8 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
         engine = GeneratorEngine.from_weights(config.weights, device=config.device, **options)
     assert engine.weights is not None
     common.update(
-        device=str(engine.device), weights=engine.weights.name, weights_sha256=engine.weights.sha256,
-        data_consistency="yes" if config.dc else "no",
+        device=str(engine.device), precision=engine.precision, weights=engine.weights.name,
+        weights_sha256=engine.weights.sha256, data_consistency="yes" if config.dc else "no",
     )  # fmt: skip
     return method, engine, common
 

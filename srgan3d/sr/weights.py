@@ -161,7 +161,7 @@ def save_weights(model: Generator, path: str | Path, card: dict[str, Any]) -> Pa
     """Write the state_dict to `path` and its model card (with sha256 and config) beside it."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
     full = {**card, "generator": model.config.to_dict(), "sha256": sha256_file(path), "file": path.name}
     write_text_atomic(path.with_suffix(".json"), json.dumps(full, indent=2) + "\n")
     return path

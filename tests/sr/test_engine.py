@@ -107,6 +107,52 @@ def test_from_weights_resolves_weights_and_device_once(tiny_weights):
     assert upscale_volume(vol, method="generator", engine=engine).shape == (20, 20, 12)
 
 
+AMD_MILAN = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma bmi2 vaes\n"
+SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile\n"
+ZEN4 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16\n"
+SKYLAKE_X = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512vl\n"
+
+
+def test_bf16_units_are_read_from_the_cpu_flags():
+    from srgan3d.sr.engine import cpu_has_bf16_units
+
+    assert cpu_has_bf16_units(SAPPHIRE_RAPIDS) and cpu_has_bf16_units(ZEN4)
+    # AVX2 or AVX512 without BF16: oneDNN emulates bf16 there, far slower than fp32.
+    assert not cpu_has_bf16_units(AMD_MILAN) and not cpu_has_bf16_units(SKYLAKE_X)
+    assert not cpu_has_bf16_units("")
+
+
+def test_cpu_precision_follows_the_bf16_units(monkeypatch):
+    from srgan3d.sr import engine as engine_mod
+
+    model = _noisy_generator(1)
+    monkeypatch.setattr(engine_mod, "_CPU_BF16", False)
+    assert GeneratorEngine(model, device=torch.device("cpu"), amp=True).precision == "fp32"
+    monkeypatch.setattr(engine_mod, "_CPU_BF16", True)
+    assert GeneratorEngine(model, device=torch.device("cpu"), amp=True).precision == "bf16"
+    assert GeneratorEngine(model, device=torch.device("cpu"), amp=False).precision == "fp32"
+    # channels_last_3d by default on the CPU (faster there), off when asked
+    assert GeneratorEngine(model, device=torch.device("cpu")).channels_last
+    assert not GeneratorEngine(model, device=torch.device("cpu"), channels_last=False).channels_last
+
+
+def test_bf16_on_the_cpu_matches_fp32_within_bf16_rounding(monkeypatch):
+    """bf16 keeps 8 bits of mantissa (relative step 2^-8 = 0.4%); over a few convolutions the
+    output may differ from fp32 by a few of those steps of its largest value, not more. Data
+    consistency takes the measured band from the input, so only the added detail carries them."""
+    from srgan3d.sr import engine as engine_mod
+
+    x = smooth_volume((12, 12, 8), seed=8).astype(np.float32)
+    model = _noisy_generator(3)
+    fp32 = GeneratorEngine(model, device=torch.device("cpu"), amp=False).run(x)
+    monkeypatch.setattr(engine_mod, "_CPU_BF16", True)  # bf16 even where it is only emulated
+    engine = GeneratorEngine(_noisy_generator(3), device=torch.device("cpu"), amp=True)
+    assert engine.precision == "bf16"
+    bf16 = engine.run(x)
+    err = np.abs(bf16 - fp32).max() / np.abs(fp32).max()
+    assert 0 < err < 2e-2  # not identical (bf16 really ran), and within bf16 rounding
+
+
 @pytest.mark.gpu
 def test_bf16_on_cuda_matches_fp32():
     if not torch.cuda.is_available():
