@@ -34,27 +34,35 @@ bench: venv
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
 
-# Rebuild the shipped weights from scratch: fetch the registry-shipped MRI volumes (brain templates
-# and renalsegmentor's two abdominal subjects), train RECIPE, export the EMA generator into the
-# package, then test it on the held-out abdominal MRI (renalseg sub01 and tests/data's
-# TotalSegmentator scan) and record that in its model card, which is what lets `--method auto`
-# use it. Validation (the log only) on the ukat subject of ../shared/data when present. Not part
-# of CI; about 10 minutes on a 2-core CPU, plus ~5 for the test. On a GPU: RECIPE=recipes/gpu_x2.yaml.
+# Rebuild the shipped weights from scratch: gather the real MRI (registry-shipped brain templates,
+# renalsegmentor's and mdreg's abdominal scans; CHAOS, ukat and CT from ../shared/data), train
+# RECIPE (tools/train_x2.sh holds the split by subject), export the checkpoint validation
+# preferred, then test it on the held-out abdominal MRI (CHAOS 13 and 19 with their organ masks,
+# renalseg sub01, the TotalSegmentator MR) and record that in its model card, which is what lets
+# `--method auto` use it. Not part of CI; about 70 minutes on a 2-core AVX2 CPU, plus ~10 for the
+# test. `make weights-gan` then fine-tunes it adversarially into srgan3d_x2_gan (~20 minutes).
 RECIPE ?= recipes/cpu_x2.yaml
+GAN_RECIPE ?= recipes/cpu_x2_gan.yaml
 WEIGHTS_NAME ?= srgan3d_x2
 WEIGHTS_DIR := srgan3d/sr/weights
 R := data/real
-TRAIN_DATA = $(R)/mni152_mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz $(R)/inia19-t1-brain.nii.gz \
-	$(R)/colin27_ch2.nii.gz $(R)/renalseg_sub02_cor_t2w_tse.nii.gz
-UKAT := ../shared/data/abdomen_mri/ukat_ge01_cor_gre_te2.2.nii.gz ../shared/data/abdomen_mri/ukat_ge01_cor_gre_te5.1.nii.gz
-VAL_DATA = $(foreach f,$(wildcard $(UKAT)),--val $(f))
-TEST_DATA = $(R)/renalseg_sub01_cor_t2w_tse.nii.gz tests/data/totalseg_example_mr_sm.nii.gz
-.PHONY: weights
+TEST_DATA = $(R)/chaos_13-T2SPIR-src.nii.gz:T2 $(R)/chaos_19-T2SPIR-src.nii.gz:T2 \
+	$(R)/renalseg_sub01_cor_t2w_tse.nii.gz:T2 tests/data/totalseg_example_mr_sm.nii.gz:T1
+TEST_MASKS = $(R)/chaos_13-T2SPIR-mask.nii.gz $(R)/chaos_19-T2SPIR-mask.nii.gz - -
+.PHONY: weights weights-gan
 weights: venv
 	bash tools/fetch_training_data.sh
 	rm -rf data/runs/$(WEIGHTS_NAME)
-	$(BIN)/srgan3d train $(TRAIN_DATA) -o data/runs/$(WEIGHTS_NAME) --config $(RECIPE) $(VAL_DATA)
-	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME) -o $(WEIGHTS_DIR)/$(WEIGHTS_NAME).pt \
-		--description "Trained by 'make weights RECIPE=$(RECIPE)'"
-	$(BIN)/python benchmarks/quality.py $(TEST_DATA) --weights $(WEIGHTS_NAME) --card $(WEIGHTS_NAME) \
-		--json benchmarks/quality_$(WEIGHTS_NAME).json
+	RUN=data/runs/$(WEIGHTS_NAME) RECIPE=$(RECIPE) bash tools/train_x2.sh
+	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME) -o $(WEIGHTS_DIR)/$(WEIGHTS_NAME).pt --checkpoint best \
+		--description "Fidelity generator trained by 'make weights RECIPE=$(RECIPE)'"
+	$(BIN)/python benchmarks/quality.py $(TEST_DATA) --masks $(TEST_MASKS) --weights $(WEIGHTS_NAME) \
+		--card $(WEIGHTS_NAME) --json benchmarks/quality_$(WEIGHTS_NAME).json
+
+weights-gan: venv
+	rm -rf data/runs/$(WEIGHTS_NAME)_gan
+	RUN=data/runs/$(WEIGHTS_NAME)_gan RECIPE=$(GAN_RECIPE) bash tools/train_x2.sh --init $(WEIGHTS_NAME)
+	$(BIN)/srgan3d export data/runs/$(WEIGHTS_NAME)_gan -o $(WEIGHTS_DIR)/$(WEIGHTS_NAME)_gan.pt \
+		--description "GAN generator: $(WEIGHTS_NAME) fine-tuned adversarially by 'make weights-gan'"
+	$(BIN)/python benchmarks/quality.py $(TEST_DATA) --masks $(TEST_MASKS) --weights $(WEIGHTS_NAME) \
+		--weights $(WEIGHTS_NAME)_gan --card $(WEIGHTS_NAME)_gan --json benchmarks/quality_$(WEIGHTS_NAME)_gan.json

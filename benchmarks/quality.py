@@ -1,8 +1,11 @@
 """Quality of 2x super-resolution on held-out real MRI: PSNR, SSIM, radiomic fidelity, hallucination.
 
 Usage:
-    python benchmarks/quality.py VOLUME... [--weights NAME_OR_PATH ...] [--adapt STEPS]
-        [--json out.json] [--card NAME_OR_PATH]
+    python benchmarks/quality.py VOLUME[:T1|:T2]... [--weights NAME_OR_PATH ...] [--adapt STEPS]
+        [--masks MASK|- ...] [--json out.json] [--card NAME_OR_PATH]
+
+A volume may carry its contrast after a colon (`scan.nii.gz:T1`); results and the model card
+report T1- and T2-weighted volumes apart.
 
 Each volume (never used in training or for picking anything) is cropped to even lengths, degraded
 2x by grid-consistent k-space truncation in its own units (`srgan3d.sr.degrade`, as a scanner
@@ -20,6 +23,13 @@ truth's robust range (one linear map, so PSNR and SSIM are those of the scan uni
   there (`hf_ratio`), and the error in that band relative to the truth's energy there
   (`hf_error`): below 1 the added detail correlates with the truth; 1 is what adding nothing
   scores; above 1 the detail is invented.
+
+- Radiomic fidelity on real anatomy (`--masks`, one per volume in order, `-` for none): each
+  label of an organ mask on the truth's grid (default CHAOS labels 1 liver, 2 right kidney,
+  3 left kidney, 4 spleen; `--labels`) is a VOI; pyradiomics features of the same classes inside
+  it on the truth, on zero-filled k-space and on each generator's output (all on the truth's
+  grid); per feature class the median relative error |f - f_truth| / |f_truth| over features and
+  organs. Does SR move the features toward the truth?
 
 `--card W` writes the per-volume PSNR gains over zero-filled k-space of weights W (with data
 consistency, the default) into W's model card under "heldout_abdominal_mri"; `--method auto` uses
@@ -102,6 +112,45 @@ def radiomic_features(image: np.ndarray, vois: list[np.ndarray], spacing: tuple[
     return np.array(rows)
 
 
+def organ_vois(mask: np.ndarray, labels: dict[int, str]) -> dict[str, np.ndarray]:
+    """One boolean VOI per label present in `mask` with at least 64 voxels."""
+    out = {}
+    for value, name in labels.items():
+        voi = mask == value
+        if int(voi.sum()) >= 64:
+            out[name] = voi
+    return out
+
+
+def relative_errors_by_class(truth: dict[str, float], other: dict[str, float]) -> dict[str, list[float]]:
+    """|f - f_truth| / |f_truth| per feature, grouped by feature class (features whose truth is
+    exactly zero are left out: no relative error exists)."""
+    out: dict[str, list[float]] = {c: [] for c in FEATURE_CLASSES}
+    for name, t in truth.items():
+        cls = name.split("_")[1] if name.count("_") >= 2 else ""
+        if cls in out and t != 0 and np.isfinite(t) and np.isfinite(other[name]):
+            out[cls].append(abs(other[name] - t) / abs(t))
+    return out
+
+
+def named_features(image: np.ndarray, voi: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
+    """pyradiomics features (FEATURE_CLASSES) of one VOI, by name; bin width 0.025 on [0, 1]."""
+    import radiomics
+    import SimpleITK as sitk
+    from radiomics import featureextractor
+
+    radiomics.setVerbosity(logging.ERROR)
+    ex = featureextractor.RadiomicsFeatureExtractor(binWidth=0.025)
+    ex.disableAllFeatures()
+    for c in FEATURE_CLASSES:
+        ex.enableFeatureClassByName(c)
+    img = sitk.GetImageFromArray(np.transpose(image, (2, 1, 0)).astype(np.float32))
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    m = sitk.GetImageFromArray(np.transpose(voi, (2, 1, 0)).astype(np.uint8))
+    m.CopyInformation(img)
+    return {k: float(v) for k, v in ex.execute(img, m).items() if not k.startswith("diagnostics")}
+
+
 def hallucination(truth: np.ndarray, sr: np.ndarray, lr_shape: tuple[int, ...]) -> tuple[float, float]:
     ft, fs = np.fft.fftn(truth), np.fft.fftn(sr)
     band = np.ones(truth.shape, bool)
@@ -126,6 +175,8 @@ def main() -> None:
         help="also the first weights adapted to each scan for STEPS steps (upscale --adapt)",
     )
     ap.add_argument("--vois", type=int, default=16)
+    ap.add_argument("--masks", nargs="+", default=[], help="organ mask per volume, in order ('-': none)")
+    ap.add_argument("--labels", default="1=liver,2=kidney_right,3=kidney_left,4=spleen")
     ap.add_argument("--json", default="benchmarks/quality.json")
     ap.add_argument("--card", default=None, help="record these weights' held-out result in their model card")
     args = ap.parse_args()
@@ -139,8 +190,13 @@ def main() -> None:
         infos[name] = engine.weights
         engines[name] = engine
         engines[f"{name} (no DC)"] = GeneratorEngine(engine.model, device=engine.device, dc=False)
+    if args.masks and len(args.masks) != len(args.volumes):
+        raise SystemExit(f"--masks: give one per volume ({len(args.volumes)}), '-' for none; got {len(args.masks)}")
+    labels = {int(k): v for k, v in (item.split("=") for item in args.labels.split(","))}
     results = []
-    for path in args.volumes:
+    organ_rows: list[dict] = []
+    for k_vol, spec in enumerate(args.volumes):
+        path, _, contrast = spec.partition(":")
         vol = crop_to_multiple(read_volume(path), 2)
         lr_vol = degrade_volume(vol, 2)
         scaling = IntensityScaling.fit(vol.data)
@@ -168,6 +224,7 @@ def main() -> None:
         for method, sr in outputs.items():
             row = {
                 "volume": Path(path).name,
+                "contrast": contrast or "",
                 "shape": list(vol.shape),
                 "method": method,
                 "psnr_db": psnr(hr, sr, mask=mask),
@@ -182,6 +239,9 @@ def main() -> None:
             if method in seconds:
                 row["seconds"] = seconds[method]
             results.append(row)
+        mask_path = args.masks[k_vol] if args.masks else "-"
+        if mask_path != "-":
+            organ_rows += organ_fidelity(mask_path, vol, hr, outputs, labels, volume=Path(path).name)
         sinc = next(r for r in results if r["volume"] == Path(path).name and r["method"] == "sinc")
         for r in results:
             if r["volume"] == sinc["volume"]:
@@ -195,6 +255,7 @@ def main() -> None:
     command = (
         "python benchmarks/quality.py " + " ".join(args.volumes) + "".join(f" --weights {w}" for w in args.weights)
         + (f" --adapt {args.adapt}" if args.adapt else "") + f" --vois {args.vois}"
+        + (" --masks " + " ".join(args.masks) if args.masks else "")
         + (f" --card {args.card}" if args.card else "")
     )  # fmt: skip
     out = {
@@ -202,14 +263,64 @@ def main() -> None:
         "command": command,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "results": results,
+        "organ_fidelity": organ_rows,
+        "organ_fidelity_summary": summarise_organs(organ_rows),
         "versions": versions(),
     }
     write_text_atomic(args.json, json.dumps(out, indent=2) + "\n")
+    if organ_rows:
+        print_organ_summary(out["organ_fidelity_summary"])
     if args.card:
-        record_in_card(args.card, results, command=command)
+        record_in_card(args.card, results, command=command, organs=out["organ_fidelity_summary"])
 
 
-def record_in_card(weights: str, results: list[dict], *, command: str) -> None:
+def organ_fidelity(
+    mask_path: str, vol, hr: np.ndarray, outputs: dict[str, np.ndarray], labels: dict[int, str], *, volume: str
+) -> list[dict]:
+    """Per organ and method: the median relative feature error per class against the truth."""
+    mask_vol = read_volume(mask_path)
+    mask = np.rint(mask_vol.data[tuple(slice(0, n) for n in vol.shape)]).astype(int)
+    if mask.shape != vol.shape:
+        raise SystemExit(f"{mask_path}: mask shape {mask_vol.shape} does not cover the volume's {vol.shape}")
+    rows = []
+    for organ, voi in organ_vois(mask, labels).items():
+        truth = named_features(hr, voi, vol.spacing_mm)
+        for method, sr in outputs.items():
+            if method in ("nearest", "trilinear") or "(no DC)" in method:  # what `upscale` gives only
+                continue
+            errs = relative_errors_by_class(truth, named_features(sr, voi, vol.spacing_mm))
+            row = {"volume": volume, "organ": organ, "voxels": int(voi.sum()), "method": method}
+            row.update({f"{c}_median_rel_error": float(np.median(v)) if v else float("nan") for c, v in errs.items()})
+            row["all_median_rel_error"] = float(np.median([e for v in errs.values() for e in v]))
+            rows.append(row)
+    return rows
+
+
+def summarise_organs(rows: list[dict]) -> list[dict]:
+    """Per method: the median over organs and volumes of each class's median relative error, and
+    the share of organs where the method's overall error is below zero-filled k-space's."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        summary: dict = {"method": method, "organs": len(mine)}
+        for c in (*FEATURE_CLASSES, "all"):
+            summary[f"{c}_median_rel_error"] = float(np.nanmedian([r[f"{c}_median_rel_error"] for r in mine]))
+        sinc = {(r["volume"], r["organ"]): r["all_median_rel_error"] for r in rows if r["method"] == "sinc"}
+        closer = [r["all_median_rel_error"] < sinc[(r["volume"], r["organ"])] for r in mine]
+        summary["organs_closer_than_sinc"] = int(sum(closer))
+        out.append(summary)
+    return out
+
+
+def print_organ_summary(summary: list[dict]) -> None:
+    print("\nRadiomic fidelity in organ VOIs: median relative error against the truth (lower is truer)")
+    print(f"{'method':28s} " + " ".join(f"{c:>10s}" for c in (*FEATURE_CLASSES, "all")) + "  closer than sinc")
+    for s in summary:
+        vals = " ".join(f"{s[f'{c}_median_rel_error']:10.4f}" for c in (*FEATURE_CLASSES, "all"))
+        print(f"{s['method']:28s} {vals}  {s['organs_closer_than_sinc']}/{s['organs']}")
+
+
+def record_in_card(weights: str, results: list[dict], *, command: str, organs: list[dict] | None = None) -> None:
     """Write the held-out result of `weights` (with data consistency) into its model card."""
     info = find_weights(weights)
     by_volume = {r["volume"]: r for r in results if r["method"] == "sinc"}
@@ -219,7 +330,8 @@ def record_in_card(weights: str, results: list[dict], *, command: str) -> None:
             s = by_volume[r["volume"]]
             vols.append(
                 {
-                    "name": r["volume"], "shape": r["shape"], "psnr_db": round(r["psnr_db"], 4),
+                    "name": r["volume"], "contrast": r.get("contrast", ""), "shape": r["shape"],
+                    "psnr_db": round(r["psnr_db"], 4),
                     "psnr_sinc_db": round(s["psnr_db"], 4), "psnr_gain_db": round(r["psnr_db"] - s["psnr_db"], 4),
                     "ssim": round(r["ssim"], 5), "ssim_sinc": round(s["ssim"], 5),
                     "median_ccc": r.get("median_ccc"), "median_ccc_sinc": s.get("median_ccc"),
@@ -235,6 +347,11 @@ def record_in_card(weights: str, results: list[dict], *, command: str) -> None:
         "volumes": vols,
         "mean_gain_db": round(float(np.mean(gains)), 4),
         "min_gain_db": round(float(np.min(gains)), 4),
+        "mean_gain_db_by_contrast": {
+            c: round(float(np.mean([v["psnr_gain_db"] for v in vols if v["contrast"] == c])), 4)
+            for c in sorted({v["contrast"] for v in vols if v["contrast"]})
+        },
+        "organ_radiomic_fidelity": [o for o in (organs or []) if o["method"] in ("sinc", info.name)],
         "data_consistency": True,
         "date": date.today().isoformat(),
         "command": command,
@@ -246,15 +363,29 @@ def record_in_card(weights: str, results: list[dict], *, command: str) -> None:
         md, "", "## Held-out test on real abdominal MRI", "",
         f"Never used for training or for picking anything; {card[HELDOUT_KEY]['protocol']}. "
         f"Command: `{command}` ({card[HELDOUT_KEY]['date']}).", "",
-        "| volume | shape | zero-filled k-space dB | this model dB | gain dB | SSIM zero-fill | SSIM model |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| volume | contrast | shape | zero-filled k-space dB | this model dB | gain dB | SSIM zero-fill | SSIM model |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
         *(
-            f"| {v['name']} | {'x'.join(map(str, v['shape']))} | {v['psnr_sinc_db']:.2f} | {v['psnr_db']:.2f} | "
+            f"| {v['name']} | {v['contrast'] or '?'} | {'x'.join(map(str, v['shape']))} | {v['psnr_sinc_db']:.2f} | {v['psnr_db']:.2f} | "
             f"{v['psnr_gain_db']:+.2f} | {v['ssim_sinc']:.4f} | {v['ssim']:.4f} |"
             for v in vols
         ),
-        "", f"Mean gain {card[HELDOUT_KEY]['mean_gain_db']:+.2f} dB, worst volume {card[HELDOUT_KEY]['min_gain_db']:+.2f} dB.", "",
+        "", f"Mean gain {card[HELDOUT_KEY]['mean_gain_db']:+.2f} dB, worst volume {card[HELDOUT_KEY]['min_gain_db']:+.2f} dB"
+        + "".join(f"; {c}: {g:+.2f} dB" for c, g in card[HELDOUT_KEY]["mean_gain_db_by_contrast"].items()) + ".", "",
     ]  # fmt: skip
+    if card[HELDOUT_KEY]["organ_radiomic_fidelity"]:
+        lines += [
+            "Radiomic fidelity in real organ VOIs (liver, kidneys, spleen of the held-out CHAOS subjects): "
+            "median relative feature error against the truth, per class (lower is truer):", "",
+            "| method | " + " | ".join((*FEATURE_CLASSES, "all")) + " | organs closer than zero-fill |",
+            "|---|" + "---:|" * (len(FEATURE_CLASSES) + 2),
+            *(
+                f"| {o['method']} | " + " | ".join(f"{o[f'{c}_median_rel_error']:.4f}" for c in (*FEATURE_CLASSES, "all"))
+                + f" | {o['organs_closer_than_sinc']}/{o['organs']} |"
+                for o in card[HELDOUT_KEY]["organ_radiomic_fidelity"]
+            ),
+            "",
+        ]  # fmt: skip
     write_text_atomic(md_path, "\n".join(lines))
     ok, why = auto_eligibility(find_weights(weights))
     print(f"model card of {info.name} updated; --method auto {'uses' if ok else 'does not use'} it: {why}")

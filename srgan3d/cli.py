@@ -541,11 +541,14 @@ def export(
     ],
     raw: Annotated[bool, typer.Option(help="Export the raw generator instead of its EMA.")] = False,
     description: Annotated[str, typer.Option(help="One paragraph for the model card.")] = "",
+    checkpoint: Annotated[
+        str, typer.Option(help="last (checkpoint.pt) or best (best.pt: the highest mean validation PSNR).")
+    ] = "last",
 ) -> None:
     """Write a run's generator (EMA) as weights plus its model card (.json and .md)."""
     from srgan3d.sr.train import export_weights
 
-    path = export_weights(run_dir, output, use_ema=not raw, description=description)
+    path = export_weights(run_dir, output, use_ema=not raw, description=description, checkpoint=checkpoint)
     typer.echo(f"wrote {path} and its model card")
 
 

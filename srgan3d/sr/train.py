@@ -499,6 +499,8 @@ def train(
     if writer and new_log:
         writer.writeheader()
     last_val: dict[str, float] = {}
+    best_path = run_dir / "best.json"
+    best_psnr = json.loads(best_path.read_text())["psnr"] if resume and best_path.exists() else -math.inf
     bar = tqdm(total=total, initial=run.step, desc="train", unit="step", disable=not (progress and run.main))
     t0 = time.perf_counter()
     try:
@@ -514,6 +516,10 @@ def train(
                 last_val = validate(run.gen_ema, val_set, run.device, amp=config.amp)
                 row.update({f"val_{k}": f"{v:.4f}" for k, v in last_val.items() if f"val_{k}" in LOG_COLUMNS})
                 bar.set_postfix(psnr=f"{last_val['psnr']:.2f}", sinc=f"{last_val['psnr_sinc']:.2f}")
+                if last_val["psnr"] > best_psnr:  # the checkpoint validation prefers: `export --checkpoint best`
+                    best_psnr = last_val["psnr"]
+                    _save_checkpoint(run_dir / "best.pt", run, config)
+                    write_text_atomic(best_path, json.dumps({"step": run.step, **last_val}, indent=2) + "\n")
             if writer:
                 writer.writerow(row)
                 log_file.flush()  # type: ignore[union-attr]
@@ -555,16 +561,25 @@ def export_weights(
     use_ema: bool = True,
     description: str = "",
     training_data: Sequence[str] | None = None,
+    checkpoint: str = "last",
 ) -> Path:
     """Write a run's generator (EMA by default) as `out` (.pt state_dict) with its model card
-    (`.json` and a short `.md`): architecture, scale, data, recipe, steps, validation, sha256."""
+    (`.json` and a short `.md`): architecture, scale, data, recipe, steps, validation, sha256.
+
+    `checkpoint`: "last" (`checkpoint.pt`) or "best" (`best.pt`, the step with the highest mean
+    validation PSNR, kept by `train` whenever validation improves)."""
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    if checkpoint not in ("last", "best"):
+        raise ValueError(f"checkpoint must be 'last' or 'best', not {checkpoint!r}")
+    ckpt = run_dir / ("checkpoint.pt" if checkpoint == "last" else "best.pt")
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint (best.pt exists only for runs with --val)")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     config = TrainConfig.from_dict(json.loads(state["config_json"]))
     model = Generator(config.generator)
     model.load_state_dict(state["params_ema" if use_ema else "params"])
     run_info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
-    val_path = run_dir / "last_validation.json"
+    val_path = run_dir / ("last_validation.json" if checkpoint == "last" else "best.json")
     validation = json.loads(val_path.read_text()) if val_path.exists() else {}
     card = {
         "description": description,
@@ -573,6 +588,7 @@ def export_weights(
         + (", loss on the data-consistent output" if config.dc_loss else ""),
         "parameters": "EMA" if use_ema else "raw",
         "steps": int(state["step"]),
+        "checkpoint": checkpoint,
         "recipe": config.to_dict(),
         "training_data": list(training_data or run_info.get("data", [])),
         "initialised_from": run_info.get("init"),

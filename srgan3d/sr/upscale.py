@@ -35,7 +35,7 @@ from srgan3d.sr.engine import (
     upscale_volume,
 )
 from srgan3d.sr.nets import Generator, GeneratorConfig
-from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights
+from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, auto_weights, find_weights
 from srgan3d.volume import (
     OUTPUT_DTYPES,
     ScanSource,
@@ -299,7 +299,8 @@ def _fmt(t: Sequence[float], digits: int = 4) -> str:
 def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | None, dict[str, Any]]:
     """The method `config` resolves to, the engine for it (weights and device resolved once), and
     the manifest values every row shares."""
-    method = resolve_method(config.method, config.weights)
+    weights = auto_weights(config.weights) if config.method == "auto" else config.weights
+    method = resolve_method(config.method, weights)
     if config.adapt_steps and method != "generator":
         if config.method not in ("auto", "generator"):
             raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")
@@ -321,7 +322,7 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
         engine = GeneratorEngine(Generator(GeneratorConfig()), device=resolve_device(config.device), **options)
         engine.weights = WeightsInfo("untrained (adapted per scan)", Path("-"), {"sha256": ""})
     else:
-        engine = GeneratorEngine.from_weights(config.weights, device=config.device, **options)
+        engine = GeneratorEngine.from_weights(weights, device=config.device, **options)
     assert engine.weights is not None
     common.update(
         device=str(engine.device), precision=engine.precision, weights=engine.weights.name,

@@ -119,6 +119,33 @@ def auto_eligibility(info: WeightsInfo) -> tuple[bool, str]:
     return True, f"{mean_gain:+.2f} dB over zero-filled k-space on {len(vols)} held-out abdominal MRI volume(s)"
 
 
+GAN_SUFFIX = "_gan"
+
+
+def auto_weights(weights: str | Path = DEFAULT_WEIGHTS) -> str | Path:
+    """The weights `--method auto` runs when the user named `weights`.
+
+    For the shipped default, its GAN companion `<name>_gan` is taken only when that card is
+    eligible too (`auto_eligibility`) and records a higher mean held-out gain over zero-filled
+    k-space than the fidelity model's own card: the GAN must beat the fidelity model on the
+    card's criteria, not merely pass them. Any other name or path is used as given.
+    """
+    if str(weights) != DEFAULT_WEIGHTS:
+        return weights
+    try:
+        fidelity, gan = find_weights(DEFAULT_WEIGHTS), find_weights(DEFAULT_WEIGHTS + GAN_SUFFIX)
+    except WeightsError:
+        return weights
+    if not auto_eligibility(gan)[0]:
+        return weights
+    fidelity_gain = _mean_heldout_gain(fidelity) if auto_eligibility(fidelity)[0] else -float("inf")
+    return gan.name if _mean_heldout_gain(gan) > fidelity_gain else weights
+
+
+def _mean_heldout_gain(info: WeightsInfo) -> float:
+    return float(np.mean([v["psnr_gain_db"] for v in info.card[HELDOUT_KEY]["volumes"]]))
+
+
 def load_generator(
     name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu"
 ) -> tuple[Generator, WeightsInfo]:

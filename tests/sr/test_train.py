@@ -182,3 +182,21 @@ def test_patch_prediction_with_dc_discards_the_in_band_part_of_the_detail():
     assert torch.allclose(out, base, atol=1e-4)
     assert not torch.allclose(predict_patch(smooth, base, (2, 2, 2), dc=False), base, atol=1e-2)
     assert torch.allclose(kspace_downsample_t(out, (2, 2, 2)), lr, atol=1e-4)
+
+
+def test_validation_keeps_the_best_checkpoint_and_export_can_take_it(tmp_path):
+    ph = make_phantom((48, 48, 32), (2.0, 2.0, 2.0), seed=6)
+    val = write_volume(ph.image, tmp_path / "val.nii.gz")
+    cfg = TrainConfig(**TINY, pretrain_steps=6, val_every=2, checkpoint_every=6, lr_g=3e-3)
+    train([], tmp_path / "run", cfg, val=[val])
+    with (tmp_path / "run" / "log.csv").open() as f:
+        validated = [(int(r["step"]), float(r["val_psnr"])) for r in csv.DictReader(f) if r["val_psnr"]]
+    assert [s for s, _ in validated] == [2, 4, 6]
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    step, value = max(validated, key=lambda t: t[1])
+    assert best["step"] == step and abs(best["psnr"] - value) < 1e-3
+    weights = export_weights(tmp_path / "run", tmp_path / "w" / "best_x2.pt", checkpoint="best")
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["steps"] == step and card["checkpoint"] == "best"
+    with pytest.raises(ValueError, match="'last' or 'best'"):
+        export_weights(tmp_path / "run", tmp_path / "w" / "x.pt", checkpoint="middle")

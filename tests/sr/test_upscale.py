@@ -321,3 +321,28 @@ def test_adapt_fine_tunes_a_copy_per_scan_and_records_it(tmp_path, tiny_weights)
         upscale_files([src], tmp_path / "o2", UpscaleConfig(method="tricubic", adapt_steps=3))
     with pytest.raises(ValueError, match="too small"):
         adapt_generator(model, Volume(np.ones((6, 6, 6), np.float32), np.eye(4), {}), steps=1)
+
+
+def test_auto_takes_the_gan_only_when_its_card_beats_the_fidelity_model(tmp_path, oblique_nifti, monkeypatch):
+    from srgan3d.sr.nets import GeneratorConfig
+    from srgan3d.sr.weights import auto_weights, save_weights
+
+    monkeypatch.setattr("srgan3d.sr.weights.PACKAGE_WEIGHTS", tmp_path / "none")
+    monkeypatch.setenv("SRGAN3D_WEIGHTS_DIR", str(tmp_path / "w"))
+
+    def install(name, gains):
+        vols = [{"name": f"v{k}", "psnr_gain_db": g, "ssim": 0.95, "ssim_sinc": 0.94} for k, g in enumerate(gains)]
+        save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / f"{name}.pt",
+                     {"heldout_abdominal_mri": {"volumes": vols}})  # fmt: skip
+
+    install("srgan3d_x2", [1.0, 0.8])
+    assert auto_weights("srgan3d_x2") == "srgan3d_x2"  # no GAN installed
+    install("srgan3d_x2_gan", [0.9, 0.6])  # eligible, but below the fidelity model
+    assert auto_weights("srgan3d_x2") == "srgan3d_x2"
+    install("srgan3d_x2_gan", [1.2, 0.9])  # beats it
+    assert auto_weights("srgan3d_x2") == "srgan3d_x2_gan"
+    res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(device="cpu"))
+    assert res.rows[0].values["weights"] == "srgan3d_x2_gan"
+    install("srgan3d_x2_gan", [2.0, -0.3])  # a higher mean, but below zero-fill on one volume
+    assert auto_weights("srgan3d_x2") == "srgan3d_x2"
+    assert auto_weights("mine.pt") == "mine.pt"  # a name the user chose is used as given
