@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from srgan3d.sr.weights import (
     WeightsError,
     WeightsInfo,
     auto_eligibility,
+    auto_weights,
     find_weights,
     load_generator,
 )
@@ -196,13 +198,31 @@ def cuda_window_voxels(model: Generator, device: torch.device, *, fraction: floa
     pair. At least 32^3; no upper cap, so a clinical volume that fits runs whole, with no window
     and no stitching (320x320x80 with the default generator: 6.2 GB in bf16 on an H100).
     """
-    cfg = model.config
-    n_sub = math.prod(cfg.scale)
-    bytes_per_voxel = 4 * (3 * cfg.channels + 2 * cfg.upsample_channels * n_sub + 4 * n_sub)
+    bytes_per_voxel = _window_bytes_per_voxel(model)
     free, total = torch.cuda.mem_get_info(device)
     # A process capped by torch.cuda.set_per_process_memory_fraction sees the cap, not the card.
     cap = torch.cuda.get_per_process_memory_fraction(device) * total - torch.cuda.memory_reserved(device)
     return int(max(32**3, fraction * min(free, cap) / bytes_per_voxel))
+
+
+def _window_bytes_per_voxel(model: Generator) -> int:
+    """Activations alive at once per input voxel, in fp32 (bf16 halves it, which is the margin):
+    two feature maps of `channels` in the low-resolution trunk plus the sub-pixel upsampling's
+    `upsample_channels * prod(scale)` before and after the shuffle, and the output pair."""
+    cfg = model.config
+    n_sub = math.prod(cfg.scale)
+    return 4 * (3 * cfg.channels + 2 * cfg.upsample_channels * n_sub + 4 * n_sub)
+
+
+def cpu_window_voxels(model: Generator, *, fraction: float = 0.4) -> int:
+    """Input voxels per window that fit in `fraction` of the memory the system has available,
+    between 64^3 and 384^3; 128^3 where that cannot be read (not Linux). A clinical volume that
+    fits runs whole: no window halos computed twice, nothing to stitch."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 128**3
+    return int(min(384**3, max(64**3, fraction * available / _window_bytes_per_voxel(model))))
 
 
 class StageClock:
@@ -241,8 +261,8 @@ class GeneratorEngine:
         overlap: fraction of a window shared with its neighbour (>= 0.25).
         amp: bfloat16 autocast on CUDA, and on CPUs with bf16 matrix units (`use_bf16`); fp32
             elsewhere. `precision` says which the engine uses.
-        max_window_voxels: the window budget when `window` is None (CPU default ~2.1 M input
-            voxels, about 4 GB of activations for the default generator).
+        max_window_voxels: the window budget when `window` is None (CPU: 40% of the available
+            memory, `cpu_window_voxels`; CUDA: half the free memory, `cuda_window_voxels`).
         dc: k-space data consistency (`data_consistency`) on the whole stitched output: the
             measured band is the input's own, the network adds only what lies outside it.
         channels_last: run the network in the channels_last_3d memory format; None (default): on
@@ -278,7 +298,7 @@ class GeneratorEngine:
         self.amp = use_bf16(device, amp)
         self.amp_dtype = torch.bfloat16  # bf16 keeps fp32's range: no overflow in the residual sums
         self.max_window_voxels = max_window_voxels or (
-            cuda_window_voxels(model, device) if device.type == "cuda" else 128**3
+            cuda_window_voxels(model, device) if device.type == "cuda" else cpu_window_voxels(model)
         )
         self.scale = model.config.scale
         self.dc = dc
@@ -550,6 +570,13 @@ def resolve_method(method: str, weights: str | Path = DEFAULT_WEIGHTS) -> str:
         _say_once(f"--method auto uses zero-filled k-space (sinc), not {info.name}: {why}")
         return "sinc"
     return "generator"
+
+
+def resolve_method_and_weights(method: str, weights: str | Path = DEFAULT_WEIGHTS) -> tuple[str, str | Path]:
+    """`resolve_method`, with "auto" on the shipped default also choosing between the fidelity
+    model and its GAN companion (`srgan3d.sr.weights.auto_weights`). Returns (method, weights)."""
+    chosen = auto_weights(weights) if method == "auto" else weights
+    return resolve_method(method, chosen), chosen
 
 
 _said: set[str] = set()

@@ -30,12 +30,12 @@ from srgan3d.sr.engine import (
     StageClock,
     matching_permutation,
     resolve_device,
-    resolve_method,
+    resolve_method_and_weights,
     thickest_axis,
     upscale_volume,
 )
 from srgan3d.sr.nets import Generator, GeneratorConfig
-from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, auto_weights, find_weights
+from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights
 from srgan3d.volume import (
     OUTPUT_DTYPES,
     ScanSource,
@@ -299,8 +299,7 @@ def _fmt(t: Sequence[float], digits: int = 4) -> str:
 def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | None, dict[str, Any]]:
     """The method `config` resolves to, the engine for it (weights and device resolved once), and
     the manifest values every row shares."""
-    weights = auto_weights(config.weights) if config.method == "auto" else config.weights
-    method = resolve_method(config.method, weights)
+    method, weights = resolve_method_and_weights(config.method, config.weights)
     if config.adapt_steps and method != "generator":
         if config.method not in ("auto", "generator"):
             raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")

@@ -35,7 +35,13 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
-from srgan3d.sr.engine import DEFAULT_WEIGHTS, GeneratorEngine, resolve_method, upscale_box, upscale_volume
+from srgan3d.sr.engine import (
+    DEFAULT_WEIGHTS,
+    GeneratorEngine,
+    resolve_method_and_weights,
+    upscale_box,
+    upscale_volume,
+)
 from srgan3d.volume import Volume, read_volume, write_volume
 
 log = logging.getLogger(__name__)
@@ -208,13 +214,13 @@ def _engine(config: RadiomicsConfig) -> tuple[str, Any, str | None]:
     """(method, engine or None, weights sha256 or None) for this process, built once."""
     key = (config.method, config.weights, config.device)
     if _WORKER.get("key") != key:
-        method, engine, sha = resolve_method(config.method, config.weights), None, None
+        (method, weights), engine, sha = resolve_method_and_weights(config.method, config.weights), None, None
         if method == "generator":
             import torch
 
             if config.workers > 1:
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
-            engine = GeneratorEngine.from_weights(config.weights, device=config.device)
+            engine = GeneratorEngine.from_weights(weights, device=config.device)
             sha = engine.weights.sha256 if engine.weights else None
         _WORKER.update(key=key, value=(method, engine, sha))
     return _WORKER["value"]
