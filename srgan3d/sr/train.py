@@ -470,7 +470,7 @@ def train(
         resume: continue from `run_dir/checkpoint.pt` (its config must match).
         init: fine-tune: start the generator and its EMA from these weights (a name or a `.pt`
             with its model card, e.g. the shipped `srgan3d_x2`) instead of from scratch; the
-            recipe's architecture must be the weights' (`init_config` makes it so).
+            recipe's architecture must be the weights' (`srgan3d train --init` takes it from their model card).
 
     Returns the last validation metrics and the step count.
     """
