@@ -178,7 +178,9 @@ def main() -> None:
     ap.add_argument("--masks", nargs="+", default=[], help="organ mask per volume, in order ('-': none)")
     ap.add_argument("--labels", default="1=liver,2=kidney_right,3=kidney_left,4=spleen")
     ap.add_argument("--json", default="benchmarks/quality.json")
-    ap.add_argument("--card", default=None, help="record these weights' held-out result in their model card")
+    ap.add_argument(
+        "--card", action="append", default=[], help="record these weights' held-out result in their model card (repeatable)"
+    )
     args = ap.parse_args()
 
     engines: dict[str, GeneratorEngine] = {}
@@ -256,7 +258,7 @@ def main() -> None:
         "python benchmarks/quality.py " + " ".join(args.volumes) + "".join(f" --weights {w}" for w in args.weights)
         + (f" --adapt {args.adapt}" if args.adapt else "") + f" --vois {args.vois}"
         + (" --masks " + " ".join(args.masks) if args.masks else "")
-        + (f" --card {args.card}" if args.card else "")
+        + "".join(f" --card {c}" for c in args.card)
     )  # fmt: skip
     out = {
         "date": date.today().isoformat(),
@@ -270,8 +272,8 @@ def main() -> None:
     write_text_atomic(args.json, json.dumps(out, indent=2) + "\n")
     if organ_rows:
         print_organ_summary(out["organ_fidelity_summary"])
-    if args.card:
-        record_in_card(args.card, results, command=command, organs=out["organ_fidelity_summary"])
+    for card in args.card:
+        record_in_card(card, results, command=command, organs=out["organ_fidelity_summary"])
 
 
 def organ_fidelity(

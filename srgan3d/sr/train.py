@@ -615,7 +615,7 @@ def export_weights(
             else []
         ),
         f"- Validation data (held out): {', '.join(card['validation_data']) or 'none'}",
-        "- Validation at the last step (central crops, 2x k-space degradation, foreground PSNR dB):",
+        f"- Validation at step {card['steps']} (central crops, 2x k-space degradation, foreground PSNR dB):",
         *_validation_lines(validation),
         f"- sha256: {full['sha256']}",
         "",
