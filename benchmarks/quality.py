@@ -88,8 +88,9 @@ def sphere_vois(
     return vois
 
 
-def radiomic_features(image: np.ndarray, vois: list[np.ndarray], spacing: tuple[float, ...]) -> np.ndarray:
-    """(n_vois, n_features) pyradiomics features; bin width 0.025 on the [0, 1] intensity scale."""
+def _extractor_and_image(image: np.ndarray, spacing: tuple[float, ...]):
+    """A pyradiomics extractor of FEATURE_CLASSES (bin width 0.025 on the [0, 1] intensity scale)
+    and `image` as a SimpleITK image with `spacing`."""
     import radiomics
     import SimpleITK as sitk
     from radiomics import featureextractor
@@ -101,6 +102,14 @@ def radiomic_features(image: np.ndarray, vois: list[np.ndarray], spacing: tuple[
         ex.enableFeatureClassByName(c)
     img = sitk.GetImageFromArray(np.transpose(image, (2, 1, 0)).astype(np.float32))
     img.SetSpacing(tuple(float(s) for s in spacing))
+    return ex, img
+
+
+def radiomic_features(image: np.ndarray, vois: list[np.ndarray], spacing: tuple[float, ...]) -> np.ndarray:
+    """(n_vois, n_features) pyradiomics features; bin width 0.025 on the [0, 1] intensity scale."""
+    import SimpleITK as sitk
+
+    ex, img = _extractor_and_image(image, spacing)
     rows = []
     names: list[str] = []
     for voi in vois:
@@ -135,17 +144,9 @@ def relative_errors_by_class(truth: dict[str, float], other: dict[str, float]) -
 
 def named_features(image: np.ndarray, voi: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
     """pyradiomics features (FEATURE_CLASSES) of one VOI, by name; bin width 0.025 on [0, 1]."""
-    import radiomics
     import SimpleITK as sitk
-    from radiomics import featureextractor
 
-    radiomics.setVerbosity(logging.ERROR)
-    ex = featureextractor.RadiomicsFeatureExtractor(binWidth=0.025)
-    ex.disableAllFeatures()
-    for c in FEATURE_CLASSES:
-        ex.enableFeatureClassByName(c)
-    img = sitk.GetImageFromArray(np.transpose(image, (2, 1, 0)).astype(np.float32))
-    img.SetSpacing(tuple(float(s) for s in spacing))
+    ex, img = _extractor_and_image(image, spacing)
     m = sitk.GetImageFromArray(np.transpose(voi, (2, 1, 0)).astype(np.uint8))
     m.CopyInformation(img)
     return {k: float(v) for k, v in ex.execute(img, m).items() if not k.startswith("diagnostics")}
