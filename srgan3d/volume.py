@@ -203,6 +203,11 @@ def _read_nifti(path: Path) -> Volume:
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
+    if len(shape) in (2, 3) and sum(n > 1 for n in shape) < 2:
+        raise VolumeError(
+            f"{path}: image has shape {img.shape}, a single voxel or a line of voxels, not a volume; "
+            "srgan3d upscales 3D volumes: give the whole series as one 3D file (or the DICOM series folder)"
+        )
     if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
         raise VolumeError(
             f"{path}: image has shape {img.shape}, a single 2D slice; srgan3d upscales 3D volumes: "

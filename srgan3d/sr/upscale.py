@@ -138,7 +138,7 @@ class UpscaleConfig:
             if not (n >= 1 and 1 <= k <= n):
                 raise ValueError(f"shard must be K/N with 1 <= K <= N, not {k}/{n}")
         if self.method not in (*METHODS, "auto"):
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+            raise ValueError(f"unknown method {self.method!r}; choose from auto (the default), {', '.join(METHODS)}")
         if self.dtype not in OUTPUT_DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {self.dtype!r}")
         if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
@@ -147,6 +147,12 @@ class UpscaleConfig:
     def factors_for(self, volume: Volume) -> tuple[int, int, int]:
         if not self.through_plane:
             return tuple(int(s) for s in self.scale)  # type: ignore[return-value]
+        spacing = np.asarray(volume.spacing_mm, float)
+        if np.ptp(spacing) <= 0.01 * spacing.max():
+            raise ValueError(
+                f"{volume.meta.get('source', 'scan')}: --scale through-plane: the voxels are isotropic ({'x'.join(f'{v:g}' for v in spacing)} mm), so no axis "
+                "is the slice axis; give the factors per axis instead, e.g. --scale 1,1,2 or --scale 2"
+            )
         f = [1, 1, 1]
         f[thickest_axis(volume)] = max(self.scale)
         return tuple(f)  # type: ignore[return-value]
@@ -301,6 +307,7 @@ def _fmt(t: Sequence[float], digits: int = 4) -> str:
 def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | None, dict[str, Any]]:
     """The method `config` resolves to, the engine for it (weights and device resolved once), and
     the manifest values every row shares."""
+    resolve_device(config.device)  # --device cuda without CUDA is refused whatever the method
     method, weights = resolve_method_and_weights(config.method, config.weights)
     if config.adapt_steps and method != "generator":
         if config.method not in ("auto", "generator"):

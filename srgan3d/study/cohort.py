@@ -152,6 +152,8 @@ def read_cohort(
         raise FileNotFoundError(f"cohort table {path} does not exist")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise CohortError(path, ["the file is empty: give a CSV with a header row (patient_id,image,mask,response,...)"]) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CohortError(path, [f"not a readable CSV file: {exc}"]) from None
     df.columns = [c.strip() for c in df.columns]

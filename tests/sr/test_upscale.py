@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -346,3 +347,28 @@ def test_auto_takes_the_gan_only_when_its_card_beats_the_fidelity_model(tmp_path
     install("srgan3d_x2_gan", [2.0, -0.3])  # a higher mean, but below zero-fill on one volume
     assert auto_weights("srgan3d_x2") == "srgan3d_x2"
     assert auto_weights("mine.pt") == "mine.pt"  # a name the user chose is used as given
+
+
+def test_clear_refusals_name_the_input_and_the_fix(tmp_path, oblique_nifti):
+    import torch as _torch
+
+    # through-plane on isotropic voxels: no slice axis to pick; the scan fails with the fix, the batch goes on
+    iso = _nifti(tmp_path / "in" / "iso.nii.gz", smooth_volume((12, 12, 12)).astype(np.float32), np.diag([1.5, 1.5, 1.5, 1]))
+    res = upscale_files([iso, oblique_nifti], tmp_path / "out", UpscaleConfig(method="sinc", through_plane=True))
+    by_name = {Path(r.input).name: r for r in res.rows}
+    assert by_name["iso.nii.gz"].status == "failed"
+    assert "iso.nii.gz: --scale through-plane" in by_name["iso.nii.gz"].error
+    assert "isotropic (1.5x1.5x1.5 mm)" in by_name["iso.nii.gz"].error and "--scale 1,1,2" in by_name["iso.nii.gz"].error
+    assert by_name[oblique_nifti.name].status == "ok"
+    # an unknown method names the default too
+    with pytest.raises(ValueError, match=r"choose from auto \(the default\), generator"):
+        UpscaleConfig(method="bogus")
+    # --device cuda without CUDA is refused even for a method that needs no network
+    if not _torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA device; use --device cpu"):
+            upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(method="sinc", device="cuda"))
+    # a 1x1x1 image is not called a 2D slice
+    one = _nifti(tmp_path / "in2" / "one.nii.gz", np.ones((1, 1, 1), np.float32))
+    res = upscale_files([one], tmp_path / "out3", UpscaleConfig(method="sinc"))
+    assert res.rows[0].status == "failed" and "a single voxel or a line of voxels" in res.rows[0].error
+    assert "one.nii.gz" in res.rows[0].error

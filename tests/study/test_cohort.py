@@ -94,3 +94,11 @@ def test_missing_columns_are_named(files):
     p.write_text("id,image\nA,img.nii.gz\n")
     with pytest.raises(CohortError, match="missing columns patient_id, mask, response"):
         read_cohort(p)
+
+
+def test_an_empty_table_is_named(tmp_path):
+    empty = tmp_path / "cohort.csv"
+    empty.write_text("")
+    with pytest.raises(CohortError, match="the file is empty") as err:
+        read_cohort(empty)
+    assert "cohort.csv" in str(err.value)
