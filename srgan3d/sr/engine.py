@@ -557,12 +557,20 @@ def matching_permutation(factors: tuple[int, ...], scale: tuple[int, ...]) -> tu
 def resolve_method(method: str, weights: str | Path = DEFAULT_WEIGHTS) -> str:
     """`method`, with "auto" made "generator" only when `weights` are installed *and* their model
     card records a gain over zero-filled k-space on held-out real abdominal MRI
-    (`srgan3d.sr.weights.auto_eligibility`); otherwise "sinc", and the reason is logged once."""
+    (`srgan3d.sr.weights.auto_eligibility`); otherwise "sinc", and the reason is logged once.
+
+    Raises:
+        WeightsError: `weights` other than the shipped default name cannot be found or have no
+            model card: weights a user named must exist, so a typo never turns into a silent
+            fall-back to zero-filled k-space.
+    """
     if method != "auto":
         return method
     try:
         info = find_weights(weights)
     except WeightsError:
+        if str(weights) != DEFAULT_WEIGHTS:
+            raise
         _say_once(f"no generator weights {str(weights)!r} installed: using zero-filled k-space (--method sinc)")
         return "sinc"
     ok, why = auto_eligibility(info)

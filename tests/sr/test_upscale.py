@@ -372,3 +372,15 @@ def test_clear_refusals_name_the_input_and_the_fix(tmp_path, oblique_nifti):
     res = upscale_files([one], tmp_path / "out3", UpscaleConfig(method="sinc"))
     assert res.rows[0].status == "failed" and "a single voxel or a line of voxels" in res.rows[0].error
     assert "one.nii.gz" in res.rows[0].error
+
+
+def test_named_weights_must_exist_even_with_auto(tmp_path, oblique_nifti):
+    from srgan3d.sr.weights import WeightsError
+
+    with pytest.raises(WeightsError, match="srgan3d_x2_typo"):
+        upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(weights="srgan3d_x2_typo"))
+    not_weights = tmp_path / "notes.pt"
+    not_weights.write_text("not weights")
+    with pytest.raises(WeightsError, match="model card notes.json is missing"):
+        upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(weights=str(not_weights)))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.nii.gz"))
