@@ -129,6 +129,23 @@ def _geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
     return vol.shape, vol.affine
 
 
+def _affine_difference(mask_affine: np.ndarray, image_affine: np.ndarray) -> str:
+    """Says how a mask's grid differs from its image's, in mm: its origin shift, and the largest
+    change of a voxel axis (spacing or direction)."""
+    shift = mask_affine[:3, 3] - image_affine[:3, 3]
+    axes = np.abs(mask_affine[:3, :3] - image_affine[:3, :3]).max()
+    parts = []
+    if np.abs(shift).max() > 1e-3:
+        parts.append(f"its origin is shifted by ({', '.join(f'{v:+.2f}' for v in shift)}) mm "
+                     f"({float(np.linalg.norm(shift)):.2f} mm)")  # fmt: skip
+    if axes > 1e-3:
+        parts.append(f"its voxel axes differ by up to {axes:.3f} mm (spacing or direction)")
+    return (
+        "the mask has the image's shape but not its grid: " + " and ".join(parts)
+        + "; resample the mask onto the image (or fix its header)"
+    )
+
+
 def read_cohort(
     path: str | Path,
     *,
@@ -223,11 +240,13 @@ def read_cohort(
                 except Exception as exc:  # noqa: BLE001 - any unreadable file is one reported problem
                     problems.append(f"{where}, columns {img_col!r}/{mask_col!r}: cannot read: {exc}")
                     continue
-                if mvol.shape != ishape or not np.allclose(mvol.affine, iaff, atol=1e-3):
+                if mvol.shape != ishape:
                     problems.append(
                         f"{where}, column {mask_col!r}: mask grid {mvol.shape} does not match the image's "
-                        f"{ishape} (or their affines differ); resample the mask onto the image"
+                        f"{ishape}; resample the mask onto the image"
                     )
+                elif not np.allclose(mvol.affine, iaff, atol=1e-3):
+                    problems.append(f"{where}, column {mask_col!r}: {_affine_difference(mvol.affine, iaff)}")
                 elif not np.any(mvol.data > 0.5):
                     problems.append(f"{where}, column {mask_col!r}: the mask is empty (no voxel > 0.5)")
 

@@ -102,3 +102,18 @@ def test_an_empty_table_is_named(tmp_path):
     with pytest.raises(CohortError, match="the file is empty") as err:
         read_cohort(empty)
     assert "cohort.csv" in str(err.value)
+
+
+def test_a_mask_on_a_shifted_grid_is_told_the_shift_in_mm(files):
+    mask = np.zeros((8, 8, 4))
+    mask[2:5, 2:5, 1:3] = 1
+    shifted = np.eye(4)
+    shifted[:3, 3] = (1.5, 0.0, -2.0)
+    _write(files, "shifted.nii.gz", mask, shifted)
+    rows = [f"R{i},img.nii.gz,mask.nii.gz,{i % 2},40" for i in range(20)]
+    rows[0] = "R0,img.nii.gz,shifted.nii.gz,1,40"
+    with pytest.raises(CohortError) as err:
+        read_cohort(_table(files, rows))
+    msg = str(err.value)
+    assert "row 2 (patient R0), column 'mask': the mask has the image's shape but not its grid" in msg
+    assert "origin is shifted by (+1.50, +0.00, -2.00) mm (2.50 mm)" in msg
