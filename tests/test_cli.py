@@ -139,14 +139,17 @@ def test_benchmark_quick_writes_json_and_table(tmp_path):
     res = runner.invoke(app, ["benchmark", "--quick", "-o", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "b" / "benchmark.json").read_text())
-    from srgan3d.sr import engine as engine_mod
+    import torch
 
+    from srgan3d.sr.engine import use_bf16
+
+    cpu_bf16 = use_bf16(torch.device("cpu"), True)
     rows = result["rows"]
     # the quick sweep (two window batches) in the CPU default (channels_last_3d, bf16 only with bf16
     # units), then one row without channels_last and, on a bf16 CPU, one in fp32
-    assert len(rows) == (4 if engine_mod._CPU_BF16 else 3) and all(r["compute_s"] > 0 for r in rows)
+    assert len(rows) == (4 if cpu_bf16 else 3) and all(r["compute_s"] > 0 for r in rows)
     assert [r["channels_last"] for r in rows[:3]] == [True, True, False]
-    assert {r["precision"] for r in rows[:2]} == {"bf16" if engine_mod._CPU_BF16 else "fp32"}
+    assert {r["precision"] for r in rows[:2]} == {"bf16" if cpu_bf16 else "fp32"}
     assert result["end_to_end"]["seconds"] > 0 and result["trilinear_s"] > 0
     assert result["output_shape"] == [80, 80, 32]
     # useful-work FLOPs per output voxel follow the architecture (default: 32 channels, 4 blocks)

@@ -42,7 +42,14 @@ import numpy as np
 import torch
 
 from srgan3d.provenance import versions
-from srgan3d.sr.engine import GeneratorEngine, StageClock, choose_window, resolve_device, upscale_volume
+from srgan3d.sr.engine import (
+    GeneratorEngine,
+    StageClock,
+    choose_window,
+    resolve_device,
+    upscale_volume,
+    use_bf16,
+)
 from srgan3d.sr.nets import Generator, GeneratorConfig, flops_per_input_voxel
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.volume import Volume, read_volume, write_volume
@@ -148,9 +155,7 @@ def _settings(windows: Sequence[int], batches: Sequence[int], cuda: bool) -> lis
     """The sweep: the default setting of the device over windows and batches, then one change at a
     time. The CPU default is what `srgan3d upscale` uses there: bf16 with bf16 matrix units
     (fp32 otherwise) and channels_last_3d."""
-    from srgan3d.sr import engine as engine_mod
-
-    cpu_precision = "bf16" if engine_mod._CPU_BF16 else "fp32"
+    cpu_precision = "bf16" if use_bf16(torch.device("cpu"), True) else "fp32"
     base = {"precision": "bf16" if cuda else cpu_precision, "compile": False, "channels_last": not cuda,
             "cudnn_benchmark": False}  # fmt: skip
     settings = [{**base, "window": w, "batch": b} for w in windows for b in batches]
@@ -305,12 +310,10 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
     _sync(device)
     first_call_s = time.perf_counter() - t0
 
-    from srgan3d.sr import engine as engine_mod
-
     peaks = {"fp32": matmul_peak_tflops(device, torch.float32)}
     if cuda:
         peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True)
-    if cuda or engine_mod._CPU_BF16:  # elsewhere bf16 is emulated: no peak worth the name
+    if use_bf16(device, True):  # elsewhere bf16 is emulated: no peak worth the name
         peaks["bf16"] = matmul_peak_tflops(device, torch.bfloat16)
 
     windows = config.windows or ((64, 96, 128, 0) if cuda else (0,))

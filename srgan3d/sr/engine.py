@@ -311,7 +311,8 @@ class GeneratorEngine:
 
     @property
     def precision(self) -> str:
-        """"bf16" or "fp32": what the network runs in (recorded in the manifest)."""
+        """"bf16", "fp16" (set by the benchmark only) or "fp32": what the network runs in
+        (recorded in the manifest)."""
         if self.amp:
             return "fp16" if self.amp_dtype == torch.float16 else "bf16"
         return "fp32"

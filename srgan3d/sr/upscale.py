@@ -149,9 +149,10 @@ class UpscaleConfig:
             return tuple(int(s) for s in self.scale)  # type: ignore[return-value]
         spacing = np.asarray(volume.spacing_mm, float)
         if np.ptp(spacing) <= 0.01 * spacing.max():
+            mm = "x".join(f"{v:g}" for v in spacing)
             raise ValueError(
-                f"{volume.meta.get('source', 'scan')}: --scale through-plane: the voxels are isotropic ({'x'.join(f'{v:g}' for v in spacing)} mm), so no axis "
-                "is the slice axis; give the factors per axis instead, e.g. --scale 1,1,2 or --scale 2"
+                f"{volume.meta.get('source', 'scan')}: --scale through-plane: the voxels are isotropic ({mm} mm), "
+                "so no axis is the slice axis; give the factors per axis instead, e.g. --scale 1,1,2 or --scale 2"
             )
         f = [1, 1, 1]
         f[thickest_axis(volume)] = max(self.scale)

@@ -170,7 +170,8 @@ def read_cohort(
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise CohortError(path, ["the file is empty: give a CSV with a header row (patient_id,image,mask,response,...)"]) from None
+        fix = "the file is empty: give a CSV with a header row (patient_id,image,mask,response,...)"
+        raise CohortError(path, [fix]) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CohortError(path, [f"not a readable CSV file: {exc}"]) from None
     df.columns = [c.strip() for c in df.columns]
