@@ -349,20 +349,26 @@ def synth_cohort(
     second_phase: Annotated[
         bool, typer.Option(help="Also write a washed-out second phase per patient (column image_2).")
     ] = False,
+    external: Annotated[
+        int, typer.Option(help="Patients of an external test set (set column centre_B; a noisier scanner).")
+    ] = 0,
+    external_responders: Annotated[int, typer.Option(help="Responders of the external set.")] = 0,
 ) -> None:
     """Write a synthetic cohort of arterial-phase phantoms with SIMULATED responses."""
     import os
 
-    from srgan3d.sr.synthetic import CohortSpec, make_cohort
+    from srgan3d.study.synthetic import CohortSpec, make_cohort
 
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"{output} exists and is not empty; choose a new folder")
     with logging_redirect_tqdm():
         path = make_cohort(
-            output, CohortSpec(n_patients=patients, n_responders=responders, second_phase=second_phase), seed=seed,
+            output, CohortSpec(n_patients=patients, n_responders=responders, second_phase=second_phase,
+                               n_external=external, external_responders=external_responders), seed=seed,
             workers=workers or os.cpu_count() or 1, progress=True,
         )  # fmt: skip
-    typer.echo(f"wrote {path} ({patients} patients, {responders} responders; responses are simulated)")
+    ext = f", and {external} external (set centre_B) with {external_responders} responders" if external else ""
+    typer.echo(f"wrote {path} ({patients} patients, {responders} responders{ext}; responses are simulated)")
 
 
 @app.command()
@@ -395,7 +401,10 @@ def evaluate(
     clinical: Annotated[
         str, typer.Option(help="Candidate clinical variables, comma-separated (numeric or yes/no columns).")
     ] = "diameter_mm,arterial_enhancement",
-    test_size: Annotated[float, typer.Option(help="Fraction held out for testing (stratified).")] = 0.2,
+    test_size: Annotated[
+        float | None,
+        typer.Option(help="Fraction held out for testing (stratified; default 0.2). Not with a set column."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, cross-validation and bootstrap.")] = 0,
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples for the optimism-corrected AUC (0: skip).")
@@ -451,9 +460,9 @@ def evaluate(
                           device="cuda" if device.startswith("cuda") else "cpu")  # fmt: skip
     with logging_redirect_tqdm():
         results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, deep=deep, progress=True)
-    from srgan3d.demo import evaluation_table
+    from srgan3d.study.report import terminal_summary
 
-    typer.echo(evaluation_table(results))
+    typer.echo(terminal_summary(results))
     typer.echo(
         f"\nreport: {output / 'report.html'}; data: results.json, predictions.csv, coefficients.csv, features_*.csv"
     )

@@ -1,10 +1,14 @@
 """The cohort table: parsing, validation and the mRECIST response mapping.
 
 One row per patient (ARCHITECTURE.md): ``patient_id``, ``image``, ``mask``, ``response``, optional
-``image_sr`` and ``mask_sr``, and clinical columns. Paths are relative to the table's folder.
+``image_sr`` and ``mask_sr``, an optional ``set`` (``train``, ``test`` or the name of an external
+test set such as ``centre_B``), and clinical columns. Paths are relative to the table's folder.
 ``response`` is CR/PR/SD/PD or 1/0 (objective response = CR + PR = 1). Where ``response`` is
 empty, it is derived from ``baseline_viable_mm``, ``followup_viable_mm`` (one or more sums of
 viable-tumour diameters, separated by ``;``, in time order) and ``new_lesion`` by mRECIST.
+
+The study's split is made here, once (`make_split`): the sets the table gives, or a seeded
+stratified draw when it has no ``set`` column.
 """
 
 from __future__ import annotations
@@ -18,12 +22,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from srgan3d.study.results import TEST, TRAIN, Split
+
 log = logging.getLogger(__name__)
 
 REQUIRED = ("patient_id", "image", "mask")
 PATH_COLUMNS = ("image", "mask", "image_sr", "mask_sr", "liver_mask", "image_2")
 RESPONSE_CODES = {"CR": 1, "PR": 1, "SD": 0, "PD": 0, "1": 1, "0": 0}
 MIN_PER_CLASS = 10
+#: Fewest training patients per class when the table gives the sets: what a drawn 80:20 split of
+#: MIN_PER_CLASS per class leaves in training (and enough for 5-fold cross-validation).
+MIN_TRAIN_PER_CLASS = 8
+#: The drawn split's test fraction when the table has no `set` column and none is given.
+DEFAULT_TEST_SIZE = 0.2
+#: Set names that look like a misspelt train/test rather than an external set's name.
+AMBIGUOUS_SETS = {"training", "trn", "testing", "tst", "val", "valid", "validation", "internal", "development"}
 
 
 class CohortError(ValueError):
@@ -194,6 +207,7 @@ def read_cohort(
     labels: list[int | None] = []
     abs_paths: dict[str, list[str]] = {c: [] for c in PATH_COLUMNS if c in df.columns}
     seen: dict[str, int] = {}
+    sets: list[str | None] = []
     for i, row in df.iterrows():
         line = int(i) + 2  # header is line 1
         pid = row["patient_id"].strip()
@@ -205,6 +219,8 @@ def read_cohort(
         else:
             seen[pid] = line
         labels.append(_response_of(row, where, problems))
+        if "set" in df.columns:
+            sets.append(_set_of(row["set"], where, problems))
         for c in abs_paths:
             raw = row[c].strip()
             if not raw:
@@ -253,7 +269,11 @@ def read_cohort(
 
     known = [v for v in labels if v is not None]
     n_pos, n_neg = sum(known), len(known) - sum(known)
-    if not problems and (n_pos < min_per_class or n_neg < min_per_class):
+    if "set" in df.columns:
+        if all(v is not None for v in labels) and all(v is not None for v in sets):
+            problems += split_problems(list(map(str, sets)), [int(v) for v in labels],  # type: ignore[arg-type]
+                                       min(min_per_class, MIN_TRAIN_PER_CLASS))
+    elif not problems and (n_pos < min_per_class or n_neg < min_per_class):
         problems.append(
             f"column 'response': {n_pos} responders and {n_neg} non-responders; at least {min_per_class} "
             "of each are needed for the models"
@@ -264,10 +284,94 @@ def read_cohort(
     for c, vals in abs_paths.items():
         out[c] = vals
     out["label"] = [int(v) for v in labels]  # type: ignore[arg-type]
+    if "set" in df.columns:
+        out["set"] = sets
     for c in clinical:
         out[c] = [float(v) if _is_float(v) else float(bool(_truthy(v))) for v in df[c].str.strip()]
     log.info("cohort %s: %d patients, %d responders", path, len(out), n_pos)
     return Cohort(path=path, table=out, clinical_columns=clinical)
+
+
+def _set_of(raw: str, where: str, problems: list[str]) -> str | None:
+    """A `set` cell: train and test (any case) as such, any other name an external test set."""
+    name = str(raw).strip()
+    if not name:
+        problems.append(f"{where}, column 'set': empty; give train, test or the name of an external test set")
+        return None
+    if name.lower() in (TRAIN, TEST):
+        return name.lower()
+    if name.lower() in AMBIGUOUS_SETS:
+        problems.append(
+            f"{where}, column 'set': unknown set {name!r}; write train or test for the development cohort, "
+            "or name an external test set (for example centre_B)"
+        )
+        return None
+    return name
+
+
+def split_problems(sets: Sequence[str], labels: Sequence[int], min_per_class: int = MIN_TRAIN_PER_CLASS) -> list[str]:
+    """What stops a split given by the table: too few training patients per class, no set to test
+    on, a set with one class only (its AUC is undefined)."""
+    problems = []
+    by_set: dict[str, list[int]] = {}
+    for s, y in zip(sets, labels, strict=True):
+        by_set.setdefault(s, []).append(int(y))
+    train = by_set.get(TRAIN, [])
+    n_pos, n_neg = sum(train), len(train) - sum(train)
+    if not train:
+        problems.append("column 'set': no patient is in the training set (set = train); the models need one")
+    elif n_pos < min_per_class or n_neg < min_per_class:
+        problems.append(
+            f"column 'set': the training set has {n_pos} responders and {n_neg} non-responders; at least "
+            f"{min_per_class} of each are needed for the models"
+        )
+    tested = [s for s in by_set if s != TRAIN]
+    if not tested:
+        problems.append("column 'set': no test set; mark some patients test, or name an external set (e.g. centre_B)")
+    for s in tested:
+        ys = by_set[s]
+        if len(set(ys)) < 2:
+            kind = "responders" if ys[0] == 1 else "non-responders"
+            problems.append(
+                f"column 'set': set {s!r} holds {len(ys)} {kind} only; an AUC needs both classes in every test set"
+            )
+    return problems
+
+
+def split_patients(y: np.ndarray, *, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded split: (train indices, test indices), each sorted."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    train, test = train_test_split(idx, test_size=test_size, stratify=y, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def make_split(table: pd.DataFrame, *, test_size: float | None, seed: int, source: Path | None = None) -> Split:
+    """The study's one split of the patients of `table` (``patient_id``, ``label``, optional ``set``).
+
+    With a ``set`` column the sets are exactly those it gives (train, test, external sets in the
+    order the table first names them); `test_size` must then be None. Without it, a stratified
+    draw of `test_size` (default 0.2) with `seed`.
+    """
+    ids = table["patient_id"].astype(str).to_numpy()
+    where = f"{source}: " if source else ""
+    if "set" in table.columns:
+        if test_size is not None:
+            raise ValueError(
+                f"{where}--test-size {test_size:g} was given, but the cohort table has a 'set' column that already "
+                "says who is tested: drop --test-size, or drop the column to draw a split"
+            )
+        problems = split_problems(table["set"].astype(str).tolist(), table["label"].astype(int).tolist(), 1)
+        if problems:
+            raise CohortError(source or Path("cohort"), problems)
+        names = list(dict.fromkeys(table["set"].astype(str)))
+        order = [n for n in (TRAIN, TEST) if n in names] + [n for n in names if n not in (TRAIN, TEST)]
+        sets = {n: tuple(ids[table["set"].astype(str).to_numpy() == n]) for n in order}
+        return Split(sets=sets, source="table", seed=seed, test_size=None)
+    size = DEFAULT_TEST_SIZE if test_size is None else test_size
+    train, test = split_patients(table["label"].to_numpy(int), test_size=size, seed=seed)
+    return Split(sets={TRAIN: tuple(ids[train]), TEST: tuple(ids[test])}, source="drawn", seed=seed, test_size=size)
 
 
 def _is_float(v: str) -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from srgan3d.study.results import TRAIN, DeepModelResult, DeepResult
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -148,9 +149,21 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+@dataclass(frozen=True)
+class TrainedScore:
+    """A deep model trained on the training set: its probability for every patient, the epochs
+    run, the best inner-validation loss, and the sizes of the inner fit and validation parts."""
+
+    probability: np.ndarray
+    epochs: int
+    best_val_loss: float
+    n_fit: int
+    n_val: int
+
+
 def train_and_score(
     inputs: Sequence[np.ndarray], y: np.ndarray, train: np.ndarray, config: DeepConfig
-) -> dict[str, Any]:
+) -> TrainedScore:
     """Train on `train` (an inner split stops early) and score every patient.
 
     Args:
@@ -203,26 +216,32 @@ def train_and_score(
     if best_state is not None:
         model.load_state_dict(best_state)
     prob = torch.sigmoid(logits(np.arange(len(y)))).cpu().numpy()
-    return {"probability": prob, "epochs": epochs, "best_val_loss": best, "n_fit": len(fit_idx), "n_val": len(val_idx)}
+    return TrainedScore(prob, epochs, float(best), len(fit_idx), len(val_idx))
 
 
 def deep_models(
-    crops: dict[str, list[np.ndarray]], y: np.ndarray, train: np.ndarray, test: np.ndarray, config: DeepConfig
-) -> dict[str, Any]:
-    """Train and score the deep model on each image ("pre", "post"); test AUC with DeLong CI and
-    DeLong post vs pre. `crops[image]` holds one (N, D, D, D) array per branch."""
+    crops: dict[str, list[np.ndarray]], y: np.ndarray, sets: dict[str, np.ndarray], config: DeepConfig
+) -> tuple[DeepResult, dict[str, np.ndarray]]:
+    """Train the deep model on each image ("pre", "post") on the training set and score every set:
+    AUC with DeLong CI and DeLong post vs pre per test set. `crops[image]` holds one
+    (N, D, D, D) array per branch. Returns the results and each image's probabilities."""
     from srgan3d.study import stats
 
     y = np.asarray(y, int)
+    train = sets[TRAIN]
+    tested = {k: v for k, v in sets.items() if k != TRAIN}
     if min(np.bincount(y[train], minlength=2)) < 4:
         raise ValueError("the deep models need at least 4 training patients of each class (inner validation)")
-    out: dict[str, Any] = {"config": asdict(config), "models": {}}
+    models, probs = {}, {}
     for image, inputs in crops.items():
         r = train_and_score(inputs, y, train, config)
-        p = r.pop("probability")
-        out["models"][image] = {**r, "train_auc": stats.roc_auc_ci(y[train], p[train]).auc,
-                                "test": stats.roc_auc_ci(y[test], p[test]).to_dict(), "probability": p.tolist()}  # fmt: skip
-    if {"pre", "post"} <= set(out["models"]):
-        a, b = (np.asarray(out["models"][i]["probability"]) for i in ("post", "pre"))
-        out["delong_post_vs_pre"] = stats.delong_test(y[test], a[test], b[test]).to_dict()
-    return out
+        p = probs[image] = r.probability
+        models[image] = DeepModelResult(
+            epochs=r.epochs, best_val_loss=r.best_val_loss, n_fit=r.n_fit, n_val=r.n_val,
+            train_auc=stats.roc_auc_ci(y[train], p[train]).auc,
+            roc={s: stats.roc_auc_ci(y[i], p[i]).to_dict() for s, i in tested.items()},
+        )  # fmt: skip
+    delong = {}
+    if {"pre", "post"} <= set(probs):
+        delong = {s: stats.delong_test(y[i], probs["post"][i], probs["pre"][i]).to_dict() for s, i in tested.items()}
+    return DeepResult(config=asdict(config), models=models, delong_post_vs_pre=delong), probs

@@ -1,10 +1,11 @@
-"""`srgan3d evaluate`: cohort table -> radiomics before and after SR -> models -> statistics -> report."""
+"""`srgan3d evaluate`: cohort table -> the split -> radiomics before and after SR -> models fitted on
+the training set -> statistics on every set -> results.json and the report."""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,32 +14,52 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import versions, write_text_atomic
-from srgan3d.study.cohort import read_cohort
-from srgan3d.study.modeling import ModelingConfig, cohort_summary, run_modeling
-from srgan3d.study.radiomics import RadiomicsConfig, crop, extract_cohort
+from srgan3d.study.cohort import make_split, read_cohort
+from srgan3d.study.modeling import (
+    MODEL_NAMES,
+    ROSTER,
+    ModelingConfig,
+    cohort_summary,
+    run_modeling,
+    set_metrics,
+)
+from srgan3d.study.radiomics import RadiomicsConfig, crop, extract_cohort, sr_images
 from srgan3d.study.report import write_report
-from srgan3d.study.secondary import compare_staging, extra_model_stats, nomogram, region_models
+from srgan3d.study.results import (
+    SCHEMA_VERSION,
+    TRAIN,
+    DeepResult,
+    Example,
+    ModelEntry,
+    ReaderResult,
+    Roster,
+    StudyResult,
+)
+from srgan3d.study.secondary import compare_staging, nomogram, region_models
+from srgan3d.study.survival import study_survival
 from srgan3d.volume import Volume, read_volume
 
 log = logging.getLogger(__name__)
 
 NOT_CLINICAL = {
-    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "image_2", "label", "baseline_viable_mm",
+    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "image_2", "label", "set",
+    "baseline_viable_mm",
     "os_time", "os_event", "pfs_time", "pfs_event",
     "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
 }  # fmt: skip
 
 
-def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, ids: list[str]) -> list[dict[str, Any]]:
-    """Axial slices through the VOI centre before and after SR, for the report."""
+def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, picks: list[tuple[str, str]]) -> tuple[Example, ...]:
+    """Axial slices through the VOI centre before and after SR, for the report; `picks` are
+    (patient_id, set)."""
     out = []
-    for pid in ids:
-        row = table.set_index("patient_id").loc[pid]
+    rows = table.set_index("patient_id")
+    for pid, set_name in picks:
+        row = rows.loc[pid]
         box = tuple(slice(a, b) for a, b in info.loc[pid, "crop_lr"])
         lr = crop(read_volume(row["image"]), box)
         lr_mask = crop(read_volume(row["mask"]), box)
-        sr_path = Path(row["image_sr"]) if row.get("image_sr") else outdir / "sr" / f"{pid}.nii.gz"
-        srm_path = Path(row["mask_sr"]) if row.get("mask_sr") else outdir / "sr" / f"{pid}_mask.nii.gz"
+        sr_path, srm_path = sr_images({**row.to_dict(), "patient_id": pid}, outdir)
         if not sr_path.is_file() or not srm_path.is_file():
             continue
         sr, sr_mask = read_volume(sr_path), read_volume(srm_path)
@@ -46,17 +67,18 @@ def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, ids: list[s
         flip = [bool(v) for v in (np.diag(lr.affine)[:2] < 0)]
         z_lr = int(round(np.argwhere(lr_mask.data > 0.5)[:, 2].mean()))
         z_sr = int(round(np.argwhere(sr_mask.data > 0.5)[:, 2].mean()))
-        out.append(
-            {
-                "patient_id": pid,
-                "response": str(row["response"]),
-                "lr": {"image": np.round(lr.data[:, :, z_lr], 2).tolist(), "mask": lr_mask.data[:, :, z_lr].astype(int).tolist(),
-                       "spacing_mm": list(lr.spacing_mm), "flip": flip},
-                "sr": {"image": np.round(sr.data[:, :, z_sr], 2).tolist(), "mask": (sr_mask.data[:, :, z_sr] > 0.5).astype(int).tolist(),
-                       "spacing_mm": list(sr.spacing_mm), "flip": flip},
-            }
-        )  # fmt: skip
-    return out
+        out.append(Example(
+            patient_id=pid, response=str(row["response"]), set=set_name,
+            lr={"image": np.round(lr.data[:, :, z_lr], 2).tolist(), "mask": lr_mask.data[:, :, z_lr].astype(int).tolist(),
+                "spacing_mm": list(lr.spacing_mm), "flip": flip},
+            sr={"image": np.round(sr.data[:, :, z_sr], 2).tolist(), "mask": (sr_mask.data[:, :, z_sr] > 0.5).astype(int).tolist(),
+                "spacing_mm": list(sr.spacing_mm), "flip": flip},
+        ))  # fmt: skip
+    return tuple(out)
+
+
+#: Colours of the models beyond the study's four.
+PANEL_COLOUR, DLRCR_COLOUR = "#ff7f0e", "#8c564b"
 
 
 def evaluate_cohort(
@@ -67,13 +89,15 @@ def evaluate_cohort(
     modeling: ModelingConfig | None = None,
     deep: Any = None,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> StudyResult:
     """The whole analysis of one cohort; writes results.json, CSVs and report.html in `outdir`.
 
+    The split is the table's `set` column when it has one (train, test, external sets), else a
+    seeded stratified draw. Every model is fitted on the training set and reported on every set.
     `deep` (a `srgan3d.study.deep.DeepConfig`) adds the 3D ResNet models before and after SR and
     DLRCR (deep score + post-SR radscore + clinical) to the study.
 
-    Returns the results dictionary (as written to results.json).
+    Returns the study's result tree (results.json is its `to_dict()`).
     """
     radiomics = radiomics or RadiomicsConfig()
     modeling = modeling or ModelingConfig()
@@ -82,8 +106,11 @@ def evaluate_cohort(
     if outdir.resolve() == cohort_csv.parent.resolve():
         raise ValueError(f"the output folder {outdir} is the cohort's own folder; choose a separate one")
     cohort = read_cohort(cohort_csv, clinical_columns=modeling.clinical)
-    outdir.mkdir(parents=True, exist_ok=True)
     table = cohort.table
+    given = "set" in table.columns
+    if given:  # checked before the long extraction: a bad split fails at once
+        make_split(table, test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
+    outdir.mkdir(parents=True, exist_ok=True)
     log.info("extracting radiomics for %d patients (%s spacing)", len(table), radiomics.spacing)
     feats = extract_cohort(table, outdir, radiomics, progress=progress)
     keep = table.set_index("patient_id").loc[feats.pre.index]
@@ -93,104 +120,149 @@ def evaluate_cohort(
             raise RuntimeError(
                 f"only {n} patients of class {cls} left after failed extractions; cannot fit models"
             )
+    split = make_split(keep.reset_index(), test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
+    ids = [str(i) for i in keep.index]
+    sets = split.indices(ids)
+    log.info("split (%s): %s", "from the table's set column" if given else "drawn", split.describe())
     clin = keep[list(modeling.clinical)].astype(float)
     staging = ordinal_columns(keep, modeling.comparators, cohort_csv) if modeling.comparators else None
     log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
     # The tumour's own features drive the study's models; ring features have their own section.
     tumour_cols = [c for c in feats.pre.columns if not c.startswith("ring")]
-    res = run_modeling(feats.pre[tumour_cols], feats.post[tumour_cols], clin, y, modeling, progress=progress)
-    split = (np.flatnonzero(res.predictions["set"].to_numpy() == "train"),
-             np.flatnonzero(res.predictions["set"].to_numpy() == "test"))  # fmt: skip
-    comparators = compare_staging(staging, res.predictions, res.panel, y, *split) if staging is not None else []
-    x_train = clin.iloc[split[0]].assign(
-        radscore_post_sr=res.fitted.radscore_post.decision_function(feats.post[tumour_cols].iloc[split[0]]))
-    nomo = nomogram(res.fitted.combined, x_train)
+    res = run_modeling(feats.pre[tumour_cols], feats.post[tumour_cols], clin, y, modeling, split=split, progress=progress)
+    train = sets[TRAIN]
+    x_train = clin.iloc[train].assign(
+        radscore_post_sr=res.fitted.radscore_post.decision_function(feats.post[tumour_cols].iloc[train]))
+    deep_result, deep_probs = (_deep(table, keep, feats, res, clin, y, sets, outdir, deep) if deep is not None
+                               else (None, pd.DataFrame(index=keep.index)))  # fmt: skip
+    roster, probs = _roster(res, deep_probs, y, train)
+    metrics = set_metrics(y, probs[list(roster.names)], sets, roster.thresholds)
+    p_best = probs[roster.best].to_numpy()
+    comparators = compare_staging(staging, y, sets, roster.best, p_best) if staging is not None else ()
     regions = None
     if feats.config.peritumoral:
         groups = {"tumour": tumour_cols}
         for w in feats.config.peritumoral:
             groups[f"ring {w:g} mm"] = [c for c in feats.pre.columns if c.startswith(f"ring{w:g}mm_")]
         groups["tumour + rings"] = list(feats.pre.columns)
-        regions = region_models(feats.pre, feats.post, groups, y, split, modeling)
+        regions = region_models(feats.pre, feats.post, groups, y, sets, modeling)
+    survival = study_survival(keep, p_best, roster.thresholds[roster.best], roster.best_label, list(modeling.clinical),
+                              split.set_of(ids))  # fmt: skip
+    readers = _readers(keep, y, {k: v for k, v in sets.items() if k != TRAIN}, roster, p_best)
 
-    deep_results = _deep(table, keep, feats, res, clin, y, outdir, deep) if deep is not None else None
-    survival, readers = _survival_and_readers(keep, res, y, modeling)
-    pred = res.predictions.copy()
+    pred = pd.concat([res.predictions[["set", "label"]], probs, deep_probs.drop(columns=[c for c in deep_probs if c in probs]),
+                      *([res.panel_predictions.drop(columns=[c for c in res.panel_predictions if c in probs])]
+                        if res.panel_predictions is not None else [])], axis=1)  # fmt: skip
     pred.index.name = "patient_id"
     write_text_atomic(outdir / "predictions.csv", pred.to_csv())
     write_text_atomic(outdir / "coefficients.csv", res.fitted.coefficients().to_csv(index=False))
 
     clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))]
     summary = cohort_summary(keep.reset_index(), y, clinical_cols)
-    # one responder and one non-responder from the test set for the images section
-    test = pred[pred["set"] == "test"]
-    ids = [str(test.index[test["label"] == c][0]) for c in (1, 0) if (test["label"] == c).any()]
+    primary = pred[pred["set"] == split.primary]
+    picks = [(str(primary.index[primary["label"] == c][0]), split.primary) for c in (1, 0) if (primary["label"] == c).any()]
     card_path = cohort_csv.with_name("cohort.json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     methods = sorted(set(feats.info["method"]))
     shas = sorted({s for s in feats.info["weights_sha256"] if isinstance(s, str)})
-    results: dict[str, Any] = {
-        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cohort": {
+    study = StudyResult(
+        schema_version=SCHEMA_VERSION,
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        cohort={
             "name": cohort_csv.parent.name or cohort_csv.name,
-            "path": str(cohort_csv),
+            "file": cohort_csv.name,
             "simulated": bool(card.get("simulated", False)),
             "n_patients": int(len(y)),
             "n_responders": int(y.sum()),
             "failed": sorted(feats.failed),
             "failed_errors": feats.failed,
         },
-        "config": {"radiomics": asdict(feats.config), "modeling": asdict(modeling)},
-        "radiomics": {
+        config={"radiomics": asdict(feats.config), "modeling": asdict(modeling)},
+        radiomics={
             "params": feats.config.params,
-            "n_features": int(feats.pre.shape[1]),
+            "n_features": int(len(tumour_cols)),
+            "n_features_with_rings": int(feats.pre.shape[1]),
             "spacing": feats.config.spacing,
             "common_spacing_mm": feats.resample_mm,
-            "lr_spacing_mm": [
-                float(v) for v in np.median(np.stack(feats.info["lr_spacing_mm"].to_list()), axis=0)
-            ],
-            "sr_spacing_mm": [
-                float(v) for v in np.median(np.stack(feats.info["sr_spacing_mm"].to_list()), axis=0)
-            ],
+            "lr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["lr_spacing_mm"].to_list()), axis=0)],
+            "sr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["sr_spacing_mm"].to_list()), axis=0)],
             "sr_method": ", ".join(methods),
             "weights_sha256": ", ".join(shas) or None,
             "margin_vox": feats.config.margin_vox,
         },
-        "modeling": {**res.to_dict(), "regions": regions, "comparators": comparators, "nomogram": nomo,
-                     "extra_models": extra_model_stats(res.predictions, res.panel, deep_results)},
-        "deep": deep_results,
-        "survival": survival,
-        "readers": readers,
-        "predictions": pred.reset_index().to_dict(orient="list"),
-        "cohort_summary": summary.to_dict(orient="records"),
-        "examples": _examples(table, feats.info, outdir, ids),
-        "provenance": {"versions": versions(), "seed": modeling.seed, "cohort_card": card},
-    }
-    write_text_atomic(
-        outdir / "results.json", json.dumps(results, indent=1, default=_json_default, allow_nan=True)
-    )
+        split=split,
+        roster=roster,
+        metrics=metrics,
+        fitted=res.summary(),
+        predictions={k: v for k, v in pred.reset_index().to_dict(orient="list").items()},
+        cohort_summary=tuple(summary.to_dict(orient="records")),
+        provenance={"versions": versions(), "seed": modeling.seed, "cohort_card": card},
+        panel=res.panel,
+        regions=regions,
+        comparators=comparators,
+        nomogram=nomogram(res.fitted.combined, x_train),
+        deep=deep_result,
+        survival=survival,
+        readers=readers,
+        examples=_examples(table, feats.info, outdir, picks),
+    )  # fmt: skip
+    write_results(outdir, study)
     write_report(outdir)
-    return results
+    return study
+
+
+def write_results(outdir: str | Path, study: StudyResult) -> Path:
+    """`outdir/results.json`, atomically."""
+    return write_text_atomic(
+        Path(outdir) / "results.json", json.dumps(study.to_dict(), indent=1, default=_json_default, allow_nan=True)
+    )
+
+
+def _roster(res: Any, deep_probs: pd.DataFrame, y: np.ndarray, train: np.ndarray) -> tuple[Roster, pd.DataFrame]:
+    """The models every set reports: the study's four, the panel's pick and DLRCR when present;
+    their probabilities (one column each) and training-set thresholds; and the best model."""
+    from srgan3d.study import stats
+    from srgan3d.study.panel import CLASSIFIER_LABELS
+
+    entries = [ModelEntry(m.name, m.label, m.colour, "study") for m in ROSTER]
+    probs = res.predictions[list(MODEL_NAMES)].copy()
+    thresholds = dict(res.thresholds)
+    best, rule = "radiomics_post_sr", "the post-SR radscore (no classifier panel ran)"
+    panel = res.panel
+    if panel is not None and panel.best:
+        key = panel.best_key
+        b = panel.best
+        entries.append(ModelEntry(key, f"Best classifier: {CLASSIFIER_LABELS[b['classifier']]}, {b['image']}-SR",
+                                  PANEL_COLOUR, "panel"))  # fmt: skip
+        probs[key] = res.panel_predictions[key]
+        thresholds[key] = panel.models[b["classifier"]][b["image"]].threshold
+        best, rule = key, "the classifier panel's pick: " + b["rule"]
+    if "dlrcr" in deep_probs:
+        entries.append(ModelEntry("dlrcr", "DLRCR", DLRCR_COLOUR, "deep"))
+        probs["dlrcr"] = deep_probs["dlrcr"]
+        thresholds["dlrcr"] = stats.youden_threshold(y[train], deep_probs["dlrcr"].to_numpy()[train])
+    return Roster(models=tuple(entries), best=best, best_rule=rule, thresholds=thresholds), probs
 
 
 def _deep(
-    table: pd.DataFrame, keep: pd.DataFrame, feats: Any, res: Any, clin: pd.DataFrame, y: np.ndarray, outdir: Path,
-    config: Any,
-) -> dict[str, Any]:  # fmt: skip
-    """Crops before and after SR, the deep models, and DLRCR; a failure is reported, not fatal."""
-    from srgan3d.study import stats
+    table: pd.DataFrame, keep: pd.DataFrame, feats: Any, res: Any, clin: pd.DataFrame, y: np.ndarray,
+    sets: dict[str, np.ndarray], outdir: Path, config: Any,
+) -> tuple[DeepResult, pd.DataFrame]:  # fmt: skip
+    """Crops before and after SR, the deep models, and DLRCR; a failure is reported, not fatal.
+    Returns the results and the probabilities (``deep_pre``, ``deep_post``, ``dlrcr``)."""
     from srgan3d.study.deep import deep_models, tumour_centre_mm, tumour_crop
     from srgan3d.study.modeling import Logistic
     from srgan3d.study.radiomics import ring_mask
 
+    probs = pd.DataFrame(index=keep.index)
     try:
         rows = table.set_index("patient_id").loc[keep.index]
         crops: dict[str, list[list[np.ndarray]]] = {"pre": [[], []], "post": [[], []]}
         for pid, row in rows.iterrows():
             box = tuple(slice(a, b) for a, b in feats.info.loc[pid, "crop_lr"])
             image, mask = read_volume(row["image"]), read_volume(row["mask"])
-            sr = read_volume(row["image_sr"]) if row.get("image_sr") else read_volume(outdir / "sr" / f"{pid}.nii.gz")
-            sr_mask = read_volume(row["mask_sr"]) if row.get("mask_sr") else read_volume(outdir / "sr" / f"{pid}_mask.nii.gz")
+            sr_path, srm_path = sr_images({**row.to_dict(), "patient_id": pid}, outdir)
+            sr, sr_mask = read_volume(sr_path), read_volume(srm_path)
             centre = tumour_centre_mm(mask)
             kw = {"crop_mm": config.crop_mm, "crop_vox": config.crop_vox, "centre_mm": centre}
             crops["pre"][0].append(tumour_crop(image, mask, **kw))
@@ -206,50 +278,38 @@ def _deep(
                 crops["pre"][1].append(second)
                 crops["post"][1].append(second)  # the second phase is not super-resolved
         inputs = {k: [np.stack(v) for v in branches if v] for k, branches in crops.items()}
-        pred = res.predictions
-        train = np.flatnonzero(pred["set"].to_numpy() == "train")
-        test = np.flatnonzero(pred["set"].to_numpy() == "test")
-        out = deep_models(inputs, y, train, test, config)
+        result, p = deep_models(inputs, y, sets, config)
+        for image, v in p.items():
+            probs[f"deep_{image}"] = v
         # DLRCR: deep score (post-SR, log-odds) + post-SR radscore + the clinical model's variables
-        p_dl = np.clip(np.asarray(out["models"]["post"]["probability"]), 1e-6, 1 - 1e-6)
+        p_dl = np.clip(p["post"], 1e-6, 1 - 1e-6)
         X = clin.copy()
         X["radscore_post_sr"] = res.fitted.radscore_post.decision_function(feats.post.loc[keep.index])
         X["dl_score"] = np.log(p_dl / (1 - p_dl))
         variables = [*res.fitted.clinical.variables, "radscore_post_sr", "dl_score"]
-        dlrcr = Logistic(variables).fit(X.iloc[train], y[train])
-        p = dlrcr.predict_proba(X)
-        rcr = pred["clinical_post_sr"].to_numpy()
-        out["dlrcr"] = {"variables": variables, "table": dlrcr.table_.to_dict(orient="records"),
-                        "test": stats.roc_auc_ci(y[test], p[test]).to_dict(),
-                        "delong_vs_rcr": stats.delong_test(y[test], p[test], rcr[test]).to_dict(),
-                        "probability": p.tolist()}  # fmt: skip
-        return out
+        dlrcr = Logistic(variables).fit(X.iloc[sets[TRAIN]], y[sets[TRAIN]])
+        probs["dlrcr"] = dlrcr.predict_proba(X)
+        result = replace(result, dlrcr={"variables": variables, "table": dlrcr.table_.to_dict(orient="records")})
+        return result, probs
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         log.warning("deep models skipped: %s", exc)
-        return {"skipped": f"{type(exc).__name__}: {exc}"}
+        return DeepResult(config=asdict(config), skipped=f"{type(exc).__name__}: {exc}"), pd.DataFrame(index=keep.index)
 
 
-def _survival_and_readers(
-    keep: pd.DataFrame, res: Any, y: np.ndarray, modeling: ModelingConfig
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The survival of the best model's risk groups and the comparison with readers, when the
-    table has their columns; a problem skips that part with its reason, the study goes on."""
+def _readers(
+    keep: pd.DataFrame, y: np.ndarray, tested: dict[str, np.ndarray], roster: Roster, p_best: np.ndarray
+) -> ReaderResult | None:
+    """The best model against the readers on each test set, when the table has reader columns; a
+    problem skips the comparison with its reason, the study goes on."""
     from srgan3d.study.readers import compare_readers, reader_columns
-    from srgan3d.study.secondary import best_model
-    from srgan3d.study.survival import study_survival
 
-    name, p_best, threshold = best_model(res.predictions, res.panel, res.operating_points)
-    table = keep  # indexed by patient_id: messages name the patients
-    survival = study_survival(table, p_best, threshold, name, list(modeling.clinical)) or None
-    readers = None
-    if reader_columns(table):
-        test = np.flatnonzero(res.predictions["set"].to_numpy() == "test")
-        try:
-            readers = compare_readers(table, y, test, name, p_best)
-        except ValueError as exc:
-            log.warning("reader comparison skipped: %s", exc)
-            readers = {"skipped": str(exc)}
-    return survival, readers
+    if not reader_columns(keep):
+        return None
+    try:
+        return compare_readers(keep, y, tested, roster.best_label, p_best)  # indexed by patient_id: rows named
+    except ValueError as exc:
+        log.warning("reader comparison skipped: %s", exc)
+        return ReaderResult(best_model=roster.best_label, skipped=str(exc))
 
 
 #: Stage letters of the common staging systems, in order of severity.

@@ -1,7 +1,8 @@
-"""The response models: one stratified split, radiomics signatures (radscores), the clinical model
-and clinical + radscore, evaluated on the held-out patients and by bootstrap internal validation.
+"""The response models: radiomics signatures (radscores), the clinical model and clinical +
+radscore, fitted on the study's training set, evaluated on every other set (internal test,
+external sets) and by bootstrap internal validation.
 
-Nothing from the test set reaches any fitting or selection step: `fit_models` is only ever given
+Nothing from the test sets reaches any fitting or selection step: `fit_models` is only ever given
 the training rows, and `tests/test_modeling.py` shuffles the test labels and checks that every
 fitted coefficient stays the same. Imports neither torch nor pyradiomics.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from scipy import stats as sps
 from scipy.special import expit
 
 from srgan3d.study import stats
+from srgan3d.study.results import TEST, TRAIN, FittedSummary, PanelResult, RadscoreSummary, SetMetrics, Split
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ class ModelSpec:
     colour: str
 
 
-# The study's models, in report order: the one place that lists them.
+# The study's four models, in report order. The report's full roster (with the panel's pick and
+# DLRCR) is `srgan3d.study.results.Roster`, built by `srgan3d.study.evaluation`.
 ROSTER = (
     ModelSpec("radiomics_pre_sr", "Radiomics, pre-SR", "#1f77b4"),
     ModelSpec("radiomics_post_sr", "Radiomics, post-SR", "#d62728"),
@@ -51,7 +54,8 @@ class ModelingConfig:
     """Options of the modelling; one per `evaluate` option.
 
     Attributes:
-        test_size: fraction of patients held out (stratified by response).
+        test_size: fraction of patients held out (stratified by response) when the cohort table
+            has no `set` column; None = 0.2. Given with a `set` column, it is an error.
         seed: seeds the split, the cross-validation folds and the bootstrap.
         screen_p: Mann-Whitney p-value below which a feature passes univariate screening.
         min_screened: if fewer pass, the features with the smallest p-values are kept instead.
@@ -71,7 +75,7 @@ class ModelingConfig:
             the best model by AUC and DeLong.
     """
 
-    test_size: float = 0.2
+    test_size: float | None = None
     seed: int = 0
     screen_p: float = 0.05
     min_screened: int = 5
@@ -90,19 +94,10 @@ class ModelingConfig:
         from srgan3d.study.panel import parse_classifiers
 
         object.__setattr__(self, "classifiers", parse_classifiers(self.classifiers))
-        if not 0.05 <= self.test_size <= 0.5:
+        if self.test_size is not None and not 0.05 <= self.test_size <= 0.5:
             raise ValueError(f"test size must lie between 0.05 and 0.5, not {self.test_size}")
         if not self.clinical:
             raise ValueError("at least one clinical variable is needed for the clinical model")
-
-
-def split_patients(y: np.ndarray, *, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded split: (train indices, test indices), each sorted."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(y))
-    train, test = train_test_split(idx, test_size=test_size, stratify=y, random_state=seed)
-    return np.sort(train), np.sort(test)
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,53 +378,75 @@ def optimism_corrected_auc(
     return pd.DataFrame(rows)
 
 
+def set_metrics(
+    y: np.ndarray, probs: pd.DataFrame, sets: dict[str, np.ndarray], thresholds: dict[str, float]
+) -> dict[str, SetMetrics]:
+    """Every model (a column of `probs`, one row per patient) on every set (row indices): AUC
+    with DeLong CI, the operating point at its training threshold, calibration (10 groups on 100
+    patients or more, else 5), DeLong for every pair, and decision curves."""
+    y = np.asarray(y, int)
+    models = list(probs.columns)
+    grid = np.arange(0.01, 1.0, 0.01)
+    out = {}
+    for name, idx in sets.items():
+        yy = y[idx]
+        p = {m: probs[m].to_numpy(float)[idx] for m in models}
+        delong = []
+        for i, a in enumerate(models):
+            for b in models[i + 1 :]:
+                delong.append({"model_a": a, "model_b": b, **stats.delong_test(yy, p[a], p[b]).to_dict()})
+        dc = stats.decision_curve(yy, p, grid)
+        out[name] = SetMetrics(
+            name=name, n=len(idx), n_responders=int(yy.sum()),
+            roc={m: stats.roc_auc_ci(yy, p[m]).to_dict() for m in models},
+            operating_points={m: stats.operating_point(yy, p[m], thresholds[m]).to_dict() for m in models},
+            calibration={m: stats.calibration(yy, p[m], n_bins=10 if len(idx) >= 100 else 5).to_dict() for m in models},
+            delong=tuple(delong),
+            decision_curve={"threshold": [float(t) for t in dc.index], **{c: dc[c].tolist() for c in dc.columns}},
+        )  # fmt: skip
+    return out
+
+
 @dataclass
 class ModelingResult:
-    """Predictions and statistics of every model; `to_dict` is what results.json holds."""
+    """The study's four models fitted on the training set, with their predictions on every set.
+
+    Attributes:
+        predictions: index patient_id; columns ``set``, ``label`` and one per model.
+        thresholds: each model's operating threshold, chosen on the training set.
+        metrics: set -> the four models on it.
+        optimism: Harrell's bootstrap over the development patients (train and test; external
+            sets stay out), or None.
+    """
 
     config: ModelingConfig
-    train_ids: list[str]
-    test_ids: list[str]
+    split: Split
     fitted: FittedModels
-    predictions: pd.DataFrame  # index patient_id; columns set, label, one per model
-    roc: dict[str, dict[str, dict]]  # set -> model -> RocResult dict
-    delong: dict[str, list[dict]]  # set -> pairwise comparisons
-    operating_points: dict[str, dict[str, dict]]
-    calibration: dict[str, dict[str, dict]]
-    decision_curve: pd.DataFrame  # test set
+    predictions: pd.DataFrame
+    thresholds: dict[str, float]
+    metrics: dict[str, SetMetrics]
     optimism: pd.DataFrame | None
-    panel: dict[str, Any] | None = None
+    panel: PanelResult | None = None
+    panel_predictions: pd.DataFrame | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "config": asdict(self.config),
-            "train_ids": self.train_ids,
-            "test_ids": self.test_ids,
-            "roc": self.roc,
-            "delong": self.delong,
-            "operating_points": self.operating_points,
-            "calibration": self.calibration,
-            "decision_curve": self.decision_curve.reset_index().to_dict(orient="list"),
-            "optimism": None if self.optimism is None else self.optimism.to_dict(orient="records"),
-            "panel": self.panel,
-            "clinical_univariable": self.fitted.clinical_univariable.to_dict(orient="records"),
-            "clinical_multivariable": self.fitted.clinical.table_.to_dict(orient="records"),
-            "combined_model": self.fitted.combined.table_.to_dict(orient="records"),
-            "radscore": {
-                name: {
-                    "formula": r.formula(),
-                    "features": r.features_,
-                    "coefficients": r.coefficients().to_dict(orient="records"),
-                    "n_features_in": r.n_features_in_,
-                    "n_variance_kept": r.n_variance_kept_,
-                    "n_screen_passed": r.n_screen_passed_,
-                    "n_after_redundancy": len(r.screened_),
-                    "C": r.C_,
-                    "fallback": r.fallback_,
-                }
-                for name, r in self.fitted.radscores.items()
-            },
-        }
+    def summary(self) -> FittedSummary:
+        """What was fitted, as the result tree holds it."""
+        radscores = {
+            name: RadscoreSummary(
+                formula=r.formula(), features=tuple(r.features_),
+                coefficients=tuple(r.coefficients().to_dict(orient="records")),
+                n_features_in=r.n_features_in_, n_variance_kept=r.n_variance_kept_,
+                n_screen_passed=r.n_screen_passed_, n_after_redundancy=len(r.screened_), C=r.C_, fallback=r.fallback_,
+            )
+            for name, r in self.fitted.radscores.items()
+        }  # fmt: skip
+        return FittedSummary(
+            radscore=radscores,
+            clinical_univariable=tuple(self.fitted.clinical_univariable.to_dict(orient="records")),
+            clinical_multivariable=tuple(self.fitted.clinical.table_.to_dict(orient="records")),
+            combined_model=tuple(self.fitted.combined.table_.to_dict(orient="records")),
+            optimism=None if self.optimism is None else tuple(self.optimism.to_dict(orient="records")),
+        )
 
 
 def run_modeling(
@@ -439,17 +456,19 @@ def run_modeling(
     y: Sequence[int] | np.ndarray,
     config: ModelingConfig,
     *,
-    split: tuple[np.ndarray, np.ndarray] | None = None,
+    split: Split | None = None,
     progress: bool = False,
 ) -> ModelingResult:
-    """Split, fit on the training rows, evaluate on both sets, and bootstrap the whole pipeline.
+    """Fit on the training set, evaluate on every set, and bootstrap the whole pipeline.
 
     Args:
         pre, post: features before and after SR, one row per patient (same index and order).
         clin: the clinical variables (numeric), same rows.
         y: 1 = objective response, 0 = none.
-        split: (train, test) row indices; None = `split_patients(y, ...)` from the config.
+        split: the study's split over these patients; None = a drawn split from the config.
     """
+    from srgan3d.study.cohort import make_split
+
     y = np.asarray(y, int)
     if not (pre.index.equals(post.index) and pre.index.equals(clin.index)):
         raise ValueError("pre-SR, post-SR and clinical tables must list the same patients in the same order")
@@ -458,66 +477,38 @@ def run_modeling(
         raise ValueError(
             f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})"
         )
-    train, test = split or split_patients(y, test_size=config.test_size, seed=config.seed)
-    tr = pre.index[train]
+    ids = [str(i) for i in pre.index]
+    if split is None:
+        split = make_split(pd.DataFrame({"patient_id": ids, "label": y}), test_size=config.test_size, seed=config.seed)
+    idx = split.indices(ids)
+    train = idx[TRAIN]
     fitted = fit_models(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config)
     pred = fitted.predict(pre, post, clin)
-    pred.insert(0, "label", y)
-    pred.insert(0, "set", np.where(np.isin(np.arange(len(y)), test), "test", "train"))
-
-    roc: dict[str, dict[str, dict]] = {}
-    delong: dict[str, list[dict]] = {}
-    ops: dict[str, dict[str, dict]] = {}
-    cal: dict[str, dict[str, dict]] = {}
     thresholds = {m: stats.youden_threshold(y[train], pred[m].to_numpy()[train]) for m in MODEL_NAMES}
-    for name, idx in (("train", train), ("test", test)):
-        yy = y[idx]
-        roc[name] = {m: stats.roc_auc_ci(yy, pred[m].to_numpy()[idx]).to_dict() for m in MODEL_NAMES}
-        delong[name] = []
-        for i, a in enumerate(MODEL_NAMES):
-            for b in MODEL_NAMES[i + 1 :]:
-                r = stats.delong_test(yy, pred[a].to_numpy()[idx], pred[b].to_numpy()[idx]).to_dict()
-                delong[name].append({"model_a": a, "model_b": b, **r})
-        ops[name] = {
-            m: stats.operating_point(yy, pred[m].to_numpy()[idx], thresholds[m]).to_dict()
-            for m in MODEL_NAMES
-        }
-        cal[name] = {m: stats.calibration(yy, pred[m].to_numpy()[idx], n_bins=5 if name == "test" else 10).to_dict()
-                     for m in MODEL_NAMES}  # fmt: skip
-    dca = stats.decision_curve(
-        y[test], {m: pred[m].to_numpy()[test] for m in MODEL_NAMES}, np.arange(0.01, 1.0, 0.01)
-    )
-    optimism = (
-        optimism_corrected_auc(pre, post, clin, y, config, progress=progress)
-        if config.n_bootstrap > 0
-        else None
-    )
-    panel = None
+    metrics = set_metrics(y, pred, idx, thresholds)
+    pred.insert(0, "label", y)
+    pred.insert(0, "set", split.set_of(ids))
+    development = np.sort(np.concatenate([idx[TRAIN], idx.get(TEST, np.array([], int))]))
+    optimism = None
+    if config.n_bootstrap > 0:
+        d = development
+        optimism = optimism_corrected_auc(pre.iloc[d], post.iloc[d], clin.iloc[d], y[d], config, progress=progress)
+    panel = panel_pred = None
     if config.classifiers:
         from srgan3d.study.panel import run_panel
 
         log.info("classifier panel: %s", ", ".join(config.classifiers))
-        panel = run_panel(
-            pre, post, y, train, test,
+        panel, panel_pred = run_panel(
+            pre, post, y, idx,
             {"pre": list(fitted.radscore_pre.features_), "post": list(fitted.radscore_post.features_)},
             {"clinical": pred["clinical"].to_numpy()},
             classifiers=config.classifiers, seed=config.seed, cv_folds=config.cv_folds,
-            n_bootstrap=config.panel_bootstrap,
+            n_bootstrap=config.panel_bootstrap, development=development,
         )  # fmt: skip
     return ModelingResult(
-        panel=panel,
-        config=config,
-        train_ids=[str(i) for i in tr],
-        test_ids=[str(i) for i in pre.index[test]],
-        fitted=fitted,
-        predictions=pred,
-        roc=roc,
-        delong=delong,
-        operating_points=ops,
-        calibration=cal,
-        decision_curve=dca,
-        optimism=optimism,
-    )
+        config=config, split=split, fitted=fitted, predictions=pred, thresholds=thresholds, metrics=metrics,
+        optimism=optimism, panel=panel, panel_predictions=panel_pred,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
+from srgan3d.study.results import TRAIN, ClassifierResult, PanelResult
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,7 @@ def run_panel(
     pre: pd.DataFrame,
     post: pd.DataFrame,
     y: np.ndarray,
-    train: np.ndarray,
-    test: np.ndarray,
+    sets: dict[str, np.ndarray],
     features: dict[str, list[str]],
     reference: dict[str, np.ndarray],
     *,
@@ -147,78 +147,87 @@ def run_panel(
     seed: int = 0,
     cv_folds: int = 5,
     n_bootstrap: int = 25,
-) -> dict[str, Any]:
-    """Fit and evaluate the panel; returns the JSON-ready section of results.json.
+    development: np.ndarray | None = None,
+) -> tuple[PanelResult, pd.DataFrame]:
+    """Fit the panel on the training set and evaluate it on every other set.
 
     Args:
-        pre, post: features per patient (all rows; only `train` rows are ever fitted on).
-        y: labels; train, test: row indices of the study's split.
+        pre, post: features per patient (all rows; only training rows are ever fitted on).
+        y: labels; sets: row indices of each set of the study's split (``train`` among them).
         features: the training-selected features of each image ("pre", "post").
         reference: probabilities of the comparator models on all rows (e.g. the clinical model),
-            each compared with every classifier by DeLong on the test set.
+            each compared with every classifier by DeLong on each test set.
         n_bootstrap: resamples of the optimism correction (hyperparameters and features fixed as
-            chosen on the training set; 0 = skip).
+            chosen on the training set; 0 = skip), over the `development` rows (default: all).
+    Returns: the panel's results, and each classifier's probabilities (a column ``{name}_{image}``
+        per fitted classifier, one row per patient).
     """
     y = np.asarray(y, int)
+    train = sets[TRAIN]
+    tested = {k: v for k, v in sets.items() if k != TRAIN}
     folds = _inner_folds(y[train], cv_folds)
-    out: dict[str, Any] = {"classifiers": list(classifiers), "features": features, "models": {}, "skipped": {},
-                           "delong": [], "predictions": {}, "inner_cv_folds": folds,
-                           "n_bootstrap": n_bootstrap}  # fmt: skip
+    probs = pd.DataFrame(index=pre.index)
+
+    def result(models: dict, skipped: dict, delong: dict, best: dict | None) -> PanelResult:
+        return PanelResult(classifiers=tuple(classifiers), features={k: tuple(v) for k, v in features.items()},
+                           inner_cv_folds=folds, n_bootstrap=n_bootstrap, models=models, skipped=skipped,
+                           delong={k: tuple(v) for k, v in delong.items()}, best=best)  # fmt: skip
+
     if folds < 2:
         msg = (f"only {folds} training patient(s) in the smaller class: inner cross-validation needs at least 2 "
                "per class; the classifier panel was skipped")  # fmt: skip
-        out["skipped"] = {c: msg for c in classifiers}
         log.warning(msg)
-        return out
+        return result({}, {c: msg for c in classifiers}, {}, None), probs
     data = {"pre": pre, "post": post}
     fits: dict[tuple[str, str], PanelFit] = {}
+    skipped: dict[str, str] = {}
     for name in classifiers:
         for image in IMAGES:
             if not features.get(image):
-                out["skipped"][f"{name}/{image}"] = f"no features were selected for the {image}-SR image"
+                skipped[f"{name}/{image}"] = f"no features were selected for the {image}-SR image"
                 continue
             try:
                 fits[(name, image)] = fit_classifier(name, image, data[image].iloc[train], y[train], features[image],
                                                      seed=seed, folds=folds)  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - one classifier failing leaves the rest of the study
-                out["skipped"][f"{name}/{image}"] = f"{type(exc).__name__}: {exc}"
+                skipped[f"{name}/{image}"] = f"{type(exc).__name__}: {exc}"
                 log.warning("classifier %s on the %s-SR features failed: %s", name, image, exc)
-    thresholds: dict[tuple[str, str], float] = {}
+    corrected: dict[tuple[str, str], float] = {}
+    if n_bootstrap > 0 and fits:
+        dev = np.arange(len(y)) if development is None else development
+        dev_data = {k: v.iloc[dev] for k, v in data.items()}
+        corrected = _optimism(dev_data, y[dev], fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap)
+    models: dict[str, dict[str, ClassifierResult]] = {}
     for (name, image), fit in fits.items():
         p = fit.predict_proba(data[image])
-        out["predictions"][f"{name}_{image}"] = p.tolist()
+        probs[f"{name}_{image}"] = p
         thr = stats.youden_threshold(y[train], p[train])
-        thresholds[(name, image)] = thr
-        out["models"].setdefault(name, {})[image] = {
-            "cv_auc": fit.cv_auc,
-            "params": {k.split("__", 1)[1]: v for k, v in fit.params.items()},
-            "warnings": fit.warnings,
-            "train_auc": stats.roc_auc_ci(y[train], p[train]).auc,
-            "test": stats.roc_auc_ci(y[test], p[test]).to_dict(),
-            "threshold": thr,
-            "operating_point": stats.operating_point(y[test], p[test], thr).to_dict(),
-        }
-    for name in classifiers:
-        if (name, "pre") in fits and (name, "post") in fits:
-            a, b = (np.asarray(out["predictions"][f"{name}_{i}"]) for i in ("post", "pre"))
-            d = stats.delong_test(y[test], a[test], b[test]).to_dict()
-            out["delong"].append({"classifier": name, "a": "post", "b": "pre", **d})
-        for image in IMAGES:
-            if (name, image) not in fits:
-                continue
-            p = np.asarray(out["predictions"][f"{name}_{image}"])
-            for ref_name, ref in reference.items():
-                d = stats.delong_test(y[test], p[test], np.asarray(ref)[test]).to_dict()
-                out["delong"].append({"classifier": name, "a": image, "b": ref_name, **d})
+        models.setdefault(name, {})[image] = ClassifierResult(
+            cv_auc=fit.cv_auc, params={k.split("__", 1)[1]: v for k, v in fit.params.items()},
+            warnings=tuple(fit.warnings), train_auc=stats.roc_auc_ci(y[train], p[train]).auc, threshold=thr,
+            roc={s: stats.roc_auc_ci(y[i], p[i]).to_dict() for s, i in tested.items()},
+            operating_points={s: stats.operating_point(y[i], p[i], thr).to_dict() for s, i in tested.items()},
+            corrected_auc=corrected.get((name, image), float("nan")),
+        )  # fmt: skip
+    delong: dict[str, list[dict[str, Any]]] = {s: [] for s in tested}
+    for s, i in tested.items():
+        for name in classifiers:
+            if (name, "pre") in fits and (name, "post") in fits:
+                a, b = probs[f"{name}_post"].to_numpy()[i], probs[f"{name}_pre"].to_numpy()[i]
+                delong[s].append({"classifier": name, "a": "post", "b": "pre", **stats.delong_test(y[i], a, b).to_dict()})
+            for image in IMAGES:
+                if (name, image) not in fits:
+                    continue
+                p = probs[f"{name}_{image}"].to_numpy()[i]
+                for ref_name, ref in reference.items():
+                    d = stats.delong_test(y[i], p, np.asarray(ref)[i]).to_dict()
+                    delong[s].append({"classifier": name, "a": image, "b": ref_name, **d})
+    best = None
     if fits:
         (bn, bi), bf = max(fits.items(), key=lambda kv: (kv[1].cv_auc, kv[0][1] == "post"))
-        out["best"] = {"classifier": bn, "image": bi, "cv_auc": bf.cv_auc,
-                       "rule": "highest training-set cross-validated AUC (inner CV); the test set plays no part"}  # fmt: skip
-    if n_bootstrap > 0 and fits:
-        corrected = _optimism(data, y, fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap)
-        for (name, image), v in corrected.items():
-            out["models"][name][image]["corrected_auc"] = v
-    return out
+        best = {"classifier": bn, "image": bi, "cv_auc": bf.cv_auc,
+                "rule": "highest training-set cross-validated AUC (inner CV); the test sets play no part"}  # fmt: skip
+    return result(models, skipped, delong, best), probs
 
 
 def _optimism(

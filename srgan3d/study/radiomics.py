@@ -207,6 +207,22 @@ def extract_features(extractor: Any, image: Volume, mask: Volume) -> dict[str, f
 # --------------------------------------------------------------------------------------------
 # One patient (runs in worker processes)
 
+
+def sr_files(outdir: str | Path, patient_id: str) -> tuple[Path, Path]:
+    """Where `extract_cohort` keeps a patient's super-resolved VOI crop and its mask (the one home
+    of this layout)."""
+    folder = Path(outdir) / "sr"
+    return folder / f"{patient_id}.nii.gz", folder / f"{patient_id}_mask.nii.gz"
+
+
+def sr_images(row: dict | pd.Series, outdir: str | Path) -> tuple[Path, Path]:
+    """A patient's SR image and mask: the table's `image_sr`/`mask_sr` when given, else the crop
+    that `extract_cohort` made."""
+    made = sr_files(outdir, str(row["patient_id"]))
+    image = Path(row["image_sr"]) if row.get("image_sr") else made[0]
+    mask = Path(row["mask_sr"]) if row.get("mask_sr") else made[1]
+    return image, mask
+
 _WORKER: dict[str, Any] = {}
 
 
@@ -257,10 +273,11 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
         lr_mask.data = (lr_mask.data > 0.5).astype(np.uint8)
 
         src_stat = [os.stat(row["image"]).st_mtime_ns, os.stat(row["mask"]).st_mtime_ns]
-        sr_key = _digest(pid, method, sha, margin, src_stat, "box-context-8")
-        sr_path = outdir / "sr" / f"{pid}.nii.gz"
-        sr_mask_path = outdir / "sr" / f"{pid}_mask.nii.gz"
-        sr_card = outdir / "sr" / f"{pid}.json"
+        # the SR factor is the engine's (a through-plane generator has (1, 1, 2)); 2x for interpolation
+        factors = tuple(int(f) for f in engine.scale) if engine is not None else (2, 2, 2)
+        sr_key = _digest(pid, method, sha, margin, src_stat, "box-context-8", factors)
+        sr_path, sr_mask_path = sr_files(outdir, pid)
+        sr_card = sr_path.with_name(f"{pid}.json")
         if row.get("image_sr") and row.get("mask_sr"):
             sr, sr_mask = read_volume(row["image_sr"]), read_volume(row["mask_sr"])
             sr_source = "table (image_sr, mask_sr)"
@@ -270,8 +287,8 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
         else:
             # With 8 voxels of the scan's own context around the crop, reflected at its edge: no
             # wrap-around ringing along the crop's faces (see `upscale_box`).
-            sr = upscale_box(image, box, method=method, factors=(2, 2, 2), engine=engine, context=8)
-            sr_mask = mask_to_sr_grid(lr_mask, (2, 2, 2))
+            sr = upscale_box(image, box, method=method, factors=factors, engine=engine, context=8)
+            sr_mask = mask_to_sr_grid(lr_mask, factors)
             if row.get("mask_sr"):
                 sr_mask = read_volume(row["mask_sr"])
                 if sr_mask.shape != sr.shape:
@@ -295,7 +312,7 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
         extractor = make_extractor(config.params, resample_mm=resample_mm)
         pre = extract_features(extractor, lr, lr_mask)
         post = extract_features(extractor, sr, sr_mask)
-        rings = _ring_features(extractor, config, row, box, lr, lr_mask, sr, sr_mask) if config.peritumoral else {}
+        rings = _ring_features(extractor, config, row, box, lr, lr_mask, sr, sr_mask, factors) if config.peritumoral else {}
         for width, r in rings.items():
             pre.update({f"ring{width:g}mm_{k}": v for k, v in r["pre"].items()})
             post.update({f"ring{width:g}mm_{k}": v for k, v in r["post"].items()})
@@ -324,7 +341,7 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
 
 def _ring_features(
     extractor: Any, config: RadiomicsConfig, row: dict, box: Sequence[slice], lr: Volume, lr_mask: Volume,
-    sr: Volume, sr_mask: Volume,
+    sr: Volume, sr_mask: Volume, factors: Sequence[int],
 ) -> dict[float, dict[str, Any]]:  # fmt: skip
     """Features of each peritumoral ring before and after SR; the rings are made on each grid
     (`ring_mask`), clipped to the liver mask when the table gives one."""
@@ -333,7 +350,7 @@ def _ring_features(
         liver_lr = crop(read_volume(row["liver_mask"]), box)
         if liver_lr.shape != lr.shape:
             raise ValueError(f"liver_mask {row['liver_mask']} does not lie on the image's grid")
-        liver_sr = mask_to_sr_grid(liver_lr, (2, 2, 2))
+        liver_sr = mask_to_sr_grid(liver_lr, factors)
         if liver_sr.shape != sr_mask.shape:
             liver_sr = None  # a table-given SR grid: the ring is not clipped there, and says so
     out: dict[float, dict[str, Any]] = {}
@@ -392,7 +409,12 @@ def extract_cohort(
                 if not rows[0].get("image_sr")
                 else read_volume(rows[0]["image_sr"])
             )
-            resample_mm = float(min(first.spacing_mm)) / (1 if rows[0].get("image_sr") else 2)
+            if rows[0].get("image_sr"):
+                resample_mm = float(min(first.spacing_mm))
+            else:  # the finest spacing of the SR grid, by the engine's own factors
+                engine = _engine(config)[1]
+                factors = np.asarray(engine.scale if engine is not None else (2, 2, 2), float)
+                resample_mm = float(min(np.asarray(first.spacing_mm) / factors))
         config = replace(config, common_spacing_mm=resample_mm)
     jobs = [(r, config, str(outdir), resample_mm) for r in rows]
     results: list[dict] = []

@@ -5,12 +5,12 @@ probability of response (0-1) or a 1-5 confidence score (5 = surely a responder)
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
+from srgan3d.study.results import ReaderResult, ReaderSet
 
 READER_COLUMN = re.compile(r"^reader_\d+$")
 
@@ -41,30 +41,35 @@ def as_probability(values: pd.Series, scale: str) -> np.ndarray:
 
 
 def compare_readers(
-    table: pd.DataFrame, y: np.ndarray, test: np.ndarray, best_name: str, best: np.ndarray
-) -> dict[str, Any]:
-    """Each reader's test-set AUC with DeLong CI, DeLong of the best model against each reader and
-    against the readers' mean (scores mapped to 0-1), and each reader's operating point (a
-    probability >= 0.5 or a score >= 3 calls a responder) for the ROC figure."""
+    table: pd.DataFrame, y: np.ndarray, sets: dict[str, np.ndarray], best_name: str, best: np.ndarray
+) -> ReaderResult:
+    """On each test set (`sets`: row indices, the training set left out): each reader's AUC with
+    DeLong CI, DeLong of the best model against each reader and against the readers' mean (scores
+    mapped to 0-1), and each reader's operating point (a probability >= 0.5 or a score >= 3 calls
+    a responder) for the ROC figure. A reader value outside both scales is an error naming it."""
     cols = reader_columns(table)
     y = np.asarray(y, int)
-    yt = y[test]
-    rows, probs = [], {}
+    probs, scales = {}, {}
     for col in cols:
-        scale = reader_scale(table[col], col)
-        p = as_probability(table[col], scale)
-        probs[col] = p
-        called = p[test] >= 0.5
-        tp, fp = int((called & (yt == 1)).sum()), int((called & (yt == 0)).sum())
-        rows.append({
-            "reader": col, "scale": scale, "test": stats.roc_auc_ci(yt, p[test]).to_dict(),
-            "delong_best_vs_reader": stats.delong_test(yt, best[test], p[test]).to_dict(),
-            "sensitivity": tp / max(1, int((yt == 1).sum())), "specificity": 1 - fp / max(1, int((yt == 0).sum())),
-        })  # fmt: skip
-    out: dict[str, Any] = {"best_model": best_name, "readers": rows,
-                           "best_test": stats.roc_auc_ci(yt, best[test]).to_dict()}  # fmt: skip
-    if len(cols) > 1:
-        mean = np.mean([probs[c] for c in cols], axis=0)
-        out["mean_of_readers"] = {"test": stats.roc_auc_ci(yt, mean[test]).to_dict(),
-                                  "delong_best_vs_mean": stats.delong_test(yt, best[test], mean[test]).to_dict()}  # fmt: skip
-    return out
+        scales[col] = reader_scale(table[col], col)
+        probs[col] = as_probability(table[col], scales[col])
+    out = {}
+    for name, idx in sets.items():
+        yt = y[idx]
+        rows = []
+        for col in cols:
+            p = probs[col][idx]
+            called = p >= 0.5
+            tp, fp = int((called & (yt == 1)).sum()), int((called & (yt == 0)).sum())
+            rows.append({
+                "reader": col, "scale": scales[col], "roc": stats.roc_auc_ci(yt, p).to_dict(),
+                "delong_best_vs_reader": stats.delong_test(yt, best[idx], p).to_dict(),
+                "sensitivity": tp / max(1, int((yt == 1).sum())), "specificity": 1 - fp / max(1, int((yt == 0).sum())),
+            })  # fmt: skip
+        mean_of = None
+        if len(cols) > 1:
+            mean = np.mean([probs[c] for c in cols], axis=0)[idx]
+            mean_of = {"roc": stats.roc_auc_ci(yt, mean).to_dict(),
+                       "delong_best_vs_mean": stats.delong_test(yt, best[idx], mean).to_dict()}  # fmt: skip
+        out[name] = ReaderSet(best=stats.roc_auc_ci(yt, best[idx]).to_dict(), readers=tuple(rows), mean_of_readers=mean_of)
+    return ReaderResult(best_model=best_name, sets=out)

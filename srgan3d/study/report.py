@@ -1,11 +1,15 @@
 """The evaluation report: one self-contained HTML file (figures embedded as PNG data URIs, no
-external resources), rendered from `results.json` alone so that `srgan3d report OUT` can redo it.
+external resources), rendered from the study's result tree (`results.json`) alone, so that
+`srgan3d report OUT` can redo it. Each section is one function in `SECTIONS`, numbered in that
+order; each set of the split is a column of the tables and a panel of the figures, named as the
+cohort table names it. The report renders results and computes nothing.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +22,16 @@ from srgan3d.study.report_figures import (
     calibration_figure,
     dca_figure,
     examples_figure,
-    extra_calibration,
     fmt_auc,
     fmt_p,
+    fmt_p_eq,
     km_figure,
     nomogram_figure,
     panel_roc_figure,
     roc_figure,
     stamp_for,
 )
+from srgan3d.study.results import TRAIN, StudyResult
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -85,250 +90,15 @@ def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, A
 
 
 # --------------------------------------------------------------------------------------------
-# Figures
+# Helpers
 
 
-def _net_benefit_table(results: dict) -> pd.DataFrame:
-    dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
-    extra = results["modeling"].get("extra_models") or {}
-    for key, e in extra.items():
-        dc[key] = e["decision_curve"]["net_benefit"]
-    rows = []
-    for t in (0.2, 0.4, 0.6):
-        i = int(np.argmin(np.abs(dc.index.to_numpy() - t)))
-        r = dc.iloc[i]
-        rows.append({"Threshold": f"{t:.1f}", **{MODEL_LABELS[m]: f"{r[m]:.3f}" for m in MODEL_NAMES},
-                     **{e["label"]: f"{r[k]:.3f}" for k, e in extra.items()},
-                     "Treat all": f"{r['treat_all']:.3f}", "Treat none": "0.000"})  # fmt: skip
-    return pd.DataFrame(rows)
+def _delong_cell(d: dict) -> str:
+    return f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]; p {fmt_p(d['p_value'])}"
 
 
-def _panel_section(results: dict) -> list[str]:
-    from srgan3d.study.panel import CLASSIFIER_LABELS
-
-    panel = results["modeling"].get("panel")
-    if not panel:
-        return []
-    parts = ["<h2>4b. Classifier panel</h2>"]
-    f = panel["features"]
-    parts.append(
-        "<p>Five classifiers on the features each image's radscore selected on the training set "
-        f"(pre-SR: {', '.join(map(_esc, f.get('pre') or ['none']))}; post-SR: {', '.join(map(_esc, f.get('post') or ['none']))}), "
-        f"standardised with training statistics. Hyperparameters by grid search with {panel['inner_cv_folds']}-fold "
-        "stratified cross-validation on the training set only (ROC AUC); SVM probabilities Platt-calibrated on "
-        "training folds. Thresholds: Youden on the training set. Optimism-corrected AUC: "
-        f"{panel['n_bootstrap']} stratified bootstrap resamples of all patients, features and hyperparameters fixed "
-        "as chosen (so it corrects the fitting, not the selection; the radscore rows above redo both).</p>"
-    )
-    if panel.get("best"):
-        b = panel["best"]
-        parts.append(f"<p><b>Best classifier: {_esc(CLASSIFIER_LABELS[b['classifier']])}, {b['image']}-SR features</b> "
-                     f"(training cross-validated AUC {b['cv_auc']:.3f}): chosen by {_esc(b['rule'])}.</p>")  # fmt: skip
-    rows = []
-    for name, images in panel["models"].items():
-        for image, m in images.items():
-            op = m["operating_point"]
-            t = m["test"]
-
-
-            rows.append({"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR",
-                         "Train CV AUC": _num(m["cv_auc"]), "Train AUC": _num(m["train_auc"]),
-                         "Corrected AUC": _num(m.get("corrected_auc", float("nan"))),
-                         "Test AUC [95% CI]": fmt_auc(t),
-                         "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
-                         "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
-                         "Specificity": _ci(op["specificity"], op["specificity_ci"]),
-                         "Threshold": f"{m['threshold']:.3f}",
-                         "Hyperparameters": ", ".join(f"{k}={v}" for k, v in m["params"].items())
-                         + ("; " + "; ".join(m["warnings"]) if m["warnings"] else "")})  # fmt: skip
-    parts.append(_table(pd.DataFrame(rows), left=("Classifier", "Image", "Hyperparameters")))
-    fig = panel_roc_figure(results)
-    if fig:
-        parts.append(_fig(fig, "Test-set ROC of each classifier on the pre-SR (left) and post-SR (right) features, "
-                          "with the clinical model."))  # fmt: skip
-    drows = [{"Classifier": CLASSIFIER_LABELS[d["classifier"]], "A": f"{d['a']}-SR" if d["a"] in ("pre", "post") else d["a"],
-              "B": f"{d['b']}-SR" if d["b"] in ("pre", "post") else MODEL_LABELS.get(d["b"], d["b"]),
-              "AUC A": f"{d['auc_a']:.3f}", "AUC B": f"{d['auc_b']:.3f}",
-              "A − B [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
-              "p": fmt_p(d["p_value"])} for d in panel["delong"]]  # fmt: skip
-    if drows:
-        parts.append("<b>DeLong tests of the panel, test set</b>" + _table(pd.DataFrame(drows), left=("Classifier", "A", "B")))
-    if panel.get("skipped"):
-        parts.append("<p class='small'><b>Skipped:</b> " + "; ".join(f"{_esc(k)}: {_esc(v)}" for k, v in panel["skipped"].items()) + "</p>")
-    return parts
-
-
-def _regions_section(results: dict) -> list[str]:
-    regions = results["modeling"].get("regions")
-    if not regions:
-        return []
-    rows = []
-    for r in regions:
-        if "error" in r:
-            rows.append({"Region": r["region"], "Features": r["n_features"], "Pre-SR test AUC [95% CI]": "skipped",
-                         "Post-SR test AUC [95% CI]": _esc(r["error"]), "Post − pre": "", "DeLong p": ""})  # fmt: skip
-            continue
-        d = r["delong_post_vs_pre"]
-        rows.append({"Region": r["region"], "Features": r["n_features"],
-                     "Selected pre / post": f"{len(r['pre']['features'])} / {len(r['post']['features'])}",
-                     "Pre-SR test AUC [95% CI]": fmt_auc(r["pre"]["test"]), "Post-SR test AUC [95% CI]": fmt_auc(r["post"]["test"]),
-                     "Post − pre": f"{d['difference']:+.3f}", "DeLong p": fmt_p(d["p_value"])})  # fmt: skip
-    rad = results["config"]["radiomics"]
-    return ["<h2>4d. Peritumoral regions</h2><p>Rings of "
-            + ", ".join(f"{w:g}" for w in rad.get("peritumoral", []))
-            + " mm around the tumour (tumour excluded), made by a distance transform in millimetres on each image's "
-            "own grid and clipped to the liver mask where the table gives one; features per region; a radscore per "
-            "region and image fitted on the training set as above.</p>", _table(pd.DataFrame(rows), left=("Region",))]
-
-
-def _survival_section(results: dict) -> list[str]:
-    sv = results.get("survival")
-    if not sv:
-        return []
-    parts = ["<h2>9. Survival</h2><p>Risk groups: the best response model's prediction (probability of response at "
-             "or above its training-set Youden threshold) for every patient; Kaplan–Meier curves with 95% CIs and "
-             "the log-rank test; Cox proportional hazards (Efron ties, as R's coxph; lifelines) of the risk group and "
-             "the clinical candidates; Harrell's C of the model (bootstrap 95% CI).</p>"]
-    for endpoint, r in sv.items():
-        if "skipped" in r:
-            parts.append(f"<p><b>{_esc(endpoint)}: skipped</b> — {_esc(r['skipped'])}</p>")
-            continue
-        parts.append(_fig(km_figure(results, endpoint), f"{_esc(endpoint)}: Kaplan–Meier curves of the risk groups of "
-                          f"{_esc(r['best_model'])}."))  # fmt: skip
-        rows = [{"Covariate": c["covariate"], "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
-                 "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": fmt_p(c["p"])}
-                for c in r["cox"]]  # fmt: skip
-        a = r["cox_attrs"]
-        ci = r["c_index"]
-        parts.append(f"<b>Cox model, {_esc(endpoint)}</b> (n = {a['n']}, {a['events']} events; likelihood-ratio test "
-                     f"χ² {a['log_likelihood_ratio_test']['statistic']:.2f} on {a['log_likelihood_ratio_test']['df']} df, "
-                     f"p = {fmt_p(a['log_likelihood_ratio_test']['p'])}; Harrell's C of the response model "
-                     f"{ci['c_index']:.3f} [{ci['ci_low']:.3f}-{ci['ci_high']:.3f}])"
-                     + _table(pd.DataFrame(rows), left=("Covariate",)))  # fmt: skip
-    return parts
-
-
-def _deep_section(results: dict) -> list[str]:
-    dl = results.get("deep")
-    if not dl:
-        return []
-    if "skipped" in dl:
-        return [f"<h2>4e. Deep-learning models</h2><p><b>Skipped</b> — {_esc(dl['skipped'])}</p>"]
-    c = dl["config"]
-    rows = []
-    for image, m in dl["models"].items():
-        t = m["test"]
-        rows.append({"Model": f"{c['arch']}{' dual-branch (' + c['dual'] + ')' if c['dual'] else ''}, {image}-SR",
-                     "Train AUC": _num(m["train_auc"]), "Test AUC [95% CI]": fmt_auc(t),
-                     "Epochs": m["epochs"], "Inner val loss": _num(m["best_val_loss"])})  # fmt: skip
-    if "dlrcr" in dl:
-        t = dl["dlrcr"]["test"]
-        rows.append({"Model": "DLRCR: deep score (post-SR) + post-SR radscore + CR", "Train AUC": "",
-                     "Test AUC [95% CI]": fmt_auc(t), "Epochs": "",
-                     "Inner val loss": ""})  # fmt: skip
-    parts = [f"<h2>4e. Deep-learning models</h2><p>MONAI 3D {_esc(c['arch'])} (width ×{c['widen_factor']:g}) on a "
-             f"{c['crop_mm']:g} mm cube around the tumour centroid resampled to {c['crop_vox']}³ voxels, trained on the "
-             f"training patients (an inner {c['val_fraction']:.0%} stops it early; class-weighted; flips, ±10° in-plane "
-             f"rotations and intensity jitter; seed {c['seed']}), before and after SR separately.</p>",
-             _table(pd.DataFrame(rows), left=("Model",))]  # fmt: skip
-    if "delong_post_vs_pre" in dl:
-        d = dl["delong_post_vs_pre"]
-        parts.append(f"<p>Deep model, post- vs pre-SR (test set): ΔAUC {d['difference']:+.3f} "
-                     f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}], DeLong p = {fmt_p(d['p_value'])}."
-                     + (f" DLRCR vs RCR: ΔAUC {dl['dlrcr']['delong_vs_rcr']['difference']:+.3f}, p = "
-                        f"{fmt_p(dl['dlrcr']['delong_vs_rcr']['p_value'])}." if "dlrcr" in dl else "") + "</p>")  # fmt: skip
-    return parts
-
-
-def _readers_section(results: dict) -> list[str]:
-    rd = results.get("readers")
-    if not rd:
-        return []
-    if "skipped" in rd:
-        return [f"<h2>10. Readers</h2><p><b>Skipped</b> — {_esc(rd['skipped'])}</p>"]
-    rows = [{"Reader": r["reader"], "Scale": r["scale"],
-             "Test AUC [95% CI]": fmt_auc(r["test"]),
-             "Sensitivity": f"{r['sensitivity']:.3f}", "Specificity": f"{r['specificity']:.3f}",
-             "Best − reader": f"{r['delong_best_vs_reader']['difference']:+.3f}",
-             "DeLong p": fmt_p(r["delong_best_vs_reader"]["p_value"])} for r in rd["readers"]]  # fmt: skip
-    if rd.get("mean_of_readers"):
-        m = rd["mean_of_readers"]
-        rows.append({"Reader": "mean of readers", "Scale": "0-1", "Test AUC [95% CI]":
-                     f"{fmt_auc(m['test'])}",
-                     "Sensitivity": "", "Specificity": "", "Best − reader": f"{m['delong_best_vs_mean']['difference']:+.3f}",
-                     "DeLong p": fmt_p(m["delong_best_vs_mean"]["p_value"])})  # fmt: skip
-    b = rd["best_test"]
-    return [f"<h2>10. Readers</h2><p>The best model ({_esc(rd['best_model'])}, test AUC {b['auc']:.3f} "
-            f"[{b['ci_low']:.3f}-{b['ci_high']:.3f}]) against each reader on the test set; 1–5 scores are mapped to "
-            "0–1 for the mean; a reader calls a responder at probability ≥ 0.5 or score ≥ 3 (the points on the test-set "
-            "ROC figure).</p>", _table(pd.DataFrame(rows), left=("Reader", "Scale"))]  # fmt: skip
-
-
-def _comparators_section(results: dict) -> list[str]:
-    comp = results["modeling"].get("comparators") or []
-    if not comp:
-        return []
-    rows = [{"Comparator": c["comparator"], "Direction (from training set)": c["direction"],
-             "Test AUC [95% CI]": fmt_auc(c["test"]),
-             "Best model": c["best_model"], "Best − comparator": f"{c['delong_vs_best']['difference']:+.3f}",
-             "DeLong p": fmt_p(c["delong_vs_best"]["p_value"])} for c in comp]  # fmt: skip
-    return ["<h2>4c. Staging systems</h2><p>Each ordinal staging column as a score of its own, against the study's "
-            "best model (the panel's pick, else the post-SR radscore) on the test set.</p>",
-            _table(pd.DataFrame(rows), left=("Comparator", "Direction (from training set)", "Best model"))]  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# HTML
-
-
-def _performance_table(results: dict) -> pd.DataFrame:
-    mod = results["modeling"]
-    opt = {r["model"]: r for r in (mod.get("optimism") or [])}
-    rows = []
-    for m in MODEL_NAMES:
-        for name in ("train", "test"):
-            r = mod["roc"][name][m]
-            op = mod["operating_points"][name][m]
-            cal = mod["calibration"][name][m]
-
-
-            rows.append(
-                {
-                    "Model": MODEL_LABELS[m],
-                    "Set": name,
-                    "AUC [95% CI]": fmt_auc(r),
-                    "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
-                    "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
-                    "Specificity": _ci(op["specificity"], op["specificity_ci"]),
-                    "Youden threshold†": f"{op['threshold']:.3f}",
-                    "Brier": f"{cal['brier']:.3f}",
-                    "Corrected AUC*": (
-                        f"{opt[m]['corrected_auc']:.3f}" if name == "train" and m in opt else ""
-                    ),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _delong_table(results: dict, name: str) -> pd.DataFrame:
-    rows = []
-    for d in results["modeling"]["delong"][name]:
-        rows.append(
-            {
-                "Model A": MODEL_LABELS[d["model_a"]],
-                "Model B": MODEL_LABELS[d["model_b"]],
-                "AUC A": f"{d['auc_a']:.3f}",
-                "AUC B": f"{d['auc_b']:.3f}",
-                "A − B [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
-                "Z": _num(d["z"], 2),
-                "p": fmt_p(d["p_value"]),  # escaped by _table
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _or_table(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
+def _or_table(rows: tuple[dict, ...] | list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(list(rows))
     df = df[df["variable"] != "const"]
     return pd.DataFrame(
         {
@@ -342,177 +112,329 @@ def _or_table(rows: list[dict]) -> pd.DataFrame:
     )
 
 
-def render_html(results: dict) -> str:
-    """The whole report as one HTML string; everything comes from `results`."""
-    import matplotlib
+def _sets_line(r: StudyResult) -> str:
+    sp = r.split
+    if sp.source == "table":
+        how = "as the cohort table's <code>set</code> column gives them"
+    else:
+        how = (f"a stratified {1 - (sp.test_size or 0):.0%}:{sp.test_size or 0:.0%} split drawn with seed {sp.seed} "
+               "(the table has no <code>set</code> column)")  # fmt: skip
+    ext = (f"; external test set{'s' if len(sp.external) > 1 else ''}: <b>{', '.join(map(_esc, sp.external))}</b>"
+           if sp.external else "")  # fmt: skip
+    return f"Sets: {_esc(sp.describe())} ({how}){ext}. Every model is fitted on the train set only."
 
-    matplotlib.use("Agg")
-    mod = results["modeling"]
-    cfg = results["config"]
-    cohort = results["cohort"]
-    rad = results["radiomics"]
-    parts: list[str] = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-                        f"<title>srgan3d evaluation: {_esc(cohort['name'])}</title><style>{CSS}</style></head><body>"]  # fmt: skip
-    parts.append("<h1>Does super-resolution improve the radiomics prediction of response?</h1>")
-    parts.append(
-        f"<p class='small'>srgan3d {_esc(results['provenance']['versions'].get('srgan3d', ''))} · cohort "
-        f"<code>{_esc(cohort['path'])}</code> · {_esc(results['created'])}</p>"
-    )
-    if cohort.get("simulated"):
-        parts.append(
-            "<p class='banner'><b>Simulated data.</b> This cohort is srgan3d's built-in synthetic cohort: the "
-            "images are phantoms and the responses were <b>simulated</b> from a documented logistic model "
-            "(tumour diameter, arterial enhancement and fine tumour texture carry the signal). No figure in this "
-            "report says anything about real patients.</p>"
-        )
-    # Key findings
-    t = mod["roc"]["test"]
-    d = {(x["model_a"], x["model_b"]): x for x in mod["delong"]["test"]}[RADSCORE_MODELS]
-    opt = {r["model"]: r for r in (mod.get("optimism") or [])}
+
+# --------------------------------------------------------------------------------------------
+# Sections: each returns (title, parts) or None when it has nothing to show
+
+
+Section = tuple[str, list[str]]
+
+
+def _key_results(r: StudyResult) -> list[str]:
+    rad = r.radiomics
     sr_note = rad["sr_method"]
     if "generator" not in sr_note:
         sr_note += " (zero-filled k-space interpolation: no generator weights were used, so SR adds no new information)"
-    key = [
-        f"Super-resolution of each tumour: {_esc(sr_note)}; features on the {rad['spacing']} grids.",
-        f"{len(mod['train_ids'])} training and {len(mod['test_ids'])} test patients "
-        f"(stratified {1 - cfg['modeling']['test_size']:.0%}:{cfg['modeling']['test_size']:.0%} split, seed {cfg['modeling']['seed']}).",
-    ]
+    opt = {o["model"]: o for o in (r.fitted.optimism or ())}
+    tested = r.split.evaluation
+    key = [f"Super-resolution of each tumour: {_esc(sr_note)}; features on the {rad['spacing']} grids.", _sets_line(r)]
     for m in MODEL_NAMES:
-        line = f"{MODEL_LABELS[m]}: test AUC {fmt_auc(t[m])}"
-        if m in opt:
-            line += f"; optimism-corrected AUC {opt[m]['corrected_auc']:.3f} (bootstrap, all patients)"
+        aucs = "; ".join(f"{_esc(s)} AUC {fmt_auc(r.metrics[s].roc[m])}" for s in tested)
+        line = f"{MODEL_LABELS[m]}: {aucs}"
+        if m in opt and np.isfinite(opt[m]["corrected_auc"]):
+            line += f"; optimism-corrected AUC {opt[m]['corrected_auc']:.3f} (bootstrap, development patients)"
         key.append(line + ".")
-    key.append(
-        f"Post- vs pre-SR radiomics on the test set: ΔAUC {-d['difference']:+.3f}, DeLong p = {_esc(fmt_p(d['p_value']))}. "
-        f"With {len(mod['test_ids'])} test patients the intervals are wide; read the optimism-corrected AUCs beside them."
+    post, pre = RADSCORE_MODELS[1], RADSCORE_MODELS[0]
+    diffs = "; ".join(
+        f"{_esc(s)}: ΔAUC {r.metrics[s].delong_pair(post, pre)['difference']:+.3f}, DeLong p "
+        f"{_esc(fmt_p(r.metrics[s].delong_pair(post, pre)['p_value']))}" for s in tested
     )
-    parts.append(
-        "<div class='key'><b>Key results</b><ul>" + "".join(f"<li>{k}</li>" for k in key) + "</ul></div>"
-    )
+    key.append(f"Post- vs pre-SR radiomics (ΔAUC = post − pre throughout this report): {diffs}. With "
+               f"{r.metrics[r.split.primary].n} {_esc(r.split.primary)} patients the intervals are wide.")  # fmt: skip
+    key.append(f"Best model ({_esc(r.roster.best_rule)}): {_esc(r.roster.best_label)}.")
+    return ["<div class='key'><b>Key results</b><ul>" + "".join(f"<li>{k}</li>" for k in key) + "</ul></div>"]
 
-    parts.append("<h2>1. Cohort</h2>")
-    parts.append(
-        f"<p>{cohort['n_patients']} patients, {cohort['n_responders']} responders (mRECIST CR + PR) and "
-        f"{cohort['n_patients'] - cohort['n_responders']} non-responders (SD + PD)."
-        + (
-            f" Left out after failed feature extraction: {', '.join(map(_esc, cohort['failed']))}."
-            if cohort.get("failed")
-            else ""
-        )
-        + "</p>"
-    )
-    summ = pd.DataFrame(results["cohort_summary"])
+
+def _cohort_section(r: StudyResult) -> Section:
+    c = r.cohort
+    parts = [f"<p>{c['n_patients']} patients, {c['n_responders']} responders (mRECIST CR + PR) and "
+             f"{c['n_patients'] - c['n_responders']} non-responders (SD + PD)."
+             + (f" Left out after failed feature extraction: {', '.join(map(_esc, c['failed']))}." if c.get("failed") else "")
+             + "</p>"]  # fmt: skip
+    rows = [{"Set": name, "Patients": m.n, "Responders": m.n_responders, "Non-responders": m.n - m.n_responders,
+             "Role": "fitting" if name == TRAIN else ("internal test" if name == "test" else "external test")}
+            for name, m in r.metrics.items()]  # fmt: skip
+    parts.append("<p>" + _sets_line(r) + "</p>" + _table(pd.DataFrame(rows), left=("Set", "Role")))
+    summ = pd.DataFrame(list(r.cohort_summary))
     if len(summ):
         summ = summ.rename(columns={"variable": "Variable", "level": "", "responders": "Responders",
                                     "non_responders": "Non-responders", "test": "Test", "p_value": "p"})  # fmt: skip
         parts.append(_table(summ, left=("Variable", "", "Test"), formats={"p": fmt_p}))
+    return "Cohort", parts
 
-    candidates = list(cfg["modeling"]["clinical"])
-    entered = [r["variable"] for r in mod["clinical_multivariable"] if r["variable"] != "const"]
-    others = sorted({r["variable"] for r in results.get("cohort_summary", [])} - set(candidates))
-    parts.append(
-        "<h2>2. Clinical model</h2><p>Candidates considered: <b>"
-        + ", ".join(map(_esc, candidates))
+
+def _clinical_section(r: StudyResult) -> Section:
+    cfg = r.config["modeling"]
+    candidates = list(cfg["clinical"])
+    entered = [v["variable"] for v in r.fitted.clinical_multivariable if v["variable"] != "const"]
+    others = sorted({v["variable"] for v in r.cohort_summary} - set(candidates))
+    parts = [
+        "<p>Candidates considered: <b>" + ", ".join(map(_esc, candidates))
         + "</b> (the <code>clinical</code> modelling option; default: the study's tumour diameter and arterial "
         "enhancement)."
-        + (f" Other clinical columns of the cohort table, summarised in section 1 but <b>not</b> candidates: "
+        + (f" Other clinical columns of the cohort table, summarised in the cohort section but <b>not</b> candidates: "
            f"{', '.join(map(_esc, others))}." if others else "")
         + f" Univariable logistic regression of each candidate on the training set; those with p &lt; "
-        f"{cfg['modeling']['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
+        f"{cfg['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
         f"Entered: <b>{', '.join(map(_esc, entered))}</b>. Odds ratios per unit of each variable (per mm of "
-        "diameter; enhancement yes vs no).</p>"
-    )  # fmt: skip
-    parts.append("<b>Univariable</b>" + _table(_or_table(mod["clinical_univariable"]), left=("Variable",)))
-    parts.append(
-        "<b>Multivariable</b>" + _table(_or_table(mod["clinical_multivariable"]), left=("Variable",))
-    )
-    parts.append(
-        "<b>RCR: clinical-radiological + post-SR radscore</b>" + _table(_or_table(mod["combined_model"]), left=("Variable",))
-    )
+        "diameter; enhancement yes vs no).</p>",
+        "<b>Univariable</b>" + _table(_or_table(r.fitted.clinical_univariable), left=("Variable",)),
+        "<b>Multivariable</b>" + _table(_or_table(r.fitted.clinical_multivariable), left=("Variable",)),
+        "<b>RCR: clinical-radiological + post-SR radscore</b>" + _table(_or_table(r.fitted.combined_model), left=("Variable",)),
+    ]  # fmt: skip
+    return "Clinical model", parts
 
-    parts.append("<h2>3. Radiomics signatures</h2>")
-    parts.append(
-        f"<p>{rad['n_features']} pyradiomics features per image (parameter file <code>{_esc(Path(rad['params']).name)}</code>). "
-        "On the training set only: features that are constant or not finite are dropped; Mann–Whitney U screening "
-        f"(p &lt; {cfg['modeling']['screen_p']}, at least {cfg['modeling']['min_screened']} and at most "
-        f"{cfg['modeling']['max_screened']} features); of two features with |Spearman ρ| &gt; {cfg['modeling']['max_abs_spearman']} "
-        f"the less significant is dropped; LASSO-logistic regression with {cfg['modeling']['cv_folds']}-fold "
-        "cross-validated penalty (ROC AUC) gives the radscore, the model's log-odds; z(x) = (x − training mean) / training SD.</p>"
-    )
+
+def _radiomics_section(r: StudyResult) -> Section:
+    rad, cfg = r.radiomics, r.config["modeling"]
+    parts = [
+        f"<p>{rad['n_features']} pyradiomics features of the tumour per image (parameter file "
+        f"<code>{_esc(Path(rad['params']).name)}</code>)"
+        + (f"; with the peritumoral rings {rad['n_features_with_rings']} in all, used only in their own section"
+           if rad.get("n_features_with_rings", rad["n_features"]) != rad["n_features"] else "")
+        + ". On the training set only: features that are constant or not finite are dropped; Mann–Whitney U screening "
+        f"(p &lt; {cfg['screen_p']}, at least {cfg['min_screened']} and at most {cfg['max_screened']} features); of two "
+        f"features with |Spearman ρ| &gt; {cfg['max_abs_spearman']} the less significant is dropped; LASSO-logistic "
+        f"regression with {cfg['cv_folds']}-fold cross-validated penalty (ROC AUC) gives the radscore, the model's "
+        "log-odds; z(x) = (x − training mean) / training SD.</p>"
+    ]  # fmt: skip
     for name in RADSCORE_MODELS:
-        r = mod["radscore"][name]
+        rs = r.fitted.radscore[name]
         parts.append(
-            f"<p><b>{MODEL_LABELS[name]}</b>: {r['n_features_in']} features extracted; {r['n_variance_kept']} of them "
-            f"finite and not constant; {r['n_screen_passed']} pass the Mann–Whitney screen (p &lt; {cfg['modeling']['screen_p']}); "
-            f"{r['n_after_redundancy']} remain after the redundancy filter; LASSO keeps <b>{len(r['features'])}</b> (C = {r['C']:.3g}"
-            + (
-                "; the cross-validated optimum selected none, so the strongest penalty keeping one feature was used"
-                if r["fallback"]
-                else ""
-            )
-            + f").<br><code>{_esc(r['formula'])}</code></p>"
-        )
+            f"<p><b>{MODEL_LABELS[name]}</b>: {rs.n_features_in} features extracted; {rs.n_variance_kept} of them "
+            f"finite and not constant; {rs.n_screen_passed} pass the Mann–Whitney screen (p &lt; {cfg['screen_p']}); "
+            f"{rs.n_after_redundancy} remain after the redundancy filter; LASSO keeps <b>{len(rs.features)}</b> (C = {rs.C:.3g}"
+            + ("; the cross-validated optimum selected none, so the strongest penalty keeping one feature was used"
+               if rs.fallback else "")
+            + f").<br><code>{_esc(rs.formula)}</code></p>"
+        )  # fmt: skip
+    return "Radiomics signatures", parts
 
-    parts.append("<h2>4. Discrimination</h2>")
-    parts.append(_fig(roc_figure(results), "ROC curves of the four models on the training and test sets; legend: AUC "
-                      "[95% CI] by DeLong's method."))  # fmt: skip
-    parts.append(
-        "<p>Accuracy, sensitivity and specificity at the Youden threshold chosen on the training set and carried "
-        "unchanged to the test set, with Wilson 95% CIs. The optimism-corrected AUC (Harrell's bootstrap, "
-        f"{cfg['modeling']['n_bootstrap']} resamples, selection and fitting redone in each) uses all patients.</p>"
-    )
-    parts.append(_table(_performance_table(results), left=("Model", "Set")))
-    parts.append(
-        "<p class='small'>* Optimism-corrected AUC of the whole selection-and-fitting pipeline, "
-        "bootstrap over all patients; it does not depend on the one split. † Predicted probability of response "
-        "at or above which a patient is called a responder: Youden's J maximised on the training set, the same "
-        "value on both rows of a model.</p>"
-    )
-    parts.append(
-        "<b>DeLong tests, test set</b>" + _table(_delong_table(results, "test"), left=("Model A", "Model B"))
-    )
-    parts.append(
-        "<b>DeLong tests, training set</b>"
-        + _table(_delong_table(results, "train"), left=("Model A", "Model B"))
-    )
 
-    parts += _panel_section(results)
-    parts += _comparators_section(results)
-    parts += _regions_section(results)
-    parts += _deep_section(results)
-    parts.append("<h2>5. Clinical usefulness</h2>")
-    parts.append(_fig(dca_figure(results), "Net benefit on the test set of treating (here: predicting response for) the "
-                      "patients whose predicted probability is at or above each threshold."))  # fmt: skip
-    parts.append("<b>Net benefit at three threshold probabilities, test set</b>"
-                 + _table(_net_benefit_table(results), left=("Threshold",)))
-    nomo = nomogram_figure(results)
+def _discrimination_section(r: StudyResult) -> Section:
+    opt = {o["model"]: o for o in (r.fitted.optimism or ())}
+    parts = [_fig(roc_figure(r), "ROC curves of the models, one panel per set; legend: AUC [95% CI] by DeLong's method.")]
+    rows = []
+    for e in r.roster.models:
+        row = {"Model": e.label}
+        for s in r.sets:
+            row[f"{s} AUC [95% CI]"] = fmt_auc(r.metrics[s].roc[e.name])
+        row["Corrected AUC*"] = f"{opt[e.name]['corrected_auc']:.3f}" if e.name in opt else ""
+        row["Threshold†"] = f"{r.roster.thresholds[e.name]:.3f}"
+        rows.append(row)
+    parts.append(_table(pd.DataFrame(rows), left=("Model",)))
+    parts.append(
+        "<p class='small'>* Optimism-corrected AUC of the whole selection-and-fitting pipeline (Harrell's bootstrap, "
+        f"{r.config['modeling']['n_bootstrap']} resamples, selection and fitting redone in each) over the development "
+        "patients (train and test; external sets stay out). † Youden threshold: the predicted probability of "
+        "response at or above which a patient is called a responder, chosen on the training set and carried "
+        "unchanged to every other set.</p>"
+    )  # fmt: skip
+    rows = []
+    for e in r.roster.models:
+        for s in r.sets:
+            op = r.metrics[s].operating_points[e.name]
+            rows.append({"Model": e.label, "Set": s, "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
+                         "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
+                         "Specificity": _ci(op["specificity"], op["specificity_ci"])})  # fmt: skip
+    parts.append("<b>Operating points at the training threshold</b> (Wilson 95% CIs)"
+                 + _table(pd.DataFrame(rows), left=("Model", "Set")))
+    rows = []
+    first = r.metrics[r.sets[0]]
+    for d in first.delong:
+        row = {"Model A": r.roster.label(d["model_a"]), "Model B": r.roster.label(d["model_b"])}
+        for s in r.sets:
+            row[f"{s}: A − B [95% CI]; p"] = _delong_cell(r.metrics[s].delong_pair(d["model_a"], d["model_b"]))
+        rows.append(row)
+    parts.append("<b>DeLong tests, every pair, each set</b>" + _table(pd.DataFrame(rows), left=("Model A", "Model B")))
+    return "Discrimination", parts
+
+
+def _panel_section(r: StudyResult) -> Section | None:
+    from srgan3d.study.panel import CLASSIFIER_LABELS
+
+    panel = r.panel
+    if panel is None:
+        return None
+    f = panel.features
+    parts = [
+        f"<p>{len(panel.classifiers)} classifier{'s' if len(panel.classifiers) != 1 else ''} "
+        f"({', '.join(CLASSIFIER_LABELS[c] for c in panel.classifiers)}) on the features each image's radscore selected "
+        f"on the training set (pre-SR: {', '.join(map(_esc, f.get('pre') or ['none']))}; post-SR: "
+        f"{', '.join(map(_esc, f.get('post') or ['none']))}), standardised with training statistics. Hyperparameters by "
+        f"grid search with {panel.inner_cv_folds}-fold stratified cross-validation on the training set only (ROC AUC); "
+        "SVM probabilities Platt-calibrated on training folds. Thresholds: Youden on the training set. "
+        f"Optimism-corrected AUC: {panel.n_bootstrap} stratified bootstrap resamples of the development patients, "
+        "features and hyperparameters fixed as chosen.</p>"
+    ]  # fmt: skip
+    if panel.best:
+        b = panel.best
+        parts.append(f"<p><b>Best classifier: {_esc(CLASSIFIER_LABELS[b['classifier']])}, {b['image']}-SR features</b> "
+                     f"(training cross-validated AUC {b['cv_auc']:.3f}): chosen by {_esc(b['rule'])}.</p>")  # fmt: skip
+    tested = r.split.evaluation
+    rows = []
+    for name, images in panel.models.items():
+        for image, m in images.items():
+            row = {"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR", "Train CV AUC": _num(m.cv_auc),
+                   "Train AUC": _num(m.train_auc), "Corrected AUC": _num(m.corrected_auc)}  # fmt: skip
+            for s in tested:
+                op = m.operating_points[s]
+                row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
+                row[f"{s} sens / spec"] = f"{_num(op['sensitivity'])} / {_num(op['specificity'])}"
+            row["Threshold"] = f"{m.threshold:.3f}"
+            row["Hyperparameters"] = ", ".join(f"{k}={v}" for k, v in m.params.items()) + (
+                "; " + "; ".join(m.warnings) if m.warnings else "")
+            rows.append(row)
+    parts.append(_table(pd.DataFrame(rows), left=("Classifier", "Image", "Hyperparameters")))
+    fig = panel_roc_figure(r)
+    if fig:
+        parts.append(_fig(fig, "ROC of each classifier on each test set, pre-SR features dashed, post-SR solid, with "
+                          "the clinical model."))  # fmt: skip
+    drows = []
+    for i, d in enumerate(panel.delong[tested[0]] if tested and panel.delong else ()):
+        row = {"Classifier": CLASSIFIER_LABELS[d["classifier"]],
+               "A": f"{d['a']}-SR" if d["a"] in ("pre", "post") else d["a"],
+               "B": f"{d['b']}-SR" if d["b"] in ("pre", "post") else MODEL_LABELS.get(d["b"], d["b"])}  # fmt: skip
+        for s in tested:
+            row[f"{s}: A − B [95% CI]; p"] = _delong_cell(panel.delong[s][i])
+        drows.append(row)
+    if drows:
+        parts.append("<b>DeLong tests of the panel</b>" + _table(pd.DataFrame(drows), left=("Classifier", "A", "B")))
+    if panel.skipped:
+        parts.append("<p class='small'><b>Skipped:</b> " + "; ".join(f"{_esc(k)}: {_esc(v)}" for k, v in panel.skipped.items()) + "</p>")
+    return "Classifier panel", parts
+
+
+def _comparators_section(r: StudyResult) -> Section | None:
+    if not r.comparators:
+        return None
+    rows = []
+    for c in r.comparators:
+        row = {"Comparator": c.comparator, "Direction (from training set)": c.direction}
+        for s in r.split.evaluation:
+            row[f"{s} AUC [95% CI]"] = fmt_auc(c.roc[s])
+            row[f"{s}: best − comparator; p"] = _delong_cell(c.delong_vs_best[s])
+        rows.append(row)
+    return "Staging systems", [
+        f"<p>Each ordinal staging column as a score of its own, against the study's best model "
+        f"({_esc(r.roster.best_label)}) on each test set.</p>",
+        _table(pd.DataFrame(rows), left=("Comparator", "Direction (from training set)"))]  # fmt: skip
+
+
+def _regions_section(r: StudyResult) -> Section | None:
+    if not r.regions:
+        return None
+    tested = r.split.evaluation
+    rows = []
+    for g in r.regions:
+        row: dict[str, Any] = {"Region": g.region, "Features": g.n_features}
+        if g.error:
+            row["Result"] = f"skipped: {g.error}"
+            rows.append(row)
+            continue
+        row["Selected pre / post"] = f"{len(g.images['pre']['features'])} / {len(g.images['post']['features'])}"
+        for s in tested:
+            row[f"{s} pre-SR AUC"] = fmt_auc(g.images["pre"]["roc"][s])
+            row[f"{s} post-SR AUC"] = fmt_auc(g.images["post"]["roc"][s])
+            row[f"{s}: post − pre; p"] = _delong_cell(g.delong_post_vs_pre[s])
+        rows.append(row)
+    widths = ", ".join(f"{w:g}" for w in r.config["radiomics"].get("peritumoral", []))
+    return "Peritumoral regions", [
+        f"<p>Rings of {widths} mm around the tumour (tumour excluded), made by a distance transform in millimetres on "
+        "each image's own grid and clipped to the liver mask where the table gives one; features per region; a "
+        "radscore per region and image fitted on the training set as above.</p>",
+        _table(pd.DataFrame(rows), left=("Region", "Result"))]  # fmt: skip
+
+
+def _deep_section(r: StudyResult) -> Section | None:
+    dl = r.deep
+    if dl is None:
+        return None
+    if dl.skipped:
+        return "Deep-learning models", [f"<p><b>Skipped</b> — {_esc(dl.skipped)}</p>"]
+    c = dl.config
+    tested = r.split.evaluation
+    rows = []
+    for image, m in dl.models.items():
+        row = {"Model": f"{c['arch']}{' dual-branch (' + c['dual'] + ')' if c['dual'] else ''}, {image}-SR",
+               "Train AUC": _num(m.train_auc)}  # fmt: skip
+        for s in tested:
+            row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
+        row.update({"Epochs": m.epochs, "Inner val loss": _num(m.best_val_loss)})
+        rows.append(row)
+    if dl.dlrcr:
+        row = {"Model": "DLRCR: deep score (post-SR) + post-SR radscore + CR", "Train AUC": _num(r.metrics[TRAIN].roc["dlrcr"]["auc"])}
+        for s in tested:
+            row[f"{s} AUC [95% CI]"] = fmt_auc(r.metrics[s].roc["dlrcr"])
+        row.update({"Epochs": "", "Inner val loss": ""})
+        rows.append(row)
+    parts = [f"<p>MONAI 3D {_esc(c['arch'])} (width ×{c['widen_factor']:g}) on a {c['crop_mm']:g} mm cube around the "
+             f"tumour centroid resampled to {c['crop_vox']}³ voxels, trained on the training patients (an inner "
+             f"{c['val_fraction']:.0%} stops it early; class-weighted; flips, ±10° in-plane rotations and intensity "
+             f"jitter; seed {c['seed']}), before and after SR separately.</p>",
+             _table(pd.DataFrame(rows), left=("Model",))]  # fmt: skip
+    if dl.delong_post_vs_pre:
+        lines = []
+        for s in tested:
+            line = f"{_esc(s)}: deep post − pre {_delong_cell(dl.delong_post_vs_pre[s])}"
+            if dl.dlrcr:
+                line += f"; DLRCR − RCR {_delong_cell(r.metrics[s].delong_pair('dlrcr', 'clinical_post_sr'))}"
+            lines.append(line)
+        parts.append("<p>DeLong: " + ". ".join(lines) + ".</p>")
+    return "Deep-learning models", parts
+
+
+def _usefulness_section(r: StudyResult) -> Section:
+    parts = [_fig(dca_figure(r), "Net benefit of treating (here: predicting response for) the patients whose predicted "
+                  "probability is at or above each threshold, one panel per set.")]  # fmt: skip
+    rows = []
+    for s in r.sets:
+        dc = pd.DataFrame(r.metrics[s].decision_curve).set_index("threshold")
+        for t in (0.2, 0.4, 0.6):
+            i = int(np.argmin(np.abs(dc.index.to_numpy() - t)))
+            row = dc.iloc[i]
+            rows.append({"Set": s, "Threshold": f"{t:.1f}", **{e.label: f"{row[e.name]:.3f}" for e in r.roster.models},
+                         "Treat all": f"{row['treat_all']:.3f}", "Treat none": "0.000"})  # fmt: skip
+    parts.append("<b>Net benefit at three threshold probabilities</b>" + _table(pd.DataFrame(rows), left=("Set",)))
+    nomo = nomogram_figure(r)
     if nomo:
         parts.append(_fig(nomo, "Nomogram of the combined logistic model (clinical-radiological variables + post-SR "
                           "radscore, RCR), fitted on the training set: read each predictor's points, add them, and "
                           "read the probability of response below the total."))  # fmt: skip
-    parts.append("<h2>6. Calibration</h2>")
-    parts.append(_fig(calibration_figure(results), "Observed fraction of responders against mean predicted probability "
-                      "in groups of equal size (10 on the training set, 5 on the test set)."))  # fmt: skip
-    crow = []
-    for name in ("train", "test"):
-        for m in MODEL_NAMES:
-            c = mod["calibration"][name][m]
-            crow.append({"Model": MODEL_LABELS[m], "Set": name, "Brier": _num(c["brier"]),
-                         "Slope": _num(c["slope"], 2), "Intercept": _num(c["intercept"], 2),
-                         "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
-                         "HL p": fmt_p(c["hl_p_value"])})  # fmt: skip
-    for name in ("train", "test"):
-        for label, _, c in extra_calibration(results, name):
-            crow.append({"Model": label, "Set": name, "Brier": _num(c["brier"]), "Slope": _num(c["slope"], 2),
+    return "Clinical usefulness", parts
+
+
+def _calibration_section(r: StudyResult) -> Section:
+    parts = [_fig(calibration_figure(r), "Observed fraction of responders against mean predicted probability in groups "
+                  "of equal size (10 on sets of 100 patients or more, else 5), one panel per set.")]  # fmt: skip
+    rows = []
+    for e in r.roster.models:
+        for s in r.sets:
+            c = r.metrics[s].calibration[e.name]
+            rows.append({"Model": e.label, "Set": s, "Brier": _num(c["brier"]), "Slope": _num(c["slope"], 2),
                          "Intercept": _num(c["intercept"], 2),
                          "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
                          "HL p": fmt_p(c["hl_p_value"])})  # fmt: skip
-    parts.append(_table(pd.DataFrame(crow), left=("Model", "Set")))
+    parts.append(_table(pd.DataFrame(rows), left=("Model", "Set")))
     parts.append("<p class='small'>Slope: logistic recalibration slope (1 ideal, &lt; 1 predictions too extreme; "
-                 "– when the predictions separate the classes perfectly). Intercept: calibration-in-the-large.</p>")  # fmt: skip
+                 "– when the predictions separate the classes perfectly). Intercept: calibration-in-the-large.</p>")
+    return "Calibration", parts
 
-    parts.append("<h2>7. Images</h2>")
-    quality = results.get("sr_quality")
+
+def _images_section(r: StudyResult) -> Section | None:
+    parts = []
+    quality = r.sr_quality
     if quality:
         qdf = pd.DataFrame(quality["results"])
         qdf = pd.DataFrame({"Method": qdf["method"], "PSNR dB (body)": qdf["psnr_db"].map(lambda v: f"{v:.2f}"),
@@ -523,15 +445,76 @@ def render_html(results: dict) -> str:
             f"({_esc('x'.join(map(str, quality['hr_shape'])))} voxels), degraded 2x by k-space truncation and "
             "upscaled by each method, scored against its true high resolution. "
             + ("<b>Simulated:</b> a phantom proves the plumbing, not the quality on patients; "
-               "see the weights' model card for held-out real MRI. " if stamp_for(results) else "")
+               "see the weights' model card for held-out real MRI. " if stamp_for(r) else "")
             + "</p>" + _table(qdf, left=("Method",))
         )  # fmt: skip
-    ex = examples_figure(results)
+    ex = examples_figure(r)
     if ex:
         parts.append(_fig(ex, "Axial slice through the centre of the tumour VOI (yellow outline) before and after "
-                          f"super-resolution ({_esc(rad['sr_method'])}); the same physical field of view."))  # fmt: skip
-    later = _survival_section(results) + _readers_section(results)
-    parts.append("<h2>8. Methods and provenance</h2>")
+                          f"super-resolution ({_esc(r.radiomics['sr_method'])}); the same physical field of view."))  # fmt: skip
+    return ("Images", parts) if parts else None
+
+
+def _survival_section(r: StudyResult) -> Section | None:
+    if r.survival is None:
+        return None
+    parts = ["<p>Risk groups: the best model's prediction (probability of response at or above its training-set "
+             f"threshold, {_esc(r.roster.best_label)}), in each set apart; Kaplan–Meier curves with 95% CIs and the "
+             "log-rank test; Cox proportional hazards (Efron ties, as R's coxph; lifelines) of the risk group and the "
+             "clinical candidates; Harrell's C of the model (bootstrap 95% CI).</p>"]  # fmt: skip
+    for ep in r.survival.endpoints:
+        if ep.skipped:
+            parts.append(f"<p><b>{_esc(ep.endpoint)}: skipped</b> — {_esc(ep.skipped)}</p>")
+            continue
+        if any(not sv.skipped for sv in ep.sets.values()):
+            parts.append(_fig(km_figure(r, ep), f"{_esc(ep.endpoint)}: Kaplan–Meier curves of the risk groups of "
+                              f"{_esc(ep.best_model)}, one panel per set."))  # fmt: skip
+        for s, sv in ep.sets.items():
+            if sv.skipped:
+                parts.append(f"<p><b>{_esc(ep.endpoint)}, {_esc(s)} set: skipped</b> — {_esc(sv.skipped)}</p>")
+                continue
+            rows = [{"Covariate": c["covariate"], "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
+                     "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": fmt_p(c["p"])}
+                    for c in sv.cox]  # fmt: skip
+            a, ci = sv.cox_attrs or {}, sv.c_index or {}
+            lr = a["log_likelihood_ratio_test"]
+            parts.append(f"<b>Cox model, {_esc(ep.endpoint)}, {_esc(s)} set</b> (n = {a['n']}, {a['events']} events; "
+                         f"likelihood-ratio test χ² {lr['statistic']:.2f} on {lr['df']} df, p {fmt_p(lr['p'])}; "
+                         f"Harrell's C of the response model {ci['c_index']:.3f} [{ci['ci_low']:.3f}-{ci['ci_high']:.3f}])"
+                         + _table(pd.DataFrame(rows), left=("Covariate",)))  # fmt: skip
+    return "Survival", parts
+
+
+def _readers_section(r: StudyResult) -> Section | None:
+    rd = r.readers
+    if rd is None:
+        return None
+    if rd.skipped:
+        return "Readers", [f"<p><b>Skipped</b> — {_esc(rd.skipped)}</p>"]
+    names = [x["reader"] for x in next(iter(rd.sets.values())).readers]
+    rows = []
+    for i, name in enumerate([*names, "mean of readers"]):
+        row = {"Reader": name}
+        for s, rs in rd.sets.items():
+            if i < len(names):
+                x = rs.readers[i]
+                row[f"{s} AUC [95% CI]"] = fmt_auc(x["roc"])
+                row[f"{s} sens / spec"] = f"{x['sensitivity']:.3f} / {x['specificity']:.3f}"
+                row[f"{s}: best − reader; p"] = _delong_cell(x["delong_best_vs_reader"])
+            elif rs.mean_of_readers:
+                row[f"{s} AUC [95% CI]"] = fmt_auc(rs.mean_of_readers["roc"])
+                row[f"{s} sens / spec"] = ""
+                row[f"{s}: best − reader; p"] = _delong_cell(rs.mean_of_readers["delong_best_vs_mean"])
+        if len(row) > 1:
+            rows.append(row)
+    best = "; ".join(f"{_esc(s)} AUC {fmt_auc(rs.best)}" for s, rs in rd.sets.items())
+    return "Readers", [f"<p>The best model ({_esc(rd.best_model)}: {best}) against each reader on each test set; 1–5 "
+                       "scores are mapped to 0–1 for the mean; a reader calls a responder at probability ≥ 0.5 or "
+                       "score ≥ 3 (the points on the ROC figure).</p>", _table(pd.DataFrame(rows), left=("Reader",))]  # fmt: skip
+
+
+def _methods_section(r: StudyResult) -> Section:
+    rad, cfg = r.radiomics, r.config
     spacing_text = (
         "<b>native</b>: features were computed on each image's own grid (pre-SR "
         f"{_esc(rad['lr_spacing_mm'])} mm, post-SR {_esc(rad['sr_spacing_mm'])} mm). Texture matrices work at a distance of "
@@ -540,31 +523,91 @@ def render_html(results: dict) -> str:
         else f"<b>common</b>: both images were resampled (B-spline; masks nearest neighbour) to one isotropic grid of "
         f"{rad['common_spacing_mm']:.3g} mm before extraction, so pre- and post-SR features describe the same physical scale."
     )
-    parts.append(
+    return "Methods and provenance", [
         "<ul>"
-        f"<li>Super-resolution: {_esc(rad['sr_method'])} 2x, applied to each VOI's bounding box plus "
+        f"<li>Super-resolution: {_esc(rad['sr_method'])}, applied to each VOI's bounding box plus "
         f"{rad['margin_vox']} LR voxels; weights sha256 <code>{_esc(rad.get('weights_sha256') or 'n/a (no generator used)')}</code>.</li>"
         "<li>The VOI drawn on the LR image is carried to the SR grid by the affine rule (trilinear interpolation of "
         "the binary mask at the SR voxel centres, threshold 0.5), unless a re-delineated mask was given.</li>"
         f"<li>Spacing policy {spacing_text}</li>"
+        f"<li>{_sets_line(r)}</li>"
         f"<li>Seed {cfg['modeling']['seed']}; modelling options: <code>{_esc(json.dumps(cfg['modeling']))}</code></li>"
         f"<li>Radiomics options: <code>{_esc(json.dumps(cfg['radiomics']))}</code></li>"
-        f"<li>Versions: <code>{_esc(json.dumps(results['provenance']['versions']))}</code></li>"
+        f"<li>Versions: <code>{_esc(json.dumps(r.provenance['versions']))}</code></li>"
         "</ul><p class='small'>Statistics: AUC CIs and paired comparisons by DeLong's method (fast algorithm of "
         "Sun &amp; Xu), as pROC; net benefit TP/n − FP/n·pt/(1 − pt), as dcurves; odds ratios from statsmodels. "
-        "Machine-readable results: <code>results.json</code>, <code>predictions.csv</code>, "
-        "<code>coefficients.csv</code>, <code>features_pre.csv</code>, <code>features_post.csv</code>.</p>"
-    )
-    parts += later
+        "Machine-readable results: <code>results.json</code> (schema version "
+        f"{r.schema_version}), <code>predictions.csv</code> (with each patient's set), <code>coefficients.csv</code>, "
+        "<code>features_pre.csv</code>, <code>features_post.csv</code>.</p>"]  # fmt: skip
+
+
+#: The report's sections in order; their numbers follow from this list.
+SECTIONS: tuple[Callable[[StudyResult], Section | None], ...] = (
+    _cohort_section, _clinical_section, _radiomics_section, _discrimination_section, _panel_section,
+    _comparators_section, _regions_section, _deep_section, _usefulness_section, _calibration_section,
+    _images_section, _survival_section, _readers_section, _methods_section,
+)  # fmt: skip
+
+
+def render_html(results: StudyResult) -> str:
+    """The whole report as one HTML string; everything comes from `results`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    r = results
+    c = r.cohort
+    parts: list[str] = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+                        f"<title>srgan3d evaluation: {_esc(c['name'])}</title><style>{CSS}</style></head><body>",
+                        "<h1>Does super-resolution improve the radiomics prediction of response?</h1>",
+                        f"<p class='small'>srgan3d {_esc(r.provenance['versions'].get('srgan3d', ''))} · cohort "
+                        f"<code>{_esc(c['name'])}/{_esc(c.get('file', ''))}</code> · {_esc(r.created)}</p>"]  # fmt: skip
+    if c.get("simulated"):
+        parts.append(
+            "<p class='banner'><b>Simulated data.</b> This cohort is srgan3d's built-in synthetic cohort: the "
+            "images are phantoms and the responses were <b>simulated</b> from a documented logistic model "
+            "(tumour diameter, arterial enhancement and fine tumour texture carry the signal). No figure in this "
+            "report says anything about real patients.</p>"
+        )
+    parts += _key_results(r)
+    number = 0
+    for section in SECTIONS:
+        made = section(r)
+        if made is None:
+            continue
+        number += 1
+        title, body = made
+        parts.append(f"<h2>{number}. {_esc(title)}</h2>")
+        parts += body
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(outdir: str | Path) -> Path:
-    """Render `outdir/report.html` from `outdir/results.json` (atomically)."""
-    outdir = Path(outdir)
-    src = outdir / "results.json"
+def terminal_summary(results: StudyResult) -> str:
+    """A plain-text table of the study's AUCs per set, for the terminal."""
+    r = results
+    opt = {o["model"]: o["corrected_auc"] for o in (r.fitted.optimism or ())}
+    tested = r.split.evaluation
+    head = f"{'model':30s} {'train AUC':>9s}" + "".join(f" {s + ' AUC [95% CI]':>26s}" for s in tested) + f" {'corrected':>9s}"
+    lines = [head]
+    for m in MODEL_NAMES:
+        row = f"{MODEL_LABELS[m]:30s} {r.metrics[TRAIN].roc[m]['auc']:9.3f}"
+        for s in tested:
+            row += f" {fmt_auc(r.metrics[s].roc[m]):>26s}"
+        lines.append(row + f" {opt.get(m, float('nan')):9.3f}")
+    for s in tested:
+        d = r.metrics[s].delong_pair(RADSCORE_MODELS[1], RADSCORE_MODELS[0])
+        lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {d['difference']:+.3f}, {fmt_p_eq(d['p_value'])}")
+    return "\n".join(lines)
+
+
+def read_results(outdir: str | Path) -> StudyResult:
+    """The study's result tree from `outdir/results.json`."""
+    src = Path(outdir) / "results.json"
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found; run `srgan3d evaluate COHORT.csv -o {outdir}` first")
-    results = json.loads(src.read_text())
-    return write_text_atomic(outdir / "report.html", render_html(results))
+    return StudyResult.from_dict(json.loads(src.read_text()))
+
+
+def write_report(outdir: str | Path) -> Path:
+    """Render `outdir/report.html` from `outdir/results.json` (atomically)."""
+    return write_text_atomic(Path(outdir) / "report.html", render_html(read_results(outdir)))

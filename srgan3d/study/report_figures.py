@@ -1,4 +1,5 @@
-"""The report's figures: each a function of results.json alone, returned as a PNG data URI with
+"""The report's figures: each a function of the study's result tree (results.json) alone, one panel
+per set of the split, returned as a PNG data URI with
 the simulated-data stamp in its pixels when the cohort is simulated."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
-from srgan3d.study.modeling import MODEL_COLOURS, MODEL_LABELS, MODEL_NAMES
+from srgan3d.study.results import StudyResult, SurvivalEndpoint
 
 
 def fmt_p(p: float | None) -> str:
@@ -34,8 +35,8 @@ def fmt_p_eq(p: float | None) -> str:
 SIMULATED_STAMP = "SIMULATED DATA: srgan3d synthetic cohort, not patients"
 
 
-def stamp_for(results: dict) -> str | None:
-    return SIMULATED_STAMP if results.get("cohort", {}).get("simulated") else None
+def stamp_for(results: StudyResult) -> str | None:
+    return SIMULATED_STAMP if results.cohort.get("simulated") else None
 
 
 def _png(fig: Any, stamp: str | None = None) -> str:
@@ -53,104 +54,107 @@ def _png(fig: Any, stamp: str | None = None) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _predictions(results: dict) -> pd.DataFrame:
-    return pd.DataFrame(results["predictions"])
+def _predictions(results: StudyResult) -> pd.DataFrame:
+    return pd.DataFrame(results.predictions)
 
 
-def roc_figure(results: dict) -> str:
+def _panels(n: int, size: float = 5.0) -> tuple[Any, list[Any]]:
+    """A row of `n` square panels (one per set)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.5, size), squeeze=False)
+    return fig, list(axes[0])
+
+
+def set_title(results: StudyResult, name: str) -> str:
+    """'test set (n = 24: 13 responders, 11 non-responders)', the set named as the table names it."""
+    m = results.metrics[name]
+    return f"{name} set (n = {m.n}: {m.n_responders} responders, {m.n - m.n_responders} non-responders)"
+
+
+def roc_figure(results: StudyResult) -> str:
+    """ROC of every roster model, one panel per set; readers' points on the test sets."""
     pred = _predictions(results)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, name in zip(axes, ("train", "test"), strict=True):
+    fig, axes = _panels(len(results.sets))
+    readers = results.readers
+    for ax, name in zip(axes, results.sets, strict=True):
         sub = pred[pred["set"] == name]
         y = sub["label"].to_numpy(int)
-        for m in MODEL_NAMES:
-            pts = stats.roc_points(y, sub[m].to_numpy())
-            r = results["modeling"]["roc"][name][m]
-            ax.step(pts["fpr"], pts["tpr"], where="post", color=MODEL_COLOURS[m], lw=2,
-                    label=f"{MODEL_LABELS[m]}: {fmt_auc(r)}")  # fmt: skip
+        for e in results.roster.models:
+            pts = stats.roc_points(y, sub[e.name].to_numpy())
+            r = results.metrics[name].roc[e.name]
+            ax.step(pts["fpr"], pts["tpr"], where="post", color=e.colour, lw=2 if e.family == "study" else 1.5,
+                    ls="-" if e.family == "study" else "-.", label=f"{e.label}: {fmt_auc(r)}")  # fmt: skip
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
-        readers = results.get("readers") or {}
-        if name == "test" and readers.get("readers"):
-            for i, r in enumerate(readers["readers"]):
+        if readers is not None and name in readers.sets:
+            for i, r in enumerate(readers.sets[name].readers):
                 ax.plot(1 - r["specificity"], r["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
-                        label=f"{r['reader'].replace('_', ' ')}: AUC {r['test']['auc']:.3f}")  # fmt: skip
-        n1, n0 = int(y.sum()), int(len(y) - y.sum())
-        ax.set(title=f"{name.capitalize()} set (n = {len(y)}: {n1} responders, {n0} non-responders)",
-               xlabel="1 − specificity", ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
-        ax.legend(loc="lower right", fontsize=8, title="AUC [95% CI, DeLong]", title_fontsize=8)
+                        label=f"{r['reader'].replace('_', ' ')}: AUC {r['roc']['auc']:.3f}")  # fmt: skip
+        ax.set(title=set_title(results, name), xlabel="1 − specificity", ylabel="Sensitivity",
+               xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
+        ax.title.set_fontsize(10)
+        ax.legend(loc="lower right", fontsize=7, title="AUC [95% CI, DeLong]", title_fontsize=7)
         ax.set_aspect("equal")
     return _png(fig, stamp_for(results))
 
 
-def dca_figure(results: dict) -> str:
-    import matplotlib.pyplot as plt
-
-    dc = pd.DataFrame(results["modeling"]["decision_curve"]).set_index("threshold")
-    extra = results["modeling"].get("extra_models") or {}
-    for key, e in extra.items():
-        dc[key] = e["decision_curve"]["net_benefit"]
-    dc = dc[dc.index <= 0.95]
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.plot(dc.index, dc["treat_all"], color="#555", lw=1.5, label="Treat all")
-    ax.plot(dc.index, dc["treat_none"], color="#000", lw=1.5, ls="--", label="Treat none")
-    for m in MODEL_NAMES:
-        ax.plot(dc.index, dc[m], color=MODEL_COLOURS[m], lw=2, label=MODEL_LABELS[m])
-    for key, e in extra.items():
-        ax.plot(dc.index, dc[key], color=e["colour"], lw=1.6, ls="-.", label=e["label"])
-    top = float(np.nanmax(dc.to_numpy()))
-    ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
-           title="Decision curves, test set")  # fmt: skip
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+def dca_figure(results: StudyResult) -> str:
+    """Decision curves of every roster model, one panel per set."""
+    fig, axes = _panels(len(results.sets), 4.6)
+    for ax, name in zip(axes, results.sets, strict=True):
+        dc = pd.DataFrame(results.metrics[name].decision_curve).set_index("threshold")
+        dc = dc[dc.index <= 0.95]
+        ax.plot(dc.index, dc["treat_all"], color="#555", lw=1.5, label="Treat all")
+        ax.plot(dc.index, dc["treat_none"], color="#000", lw=1.5, ls="--", label="Treat none")
+        for e in results.roster.models:
+            ax.plot(dc.index, dc[e.name], color=e.colour, lw=2 if e.family == "study" else 1.6,
+                    ls="-" if e.family == "study" else "-.", label=e.label)  # fmt: skip
+        top = float(np.nanmax(dc.to_numpy()))
+        ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
+               title=f"Decision curves, {set_title(results, name)}")  # fmt: skip
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     return _png(fig, stamp_for(results))
 
 
-def calibration_figure(results: dict) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, name in zip(axes, ("train", "test"), strict=True):
-        for m in MODEL_NAMES:
-            c = results["modeling"]["calibration"][name][m]["curve"]
-            ax.plot(c["mean_predicted"], c["observed"], "o-", color=MODEL_COLOURS[m], label=MODEL_LABELS[m], ms=4)
-        for label, colour, c in extra_calibration(results, name):
-            ax.plot(c["curve"]["mean_predicted"], c["curve"]["observed"], "s-.", color=colour, label=label, ms=4)
+def calibration_figure(results: StudyResult) -> str:
+    fig, axes = _panels(len(results.sets))
+    for ax, name in zip(axes, results.sets, strict=True):
+        for e in results.roster.models:
+            c = results.metrics[name].calibration[e.name]["curve"]
+            ax.plot(c["mean_predicted"], c["observed"], "o-" if e.family == "study" else "s-.", color=e.colour,
+                    label=e.label, ms=4)  # fmt: skip
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
-        ax.set(title=f"Calibration, {name} set",
+        ax.set(title=f"Calibration, {set_title(results, name)}",
                xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
                xlim=(0, 1), ylim=(-0.02, 1.02))  # fmt: skip
-        ax.legend(fontsize=8)
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
         ax.set_aspect("equal")
     return _png(fig, stamp_for(results))
 
 
-def extra_calibration(results: dict, name: str) -> list[tuple[str, str, dict]]:
-    """(label, colour, calibration dict) of the extra models on one set."""
-    return [(e["label"], e["colour"], e["calibration"][name])
-            for e in (results["modeling"].get("extra_models") or {}).values()]  # fmt: skip
-
-
-def examples_figure(results: dict) -> str | None:
+def examples_figure(results: StudyResult) -> str | None:
     import matplotlib.pyplot as plt
 
-    examples = results.get("examples") or []
+    examples = results.examples
     if not examples:
         return None
     fig, axes = plt.subplots(len(examples), 2, figsize=(8, 4 * len(examples)), squeeze=False)
     for row, ex in zip(axes, examples, strict=True):
         for ax, key, title in ((row[0], "lr", "before SR"), (row[1], "sr", "after SR")):
-            img = np.asarray(ex[key]["image"], float)
-            mask = np.asarray(ex[key]["mask"], float)
+            part = getattr(ex, key)
+            img = np.asarray(part["image"], float)
+            mask = np.asarray(part["mask"], float)
             # shown in radiological convention: patient's right on the left, anterior at the top
-            for axis, flip in enumerate(ex[key].get("flip", [False, False])):
+            for axis, flip in enumerate(part.get("flip", [False, False])):
                 if flip:
                     img, mask = np.flip(img, axis), np.flip(mask, axis)
-            sp = ex[key]["spacing_mm"]
+            sp = part["spacing_mm"]
             extent = (0, img.shape[0] * sp[0], 0, img.shape[1] * sp[1])
             lo, hi = np.percentile(img, [1, 99.5])
             ax.imshow(
@@ -158,7 +162,7 @@ def examples_figure(results: dict) -> str | None:
             )
             ax.contour(mask.T, levels=[0.5], colors="#ffcc00", linewidths=1.2, origin="lower", extent=extent)
             ax.set_title(
-                f"{ex['patient_id']} ({ex['response']}), {title}: {sp[0]:.2f} × {sp[1]:.2f} mm", fontsize=9
+                f"{ex.patient_id} ({ex.response}, {ex.set} set), {title}: {sp[0]:.2f} × {sp[1]:.2f} mm", fontsize=9
             )
             ax.set_xticks([])
             ax.set_yticks([])
@@ -166,50 +170,51 @@ def examples_figure(results: dict) -> str | None:
     return _png(fig, stamp_for(results))
 
 
-def panel_roc_figure(results: dict) -> str | None:
-    """Test-set ROC of each panel classifier, pre-SR (dashed) and post-SR (solid), with the
-    clinical model."""
+def panel_roc_figure(results: StudyResult) -> str | None:
+    """ROC of each panel classifier on each test set, pre-SR (dashed) and post-SR (solid), with
+    the clinical model: one panel per test set."""
     import matplotlib.pyplot as plt
 
     from srgan3d.study.panel import CLASSIFIER_LABELS
 
-    panel = results["modeling"].get("panel") or {}
-    if not panel.get("models"):
+    panel = results.panel
+    if panel is None or not panel.models:
         return None
     pred = _predictions(results)
-    test = (pred["set"] == "test").to_numpy()
-    y = pred["label"].to_numpy(int)[test]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    tested = results.split.evaluation
+    fig, axes = plt.subplots(1, len(tested), figsize=(5.5 * len(tested) + 0.5, 5.5), squeeze=False)
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    for ax, image in zip(axes, ("pre", "post"), strict=True):
-        for colour, (name, images) in zip(colours, panel["models"].items(), strict=False):
-            if image not in images:
-                continue
-            p = np.asarray(panel["predictions"][f"{name}_{image}"])[test]
-            pts = stats.roc_points(y, p)
-            r = images[image]["test"]
-            ax.step(pts["fpr"], pts["tpr"], where="post", color=colour, lw=1.8,
-                    label=f"{CLASSIFIER_LABELS[name]}: {fmt_auc(r)}")  # fmt: skip
-        pts = stats.roc_points(y, pred["clinical"].to_numpy()[test])
-        ax.step(pts["fpr"], pts["tpr"], where="post", color="#555", lw=1.2, ls="--", label="Clinical (CR)")
+    for ax, name in zip(axes[0], tested, strict=True):
+        sub = pred[pred["set"] == name]
+        y = sub["label"].to_numpy(int)
+        for colour, (clf, images) in zip(colours, panel.models.items(), strict=False):
+            for image, ls in (("pre", "--"), ("post", "-")):
+                if image not in images:
+                    continue
+                pts = stats.roc_points(y, sub[f"{clf}_{image}"].to_numpy())
+                ax.step(pts["fpr"], pts["tpr"], where="post", color=colour, lw=1.6, ls=ls,
+                        label=f"{CLASSIFIER_LABELS[clf]}, {image}-SR: {fmt_auc(images[image].roc[name])}")  # fmt: skip
+        pts = stats.roc_points(y, sub["clinical"].to_numpy())
+        ax.step(pts["fpr"], pts["tpr"], where="post", color="#555", lw=1.2, ls=":", label="Clinical (CR)")
         ax.plot([0, 1], [0, 1], color="#999", ls=":", lw=1)
-        ax.set(title=f"Classifier panel, {image}-SR features, test set", xlabel="1 − specificity",
+        ax.set(title=f"Classifier panel, {set_title(results, name)}", xlabel="1 − specificity",
                ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
-        ax.legend(loc="lower right", fontsize=7, title="AUC [95% CI, DeLong]", title_fontsize=7)
+        ax.title.set_fontsize(9)
+        ax.legend(loc="lower right", fontsize=6, title="AUC [95% CI, DeLong]", title_fontsize=6)
         ax.set_aspect("equal")
     return _png(fig, stamp_for(results))
 
 
-def nomogram_figure(results: dict) -> str | None:
+def nomogram_figure(results: StudyResult) -> str | None:
     """The combined (RCR) logistic model as a nomogram: a points axis per predictor, total points,
     and the probability of response they give."""
     import matplotlib.pyplot as plt
     from scipy.special import expit
 
-    nomo = results["modeling"].get("nomogram")
-    if not nomo:
+    nomo = results.nomogram
+    if nomo is None:
         return None
-    preds = nomo["predictors"]
+    preds = nomo.predictors
     total_max = sum(r["max_points"] for r in preds)
     n = len(preds) + 3
     fig, ax = plt.subplots(figsize=(9, 0.6 * n + 0.6))
@@ -232,10 +237,10 @@ def nomogram_figure(results: dict) -> str | None:
     tot = np.linspace(0, total_max, 6)
     axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:.0f}") for t in tot])
     probs = [p for p in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)]
-    lp = nomo["offset"] + tot * nomo["scale"]
+    lp = nomo.offset + tot * nomo.scale
     ticks = []
     for p in probs:
-        t = (np.log(p / (1 - p)) - nomo["offset"]) / nomo["scale"]
+        t = (np.log(p / (1 - p)) - nomo.offset) / nomo.scale
         if 0 <= t <= total_max:
             ticks.append((t * scale_x, f"{p:g}"))
     if len(ticks) >= 2:
@@ -247,23 +252,27 @@ def nomogram_figure(results: dict) -> str | None:
     return _png(fig, stamp_for(results))
 
 
-def km_figure(results: dict, endpoint: str) -> str:
+def km_figure(results: StudyResult, endpoint: SurvivalEndpoint) -> str:
+    """Kaplan-Meier curves of the best model's risk groups, one panel per set, with numbers at risk."""
     import matplotlib.pyplot as plt
 
-    sv = results["survival"][endpoint]
-    fig, ax = plt.subplots(figsize=(8, 5.2))
+    shown = [(n, s) for n, s in endpoint.sets.items() if not s.skipped]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.6 * len(shown) + 0.5, 5.2), squeeze=False)
     colours = {"predicted responder": "#d62728", "predicted non-responder": "#1f77b4"}
-    for k in sv["kaplan_meier"]:
-        c = colours.get(k["group"], "#333")
-        median = f"{k['median']:.1f}" if np.isfinite(k["median"]) else "not reached"
-        ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
-        ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
-    ax.set(xlabel=f"Time ({sv['time']})", ylabel="Survival probability", ylim=(0, 1.02),
-           title=f"{endpoint.capitalize()} by the best model's risk group; log-rank {fmt_p_eq(sv['logrank']['p'])}")  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    risk = "   ".join(f"{k['group']}: " + ", ".join(f"t={float(t):g}: {n}" for t, n in k["at_risk"].items())
-                       for k in sv["kaplan_meier"])  # fmt: skip
-    fig.text(0.5, 0.065, "Numbers at risk — " + risk, ha="center", fontsize=7)
-    fig.subplots_adjust(bottom=0.2)
+    for ax, (name, sv) in zip(axes[0], shown, strict=True):
+        for k in sv.kaplan_meier:
+            c = colours.get(k["group"], "#333")
+            median = f"{k['median']:.1f}" if np.isfinite(k["median"]) else "not reached"
+            ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
+            ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
+        ax.set(xlabel=f"Time ({endpoint.time})", ylabel="Survival probability", ylim=(0, 1.02),
+               title=f"{endpoint.endpoint.capitalize()}, {name} set (n = {sv.n}); log-rank "
+                     f"{fmt_p_eq(sv.logrank['p'] if sv.logrank else None)}")  # fmt: skip
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+        risk = "\n".join(f"{k['group']}: " + ", ".join(f"t={float(t):g}: {n}" for t, n in k["at_risk"].items())
+                         for k in sv.kaplan_meier)  # fmt: skip
+        ax.text(0.0, -0.22, "Numbers at risk\n" + risk, transform=ax.transAxes, fontsize=7, va="top")
+    fig.subplots_adjust(bottom=0.3)
     return _png(fig, stamp_for(results))

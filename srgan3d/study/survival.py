@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from srgan3d.study.results import SurvivalEndpoint, SurvivalResult, SurvivalSet
+
 
 class SurvivalDataError(ValueError):
     """Survival columns that cannot be analysed; the message names the column, the rows and the fix."""
@@ -161,32 +163,54 @@ ENDPOINTS = (("overall survival", "os_time", "os_event"), ("progression-free sur
 
 
 def study_survival(
-    table: pd.DataFrame, p_best: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str]
-) -> dict[str, Any]:
+    table: pd.DataFrame, p_best: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str],
+    set_of: np.ndarray,
+) -> SurvivalResult | None:  # fmt: skip
     """Survival of the risk groups the best response model makes (predicted responder: probability
-    at or above its training-set threshold) for each endpoint whose columns the table has: KM per
-    group with the log-rank test, Cox hazard ratios of the group and the clinical covariates, and
-    Harrell's C of the model. An endpoint whose columns are unusable is skipped with the reason."""
-    out: dict[str, Any] = {}
+    at or above its training-set threshold), in each set of the split, for each endpoint whose
+    columns the table has: KM per group with the log-rank test, Cox hazard ratios of the group and
+    the clinical covariates, and Harrell's C of the model. An endpoint whose columns are unusable
+    is skipped with the reason; so is a set too small for a part of it."""
+    endpoints = []
+    set_of = np.asarray(set_of)
     for name, tcol, ecol in ENDPOINTS:
         if tcol not in table.columns and ecol not in table.columns:
             continue
+        base = {"endpoint": name, "time": tcol, "event": ecol, "best_model": best_name, "threshold": threshold}
         try:
             if tcol not in table.columns or ecol not in table.columns:
                 raise SurvivalDataError(f"{name} needs both {tcol!r} and {ecol!r}")
             df = table[[tcol, ecol, *covariates]].copy()
             check_survival(df, tcol, ecol)
-            df[[tcol, ecol]] = df[[tcol, ecol]].astype(float)
-            df["predicted_responder"] = (np.asarray(p_best) >= threshold).astype(int)
-            df["group"] = np.where(df["predicted_responder"] == 1, "predicted responder", "predicted non-responder")
-            km = kaplan_meier(df, tcol, ecol, "group")
-            res = cox(df, tcol, ecol, ["predicted_responder", *covariates])
-            out[name] = {
-                "time": tcol, "event": ecol, "best_model": best_name, "threshold": threshold,
-                "kaplan_meier": [k.__dict__ for k in km], "logrank": logrank(df, tcol, ecol, "group"),
-                "cox": res.reset_index().to_dict(orient="records"), "cox_attrs": res.attrs,
-                "c_index": harrell_c(df[tcol], df[ecol], 1 - np.asarray(p_best), n_bootstrap=200),
-            }  # fmt: skip
-        except (SurvivalDataError, ValueError, np.linalg.LinAlgError) as exc:
-            out[name] = {"skipped": str(exc)}
-    return out
+        except SurvivalDataError as exc:
+            endpoints.append(SurvivalEndpoint(**base, skipped=str(exc)))
+            continue
+        df[[tcol, ecol]] = df[[tcol, ecol]].astype(float)
+        df["predicted_responder"] = (np.asarray(p_best) >= threshold).astype(int)
+        df["group"] = np.where(df["predicted_responder"] == 1, "predicted responder", "predicted non-responder")
+        per_set = {}
+        for set_name in dict.fromkeys(set_of):
+            rows = set_of == set_name
+            sub = df[rows]
+            p_sub = np.asarray(p_best)[rows]
+            per_set[str(set_name)] = _survival_of_set(sub, tcol, ecol, covariates, p_sub)
+        endpoints.append(SurvivalEndpoint(**base, sets=per_set))
+    return SurvivalResult(endpoints=tuple(endpoints)) if endpoints else None
+
+
+def _survival_of_set(
+    df: pd.DataFrame, tcol: str, ecol: str, covariates: Sequence[str], p_best: np.ndarray
+) -> SurvivalSet:
+    n, events = len(df), int(df[ecol].sum())
+    try:
+        km = kaplan_meier(df, tcol, ecol, "group")
+        if df["group"].nunique() < 2:
+            raise ValueError(f"every patient of this set is a {df['group'].iloc[0]}: no second group to compare")
+        res = cox(df, tcol, ecol, ["predicted_responder", *covariates])
+        return SurvivalSet(
+            n=n, events=events, kaplan_meier=tuple(k.__dict__ for k in km), logrank=logrank(df, tcol, ecol, "group"),
+            cox=tuple(res.reset_index().to_dict(orient="records")), cox_attrs=res.attrs,
+            c_index=harrell_c(df[tcol], df[ecol], 1 - p_best, n_bootstrap=200),
+        )  # fmt: skip
+    except (SurvivalDataError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
+        return SurvivalSet(n=n, events=events, skipped=f"{type(exc).__name__}: {exc}")

@@ -13,8 +13,8 @@ from conftest import oblique_affine, tree_digest
 from typer.testing import CliRunner
 
 from srgan3d.cli import app
-from srgan3d.sr.synthetic import CohortSpec, make_cohort
 from srgan3d.study.radiomics import crop, mask_to_sr_grid, to_sitk, voi_box
+from srgan3d.study.synthetic import CohortSpec, make_cohort
 from srgan3d.volume import Volume
 
 runner = CliRunner()
