@@ -110,3 +110,17 @@ def test_survival_and_the_panel_run_without_torch():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, f"torch was imported{run.stderr}"
+
+
+def test_the_study_passes_typed_results_not_nested_dicts():
+    """No function of the study wing returns a `dict[str, Any]` (or a list or tuple of them) to
+    the next step: results are the frozen objects of `srgan3d.study.results`, whose `to_dict` is
+    the one place a result becomes a dict."""
+    offenders = []
+    for path in sorted((PKG / "study").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+                text = ast.unparse(node.returns).replace(" ", "")
+                if "dict[str,Any]" in text and node.name != "to_dict":
+                    offenders.append(f"{path.name}:{node.lineno} {node.name} -> {ast.unparse(node.returns)}")
+    assert not offenders, "functions returning untyped dict results:\n" + "\n".join(offenders)

@@ -278,11 +278,11 @@ def _deep(
                 crops["pre"][1].append(second)
                 crops["post"][1].append(second)  # the second phase is not super-resolved
         inputs = {k: [np.stack(v) for v in branches if v] for k, branches in crops.items()}
-        result, p = deep_models(inputs, y, sets, config)
-        for image, v in p.items():
-            probs[f"deep_{image}"] = v
+        result, deep_p = deep_models(inputs, y, sets, config)
+        for which, v in deep_p.items():
+            probs[f"deep_{which}"] = v
         # DLRCR: deep score (post-SR, log-odds) + post-SR radscore + the clinical model's variables
-        p_dl = np.clip(p["post"], 1e-6, 1 - 1e-6)
+        p_dl = np.clip(deep_p["post"], 1e-6, 1 - 1e-6)
         X = clin.copy()
         X["radscore_post_sr"] = res.fitted.radscore_post.decision_function(feats.post.loc[keep.index])
         X["dl_score"] = np.log(p_dl / (1 - p_dl))

@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from srgan3d.sr.engine import (
     upscale_box,
     upscale_volume,
 )
+from srgan3d.study.results import Result
 from srgan3d.volume import Volume, read_volume, write_volume
 
 log = logging.getLogger(__name__)
@@ -250,12 +251,29 @@ def _atomic_json(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1))
 
 
-def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> dict[str, Any]:
-    """Super-resolve one patient's VOI crop (cached) and extract pre- and post-SR features (cached).
+@dataclass(frozen=True)
+class PatientFeatures(Result):
+    """One patient's features before (``pre``) and after (``post``) SR, and ``info`` (spacings,
+    method, crop, rings); or ``error`` (one line) when this patient failed."""
 
-    Returns a dict with ``patient_id``, ``pre``, ``post`` (feature dicts), ``info`` (spacings,
-    method, crop) or ``error`` (one line) when this patient failed.
-    """
+    patient_id: str
+    pre: dict[str, float] = field(default_factory=dict)
+    post: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RingFeatures:
+    """One peritumoral ring's features before and after SR, and its volumes."""
+
+    pre: dict[str, float]
+    post: dict[str, float]
+    info: dict[str, Any]
+
+
+def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> PatientFeatures:
+    """Super-resolve one patient's VOI crop (cached) and extract pre- and post-SR features (cached)."""
     row, config, outdir_s, resample_mm = args
     outdir = Path(outdir_s)
     pid = str(row["patient_id"])
@@ -308,19 +326,19 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
         if feats_path.is_file() and sr_source in ("cache", "table (image_sr, mask_sr)"):
             cached = json.loads(feats_path.read_text())
             if cached.get("key") == feats_key:
-                return cached["result"]
+                return PatientFeatures.from_dict(cached["result"])
         extractor = make_extractor(config.params, resample_mm=resample_mm)
         pre = extract_features(extractor, lr, lr_mask)
         post = extract_features(extractor, sr, sr_mask)
         rings = _ring_features(extractor, config, row, box, lr, lr_mask, sr, sr_mask, factors) if config.peritumoral else {}
         for width, r in rings.items():
-            pre.update({f"ring{width:g}mm_{k}": v for k, v in r["pre"].items()})
-            post.update({f"ring{width:g}mm_{k}": v for k, v in r["post"].items()})
-        result = {
-            "patient_id": pid,
-            "pre": pre,
-            "post": post,
-            "info": {
+            pre.update({f"ring{width:g}mm_{k}": v for k, v in r.pre.items()})
+            post.update({f"ring{width:g}mm_{k}": v for k, v in r.post.items()})
+        result = PatientFeatures(
+            patient_id=pid,
+            pre=pre,
+            post=post,
+            info={
                 "method": method,
                 "sr_source": sr_source,
                 "weights_sha256": sha,
@@ -329,20 +347,20 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> di
                 "voi_voxels_lr": int(lr_mask.data.sum()),
                 "voi_voxels_sr": int((sr_mask.data > 0.5).sum()),
                 "crop_lr": [[s.start, s.stop] for s in box],
-                **{f"ring{w:g}mm_{k}": v for w, r in rings.items() for k, v in r["info"].items()},
+                **{f"ring{w:g}mm_{k}": v for w, r in rings.items() for k, v in r.info.items()},
             },
-        }
-        _atomic_json(feats_path, {"key": feats_key, "result": result})
+        )
+        _atomic_json(feats_path, {"key": feats_key, "result": result.to_dict()})
         return result
     except Exception as exc:  # noqa: BLE001 - one bad patient is reported, the cohort goes on
         log.debug("patient %s failed", pid, exc_info=True)
-        return {"patient_id": pid, "error": f"{type(exc).__name__}: {exc}"}
+        return PatientFeatures(patient_id=pid, error=f"{type(exc).__name__}: {exc}")
 
 
 def _ring_features(
     extractor: Any, config: RadiomicsConfig, row: dict, box: Sequence[slice], lr: Volume, lr_mask: Volume,
     sr: Volume, sr_mask: Volume, factors: Sequence[int],
-) -> dict[float, dict[str, Any]]:  # fmt: skip
+) -> dict[float, RingFeatures]:  # fmt: skip
     """Features of each peritumoral ring before and after SR; the rings are made on each grid
     (`ring_mask`), clipped to the liver mask when the table gives one."""
     liver_lr = liver_sr = None
@@ -353,7 +371,7 @@ def _ring_features(
         liver_sr = mask_to_sr_grid(liver_lr, factors)
         if liver_sr.shape != sr_mask.shape:
             liver_sr = None  # a table-given SR grid: the ring is not clipped there, and says so
-    out: dict[float, dict[str, Any]] = {}
+    out: dict[float, RingFeatures] = {}
     for width in config.peritumoral:
         ring_lr = ring_mask(lr_mask, width, liver=liver_lr)
         ring_sr = ring_mask(Volume((sr_mask.data > 0.5).astype(np.uint8), sr_mask.affine, sr_mask.meta), width,
@@ -364,13 +382,13 @@ def _ring_features(
         if ring_lr.data.sum() < 8 or ring_sr.data.sum() < 8:
             raise ValueError(f"the {width:g} mm peritumoral ring holds under 8 voxels (outside the liver mask or "
                              "the image); drop that width or check liver_mask")  # fmt: skip
-        out[width] = {
-            "pre": extract_features(extractor, lr, ring_lr),
-            "post": extract_features(extractor, sr, ring_sr),
-            "info": {"ml_lr": float(ring_lr.data.sum() * np.prod(lr.spacing_mm) / 1000),
-                     "ml_sr": float(ring_sr.data.sum() * np.prod(sr.spacing_mm) / 1000),
-                     "cut_by_image": leaves, "clipped_to_liver": liver_lr is not None},
-        }  # fmt: skip
+        out[width] = RingFeatures(
+            pre=extract_features(extractor, lr, ring_lr),
+            post=extract_features(extractor, sr, ring_sr),
+            info={"ml_lr": float(ring_lr.data.sum() * np.prod(lr.spacing_mm) / 1000),
+                  "ml_sr": float(ring_sr.data.sum() * np.prod(sr.spacing_mm) / 1000),
+                  "cut_by_image": leaves, "clipped_to_liver": liver_lr is not None},
+        )  # fmt: skip
     return out
 
 
@@ -417,7 +435,7 @@ def extract_cohort(
                 resample_mm = float(min(np.asarray(first.spacing_mm) / factors))
         config = replace(config, common_spacing_mm=resample_mm)
     jobs = [(r, config, str(outdir), resample_mm) for r in rows]
-    results: list[dict] = []
+    results: list[PatientFeatures] = []
     bar = tqdm(total=len(jobs), desc="radiomics pre/post SR", unit="patient", disable=not progress)
     if config.workers > 1:
         with ProcessPoolExecutor(max_workers=config.workers) as pool:
@@ -430,19 +448,17 @@ def extract_cohort(
             bar.update()
     bar.close()
 
-    failed = {r["patient_id"]: r["error"] for r in results if "error" in r}
+    failed = {r.patient_id: r.error for r in results if r.error is not None}
     for pid, err in failed.items():
         log.warning("patient %s: feature extraction failed: %s", pid, err)
-    ok = [r for r in results if "error" not in r]
+    ok = [r for r in results if r.error is None]
     if not ok:
         raise RuntimeError(
             "feature extraction failed for every patient; first error: " + next(iter(failed.values()))
         )
-    pre = pd.DataFrame(
-        [r["pre"] for r in ok], index=pd.Index([r["patient_id"] for r in ok], name="patient_id")
-    )
-    post = pd.DataFrame([r["post"] for r in ok], index=pre.index)
-    info = pd.DataFrame([r["info"] for r in ok], index=pre.index)
+    pre = pd.DataFrame([r.pre for r in ok], index=pd.Index([r.patient_id for r in ok], name="patient_id"))
+    post = pd.DataFrame([r.post for r in ok], index=pre.index)
+    info = pd.DataFrame([r.info for r in ok], index=pre.index)
     for name, df in (("features_pre.csv", pre), ("features_post.csv", post), ("voi_info.csv", info)):
         write_text_atomic(outdir / name, df.to_csv())
     return FeatureTables(pre=pre, post=post, info=info, failed=failed, config=config, resample_mm=resample_mm)

@@ -32,6 +32,7 @@ from srgan3d.study.report_figures import (
     stamp_for,
 )
 from srgan3d.study.results import TRAIN, StudyResult
+from srgan3d.study.stats import DelongResult
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -93,7 +94,8 @@ def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, A
 # Helpers
 
 
-def _delong_cell(d: dict) -> str:
+def _delong_cell(d: dict | DelongResult) -> str:
+    d = d.to_dict() if isinstance(d, DelongResult) else d
     return f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]; p {fmt_p(d['p_value'])}"
 
 
@@ -110,6 +112,11 @@ def _or_table(rows: tuple[dict, ...] | list[dict]) -> pd.DataFrame:
             "p": [fmt_p(p) for p in df["p_value"]],  # escaped by _table
         }
     )
+
+
+def _panel_names(r: StudyResult, sets: tuple[str, ...] | None = None) -> str:
+    """'left to right: train, test, centre_B' for a figure's caption."""
+    return "left to right: " + ", ".join(map(_esc, r.sets if sets is None else sets))
 
 
 def _sets_line(r: StudyResult) -> str:
@@ -147,8 +154,8 @@ def _key_results(r: StudyResult) -> list[str]:
         key.append(line + ".")
     post, pre = RADSCORE_MODELS[1], RADSCORE_MODELS[0]
     diffs = "; ".join(
-        f"{_esc(s)}: ΔAUC {r.metrics[s].delong_pair(post, pre)['difference']:+.3f}, DeLong p "
-        f"{_esc(fmt_p(r.metrics[s].delong_pair(post, pre)['p_value']))}" for s in tested
+        f"{_esc(s)}: ΔAUC {r.metrics[s].delong_pair(post, pre).difference:+.3f}, DeLong p "
+        f"{_esc(fmt_p(r.metrics[s].delong_pair(post, pre).p_value))}" for s in tested
     )
     key.append(f"Post- vs pre-SR radiomics (ΔAUC = post − pre throughout this report): {diffs}. With "
                f"{r.metrics[r.split.primary].n} {_esc(r.split.primary)} patients the intervals are wide.")  # fmt: skip
@@ -224,7 +231,7 @@ def _radiomics_section(r: StudyResult) -> Section:
 
 def _discrimination_section(r: StudyResult) -> Section:
     opt = {o["model"]: o for o in (r.fitted.optimism or ())}
-    parts = [_fig(roc_figure(r), "ROC curves of the models, one panel per set; legend: AUC [95% CI] by DeLong's method.")]
+    parts = [_fig(roc_figure(r), "ROC curves of the models, one panel per set (" + _panel_names(r) + "); legend: AUC [95% CI] by DeLong's method.")]
     rows = []
     for e in r.roster.models:
         row = {"Model": e.label}
@@ -299,7 +306,7 @@ def _panel_section(r: StudyResult) -> Section | None:
     parts.append(_table(pd.DataFrame(rows), left=("Classifier", "Image", "Hyperparameters")))
     fig = panel_roc_figure(r)
     if fig:
-        parts.append(_fig(fig, "ROC of each classifier on each test set, pre-SR features dashed, post-SR solid, with "
+        parts.append(_fig(fig, f"ROC of each classifier on each test set ({_panel_names(r, tested)}), pre-SR features dashed, post-SR solid, with "
                           "the clinical model."))  # fmt: skip
     drows = []
     for i, d in enumerate(panel.delong[tested[0]] if tested and panel.delong else ()):
@@ -367,8 +374,8 @@ def _deep_section(r: StudyResult) -> Section | None:
     tested = r.split.evaluation
     rows = []
     for image, m in dl.models.items():
-        row = {"Model": f"{c['arch']}{' dual-branch (' + c['dual'] + ')' if c['dual'] else ''}, {image}-SR",
-               "Train AUC": _num(m.train_auc)}  # fmt: skip
+        row: dict[str, Any] = {"Model": f"{c['arch']}{' dual-branch (' + c['dual'] + ')' if c['dual'] else ''}, {image}-SR",
+                               "Train AUC": _num(m.train_auc)}  # fmt: skip
         for s in tested:
             row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
         row.update({"Epochs": m.epochs, "Inner val loss": _num(m.best_val_loss)})
@@ -397,7 +404,7 @@ def _deep_section(r: StudyResult) -> Section | None:
 
 def _usefulness_section(r: StudyResult) -> Section:
     parts = [_fig(dca_figure(r), "Net benefit of treating (here: predicting response for) the patients whose predicted "
-                  "probability is at or above each threshold, one panel per set.")]  # fmt: skip
+                  "probability is at or above each threshold, one panel per set (" + _panel_names(r) + ").")]  # fmt: skip
     rows = []
     for s in r.sets:
         dc = pd.DataFrame(r.metrics[s].decision_curve).set_index("threshold")
@@ -417,7 +424,7 @@ def _usefulness_section(r: StudyResult) -> Section:
 
 def _calibration_section(r: StudyResult) -> Section:
     parts = [_fig(calibration_figure(r), "Observed fraction of responders against mean predicted probability in groups "
-                  "of equal size (10 on sets of 100 patients or more, else 5), one panel per set.")]  # fmt: skip
+                  "of equal size (10 on sets of 100 patients or more, else 5), one panel per set (" + _panel_names(r) + ").")]  # fmt: skip
     rows = []
     for e in r.roster.models:
         for s in r.sets:
@@ -468,7 +475,8 @@ def _survival_section(r: StudyResult) -> Section | None:
             continue
         if any(not sv.skipped for sv in ep.sets.values()):
             parts.append(_fig(km_figure(r, ep), f"{_esc(ep.endpoint)}: Kaplan–Meier curves of the risk groups of "
-                              f"{_esc(ep.best_model)}, one panel per set."))  # fmt: skip
+                              f"{_esc(ep.best_model)}, one panel per set ("
+                              + _panel_names(r, tuple(k for k, v in ep.sets.items() if not v.skipped)) + ")."))  # fmt: skip
         for s, sv in ep.sets.items():
             if sv.skipped:
                 parts.append(f"<p><b>{_esc(ep.endpoint)}, {_esc(s)} set: skipped</b> — {_esc(sv.skipped)}</p>")
@@ -476,11 +484,12 @@ def _survival_section(r: StudyResult) -> Section | None:
             rows = [{"Covariate": c["covariate"], "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
                      "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": fmt_p(c["p"])}
                     for c in sv.cox]  # fmt: skip
-            a, ci = sv.cox_attrs or {}, sv.c_index or {}
+            a, ci = sv.cox_attrs or {}, sv.c_index
             lr = a["log_likelihood_ratio_test"]
             parts.append(f"<b>Cox model, {_esc(ep.endpoint)}, {_esc(s)} set</b> (n = {a['n']}, {a['events']} events; "
-                         f"likelihood-ratio test χ² {lr['statistic']:.2f} on {lr['df']} df, p {fmt_p(lr['p'])}; "
-                         f"Harrell's C of the response model {ci['c_index']:.3f} [{ci['ci_low']:.3f}-{ci['ci_high']:.3f}])"
+                         f"likelihood-ratio test χ² {lr['statistic']:.2f} on {lr['df']} df, p {fmt_p(lr['p'])}"
+                         + (f"; Harrell's C of the response model {ci.c_index:.3f} [{ci.ci_low:.3f}-{ci.ci_high:.3f}]" if ci else "")
+                         + ")"
                          + _table(pd.DataFrame(rows), left=("Covariate",)))  # fmt: skip
     return "Survival", parts
 
@@ -596,7 +605,7 @@ def terminal_summary(results: StudyResult) -> str:
         lines.append(row + f" {opt.get(m, float('nan')):9.3f}")
     for s in tested:
         d = r.metrics[s].delong_pair(RADSCORE_MODELS[1], RADSCORE_MODELS[0])
-        lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {d['difference']:+.3f}, {fmt_p_eq(d['p_value'])}")
+        lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {d.difference:+.3f}, {fmt_p_eq(d.p_value)}")
     return "\n".join(lines)
 
 

@@ -90,9 +90,9 @@ def roc_figure(results: StudyResult) -> str:
                     ls="-" if e.family == "study" else "-.", label=f"{e.label}: {fmt_auc(r)}")  # fmt: skip
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
         if readers is not None and name in readers.sets:
-            for i, r in enumerate(readers.sets[name].readers):
-                ax.plot(1 - r["specificity"], r["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
-                        label=f"{r['reader'].replace('_', ' ')}: AUC {r['roc']['auc']:.3f}")  # fmt: skip
+            for i, rd in enumerate(readers.sets[name].readers):
+                ax.plot(1 - rd["specificity"], rd["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
+                        label=f"{rd['reader'].replace('_', ' ')}: AUC {rd['roc']['auc']:.3f}")  # fmt: skip
         ax.set(title=set_title(results, name), xlabel="1 − specificity", ylabel="Sensitivity",
                xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
         ax.title.set_fontsize(10)

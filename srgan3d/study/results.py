@@ -19,6 +19,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from srgan3d.study.stats import DelongResult
+
 #: Version of results.json's layout; `StudyResult.from_dict` refuses other versions.
 SCHEMA_VERSION = 2
 
@@ -61,8 +63,6 @@ def _build(tp: Any, v: Any) -> Any:
     if origin is dict:
         _, item = typing.get_args(tp)
         return {k: _build(item, x) for k, x in v.items()}
-    if tp is float and isinstance(v, (int, float)):
-        return float(v)
     return v
 
 
@@ -72,12 +72,12 @@ class Result:
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls: type[R], d: dict[str, Any]) -> R:
         hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -215,15 +215,15 @@ class SetMetrics(Result):
     delong: tuple[dict[str, Any], ...]
     decision_curve: dict[str, list[float]]
 
-    def delong_pair(self, a: str, b: str) -> dict[str, Any]:
+    def delong_pair(self, a: str, b: str) -> DelongResult:
         """The DeLong comparison of A against B, oriented as A - B whichever way it was stored."""
+        fields = [f.name for f in dataclasses.fields(DelongResult)]
         for d in self.delong:
             if (d["model_a"], d["model_b"]) == (a, b):
-                return d
+                return DelongResult(**{k: d[k] for k in fields})
             if (d["model_a"], d["model_b"]) == (b, a):
-                return {**d, "model_a": a, "model_b": b, "auc_a": d["auc_b"], "auc_b": d["auc_a"],
-                        "difference": -d["difference"], "z": -d["z"], "ci_low": -d["ci_high"],
-                        "ci_high": -d["ci_low"]}  # fmt: skip
+                return DelongResult(auc_a=d["auc_b"], auc_b=d["auc_a"], difference=-d["difference"], z=-d["z"],
+                                    p_value=d["p_value"], ci_low=-d["ci_high"], ci_high=-d["ci_low"], level=d["level"])  # fmt: skip
         raise KeyError(f"no DeLong comparison of {a} and {b} on the {self.name} set")
 
 
@@ -335,6 +335,16 @@ class DeepResult(Result):
 
 
 @dataclass(frozen=True)
+class CIndex(Result):
+    """Harrell's C of a risk score with its percentile-bootstrap CI."""
+
+    c_index: float
+    ci_low: float
+    ci_high: float
+    n_bootstrap: int
+
+
+@dataclass(frozen=True)
 class SurvivalSet(Result):
     """One endpoint on one set: KM per risk group, log-rank, Cox and Harrell's C."""
 
@@ -344,7 +354,7 @@ class SurvivalSet(Result):
     logrank: dict[str, float] | None = None
     cox: tuple[dict[str, Any], ...] = ()
     cox_attrs: dict[str, Any] | None = None
-    c_index: dict[str, Any] | None = None
+    c_index: CIndex | None = None
     skipped: str | None = None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srgan3d.study.results import SurvivalEndpoint, SurvivalResult, SurvivalSet
+from srgan3d.study.results import CIndex, SurvivalEndpoint, SurvivalResult, SurvivalSet
 
 
 class SurvivalDataError(ValueError):
@@ -140,7 +140,7 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> dict[str
 def harrell_c(
     time: Any, event: Any, risk: Any, *, n_bootstrap: int = 1000, seed: int = 0,
     level: float = 0.95,
-) -> dict[str, Any]:  # fmt: skip
+) -> CIndex:  # fmt: skip
     """Harrell's C of a risk score (higher risk = earlier event), with a percentile bootstrap CI."""
     from lifelines.utils import concordance_index
 
@@ -156,7 +156,7 @@ def harrell_c(
             continue
     a = (1 - level) / 2
     lo, hi = (np.quantile(boots, [a, 1 - a]) if boots else (np.nan, np.nan))
-    return {"c_index": c, "ci_low": float(lo), "ci_high": float(hi), "n_bootstrap": len(boots)}
+    return CIndex(c_index=c, ci_low=float(lo), ci_high=float(hi), n_bootstrap=len(boots))
 
 
 ENDPOINTS = (("overall survival", "os_time", "os_event"), ("progression-free survival", "pfs_time", "pfs_event"))
@@ -176,7 +176,8 @@ def study_survival(
     for name, tcol, ecol in ENDPOINTS:
         if tcol not in table.columns and ecol not in table.columns:
             continue
-        base = {"endpoint": name, "time": tcol, "event": ecol, "best_model": best_name, "threshold": threshold}
+        base: dict[str, Any] = {"endpoint": name, "time": tcol, "event": ecol, "best_model": best_name,
+                                "threshold": threshold}  # fmt: skip
         try:
             if tcol not in table.columns or ecol not in table.columns:
                 raise SurvivalDataError(f"{name} needs both {tcol!r} and {ecol!r}")

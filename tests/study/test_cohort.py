@@ -117,3 +117,53 @@ def test_a_mask_on_a_shifted_grid_is_told_the_shift_in_mm(files):
     msg = str(err.value)
     assert "row 2 (patient R0), column 'mask': the mask has the image's shape but not its grid" in msg
     assert "origin is shifted by (+1.50, +0.00, -2.00) mm (2.50 mm)" in msg
+
+
+def _set_rows(sets_and_codes):
+    return [f"R{i},img.nii.gz,mask.nii.gz,{code},{30 + i},{s}" for i, (s, code) in enumerate(sets_and_codes)]
+
+
+def test_a_set_column_is_the_split_exactly_as_given(files):
+    from srgan3d.study.cohort import make_split
+
+    sets = ["train"] * 20 + ["Test"] * 6 + ["centre_B"] * 4 + ["2023"] * 4
+    codes = ["CR", "SD"] * 17
+    p = _table(files, _set_rows(zip(sets, codes, strict=True)), header="patient_id,image,mask,response,diameter_mm,set")
+    c = read_cohort(p, check_images=False)
+    split = make_split(c.table, test_size=None, seed=0, source=p)
+    assert split.names == ("train", "test", "centre_B", "2023") and split.source == "table"
+    assert split.sets["centre_B"] == ("R26", "R27", "R28", "R29") and split.external == ("centre_B", "2023")
+    assert split.set_of(["R0", "R21", "R33"]).tolist() == ["train", "test", "2023"]
+    with pytest.raises(ValueError, match="--test-size 0.2 was given, but the cohort table has a 'set' column"):
+        make_split(c.table, test_size=0.2, seed=0, source=p)
+
+
+def test_every_problem_of_a_set_column_is_named_at_once(files):
+    sets = ["train"] * 12 + ["validation", ""] + ["test"] * 4 + ["centre_B"] * 3
+    codes = ["CR", "SD"] * 6 + ["CR", "SD"] + ["CR", "SD", "CR", "SD"] + ["PD"] * 3
+    p = _table(files, _set_rows(zip(sets, codes, strict=True)), header="patient_id,image,mask,response,diameter_mm,set")
+    with pytest.raises(CohortError) as err:
+        read_cohort(p, check_images=False)
+    problems = err.value.problems
+    assert any("row 14 (patient R12), column 'set': unknown set 'validation'" in m for m in problems)
+    assert any("row 15 (patient R13), column 'set': empty" in m for m in problems)
+    # the whole-table checks need every row to be readable first; fix those two and look again
+    sets[12:14] = ["train", "train"]
+    p = _table(files, _set_rows(zip(sets, codes, strict=True)), header="patient_id,image,mask,response,diameter_mm,set")
+    with pytest.raises(CohortError) as err:
+        read_cohort(p, check_images=False)
+    problems = err.value.problems
+    assert any("the training set has 7 responders and 7 non-responders; at least 8" in m for m in problems)
+    assert any("set 'centre_B' holds 3 non-responders only" in m for m in problems)
+
+
+def test_no_set_column_draws_the_seeded_stratified_split(files):
+    from srgan3d.study.cohort import make_split, split_patients
+
+    rows = [f"R{i},img.nii.gz,mask.nii.gz,{'CR' if i % 3 else 'PD'},{30 + i}" for i in range(30)]
+    c = read_cohort(_table(files, rows), check_images=False)
+    split = make_split(c.table, test_size=None, seed=4)
+    train, test = split_patients(c.labels, test_size=0.2, seed=4)
+    assert split.source == "drawn" and split.test_size == 0.2
+    assert split.sets["test"] == tuple(c.table["patient_id"].iloc[test])
+    assert split.sets["train"] == tuple(c.table["patient_id"].iloc[train])

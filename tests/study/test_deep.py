@@ -48,21 +48,21 @@ def test_deep_model_learns_a_visible_signal_deterministically():
     x = np.stack(crops)
     train, test = np.arange(36), np.arange(36, 48)
     cfg = DeepConfig.tiny(epochs=8, patience=8, lr=1e-3)
-    a = deep_models({"post": [x]}, y, train, test, cfg)
-    b = deep_models({"post": [x]}, y, train, test, cfg)
-    assert a["models"]["post"]["test"]["auc"] == b["models"]["post"]["test"]["auc"]  # same seed, same AUC
-    assert a["models"]["post"]["train_auc"] > 0.8  # a bigger blob is a responder
+    a, pa = deep_models({"post": [x]}, y, {"train": train, "test": test}, cfg)
+    b, _ = deep_models({"post": [x]}, y, {"train": train, "test": test}, cfg)
+    assert a.models["post"].roc["test"]["auc"] == b.models["post"].roc["test"]["auc"]  # same seed, same AUC
+    assert a.models["post"].train_auc > 0.8  # a bigger blob is a responder
     # labels of the test patients play no part in the fit: flipping them changes nothing it predicts
     y2 = y.copy()
     y2[test] = 1 - y2[test]
-    c = deep_models({"post": [x]}, y2, train, test, cfg)
-    np.testing.assert_array_equal(a["models"]["post"]["probability"], c["models"]["post"]["probability"])
+    _, pc = deep_models({"post": [x]}, y2, {"train": train, "test": test}, cfg)
+    np.testing.assert_array_equal(pa["post"], pc["post"])
 
 
 def test_too_few_patients_per_class_is_a_clear_error():
     y = np.r_[np.ones(3, int), np.zeros(20, int)]
     with pytest.raises(ValueError, match="at least 4 training patients of each class"):
-        deep_models({"pre": [np.zeros((23, 16, 16, 16), np.float32)]}, y, np.arange(23), np.arange(0), DeepConfig.tiny())
+        deep_models({"pre": [np.zeros((23, 16, 16, 16), np.float32)]}, y, {"train": np.arange(23)}, DeepConfig.tiny())
 
 
 def test_unknown_arch_is_named():

@@ -74,7 +74,8 @@ def test_crop_keeps_world_positions_and_mask_moves_to_sr_grid_by_the_affine_rule
 @pytest.fixture(scope="module")
 def tiny_cohort(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
-    spec = CohortSpec(n_patients=24, n_responders=12, shape=(64, 56, 24), spacing_mm=(2.0, 2.0, 3.5), second_phase=True)
+    spec = CohortSpec(n_patients=24, n_responders=12, shape=(64, 56, 24), spacing_mm=(2.0, 2.0, 3.5), second_phase=True,
+                      n_external=10, external_responders=5)
     csv = make_cohort(root / "cohort", spec, seed=1, workers=2)
     (root / "fast.yaml").write_text(FAST_PARAMS)
     return csv
@@ -84,7 +85,15 @@ def test_synthetic_cohort_has_the_requested_classes_and_files(tiny_cohort):
     import pandas as pd
 
     df = pd.read_csv(tiny_cohort)
-    assert len(df) == 24 and df["response"].isin(["CR", "PR"]).sum() == 12
+    main = df[df["set"] != "centre_B"]
+    assert len(main) == 24 and main["response"].isin(["CR", "PR"]).sum() == 12
+    ext = df[df["set"] == "centre_B"]
+    assert len(ext) == 10 and ext["response"].isin(["CR", "PR"]).sum() == 5 and ext["patient_id"].str.startswith("E").all()
+    # the internal split is the draw `evaluate` would make without the column
+    from srgan3d.study.cohort import split_patients
+
+    _, test = split_patients(main["response"].isin(["CR", "PR"]).to_numpy(int), test_size=0.2, seed=1)
+    assert (main["set"].iloc[test] == "test").all() and (main["set"] == "test").sum() == len(test)
     assert set(df.columns) >= {
         "diameter_mm",
         "arterial_enhancement",
@@ -103,7 +112,7 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     before = tree_digest(tiny_cohort.parent)
     out = tmp_path / "eval"
     args = ["evaluate", str(tiny_cohort), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
-            "--bootstrap", "4", "--test-size", "0.25", "--method", "sinc", "--workers", "2",
+            "--bootstrap", "4", "--method", "sinc", "--workers", "2",
             "--classifiers", "lr,svm", "--panel-bootstrap", "2", "--comparators", "bclc,child_pugh",
             "--peritumoral", "6", "--dl", "resnet10", "--dl-epochs", "2", "--dl-crop-vox", "16", "--dl-widen", "0.25",
             "--dl-dual", "ring"]  # fmt: skip
@@ -113,50 +122,86 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
                  "features_post.csv"):  # fmt: skip
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
-    assert results["cohort"]["n_patients"] == 24 and results["cohort"]["simulated"] is True
+    assert results["schema_version"] == 2
+    # the typed result tree rebuilds from results.json alone and writes it back unchanged
+    from srgan3d.study.results import StudyResult
+
+    assert json.dumps(StudyResult.from_dict(results).to_dict()) == json.dumps(results)
+    assert results["cohort"]["n_patients"] == 34 and results["cohort"]["simulated"] is True
     assert results["radiomics"]["spacing"] == "native"
     assert results["radiomics"]["sr_spacing_mm"] == pytest.approx([2.0, 2.0, 3.5])
-    assert len(results["modeling"]["test_ids"]) == 6
-    assert len(results["modeling"]["delong"]["test"]) == 6
     assert results["provenance"]["seed"] == 0 and "torch" in results["provenance"]["versions"]
+    # the split is exactly the table's set column
+    table = pd.read_csv(tiny_cohort)
+    assert results["split"]["source"] == "table" and list(results["split"]["sets"]) == ["train", "test", "centre_B"]
+    for name, ids in results["split"]["sets"].items():
+        assert sorted(ids) == sorted(table.loc[table["set"] == name, "patient_id"]), name
+    pred = pd.read_csv(out / "predictions.csv")
+    assert dict(zip(pred["patient_id"], pred["set"], strict=True)) == dict(zip(table["patient_id"], table["set"], strict=True))
+    # centre_B's AUCs and CIs are those of the models' own probabilities on its rows (stats' DeLong)
+    from srgan3d.study import stats
+
+    ext = pred[pred["set"] == "centre_B"]
+    roster = [m["name"] for m in results["roster"]["models"]]
+    assert roster[:4] == ["radiomics_pre_sr", "radiomics_post_sr", "clinical", "clinical_post_sr"] and "dlrcr" in roster
+    for m in roster:
+        ref = stats.roc_auc_ci(ext["label"], ext[m]).to_dict()
+        assert results["metrics"]["centre_B"]["roc"][m] == pytest.approx(ref), m
+    assert len(results["metrics"]["centre_B"]["delong"]) == len(roster) * (len(roster) - 1) // 2
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "http://" not in html and "https://" not in html
-    # the Youden thresholds of the training set are shown, one per model, the same on both of its rows
-    op = results["modeling"]["operating_points"]
-    for m, point in op["train"].items():
-        assert point["threshold"] == op["test"][m]["threshold"]
-        assert html.count(f">{point['threshold']:.3f}</td>") >= 2
+    assert "centre_B AUC [95% CI]" in html and "external test set: <b>centre_B</b>" in html
+    assert "<td class=\"l\">centre_B</td>" in html and "left to right: train, test, centre_B" in html
+    # the training-set thresholds, one per model, applied unchanged to every set
+    thresholds = results["roster"]["thresholds"]
+    for name in ("train", "test", "centre_B"):
+        for m, point in results["metrics"][name]["operating_points"].items():
+            assert point["threshold"] == thresholds[m]
+    for m in roster:
+        assert f">{thresholds[m]:.3f}</td>" in html
     assert "Youden threshold" in html and "Candidates considered: <b>diameter_mm, arterial_enhancement</b>" in html
     assert "not</b> candidates" in html  # the cohort's other clinical columns are named
-    # the panel, the staging comparators, the net-benefit table and the nomogram are in the report
-    panel = results["modeling"]["panel"]
+    # sections are numbered in order, from one list
+    import re
+
+    numbers = [int(n) for n in re.findall(r"<h2>(\d+)\. ", html)]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == 14
+    # the panel, the staging comparators, the net-benefit table and the nomogram are in the report, per set
+    panel = results["panel"]
     assert set(panel["models"]) <= {"lr", "svm"} and panel["best"]["rule"].startswith("highest training-set")
-    assert "4b. Classifier panel" in html and "Best classifier" in html and "4c. Staging systems" in html
-    assert [c["comparator"] for c in results["modeling"]["comparators"]] == ["bclc", "child_pugh"]
+    assert set(panel["models"]["lr"]["post"]["roc"]) == {"test", "centre_B"}
+    assert "Classifier panel</h2>" in html and "Best classifier" in html and "Staging systems</h2>" in html
+    assert [c["comparator"] for c in results["comparators"]] == ["bclc", "child_pugh"]
+    assert set(results["comparators"][0]["roc"]) == {"test", "centre_B"}
     assert "Net benefit at three threshold probabilities" in html and "Nomogram of the combined" in html
     # a 6 mm ring, clipped to the liver mask, with its own features and models
-    regions = {r["region"]: r for r in results["modeling"]["regions"]}
-    assert set(regions) == {"tumour", "ring 6 mm", "tumour + rings"} and "4d. Peritumoral regions" in html
+    regions = {r["region"]: r for r in results["regions"]}
+    assert set(regions) == {"tumour", "ring 6 mm", "tumour + rings"} and "Peritumoral regions</h2>" in html
     assert regions["tumour + rings"]["n_features"] == 2 * regions["tumour"]["n_features"]
+    assert set(regions["tumour"]["delong_post_vs_pre"]) == {"test", "centre_B"}
     info = pd.read_csv(out / "voi_info.csv")
     assert (info["ring6mm_ml_lr"] > 0).all() and info["ring6mm_clipped_to_liver"].all()
     assert ((info["ring6mm_ml_sr"] - info["ring6mm_ml_lr"]).abs() / info["ring6mm_ml_lr"] < 0.25).all()
-    assert not any(c.startswith("ring") for c in results["modeling"]["radscore"]["radiomics_post_sr"]["features"])
+    assert not any(c.startswith("ring") for c in results["fitted"]["radscore"]["radiomics_post_sr"]["features"])
     # the dual-branch deep model before and after SR, and DLRCR
     deep = results["deep"]
-    assert "skipped" not in deep, deep.get("skipped")
+    assert deep["skipped"] is None, deep["skipped"]
     assert set(deep["models"]) == {"pre", "post"} and deep["config"]["dual"] == "ring"
-    assert deep["dlrcr"]["variables"][-2:] == ["radscore_post_sr", "dl_score"] and "4e. Deep-learning models" in html
+    assert deep["dlrcr"]["variables"][-2:] == ["radscore_post_sr", "dl_score"] and "Deep-learning models</h2>" in html
     # the panel's pick and DLRCR join the decision curves, net benefit and calibration tables
     assert html.count(">DLRCR</td>") >= 2 and "Best classifier: " in html
-    # survival of the best model's risk groups, and the three simulated readers
-    os_ = results["survival"]["overall survival"]
-    assert [c["covariate"] for c in os_["cox"]] == ["predicted_responder", "diameter_mm", "arterial_enhancement"]
-    assert {k["group"] for k in os_["kaplan_meier"]} <= {"predicted responder", "predicted non-responder"}
-    assert 0 <= os_["logrank"]["p"] <= 1 and 0 <= os_["c_index"]["c_index"] <= 1
-    assert [r["reader"] for r in results["readers"]["readers"]] == ["reader_1", "reader_2", "reader_3"]
-    assert all(r["scale"] == "score" for r in results["readers"]["readers"]) and "mean_of_readers" in results["readers"]
-    assert "9. Survival" in html and "10. Readers" in html
+    # survival of the best model's risk groups in each set, and the three simulated readers on each test set
+    (os_,) = results["survival"]["endpoints"]
+    assert os_["endpoint"] == "overall survival" and list(os_["sets"]) == ["train", "test", "centre_B"]
+    tr = os_["sets"]["train"]
+    assert [c["covariate"] for c in tr["cox"]] == ["predicted_responder", "diameter_mm", "arterial_enhancement"]
+    assert {k["group"] for k in tr["kaplan_meier"]} <= {"predicted responder", "predicted non-responder"}
+    assert 0 <= tr["logrank"]["p"] <= 1 and 0 <= tr["c_index"]["c_index"] <= 1 and tr["n"] == 19
+    readers = results["readers"]["sets"]
+    assert list(readers) == ["test", "centre_B"]
+    assert [r["reader"] for r in readers["centre_B"]["readers"]] == ["reader_1", "reader_2", "reader_3"]
+    assert readers["centre_B"]["mean_of_readers"] is not None
+    assert "Survival</h2>" in html and "Readers</h2>" in html
     assert tree_digest(tiny_cohort.parent) == before, "evaluate modified the user's cohort folder"
 
     # every figure of a simulated cohort carries the simulated-data stamp in its own pixels
@@ -167,7 +212,7 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     real_png = figs._png
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(figs, "_png", lambda fig, stamp=None: stamps.append(stamp) or real_png(fig, stamp))
-        report_mod.render_html(results)
+        report_mod.render_html(report_mod.read_results(out))
     assert len(stamps) >= 6 and set(stamps) == {figs.SIMULATED_STAMP}
 
     # report re-renders from results.json alone
@@ -182,7 +227,11 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, tm
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     again = json.loads((out / "results.json").read_text())
-    assert again["modeling"]["roc"] == results["modeling"]["roc"]
+    assert again["metrics"] == results["metrics"]
+
+    # --test-size with a set column is refused before any work, saying why
+    res = runner.invoke(app, [*args, "--test-size", "0.3"])
+    assert res.exit_code != 0 and "has a 'set' column" in res.output and "drop --test-size" in res.output
 
 
 def test_evaluate_reports_every_cohort_problem(tiny_cohort, tmp_path):
@@ -235,7 +284,7 @@ def test_radiomics_with_the_generator_records_its_weights_and_reuses_its_cache(
 def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort, tmp_path):
     """A negative survival time and a reader value outside both scales: the study still runs, and
     the report says what was skipped and why, naming the column and the row."""
-    df = pd.read_csv(tiny_cohort)
+    df = pd.read_csv(tiny_cohort).drop(columns="set")  # a drawn split this time
     df.loc[3, "os_time"] = -1.0
     df.loc[5, "reader_2"] = 7
     bad = tiny_cohort.parent / "cohort_bad.csv"
@@ -247,7 +296,8 @@ def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
-    skipped = results["survival"]["overall survival"]["skipped"]
+    assert results["split"]["source"] == "drawn" and len(results["split"]["sets"]["test"]) == 9
+    skipped = results["survival"]["endpoints"][0]["skipped"]
     assert "'os_time'" in skipped and f"rows {df.loc[3, 'patient_id']}" in skipped
     assert "'reader_2'" in results["readers"]["skipped"] and f"rows {df.loc[5, 'patient_id']}" in results["readers"]["skipped"]
     html = (out / "report.html").read_text()

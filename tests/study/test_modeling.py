@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from srgan3d.study.modeling import MODEL_NAMES, ModelingConfig, cohort_summary, run_modeling, split_patients
+from srgan3d.study.cohort import split_patients
+from srgan3d.study.modeling import MODEL_NAMES, ModelingConfig, cohort_summary, run_modeling
+from srgan3d.study.results import Split
 
 
 def _cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -42,14 +44,22 @@ def test_split_is_stratified_and_seeded():
     assert (te == te2).all()
 
 
+def _split(pre: pd.DataFrame, train: np.ndarray, test: np.ndarray, external: np.ndarray | None = None) -> Split:
+    ids = np.asarray(pre.index)
+    sets = {"train": tuple(ids[train]), "test": tuple(ids[test])}
+    if external is not None:
+        sets["centre_B"] = tuple(ids[external])
+    return Split(sets=sets, source="table", seed=0)
+
+
 def test_nothing_from_the_test_set_reaches_any_fit():
     pre, post, clin, y = _cohort()
-    split = split_patients(y, test_size=CFG.test_size, seed=CFG.seed)
+    train, test = split_patients(y, test_size=0.2, seed=CFG.seed)
+    split = _split(pre, train, test)
     base = run_modeling(pre, post, clin, y, CFG, split=split)
 
     # Shuffle the test labels and replace the test patients' features and clinical values.
     rng = np.random.default_rng(99)
-    test = split[1]
     y2 = y.copy()
     y2[test] = rng.permutation(y[test])
     y2[test[0]] = 1 - y2[test[0]]  # change the class balance of the test set too
@@ -60,23 +70,18 @@ def test_nothing_from_the_test_set_reaches_any_fit():
 
     pd.testing.assert_frame_equal(base.fitted.coefficients(), other.fitted.coefficients())
     assert base.fitted.radscore_post.features_ == other.fitted.radscore_post.features_
-    train = split[0]
     pd.testing.assert_frame_equal(base.predictions.iloc[train], other.predictions.iloc[train])
-    for m in MODEL_NAMES:
-        assert (
-            base.operating_points["train"][m]["threshold"] == other.operating_points["train"][m]["threshold"]
-        )
+    assert base.thresholds == other.thresholds
     # every classifier of the panel too: same hyperparameters, same training predictions
-    for key, p in base.panel["predictions"].items():
-        np.testing.assert_array_equal(np.asarray(p)[train], np.asarray(other.panel["predictions"][key])[train])
-    for name, images in base.panel["models"].items():
+    pd.testing.assert_frame_equal(base.panel_predictions.iloc[train], other.panel_predictions.iloc[train])
+    for name, images in base.panel.models.items():
         for image, m in images.items():
-            o = other.panel["models"][name][image]
-            assert (m["params"], m["cv_auc"], m["threshold"]) == (o["params"], o["cv_auc"], o["threshold"]), name
-    assert base.panel["best"] == other.panel["best"]
+            o = other.panel.models[name][image]
+            assert (m.params, m.cv_auc, m.threshold) == (o.params, o.cv_auc, o.threshold), name
+    assert base.panel.best == other.panel.best
     # ...while the test-set figures do change, so the test above can fail
-    assert base.roc["test"] != other.roc["test"]
-    assert base.panel["models"]["lr"]["post"]["test"] != other.panel["models"]["lr"]["post"]["test"]
+    assert base.metrics["test"].roc != other.metrics["test"].roc
+    assert base.panel.models["lr"]["post"].roc["test"] != other.panel.models["lr"]["post"].roc["test"]
 
 
 def test_pipeline_finds_the_signal_and_is_reproducible():
@@ -84,14 +89,16 @@ def test_pipeline_finds_the_signal_and_is_reproducible():
     a = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0, classifiers=()))
     assert "f1" in a.fitted.radscore_post.features_
     assert "const" not in a.fitted.radscore_pre.screened_
-    assert a.roc["test"]["radiomics_post_sr"]["auc"] > 0.75
-    assert a.roc["test"]["radiomics_post_sr"]["auc"] > a.roc["test"]["radiomics_pre_sr"]["auc"]
+    roc = a.metrics["test"].roc
+    assert roc["radiomics_post_sr"]["auc"] > 0.75
+    assert roc["radiomics_post_sr"]["auc"] > roc["radiomics_pre_sr"]["auc"]
     opt = a.optimism.set_index("model")
     assert (opt["corrected_auc"] <= opt["apparent_auc"] + 0.02).all()
     b = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0, classifiers=()))
     pd.testing.assert_frame_equal(a.predictions, b.predictions)
     pd.testing.assert_frame_equal(a.optimism, b.optimism)
-    assert a.decision_curve.shape == (99, 6)
+    dc = a.metrics["test"].decision_curve
+    assert set(dc) == {"threshold", "treat_all", "treat_none", *MODEL_NAMES} and len(dc["threshold"]) == 99
 
 
 def test_clinical_odds_ratios_match_an_independent_fit():
@@ -99,7 +106,7 @@ def test_clinical_odds_ratios_match_an_independent_fit():
 
     pre, post, clin, y = _cohort(n=120, seed=2)
     res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=()))
-    tr = split_patients(y, test_size=CFG.test_size, seed=CFG.seed)[0]
+    tr = split_patients(y, test_size=0.2, seed=3)[0]
     vars_ = res.fitted.clinical.variables
     ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(clin.iloc[tr][vars_], y[tr])
     table = res.fitted.clinical.table_.set_index("variable")
@@ -129,20 +136,20 @@ def test_the_classifier_panel_finds_the_signal_and_picks_its_best_on_training_da
     pre, post, clin, y = _cohort(n=120, seed=1)
     res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=0, panel_bootstrap=3))
     panel = res.panel
-    assert set(panel["models"]) == {"lr", "svm", "knn", "xgboost", "mlp"} and not panel["skipped"]
+    assert set(panel.models) == {"lr", "svm", "knn", "xgboost", "mlp"} and not panel.skipped
     test = np.isin(np.arange(len(y)), split_patients(y, test_size=0.2, seed=0)[1])
-    for name, images in panel["models"].items():
+    for name, images in panel.models.items():
         assert set(images) == {"pre", "post"}
-        post_auc = images["post"]["test"]["auc"]
+        post_auc = images["post"].roc["test"]["auc"]
         assert post_auc > 0.7, (name, post_auc)  # f1 carries a 2-SD signal after SR
-        assert 0 <= images["post"]["corrected_auc"] <= 1
+        assert 0 <= images["post"].corrected_auc <= 1
         # the DeLong numbers in the panel are those of srgan3d.stats on the same scores
-        p = np.asarray(panel["predictions"][f"{name}_post"])
-        assert images["post"]["test"]["auc"] == stats.roc_auc_ci(y[test], p[test]).auc
-    best = panel["best"]
-    cv = {(n, i): m["cv_auc"] for n, ims in panel["models"].items() for i, m in ims.items()}
+        p = res.panel_predictions[f"{name}_post"].to_numpy()
+        assert images["post"].roc["test"]["auc"] == stats.roc_auc_ci(y[test], p[test]).auc
+    best = panel.best
+    cv = {(n, i): m.cv_auc for n, ims in panel.models.items() for i, m in ims.items()}
     assert cv[(best["classifier"], best["image"])] == max(cv.values())
-    pairs = {(d["classifier"], d["a"], d["b"]) for d in panel["delong"]}
+    pairs = {(d["classifier"], d["a"], d["b"]) for d in panel.delong["test"]}
     assert ("svm", "post", "pre") in pairs and ("knn", "pre", "clinical") in pairs
 
 
@@ -159,8 +166,9 @@ def test_too_few_patients_for_inner_cv_skip_the_panel_with_a_reason():
     y = y.copy()
     y[train] = 0
     y[0] = 1  # one responder in training
-    out = run_panel(pre, post, y, train, np.arange(30, 40), {"pre": ["f0"], "post": ["f1"]}, {}, n_bootstrap=0)
-    assert out["models"] == {} and all("inner cross-validation" in v for v in out["skipped"].values())
+    out, probs = run_panel(pre, post, y, {"train": train, "test": np.arange(30, 40)}, {"pre": ["f0"], "post": ["f1"]}, {},
+                           n_bootstrap=0)  # fmt: skip
+    assert out.models == {} and all("inner cross-validation" in v for v in out.skipped.values()) and probs.empty
 
 
 def test_nomogram_points_reproduce_the_linear_predictor():
@@ -173,8 +181,8 @@ def test_nomogram_points_reproduce_the_linear_predictor():
     nomo = nomogram(model, X.iloc[split_patients(y, test_size=0.2, seed=3)[0]])
     total = nomogram_points(nomo, X)
     np.testing.assert_allclose(nomogram_linear_predictor(nomo, total), model.decision_function(X), rtol=1e-10, atol=1e-10)
-    assert max(r["max_points"] for r in nomo["predictors"]) == pytest.approx(100)
-    assert nomo["predictors"][0]["variable"] in model.variables
+    assert max(r["max_points"] for r in nomo.predictors) == pytest.approx(100)
+    assert nomo.predictors[0]["variable"] in model.variables
 
 
 def test_staging_comparator_orientation_is_fixed_on_training_data():
@@ -184,8 +192,59 @@ def test_staging_comparator_orientation_is_fixed_on_training_data():
     from srgan3d.study.secondary import compare_staging
 
     res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=("lr",), panel_bootstrap=0))
-    sets = res.predictions["set"].to_numpy()
-    (row,) = compare_staging(stage, res.predictions, res.panel, y, np.flatnonzero(sets == "train"),
-                             np.flatnonzero(sets == "test"))
-    assert row["comparator"] == "bclc" and row["direction"] == "higher = non-response"
-    assert row["test"]["auc"] > 0.6 and 0 <= row["delong_vs_best"]["p_value"] <= 1
+    sets = res.split.indices(list(pre.index))
+    best = res.predictions["radiomics_post_sr"].to_numpy()
+    (row,) = compare_staging(stage, y, sets, "radiomics_post_sr", best)
+    assert row.comparator == "bclc" and row.direction == "higher = non-response"
+    assert row.roc["test"]["auc"] > 0.6 and 0 <= row.delong_vs_best["test"]["p_value"] <= 1
+
+
+def test_without_a_set_column_the_results_are_those_of_the_previous_release():
+    """The drawn split and every figure stay as they were before sets came from the table: the
+    values below were printed by srgan3d at commit 2c2928e (before the set column) for this cohort."""
+    pre, post, clin, y = _cohort(n=120, seed=1)
+    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=3, seed=0, classifiers=("lr",), panel_bootstrap=2))
+    test_ids = res.split.sets["test"]
+    assert len(test_ids) == 24 and test_ids[:10] == ("P001", "P002", "P007", "P008", "P010", "P021", "P026", "P029",
+                                                      "P049", "P051")  # fmt: skip
+    old = {
+        "train": [0.809523809524, 0.95987654321, 0.812610229277, 0.988095238095],
+        "test": [0.58041958042, 0.937062937063, 0.713286713287, 0.951048951049],
+    }
+    for name, aucs in old.items():
+        assert [res.metrics[name].roc[m]["auc"] for m in MODEL_NAMES] == pytest.approx(aucs, abs=1e-11)
+    assert [res.thresholds[m] for m in MODEL_NAMES] == pytest.approx(
+        [0.577909493796, 0.472903566668, 0.495092322851, 0.71428970468], abs=1e-11)
+    assert res.optimism["corrected_auc"].tolist() == pytest.approx(
+        [0.630151131137, 0.943208485873, 0.813949122313, 0.975124378109], abs=1e-11)
+    lr = res.panel.models["lr"]["post"]
+    assert lr.roc["test"]["auc"] == pytest.approx(0.937062937062937, abs=1e-12)
+    assert lr.corrected_auc == pytest.approx(0.9564911292593633, abs=1e-12)
+
+
+def test_an_external_set_is_tested_but_never_fitted_nor_bootstrapped():
+    """Patients of an external set change no fitted coefficient, threshold or optimism-corrected
+    AUC; their own AUCs are those of the stats module on their rows."""
+    from srgan3d.study import stats
+
+    pre, post, clin, y = _cohort(n=100, seed=6)
+    train, test, ext = np.arange(0, 60), np.arange(60, 80), np.arange(80, 100)
+    cfg = ModelingConfig(n_bootstrap=3, seed=0, classifiers=("lr",), panel_bootstrap=2)
+    a = run_modeling(pre, post, clin, y, cfg, split=_split(pre, train, test, ext))
+    y2 = y.copy()
+    y2[ext] = 1 - y2[ext]
+    pre2 = pre.copy()
+    pre2.iloc[ext] = 7.0 * np.random.default_rng(1).normal(size=(len(ext), pre.shape[1]))
+    b = run_modeling(pre2, post, clin, y2, cfg, split=_split(pre, train, test, ext))
+    pd.testing.assert_frame_equal(a.fitted.coefficients(), b.fitted.coefficients())
+    assert a.thresholds == b.thresholds
+    pd.testing.assert_frame_equal(a.optimism, b.optimism)
+    assert a.panel.models["lr"]["post"].corrected_auc == b.panel.models["lr"]["post"].corrected_auc
+    assert a.metrics["centre_B"].roc != b.metrics["centre_B"].roc
+    assert list(a.metrics) == ["train", "test", "centre_B"]
+    for m in MODEL_NAMES:
+        p = a.predictions[m].to_numpy()
+        assert a.metrics["centre_B"].roc[m] == stats.roc_auc_ci(y[ext], p[ext]).to_dict()
+        op = stats.operating_point(y[ext], p[ext], a.thresholds[m]).to_dict()
+        assert a.metrics["centre_B"].operating_points[m] == op
+    assert (a.predictions["set"].iloc[ext] == "centre_B").all()

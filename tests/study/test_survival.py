@@ -86,8 +86,8 @@ def test_harrell_c_counts_concordant_pairs():
     # usable pairs: (i, j) with t_i < t_j and e_i = 1: 4 + 3 + 2 + 0 = 9 ... (1,2),(1,3),(1,4),(1,5),
     # (2,3),(2,4),(2,5),(3,4),(3,5): concordant unless risk_i <= risk_j: (3,4) is discordant
     c = harrell_c(t, e, risk, n_bootstrap=50)
-    assert c["c_index"] == pytest.approx(8 / 9)
-    assert c["ci_low"] <= c["c_index"] <= c["ci_high"]
+    assert c.c_index == pytest.approx(8 / 9)
+    assert c.ci_low <= c.c_index <= c.ci_high
 
 
 @pytest.mark.parametrize(
