@@ -311,6 +311,8 @@ def demo(
     ] = 0,
     patients: Annotated[int, typer.Option(help="Patients in the synthetic cohort.")] = 122,
     responders: Annotated[int, typer.Option(help="Responders among them.")] = 68,
+    external: Annotated[int, typer.Option(help="Patients of the external test set centre_B (0: none).")] = 30,
+    external_responders: Annotated[int, typer.Option(help="Responders of the external set.")] = 16,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the optimism-corrected AUC.")] = 100,
     workers: Annotated[int, typer.Option(help="Processes (default: CPU cores).")] = 0,
 ) -> None:
@@ -322,7 +324,8 @@ def demo(
 
     with logging_redirect_tqdm():
         summary = run_demo(
-            output, seed=seed, n_patients=patients, n_responders=responders, n_bootstrap=bootstrap,
+            output, seed=seed, n_patients=patients, n_responders=responders, n_external=external,
+            external_responders=external_responders, n_bootstrap=bootstrap,
             workers=workers or os.cpu_count() or 1, progress=True,
         )  # fmt: skip
     typer.echo(summary["table"])
@@ -451,6 +454,7 @@ def evaluate(
         clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),
         classifiers=tuple(c.strip() for c in classifiers.split(",") if c.strip()), panel_bootstrap=panel_bootstrap,
         comparators=tuple(c.strip() for c in comparators.split(",") if c.strip()),
+        workers=workers or os.cpu_count() or 1,
     )  # fmt: skip
     deep = None
     if dl != "none":

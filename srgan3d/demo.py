@@ -19,7 +19,7 @@ import numpy as np
 
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
-from srgan3d.sr.engine import resolve_method
+from srgan3d.sr.engine import resolve_method_and_weights
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.synthetic import make_phantom
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def best_method() -> str:
-    """The generator when its default weights are installed, else zero-filled k-space."""
-    return resolve_method("auto", DEFAULT_WEIGHTS)
+    """What `--method auto` uses: the generator when the shipped weights' model card shows a
+    held-out gain over zero-filled k-space, else zero-filled k-space ("sinc")."""
+    return resolve_method_and_weights("auto", DEFAULT_WEIGHTS)[0]
 
 
 def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = False) -> dict[str, Any]:
@@ -145,7 +146,7 @@ def run_demo(
         outdir / "evaluation",
         radiomics=RadiomicsConfig(method=summary["method"], workers=workers, peritumoral=(5.0,)),
         modeling=ModelingConfig(seed=seed, n_bootstrap=n_bootstrap, comparators=("bclc", "child_pugh"),
-                                panel_bootstrap=min(25, n_bootstrap)),
+                                panel_bootstrap=min(25, n_bootstrap), workers=workers),
         deep=DeepConfig.tiny(seed=seed),
         progress=progress,
     )

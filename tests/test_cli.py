@@ -114,6 +114,10 @@ def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):
         "20",
         "--responders",
         "10",
+        "--external",
+        "8",
+        "--external-responders",
+        "4",
         "--bootstrap",
         "3",
         "--workers",
@@ -130,6 +134,7 @@ def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):
     assert "Super-resolution quality against a known truth" in html
     results = __import__("json").loads((out / "evaluation" / "results.json").read_text())
     assert [r["method"] for r in results["sr_quality"]["results"]] == [r["method"] for r in summary["results"]]
+    assert list(results["split"]["sets"]) == ["train", "test", "centre_B"] and len(results["split"]["sets"]["centre_B"]) == 8
     assert "SIMULATED" in res.output and "DeLong" in res.output
 
 

@@ -73,6 +73,7 @@ class ModelingConfig:
         panel_bootstrap: resamples of the panel's optimism correction (0 = skip).
         comparators: ordinal columns (staging systems such as BCLC or Child-Pugh) compared with
             the best model by AUC and DeLong.
+        workers: processes for the bootstrap refits (the numbers do not depend on it).
     """
 
     test_size: float | None = None
@@ -89,6 +90,7 @@ class ModelingConfig:
     classifiers: tuple[str, ...] = ("lr", "svm", "knn", "xgboost", "mlp")
     panel_bootstrap: int = 25
     comparators: tuple[str, ...] = ()
+    workers: int = 1
 
     def __post_init__(self) -> None:
         from srgan3d.study.panel import parse_classifiers
@@ -349,19 +351,22 @@ def optimism_corrected_auc(
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     optimism: dict[str, list[float]] = {m: [] for m in MODEL_NAMES}
     failures = 0
-    for _ in tqdm(range(config.n_bootstrap), desc="bootstrap", unit="fit", disable=not progress):
-        b = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        bp, bq, bc = pre.iloc[b], post.iloc[b], clin.iloc[b]
-        try:
-            fitted = fit_models(bp, bq, bc, y[b], config)
-        except (ValueError, np.linalg.LinAlgError) as exc:
+    # Resamples are drawn first, in order, then fitted (in `config.workers` processes): the same
+    # seed gives the same resamples and the same numbers whatever the number of workers.
+    draws = [np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]) for _ in range(config.n_bootstrap)]
+    jobs = ((pre, post, clin, y, b, config) for b in draws)
+    if config.workers > 1 and len(draws) > 1:
+        from joblib import Parallel, delayed
+
+        runs = Parallel(n_jobs=config.workers, return_as="generator")(delayed(_bootstrap_optimism)(*j) for j in jobs)
+    else:
+        runs = (_bootstrap_optimism(*j) for j in jobs)
+    for one in tqdm(runs, total=len(draws), desc="bootstrap", unit="fit", disable=not progress):
+        if one is None:
             failures += 1
-            log.debug("bootstrap fit failed: %s", exc)
             continue
-        on_boot = fitted.predict(bp, bq, bc)
-        on_orig = fitted.predict(pre, post, clin)
         for m in MODEL_NAMES:
-            optimism[m].append(_auc(y[b], on_boot[m].to_numpy()) - _auc(y, on_orig[m].to_numpy()))
+            optimism[m].append(one[m])
     rows = []
     for m in MODEL_NAMES:
         o = np.array(optimism[m]) if optimism[m] else np.array([np.nan])
@@ -405,6 +410,22 @@ def set_metrics(
             decision_curve={"threshold": [float(t) for t in dc.index], **{c: dc[c].tolist() for c in dc.columns}},
         )  # fmt: skip
     return out
+
+
+def _bootstrap_optimism(
+    pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame, y: np.ndarray, b: np.ndarray, config: ModelingConfig
+) -> dict[str, float] | None:
+    """One bootstrap resample `b`: every model refitted on it; its AUC there minus its AUC on the
+    original patients (None when the fit fails)."""
+    bp, bq, bc = pre.iloc[b], post.iloc[b], clin.iloc[b]
+    try:
+        fitted = fit_models(bp, bq, bc, y[b], config)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log.debug("bootstrap fit failed: %s", exc)
+        return None
+    on_boot = fitted.predict(bp, bq, bc)
+    on_orig = fitted.predict(pre, post, clin)
+    return {m: _auc(y[b], on_boot[m].to_numpy()) - _auc(y, on_orig[m].to_numpy()) for m in MODEL_NAMES}
 
 
 @dataclass
@@ -503,7 +524,7 @@ def run_modeling(
             {"pre": list(fitted.radscore_pre.features_), "post": list(fitted.radscore_post.features_)},
             {"clinical": pred["clinical"].to_numpy()},
             classifiers=config.classifiers, seed=config.seed, cv_folds=config.cv_folds,
-            n_bootstrap=config.panel_bootstrap, development=development,
+            n_bootstrap=config.panel_bootstrap, development=development, workers=config.workers,
         )  # fmt: skip
     return ModelingResult(
         config=config, split=split, fitted=fitted, predictions=pred, thresholds=thresholds, metrics=metrics,

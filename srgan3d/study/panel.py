@@ -148,6 +148,7 @@ def run_panel(
     cv_folds: int = 5,
     n_bootstrap: int = 25,
     development: np.ndarray | None = None,
+    workers: int = 1,
 ) -> tuple[PanelResult, pd.DataFrame]:
     """Fit the panel on the training set and evaluate it on every other set.
 
@@ -158,7 +159,8 @@ def run_panel(
         reference: probabilities of the comparator models on all rows (e.g. the clinical model),
             each compared with every classifier by DeLong on each test set.
         n_bootstrap: resamples of the optimism correction (hyperparameters and features fixed as
-            chosen on the training set; 0 = skip), over the `development` rows (default: all).
+            chosen on the training set; 0 = skip), over the `development` rows (default: all), in
+            `workers` processes.
     Returns: the panel's results, and each classifier's probabilities (a column ``{name}_{image}``
         per fitted classifier, one row per patient).
     """
@@ -196,7 +198,7 @@ def run_panel(
     if n_bootstrap > 0 and fits:
         dev = np.arange(len(y)) if development is None else development
         dev_data = {k: v.iloc[dev] for k, v in data.items()}
-        corrected = _optimism(dev_data, y[dev], fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap)
+        corrected = _optimism(dev_data, y[dev], fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap, workers=workers)
     models: dict[str, dict[str, ClassifierResult]] = {}
     for (name, image), fit in fits.items():
         p = fit.predict_proba(data[image])
@@ -230,9 +232,28 @@ def run_panel(
     return result(models, skipped, delong, best), probs
 
 
+def _refit_optimism(
+    data: dict[str, pd.DataFrame], y: np.ndarray, b: np.ndarray, specs: list[tuple[str, str, list[str], dict]],
+    seed: int, folds: int,
+) -> dict[tuple[str, str], float]:  # fmt: skip
+    """One bootstrap resample `b`: each classifier refitted on it (features and hyperparameters
+    fixed); its AUC there minus its AUC on the original rows. A refit that fails is left out."""
+    out = {}
+    for name, image, features, params in specs:
+        X = data[image]
+        try:
+            refit = fit_classifier(name, image, X.iloc[b], y[b], features, seed=seed, folds=folds, params=params)
+        except Exception as exc:  # noqa: BLE001 - a resample that cannot be fitted is left out
+            log.debug("bootstrap refit of %s/%s failed: %s", name, image, exc)
+            continue
+        on_boot = stats.roc_auc_ci(y[b], refit.predict_proba(X.iloc[b])).auc
+        out[(name, image)] = on_boot - stats.roc_auc_ci(y, refit.predict_proba(X)).auc
+    return out
+
+
 def _optimism(
     data: dict[str, pd.DataFrame], y: np.ndarray, fits: dict[tuple[str, str], PanelFit], *, seed: int, folds: int,
-    n_bootstrap: int,
+    n_bootstrap: int, workers: int = 1,
 ) -> dict[tuple[str, str], float]:  # fmt: skip
     """Harrell's optimism-corrected AUC over all patients, each classifier refitted on each
     stratified bootstrap resample with its features and hyperparameters fixed."""
@@ -243,17 +264,16 @@ def _optimism(
     for (name, image), fit in fits.items():
         full = fit_classifier(name, image, data[image], y, fit.features, seed=seed, folds=folds, params=fit.params)
         apparent[(name, image)] = stats.roc_auc_ci(y, full.predict_proba(data[image])).auc
-    for _ in range(n_bootstrap):
-        b = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        for (name, image), fit in fits.items():
-            X = data[image]
-            try:
-                refit = fit_classifier(name, image, X.iloc[b], y[b], fit.features, seed=seed, folds=folds,
-                                       params=fit.params)  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - a resample that cannot be fitted is left out
-                log.debug("bootstrap refit of %s/%s failed: %s", name, image, exc)
-                continue
-            on_boot = stats.roc_auc_ci(y[b], refit.predict_proba(X.iloc[b])).auc
-            on_orig = stats.roc_auc_ci(y, refit.predict_proba(X)).auc
-            optimism[(name, image)].append(on_boot - on_orig)
+    # resamples drawn first, in order, then refitted (in `workers` processes): same numbers for any count
+    draws = [np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]) for _ in range(n_bootstrap)]
+    specs = [(name, image, fit.features, fit.params) for (name, image), fit in fits.items()]
+    if workers > 1 and len(draws) > 1:
+        from joblib import Parallel, delayed
+
+        runs = Parallel(n_jobs=workers)(delayed(_refit_optimism)(data, y, b, specs, seed, folds) for b in draws)
+    else:
+        runs = [_refit_optimism(data, y, b, specs, seed, folds) for b in draws]
+    for one in runs:
+        for key, value in one.items():
+            optimism[key].append(value)
     return {k: apparent[k] - float(np.mean(v)) if v else float("nan") for k, v in optimism.items()}

@@ -220,6 +220,11 @@ def test_without_a_set_column_the_results_are_those_of_the_previous_release():
     lr = res.panel.models["lr"]["post"]
     assert lr.roc["test"]["auc"] == pytest.approx(0.937062937062937, abs=1e-12)
     assert lr.corrected_auc == pytest.approx(0.9564911292593633, abs=1e-12)
+    # the bootstraps in two processes give the same numbers
+    two = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=3, seed=0, classifiers=("lr",), panel_bootstrap=2,
+                                                          workers=2))  # fmt: skip
+    pd.testing.assert_frame_equal(two.optimism, res.optimism)
+    assert two.panel.models["lr"]["post"].corrected_auc == lr.corrected_auc
 
 
 def test_an_external_set_is_tested_but_never_fitted_nor_bootstrapped():
