@@ -40,14 +40,14 @@ def stamp_for(results: StudyResult) -> str | None:
 
 
 def _png(fig: Any, stamp: str | None = None) -> str:
-    """The figure as a data URI; `stamp` is written across its foot, so that a copied figure
+    """The figure as a data URI; `stamp` is written across its head, so that a copied figure
     carries it (the simulated-data note)."""
     import matplotlib.pyplot as plt
 
     if stamp:
-        fig.text(0.5, 0.005, stamp, ha="center", va="bottom", fontsize=9, color="#b00020", weight="bold",
+        # above the panels (legends sit below them); the tight bounding box takes it in
+        fig.text(0.5, 1.0, stamp, ha="center", va="bottom", fontsize=9, color="#b00020", weight="bold",
                  bbox={"facecolor": "#fff3cd", "edgecolor": "#b00020", "boxstyle": "round,pad=0.3"})  # fmt: skip
-        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.14))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -70,9 +70,10 @@ def _panels(n: int, size: float = 5.0) -> tuple[Any, list[Any]]:
 
 
 def set_title(results: StudyResult, name: str) -> str:
-    """'test set (n = 24: 13 responders, 11 non-responders)', the set named as the table names it."""
+    """'test set (n = 24)' over '13 responders, 11 non-responders', the set named as the table
+    names it."""
     m = results.metrics[name]
-    return f"{name} set (n = {m.n}: {m.n_responders} responders, {m.n - m.n_responders} non-responders)"
+    return f"{name} set (n = {m.n})\n{m.n_responders} responders, {m.n - m.n_responders} non-responders"
 
 
 def roc_figure(results: StudyResult) -> str:
@@ -96,7 +97,8 @@ def roc_figure(results: StudyResult) -> str:
         ax.set(title=set_title(results, name), xlabel="1 − specificity", ylabel="Sensitivity",
                xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
         ax.title.set_fontsize(10)
-        ax.legend(loc="lower right", fontsize=7, title="AUC [95% CI, DeLong]", title_fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7, title="AUC [95% CI, DeLong]",
+                  title_fontsize=7)  # below the axes: no curve hidden
         ax.set_aspect("equal")
     return _png(fig, stamp_for(results))
 
@@ -116,7 +118,7 @@ def dca_figure(results: StudyResult) -> str:
         ax.set(xlabel="Threshold probability of response", ylabel="Net benefit", ylim=(-0.05, max(0.1, top * 1.1)),
                title=f"Decision curves, {set_title(results, name)}")  # fmt: skip
         ax.title.set_fontsize(9)
-        ax.legend(fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7)
         ax.grid(alpha=0.3)
     return _png(fig, stamp_for(results))
 
@@ -133,7 +135,7 @@ def calibration_figure(results: StudyResult) -> str:
                xlabel="Predicted probability of response", ylabel="Observed fraction of responders",
                xlim=(0, 1), ylim=(-0.02, 1.02))  # fmt: skip
         ax.title.set_fontsize(9)
-        ax.legend(fontsize=7)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7)
         ax.set_aspect("equal")
     return _png(fig, stamp_for(results))
 
@@ -200,7 +202,8 @@ def panel_roc_figure(results: StudyResult) -> str | None:
         ax.set(title=f"Classifier panel, {set_title(results, name)}", xlabel="1 − specificity",
                ylabel="Sensitivity", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
         ax.title.set_fontsize(9)
-        ax.legend(loc="lower right", fontsize=6, title="AUC [95% CI, DeLong]", title_fontsize=6)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=6, title="AUC [95% CI, DeLong]",
+                  title_fontsize=6)  # below the axes: no curve hidden
         ax.set_aspect("equal")
     return _png(fig, stamp_for(results))
 
