@@ -216,3 +216,35 @@ def test_one_row_per_input_however_its_path_is_spelled(tmp_path, monkeypatch):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and {r["status"] for r in rows} == {"skipped"}
     assert all(r["method"] == "trilinear" and r["date"] for r in rows)
+
+
+def test_a_writer_killed_mid_write_leaves_nothing_after_an_immediate_resume(tmp_path):
+    """A real process writing an output through `atomic_path` is killed with SIGKILL mid-write;
+    the batch run right after removes its hidden temporary at once (same machine, dead process:
+    no waiting for the age rule), while another machine's fresh temporary is left alone."""
+
+    from srgan3d.provenance import _HOST
+
+    _scans(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    code = (
+        "import sys, time\n"
+        "from srgan3d.provenance import atomic_path\n"
+        f"with atomic_path({str(out / 's0_sr2x.nii.gz')!r}) as tmp:\n"
+        "    f = open(tmp, 'wb'); f.write(b'x' * 4096); f.flush()\n"
+        "    print(tmp.name, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    name = proc.stdout.readline().strip()
+    partial = out / name
+    assert partial.exists() and f".{_HOST}-{proc.pid}.tmp" in name
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    elsewhere = out / f".s1_sr2x.nii.gz.other-node-{proc.pid}.tmp.nii.gz"  # a writer on another machine
+    elsewhere.write_bytes(b"partial")
+    upscale_files([tmp_path / "in"], out, UpscaleConfig(method="trilinear"))
+    assert not partial.exists()
+    assert [p.name for p in out.rglob(".*")] == [elsewhere.name]
+    assert (out / "s0_sr2x.nii.gz").is_file()
