@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from srgan3d.study.results import TRAIN, DeepModelResult, DeepResult
+from srgan3d.study.results import TRAIN, DeepModelResult, DeepResult, tested_sets
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def deep_models(
 
     y = np.asarray(y, int)
     train = sets[TRAIN]
-    tested = {k: v for k, v in sets.items() if k != TRAIN}
+    tested = tested_sets(sets)
     if min(np.bincount(y[train], minlength=2)) < 4:
         raise ValueError("the deep models need at least 4 training patients of each class (inner validation)")
     models, probs = {}, {}

@@ -34,6 +34,7 @@ from srgan3d.study.results import (
     ReaderResult,
     Roster,
     StudyResult,
+    tested_sets,
 )
 from srgan3d.study.secondary import compare_staging, nomogram, region_models
 from srgan3d.study.survival import study_survival
@@ -147,8 +148,8 @@ def evaluate_cohort(
         groups["tumour + rings"] = list(feats.pre.columns)
         regions = region_models(feats.pre, feats.post, groups, y, sets, modeling)
     survival = study_survival(keep, p_best, roster.thresholds[roster.best], roster.best_label, list(modeling.clinical),
-                              split.set_of(ids))  # fmt: skip
-    readers = _readers(keep, y, {k: v for k, v in sets.items() if k != TRAIN}, roster, p_best)
+                              sets)  # fmt: skip
+    readers = _readers(keep, y, tested_sets(sets), roster, p_best)
 
     pred = pd.concat([res.predictions[["set", "label"]], probs, deep_probs.drop(columns=[c for c in deep_probs if c in probs]),
                       *([res.panel_predictions.drop(columns=[c for c in res.panel_predictions if c in probs])]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
-from srgan3d.study.results import TRAIN, ClassifierResult, PanelResult
+from srgan3d.study.results import TRAIN, ClassifierResult, PanelResult, tested_sets
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def run_panel(
     """
     y = np.asarray(y, int)
     train = sets[TRAIN]
-    tested = {k: v for k, v in sets.items() if k != TRAIN}
+    tested = tested_sets(sets)
     folds = _inner_folds(y[train], cv_folds)
     probs = pd.DataFrame(index=pre.index)
 

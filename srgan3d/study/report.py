@@ -35,11 +35,11 @@ from srgan3d.study.results import TRAIN, StudyResult
 from srgan3d.study.stats import DelongResult
 
 CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1240px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right;white-space:nowrap}th{background:#f3f3f3}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:.25em .45em;text-align:right;white-space:nowrap}th,td.l{white-space:normal;overflow-wrap:break-word}th{background:#f3f3f3}
 td.l,th.l{text-align:left}.banner{background:#fff3cd;border:1px solid #e0c36a;padding:.7em 1em;
 border-radius:4px}.key{background:#eef5fb;border:1px solid #b8d4ea;padding:.7em 1em;border-radius:4px}
 figure{margin:1em 0}figcaption{font-size:.9em;color:#555;max-width:900px}img{max-width:100%}
@@ -97,6 +97,13 @@ def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, A
 def _delong_cell(d: dict | DelongResult) -> str:
     d = d.to_dict() if isinstance(d, DelongResult) else d
     return f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]; p {fmt_p(d['p_value'])}"
+
+
+def _delong_cells(d: dict | DelongResult, label: str) -> dict[str, str]:
+    """A DeLong comparison as two table cells: the difference with its CI, and the p-value."""
+    d = d.to_dict() if isinstance(d, DelongResult) else d
+    return {f"{label} [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
+            f"{label} p": fmt_p(d["p_value"])}  # fmt: skip
 
 
 def _or_table(rows: tuple[dict, ...] | list[dict]) -> pd.DataFrame:
@@ -157,7 +164,8 @@ def _key_results(r: StudyResult) -> list[str]:
         f"{_esc(s)}: ΔAUC {r.metrics[s].delong_pair(post, pre).difference:+.3f}, DeLong p "
         f"{_esc(fmt_p(r.metrics[s].delong_pair(post, pre).p_value))}" for s in tested
     )
-    key.append(f"Post- vs pre-SR radiomics (ΔAUC = post − pre throughout this report): {diffs}. With "
+    key.append(f"Post- vs pre-SR radiomics (ΔAUC = post − pre; every difference in this report is the later-listed "
+               f"model minus the earlier): {diffs}. With "
                f"{r.metrics[r.split.primary].n} {_esc(r.split.primary)} patients the intervals are wide.")  # fmt: skip
     key.append(f"Best model ({_esc(r.roster.best_rule)}): {_esc(r.roster.best_label)}.")
     return ["<div class='key'><b>Key results</b><ul>" + "".join(f"<li>{k}</li>" for k in key) + "</ul></div>"]
@@ -260,11 +268,14 @@ def _discrimination_section(r: StudyResult) -> Section:
     rows = []
     first = r.metrics[r.sets[0]]
     for d in first.delong:
-        row = {"Model A": r.roster.label(d["model_a"]), "Model B": r.roster.label(d["model_b"])}
+        # A is the model listed later: post-SR minus pre-SR, RCR minus CR, as everywhere in the report
+        a, b = d["model_b"], d["model_a"]
+        row = {"Model A": r.roster.label(a), "Model B": r.roster.label(b)}
         for s in r.sets:
-            row[f"{s}: A − B [95% CI]; p"] = _delong_cell(r.metrics[s].delong_pair(d["model_a"], d["model_b"]))
+            row.update(_delong_cells(r.metrics[s].delong_pair(a, b), f"{s}: A − B"))
         rows.append(row)
-    parts.append("<b>DeLong tests, every pair, each set</b>" + _table(pd.DataFrame(rows), left=("Model A", "Model B")))
+    parts.append("<b>DeLong tests, every pair, each set</b> (A − B, A the model listed later)"
+                 + _table(pd.DataFrame(rows), left=("Model A", "Model B")))
     return "Discrimination", parts
 
 
@@ -314,7 +325,7 @@ def _panel_section(r: StudyResult) -> Section | None:
                "A": f"{d['a']}-SR" if d["a"] in ("pre", "post") else d["a"],
                "B": f"{d['b']}-SR" if d["b"] in ("pre", "post") else MODEL_LABELS.get(d["b"], d["b"])}  # fmt: skip
         for s in tested:
-            row[f"{s}: A − B [95% CI]; p"] = _delong_cell(panel.delong[s][i])
+            row.update(_delong_cells(panel.delong[s][i], f"{s}: A − B"))
         drows.append(row)
     if drows:
         parts.append("<b>DeLong tests of the panel</b>" + _table(pd.DataFrame(drows), left=("Classifier", "A", "B")))
@@ -331,7 +342,7 @@ def _comparators_section(r: StudyResult) -> Section | None:
         row = {"Comparator": c.comparator, "Direction (from training set)": c.direction}
         for s in r.split.evaluation:
             row[f"{s} AUC [95% CI]"] = fmt_auc(c.roc[s])
-            row[f"{s}: best − comparator; p"] = _delong_cell(c.delong_vs_best[s])
+            row.update(_delong_cells(c.delong_vs_best[s], f"{s}: best − comparator"))
         rows.append(row)
     return "Staging systems", [
         f"<p>Each ordinal staging column as a score of its own, against the study's best model "
@@ -354,7 +365,7 @@ def _regions_section(r: StudyResult) -> Section | None:
         for s in tested:
             row[f"{s} pre-SR AUC"] = fmt_auc(g.images["pre"]["roc"][s])
             row[f"{s} post-SR AUC"] = fmt_auc(g.images["post"]["roc"][s])
-            row[f"{s}: post − pre; p"] = _delong_cell(g.delong_post_vs_pre[s])
+            row.update(_delong_cells(g.delong_post_vs_pre[s], f"{s}: post − pre"))
         rows.append(row)
     widths = ", ".join(f"{w:g}" for w in r.config["radiomics"].get("peritumoral", []))
     return "Peritumoral regions", [
@@ -509,11 +520,11 @@ def _readers_section(r: StudyResult) -> Section | None:
                 x = rs.readers[i]
                 row[f"{s} AUC [95% CI]"] = fmt_auc(x["roc"])
                 row[f"{s} sens / spec"] = f"{x['sensitivity']:.3f} / {x['specificity']:.3f}"
-                row[f"{s}: best − reader; p"] = _delong_cell(x["delong_best_vs_reader"])
+                row.update(_delong_cells(x["delong_best_vs_reader"], f"{s}: best − reader"))
             elif rs.mean_of_readers:
                 row[f"{s} AUC [95% CI]"] = fmt_auc(rs.mean_of_readers["roc"])
                 row[f"{s} sens / spec"] = ""
-                row[f"{s}: best − reader; p"] = _delong_cell(rs.mean_of_readers["delong_best_vs_mean"])
+                row.update(_delong_cells(rs.mean_of_readers["delong_best_vs_mean"], f"{s}: best − reader"))
         if len(row) > 1:
             rows.append(row)
     best = "; ".join(f"{_esc(s)} AUC {fmt_auc(rs.best)}" for s, rs in rd.sets.items())

@@ -28,6 +28,12 @@ SCHEMA_VERSION = 2
 TRAIN, TEST = "train", "test"
 
 R = TypeVar("R", bound="Result")
+T = TypeVar("T")
+
+
+def tested_sets(sets: dict[str, T]) -> dict[str, T]:
+    """The sets the models are tested on: every set of the split but the training set."""
+    return {name: v for name, v in sets.items() if name != TRAIN}
 
 
 def _plain(v: Any) -> Any:
@@ -111,7 +117,7 @@ class Split(Result):
     @property
     def evaluation(self) -> tuple[str, ...]:
         """Every set the models are tested on (all but the training set)."""
-        return tuple(n for n in self.sets if n != TRAIN)
+        return tuple(tested_sets(self.sets))
 
     @property
     def external(self) -> tuple[str, ...]:
@@ -138,11 +144,6 @@ class Split(Result):
         """Row indices of each set within `patient_ids` (e.g. the rows of a feature table)."""
         of = self.set_of(patient_ids)
         return {name: np.flatnonzero(of == name) for name in self.sets}
-
-    def restrict(self, patient_ids: Sequence[str]) -> Split:
-        """The same split over a subset of the patients (those left after failed extractions)."""
-        keep = {str(p) for p in patient_ids}
-        return dataclasses.replace(self, sets={n: tuple(i for i in ids if i in keep) for n, ids in self.sets.items()})
 
     def describe(self) -> str:
         """'96 train, 24 test, 20 centre_B'."""
@@ -330,7 +331,7 @@ class DeepResult(Result):
     config: dict[str, Any]
     models: dict[str, DeepModelResult] = field(default_factory=dict)  # "pre", "post"
     delong_post_vs_pre: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dlrcr: dict[str, Any] | None = None  # variables, table, roc per set, delong_vs_rcr per set
+    dlrcr: dict[str, Any] | None = None  # variables, odds-ratio table (its metrics: SetMetrics, 'dlrcr')
     skipped: str | None = None
 
 

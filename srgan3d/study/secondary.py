@@ -11,7 +11,7 @@ import pandas as pd
 
 from srgan3d.study import stats
 from srgan3d.study.modeling import Logistic, ModelingConfig, Radscore
-from srgan3d.study.results import TRAIN, ComparatorResult, Nomogram, RegionResult
+from srgan3d.study.results import TRAIN, ComparatorResult, Nomogram, RegionResult, tested_sets
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def region_models(
     per region and set. A region whose fit fails is reported with its reason."""
     y = np.asarray(y, int)
     train = sets[TRAIN]
-    tested = {k: v for k, v in sets.items() if k != TRAIN}
+    tested = tested_sets(sets)
     rows = []
     for region, cols in groups.items():
         try:
@@ -60,7 +60,7 @@ def compare_staging(
     training set: a comparator whose training AUC is below 0.5 is negated."""
     y = np.asarray(y, int)
     train = sets[TRAIN]
-    tested = {k: v for k, v in sets.items() if k != TRAIN}
+    tested = tested_sets(sets)
     rows = []
     for col in comparators.columns:
         v = comparators[col].to_numpy(float)

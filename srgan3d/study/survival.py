@@ -164,15 +164,15 @@ ENDPOINTS = (("overall survival", "os_time", "os_event"), ("progression-free sur
 
 def study_survival(
     table: pd.DataFrame, p_best: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str],
-    set_of: np.ndarray,
+    sets: dict[str, np.ndarray],
 ) -> SurvivalResult | None:  # fmt: skip
     """Survival of the risk groups the best response model makes (predicted responder: probability
     at or above its training-set threshold), in each set of the split, for each endpoint whose
     columns the table has: KM per group with the log-rank test, Cox hazard ratios of the group and
     the clinical covariates, and Harrell's C of the model. An endpoint whose columns are unusable
-    is skipped with the reason; so is a set too small for a part of it."""
+    is skipped with the reason; so is a set too small for a part of it. `sets`: row indices of
+    each set of the split, in report order."""
     endpoints = []
-    set_of = np.asarray(set_of)
     for name, tcol, ecol in ENDPOINTS:
         if tcol not in table.columns and ecol not in table.columns:
             continue
@@ -190,11 +190,8 @@ def study_survival(
         df["predicted_responder"] = (np.asarray(p_best) >= threshold).astype(int)
         df["group"] = np.where(df["predicted_responder"] == 1, "predicted responder", "predicted non-responder")
         per_set = {}
-        for set_name in dict.fromkeys(set_of):
-            rows = set_of == set_name
-            sub = df[rows]
-            p_sub = np.asarray(p_best)[rows]
-            per_set[str(set_name)] = _survival_of_set(sub, tcol, ecol, covariates, p_sub)
+        for set_name, rows in sets.items():
+            per_set[set_name] = _survival_of_set(df.iloc[rows], tcol, ecol, covariates, np.asarray(p_best)[rows])
         endpoints.append(SurvivalEndpoint(**base, sets=per_set))
     return SurvivalResult(endpoints=tuple(endpoints)) if endpoints else None
 
