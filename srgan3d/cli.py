@@ -435,6 +435,9 @@ def evaluate(
     dl_epochs: Annotated[int, typer.Option(help="Deep model: at most this many epochs (early stopping).")] = 40,
     dl_crop_vox: Annotated[int, typer.Option(help="Deep model: voxels per edge of the 96 mm tumour cube.")] = 32,
     dl_widen: Annotated[float, typer.Option(help="Deep model: ResNet width factor (1 = standard).")] = 1.0,
+    time_unit: Annotated[
+        str, typer.Option(help="Unit of the survival time columns, for the KM axis and the medians.")
+    ] = "months",
 ) -> None:
     """Radiomics before and after SR, the pre-SR, post-SR, clinical and combined models, DeLong,
     decision curves, calibration: report.html, results.json and CSVs in OUTPUT."""
@@ -463,7 +466,8 @@ def evaluate(
         deep = DeepConfig(arch=dl, dual=dl_dual, epochs=dl_epochs, crop_vox=dl_crop_vox, widen_factor=dl_widen, seed=seed,
                           device="cuda" if device.startswith("cuda") else "cpu")  # fmt: skip
     with logging_redirect_tqdm():
-        results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, deep=deep, progress=True)
+        results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, deep=deep, time_unit=time_unit,
+                                  progress=True)  # fmt: skip
     from srgan3d.study.report import terminal_summary
 
     typer.echo(terminal_summary(results))

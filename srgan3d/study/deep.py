@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 
 ARCHS = ("resnet10", "resnet18", "resnet34")
 
+#: A deep model whose training-set AUC is below this did not learn (nor one whose inner validation
+#: loss never improved after its first epoch): the report says so, and DLRCR does not use it.
+LEARNED_AUC_FLOOR = 0.6
+
+
+def learning_verdict(train_auc: float, best_epoch: int) -> str | None:
+    """None when the model learned; otherwise why it did not, in words for the report."""
+    if not train_auc >= LEARNED_AUC_FLOOR:
+        return f"training AUC {train_auc:.2f} is below the floor of {LEARNED_AUC_FLOOR:.2f}"
+    if best_epoch <= 1:
+        return "its inner-validation loss never improved after the first epoch"
+    return None
+
 
 @dataclass(frozen=True)
 class DeepConfig:
@@ -159,6 +172,7 @@ class TrainedScore:
     best_val_loss: float
     n_fit: int
     n_val: int
+    best_epoch: int = 0  # the epoch whose weights were kept (1 = inner validation never improved after it)
 
 
 def train_and_score(
@@ -184,7 +198,7 @@ def train_and_score(
     n_pos, n_neg = int(y[fit_idx].sum()), int(len(fit_idx) - y[fit_idx].sum())
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(n_neg / max(1, n_pos), device=device))
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    best, best_state, since, epochs = np.inf, None, 0, 0
+    best, best_state, since, epochs, best_epoch = np.inf, None, 0, 0, 0
 
     def logits(idx: np.ndarray) -> torch.Tensor:
         model.eval()
@@ -207,7 +221,7 @@ def train_and_score(
         val = float(loss_fn(logits(val_idx), yt[val_idx].to(device)))
         epochs = epoch + 1
         if val < best - 1e-4:
-            best, since = val, 0
+            best, since, best_epoch = val, 0, epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             since += 1
@@ -216,7 +230,7 @@ def train_and_score(
     if best_state is not None:
         model.load_state_dict(best_state)
     prob = torch.sigmoid(logits(np.arange(len(y)))).cpu().numpy()
-    return TrainedScore(prob, epochs, float(best), len(fit_idx), len(val_idx))
+    return TrainedScore(prob, epochs, float(best), len(fit_idx), len(val_idx), best_epoch)
 
 
 def deep_models(
@@ -236,10 +250,11 @@ def deep_models(
     for image, inputs in crops.items():
         r = train_and_score(inputs, y, train, config)
         p = probs[image] = r.probability
+        train_auc = stats.roc_auc_ci(y[train], p[train]).auc
         models[image] = DeepModelResult(
-            epochs=r.epochs, best_val_loss=r.best_val_loss, n_fit=r.n_fit, n_val=r.n_val,
-            train_auc=stats.roc_auc_ci(y[train], p[train]).auc,
+            epochs=r.epochs, best_val_loss=r.best_val_loss, n_fit=r.n_fit, n_val=r.n_val, train_auc=train_auc,
             roc={s: stats.roc_auc_ci(y[i], p[i]).to_dict() for s, i in tested.items()},
+            best_epoch=r.best_epoch, not_learned=learning_verdict(train_auc, r.best_epoch),
         )  # fmt: skip
     delong = {}
     if {"pre", "post"} <= set(probs):

@@ -20,6 +20,7 @@ from srgan3d.study.modeling import (
     ROSTER,
     ModelingConfig,
     cohort_summary,
+    cv_folds_of,
     run_modeling,
     set_metrics,
 )
@@ -89,6 +90,7 @@ def evaluate_cohort(
     radiomics: RadiomicsConfig | None = None,
     modeling: ModelingConfig | None = None,
     deep: Any = None,
+    time_unit: str = "months",
     progress: bool = False,
 ) -> StudyResult:
     """The whole analysis of one cohort; writes results.json, CSVs and report.html in `outdir`.
@@ -134,11 +136,15 @@ def evaluate_cohort(
     train = sets[TRAIN]
     x_train = clin.iloc[train].assign(
         radscore_post_sr=res.fitted.radscore_post.decision_function(feats.post[tumour_cols].iloc[train]))
-    deep_result, deep_probs = (_deep(table, keep, feats, res, clin, y, sets, outdir, deep) if deep is not None
-                               else (None, pd.DataFrame(index=keep.index)))  # fmt: skip
-    roster, probs = _roster(res, deep_probs, y, train)
+    deep_result, deep_probs, deep_oof = (_deep(table, keep, feats, res, clin, y, sets, outdir, deep, modeling)
+                                         if deep is not None else (None, pd.DataFrame(index=keep.index),
+                                                                   pd.DataFrame(index=keep.index)))  # fmt: skip
+    roster, probs, oof = _roster(res, deep_probs, deep_oof, y, train)
     metrics = set_metrics(y, probs[list(roster.names)], sets, roster.thresholds)
     p_best = probs[roster.best].to_numpy()
+    # held-out predictions of the best model: out-of-fold for the training patients
+    p_best_held = p_best.copy()
+    p_best_held[train] = oof[roster.best].to_numpy()[train]
     comparators = compare_staging(staging, y, sets, roster.best, p_best) if staging is not None else ()
     regions = None
     if feats.config.peritumoral:
@@ -147,13 +153,14 @@ def evaluate_cohort(
             groups[f"ring {w:g} mm"] = [c for c in feats.pre.columns if c.startswith(f"ring{w:g}mm_")]
         groups["tumour + rings"] = list(feats.pre.columns)
         regions = region_models(feats.pre, feats.post, groups, y, sets, modeling)
-    survival = study_survival(keep, p_best, roster.thresholds[roster.best], roster.best_label, list(modeling.clinical),
-                              sets)  # fmt: skip
+    survival = study_survival(keep, p_best_held, roster.thresholds[roster.best], roster.best_label,
+                              list(modeling.clinical), sets, time_unit=time_unit)  # fmt: skip
     readers = _readers(keep, y, tested_sets(sets), roster, p_best)
 
     pred = pd.concat([res.predictions[["set", "label"]], probs, deep_probs.drop(columns=[c for c in deep_probs if c in probs]),
                       *([res.panel_predictions.drop(columns=[c for c in res.panel_predictions if c in probs])]
-                        if res.panel_predictions is not None else [])], axis=1)  # fmt: skip
+                        if res.panel_predictions is not None else []),
+                      oof.add_suffix("_out_of_fold")], axis=1)  # fmt: skip
     pred.index.name = "patient_id"
     write_text_atomic(outdir / "predictions.csv", pred.to_csv())
     write_text_atomic(outdir / "coefficients.csv", res.fitted.coefficients().to_csv(index=False))
@@ -219,14 +226,18 @@ def write_results(outdir: str | Path, study: StudyResult) -> Path:
     )
 
 
-def _roster(res: Any, deep_probs: pd.DataFrame, y: np.ndarray, train: np.ndarray) -> tuple[Roster, pd.DataFrame]:
+def _roster(
+    res: Any, deep_probs: pd.DataFrame, deep_oof: pd.DataFrame, y: np.ndarray, train: np.ndarray
+) -> tuple[Roster, pd.DataFrame, pd.DataFrame]:
     """The models every set reports: the study's four, the panel's pick and DLRCR when present;
-    their probabilities (one column each) and training-set thresholds; and the best model."""
+    their probabilities (one column each), their out-of-fold probabilities of the training
+    patients, the thresholds chosen on those, and the best model."""
     from srgan3d.study import stats
     from srgan3d.study.panel import CLASSIFIER_LABELS
 
     entries = [ModelEntry(m.name, m.label, m.colour, "study") for m in ROSTER]
     probs = res.predictions[list(MODEL_NAMES)].copy()
+    oof = res.oof[list(MODEL_NAMES)].copy()
     thresholds = dict(res.thresholds)
     best, rule = "radiomics_post_sr", "the post-SR radscore (no classifier panel ran)"
     panel = res.panel
@@ -236,21 +247,25 @@ def _roster(res: Any, deep_probs: pd.DataFrame, y: np.ndarray, train: np.ndarray
         entries.append(ModelEntry(key, f"Best classifier: {CLASSIFIER_LABELS[b['classifier']]}, {b['image']}-SR",
                                   PANEL_COLOUR, "panel"))  # fmt: skip
         probs[key] = res.panel_predictions[key]
+        oof[key] = res.panel_oof[key]
         thresholds[key] = panel.models[b["classifier"]][b["image"]].threshold
         best, rule = key, "the classifier panel's pick: " + b["rule"]
     if "dlrcr" in deep_probs:
-        entries.append(ModelEntry("dlrcr", "DLRCR", DLRCR_COLOUR, "deep"))
+        entries.append(ModelEntry("dlrcr", "DLRCR: deep score + RCR", DLRCR_COLOUR, "deep"))
         probs["dlrcr"] = deep_probs["dlrcr"]
-        thresholds["dlrcr"] = stats.youden_threshold(y[train], deep_probs["dlrcr"].to_numpy()[train])
-    return Roster(models=tuple(entries), best=best, best_rule=rule, thresholds=thresholds), probs
+        oof["dlrcr"] = deep_oof["dlrcr"]
+        thresholds["dlrcr"] = stats.youden_threshold(y[train], deep_oof["dlrcr"].to_numpy()[train])
+    roster = Roster(models=tuple(entries), best=best, best_rule=rule, thresholds=thresholds)
+    return roster, probs, oof
 
 
 def _deep(
     table: pd.DataFrame, keep: pd.DataFrame, feats: Any, res: Any, clin: pd.DataFrame, y: np.ndarray,
-    sets: dict[str, np.ndarray], outdir: Path, config: Any,
-) -> tuple[DeepResult, pd.DataFrame]:  # fmt: skip
-    """Crops before and after SR, the deep models, and DLRCR; a failure is reported, not fatal.
-    Returns the results and the probabilities (``deep_pre``, ``deep_post``, ``dlrcr``)."""
+    sets: dict[str, np.ndarray], outdir: Path, config: Any, modeling: ModelingConfig,
+) -> tuple[DeepResult, pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Crops before and after SR, the deep models, and DLRCR (only on a post-SR deep score that
+    learned); a failure is reported, not fatal. Returns the results, the probabilities
+    (``deep_pre``, ``deep_post``, ``dlrcr``) and DLRCR's out-of-fold training probabilities."""
     from srgan3d.study.deep import deep_models, tumour_centre_mm, tumour_crop
     from srgan3d.study.modeling import Logistic
     from srgan3d.study.radiomics import ring_mask
@@ -282,19 +297,35 @@ def _deep(
         result, deep_p = deep_models(inputs, y, sets, config)
         for which, v in deep_p.items():
             probs[f"deep_{which}"] = v
+        oof = pd.DataFrame(index=keep.index)
+        post = result.models.get("post")
+        if post is None or not post.learned:
+            why = "no post-SR deep model" if post is None else f"the post-SR deep model did not learn: {post.not_learned}"
+            log.warning("DLRCR not built: %s", why)
+            return replace(result, dlrcr_skipped=why), probs, oof
         # DLRCR: deep score (post-SR, log-odds) + post-SR radscore + the clinical model's variables
         p_dl = np.clip(deep_p["post"], 1e-6, 1 - 1e-6)
         X = clin.copy()
         X["radscore_post_sr"] = res.fitted.radscore_post.decision_function(feats.post.loc[keep.index])
         X["dl_score"] = np.log(p_dl / (1 - p_dl))
         variables = [*res.fitted.clinical.variables, "radscore_post_sr", "dl_score"]
-        dlrcr = Logistic(variables).fit(X.iloc[sets[TRAIN]], y[sets[TRAIN]])
+        train = sets[TRAIN]
+        dlrcr = Logistic(variables).fit(X.iloc[train], y[train])
         probs["dlrcr"] = dlrcr.predict_proba(X)
-        result = replace(result, dlrcr={"variables": variables, "table": dlrcr.table_.to_dict(orient="records")})
-        return result, probs
+        # out-of-fold: the logistic layer refitted per fold (its deep and radscore inputs come from
+        # the models fitted on the whole training set)
+        held_p = np.full(len(y), np.nan)
+        for fit_rows, held in cv_folds_of(y[train], modeling.cv_folds, modeling.seed):
+            part = Logistic(variables).fit(X.iloc[train[fit_rows]], y[train[fit_rows]])
+            held_p[train[held]] = part.predict_proba(X.iloc[train[held]])
+        oof["dlrcr"] = held_p
+        result = replace(result, dlrcr={"variables": variables, "table": dlrcr.table_.to_dict(orient="records"),
+                                        "fit": dlrcr.fit_note()})  # fmt: skip
+        return result, probs, oof
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         log.warning("deep models skipped: %s", exc)
-        return DeepResult(config=asdict(config), skipped=f"{type(exc).__name__}: {exc}"), pd.DataFrame(index=keep.index)
+        empty = pd.DataFrame(index=keep.index)
+        return DeepResult(config=asdict(config), skipped=f"{type(exc).__name__}: {exc}"), empty, empty.copy()
 
 
 def _readers(

@@ -48,6 +48,12 @@ MODEL_COLOURS = {m.name: m.colour for m in ROSTER}
 RADSCORE_MODELS = ("radiomics_pre_sr", "radiomics_post_sr")
 """The radscore models; the study's question is whether the second beats the first."""
 
+#: How every model's operating threshold is chosen (the report's methods quote it).
+THRESHOLD_RULE = (
+    "the Youden point of the model's out-of-fold predictions on the training set ({folds}-fold stratified "
+    "cross-validation, the whole pipeline refitted in each fold), then applied unchanged to every other set"
+)
+
 
 @dataclass(frozen=True)
 class ModelingConfig:
@@ -226,35 +232,66 @@ class Radscore:
 
 @dataclass
 class Logistic:
-    """Unpenalised logistic regression with odds ratios, 95% CIs and Wald p-values (statsmodels)."""
+    """Logistic regression with odds ratios, 95% CIs and p-values.
+
+    Maximum likelihood (statsmodels; Wald CIs and p) when the estimate exists. When the predictors
+    separate the outcome (complete or quasi-complete separation, found exactly by
+    `srgan3d.study.firth.detect_separation`), the maximum-likelihood estimate does not exist and
+    Firth's penalised likelihood is fitted instead: `separation_` says which, `method_` is "ml" or
+    "firth", and every odds ratio stays finite.
+    """
 
     variables: list[str]
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Logistic:
         import statsmodels.api as sm
 
+        from srgan3d.study.firth import detect_separation, firth_logit
+
         design = sm.add_constant(X[self.variables].astype(float), has_constant="add")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = sm.Logit(np.asarray(y, float), design).fit(disp=0, maxiter=200, method="newton")
-        self.params_ = res.params
-        ci = res.conf_int(0.05)
-        with np.errstate(over="ignore"):  # separated data: infinite odds ratios are the honest answer
-            self.table_ = self._table(res, ci)
+        yv = np.asarray(y, float)
+        self.separation_ = detect_separation(design.to_numpy(), yv.astype(int), list(self.variables))
+        if not self.separation_.separated:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    res = sm.Logit(yv, design).fit(disp=0, maxiter=200, method="newton")
+                except (np.linalg.LinAlgError, ValueError) as exc:  # near-singular: Firth still fits
+                    log.debug("maximum likelihood failed (%s); Firth's penalised likelihood instead", exc)
+                    res = None
+            if res is not None and np.all(np.isfinite(res.bse)):
+                self.method_ = "ml"
+                self.params_ = res.params
+                ci = res.conf_int(0.05)
+                self.table_ = self._table(res.params.to_numpy(), ci[0].to_numpy(), ci[1].to_numpy(), res.pvalues.to_numpy())
+                return self
+        self.method_ = "firth"
+        fit = firth_logit(design.to_numpy(), yv)
+        self.params_ = pd.Series(fit.coef, index=design.columns)
+        ci = fit.conf_int(0.95)
+        self.table_ = self._table(fit.coef, ci[:, 0], ci[:, 1], fit.p)
         return self
 
-    @staticmethod
-    def _table(res: Any, ci: pd.DataFrame) -> pd.DataFrame:
+    def _table(self, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(
             {
-                "variable": list(res.params.index),
-                "coefficient": res.params.to_numpy(),
-                "odds_ratio": np.exp(res.params.to_numpy()),
-                "or_ci_low": np.exp(ci[0].to_numpy()),
-                "or_ci_high": np.exp(ci[1].to_numpy()),
-                "p_value": res.pvalues.to_numpy(),
+                "variable": ["const", *self.variables],
+                "coefficient": coef,
+                "odds_ratio": np.exp(coef),
+                "or_ci_low": np.exp(lo),
+                "or_ci_high": np.exp(hi),
+                "p_value": p,
             }
         )
+
+    def fit_note(self) -> dict[str, Any]:
+        """How the model was fitted, for results.json and the report."""
+        from srgan3d.study.firth import FIRTH_REMEDY
+
+        s = self.separation_
+        return {"separation": s.kind, "separating_variables": list(s.variables),
+                "method": "maximum likelihood" if self.method_ == "ml" else "Firth",
+                "remedy": FIRTH_REMEDY if self.method_ == "firth" else None}  # fmt: skip
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         b = self.params_
@@ -273,6 +310,7 @@ class FittedModels:
     clinical_univariable: pd.DataFrame
     clinical: Logistic
     combined: Logistic
+    univariable_notes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def radscores(self) -> dict[str, Radscore]:
@@ -296,6 +334,13 @@ class FittedModels:
             index=pre.index,
         )
 
+    def fit_notes(self) -> dict[str, dict[str, Any]]:
+        """How each logistic model was fitted (separation found, method, remedy)."""
+        notes = {"clinical": self.clinical.fit_note(), "clinical_post_sr": self.combined.fit_note()}
+        for v, note in self.univariable_notes.items():
+            notes[f"univariable: {v}"] = note
+        return notes
+
     def coefficients(self) -> pd.DataFrame:
         frames = []
         for name, model in self.radscores.items():
@@ -312,13 +357,14 @@ def fit_models(
     y = np.asarray(y, int)
     r_pre = Radscore(seed=config.seed, config=config).fit(pre, y)
     r_post = Radscore(seed=config.seed, config=config).fit(post, y)
-    uni = pd.concat([Logistic([v]).fit(clin, y).table_.iloc[1:] for v in config.clinical], ignore_index=True)
+    univariable = {v: Logistic([v]).fit(clin, y) for v in config.clinical}
+    uni = pd.concat([m.table_.iloc[1:] for m in univariable.values()], ignore_index=True)
     entered = [v for v, p in zip(uni["variable"], uni["p_value"], strict=True) if p < config.clinical_p_enter]
     clinical = Logistic(entered or list(config.clinical)).fit(clin, y)
     clin2 = clin.copy()
     clin2["radscore_post_sr"] = r_post.decision_function(post)
     combined = Logistic([*clinical.variables, "radscore_post_sr"]).fit(clin2, y)
-    return FittedModels(r_pre, r_post, uni, clinical, combined)
+    return FittedModels(r_pre, r_post, uni, clinical, combined, {v: m.fit_note() for v, m in univariable.items()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,6 +429,33 @@ def optimism_corrected_auc(
     return pd.DataFrame(rows)
 
 
+def cv_folds_of(y: np.ndarray, wanted: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The study's out-of-fold folds over these (training) rows: stratified, `wanted` folds or as
+    many as the smaller class allows, shuffled by `seed`. One definition for every model."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y, int)
+    k = int(min(wanted, np.bincount(y, minlength=2).min()))
+    if k < 2:
+        raise ValueError(f"out-of-fold predictions need 2 training patients of each class; the smaller class has {k}")
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed + 3).split(np.zeros(len(y)), y))
+
+
+def out_of_fold(
+    pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
+) -> pd.DataFrame:
+    """Each (training) patient's probability from the whole pipeline (selection, LASSO, clinical
+    and combined models) fitted on the other folds (`cv_folds_of`): the predictions the operating
+    thresholds and the training set's survival risk groups are chosen on, so that neither
+    rewards a model for fitting its own patients."""
+    y = np.asarray(y, int)
+    out = pd.DataFrame(np.nan, index=pre.index, columns=list(MODEL_NAMES))
+    for fit_rows, held in cv_folds_of(y, config.cv_folds, config.seed):
+        fitted = fit_models(pre.iloc[fit_rows], post.iloc[fit_rows], clin.iloc[fit_rows], y[fit_rows], config)
+        out.iloc[held] = fitted.predict(pre.iloc[held], post.iloc[held], clin.iloc[held]).to_numpy()
+    return out
+
+
 def set_metrics(
     y: np.ndarray, probs: pd.DataFrame, sets: dict[str, np.ndarray], thresholds: dict[str, float]
 ) -> dict[str, SetMetrics]:
@@ -434,10 +507,13 @@ class ModelingResult:
 
     Attributes:
         predictions: index patient_id; columns ``set``, ``label`` and one per model.
-        thresholds: each model's operating threshold, chosen on the training set.
+        thresholds: each model's operating threshold: the Youden point of its out-of-fold
+            predictions on the training set (`out_of_fold`), never of its in-sample fit.
         metrics: set -> the four models on it.
         optimism: Harrell's bootstrap over the development patients (train and test; external
             sets stay out), or None.
+        oof, panel_oof: out-of-fold predictions of the training patients (NaN for the others), one
+            column per model / panel classifier.
     """
 
     config: ModelingConfig
@@ -449,6 +525,9 @@ class ModelingResult:
     optimism: pd.DataFrame | None
     panel: PanelResult | None = None
     panel_predictions: pd.DataFrame | None = None
+    oof: pd.DataFrame | None = None
+    panel_oof: pd.DataFrame | None = None
+    threshold_rule: str = ""
 
     def summary(self) -> FittedSummary:
         """What was fitted, as the result tree holds it."""
@@ -467,6 +546,8 @@ class ModelingResult:
             clinical_multivariable=tuple(self.fitted.clinical.table_.to_dict(orient="records")),
             combined_model=tuple(self.fitted.combined.table_.to_dict(orient="records")),
             optimism=None if self.optimism is None else tuple(self.optimism.to_dict(orient="records")),
+            fits=self.fitted.fit_notes(),
+            threshold_rule=self.threshold_rule,
         )
 
 
@@ -505,7 +586,9 @@ def run_modeling(
     train = idx[TRAIN]
     fitted = fit_models(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config)
     pred = fitted.predict(pre, post, clin)
-    thresholds = {m: stats.youden_threshold(y[train], pred[m].to_numpy()[train]) for m in MODEL_NAMES}
+    oof = pd.DataFrame(np.nan, index=pre.index, columns=list(MODEL_NAMES))
+    oof.iloc[train] = out_of_fold(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config).to_numpy()
+    thresholds = {m: stats.youden_threshold(y[train], oof[m].to_numpy()[train]) for m in MODEL_NAMES}
     metrics = set_metrics(y, pred, idx, thresholds)
     pred.insert(0, "label", y)
     pred.insert(0, "set", split.set_of(ids))
@@ -514,12 +597,12 @@ def run_modeling(
     if config.n_bootstrap > 0:
         d = development
         optimism = optimism_corrected_auc(pre.iloc[d], post.iloc[d], clin.iloc[d], y[d], config, progress=progress)
-    panel = panel_pred = None
+    panel = panel_pred = panel_oof = None
     if config.classifiers:
         from srgan3d.study.panel import run_panel
 
         log.info("classifier panel: %s", ", ".join(config.classifiers))
-        panel, panel_pred = run_panel(
+        panel, panel_pred, panel_oof = run_panel(
             pre, post, y, idx,
             {"pre": list(fitted.radscore_pre.features_), "post": list(fitted.radscore_post.features_)},
             {"clinical": pred["clinical"].to_numpy()},
@@ -528,7 +611,8 @@ def run_modeling(
         )  # fmt: skip
     return ModelingResult(
         config=config, split=split, fitted=fitted, predictions=pred, thresholds=thresholds, metrics=metrics,
-        optimism=optimism, panel=panel, panel_predictions=panel_pred,
+        optimism=optimism, panel=panel, panel_predictions=panel_pred, oof=oof, panel_oof=panel_oof,
+        threshold_rule=THRESHOLD_RULE.format(folds=len(cv_folds_of(y[train], config.cv_folds, config.seed))),
     )  # fmt: skip
 
 

@@ -161,8 +161,9 @@ def run_panel(
         n_bootstrap: resamples of the optimism correction (hyperparameters and features fixed as
             chosen on the training set; 0 = skip), over the `development` rows (default: all), in
             `workers` processes.
-    Returns: the panel's results, and each classifier's probabilities (a column ``{name}_{image}``
-        per fitted classifier, one row per patient).
+    Returns: the panel's results, each classifier's probabilities (a column ``{name}_{image}``
+        per fitted classifier, one row per patient), and its out-of-fold probabilities of the
+        training rows (same columns; NaN for the other rows), on which its threshold is chosen.
     """
     y = np.asarray(y, int)
     train = sets[TRAIN]
@@ -179,7 +180,7 @@ def run_panel(
         msg = (f"only {folds} training patient(s) in the smaller class: inner cross-validation needs at least 2 "
                "per class; the classifier panel was skipped")  # fmt: skip
         log.warning(msg)
-        return result({}, {c: msg for c in classifiers}, {}, None), probs
+        return result({}, {c: msg for c in classifiers}, {}, None), probs, probs.copy()
     data = {"pre": pre, "post": post}
     fits: dict[tuple[str, str], PanelFit] = {}
     skipped: dict[str, str] = {}
@@ -200,16 +201,19 @@ def run_panel(
         dev_data = {k: v.iloc[dev] for k, v in data.items()}
         corrected = _optimism(dev_data, y[dev], fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap, workers=workers)
     models: dict[str, dict[str, ClassifierResult]] = {}
+    oof = pd.DataFrame(index=pre.index)
     for (name, image), fit in fits.items():
         p = fit.predict_proba(data[image])
         probs[f"{name}_{image}"] = p
-        thr = stats.youden_threshold(y[train], p[train])
+        oof[f"{name}_{image}"] = _out_of_fold(fit, data[image], y, train, seed=seed, folds=cv_folds)
+        thr = stats.youden_threshold(y[train], oof[f"{name}_{image}"].to_numpy()[train])
         models.setdefault(name, {})[image] = ClassifierResult(
             cv_auc=fit.cv_auc, params={k.split("__", 1)[1]: v for k, v in fit.params.items()},
             warnings=tuple(fit.warnings), train_auc=stats.roc_auc_ci(y[train], p[train]).auc, threshold=thr,
             roc={s: stats.roc_auc_ci(y[i], p[i]).to_dict() for s, i in tested.items()},
             operating_points={s: stats.operating_point(y[i], p[i], thr).to_dict() for s, i in tested.items()},
             corrected_auc=corrected.get((name, image), float("nan")),
+            separation=_separation(data[image].iloc[train], y[train], fit.features) if name == "lr" else None,
         )  # fmt: skip
     delong: dict[str, list[dict[str, Any]]] = {s: [] for s in tested}
     for s, i in tested.items():
@@ -229,7 +233,31 @@ def run_panel(
         (bn, bi), bf = max(fits.items(), key=lambda kv: (kv[1].cv_auc, kv[0][1] == "post"))
         best = {"classifier": bn, "image": bi, "cv_auc": bf.cv_auc,
                 "rule": "highest training-set cross-validated AUC (inner CV); the test sets play no part"}  # fmt: skip
-    return result(models, skipped, delong, best), probs
+    return result(models, skipped, delong, best), probs, oof
+
+
+def _separation(X: pd.DataFrame, y: np.ndarray, features: list[str]) -> str:
+    """Separation of the training rows by the logistic regression's features (none, quasi-complete,
+    complete). Its L2 penalty keeps the estimates finite either way; the report says which."""
+    from srgan3d.study.firth import detect_separation
+
+    design = np.c_[np.ones(len(X)), X[features].to_numpy(float)]
+    return detect_separation(design, y, list(features)).kind
+
+
+def _out_of_fold(fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, *, seed: int, folds: int) -> np.ndarray:
+    """The classifier's out-of-fold probabilities of the training rows (NaN elsewhere): refitted
+    with its chosen hyperparameters on the study's folds (`modeling.cv_folds_of`), each fold
+    predicted by the fit that did not see it. Its operating threshold is chosen on these."""
+    from srgan3d.study.modeling import cv_folds_of
+
+    out = np.full(len(y), np.nan)
+    for fit_rows, held in cv_folds_of(y[train], folds, seed):
+        rows, other = train[fit_rows], train[held]
+        refit = fit_classifier(fit.name, fit.image, X.iloc[rows], y[rows], fit.features, seed=seed,
+                               folds=_inner_folds(y[rows], folds), params=fit.params)  # fmt: skip
+        out[other] = refit.predict_proba(X.iloc[other])
+    return out
 
 
 def _refit_optimism(

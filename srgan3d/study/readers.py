@@ -29,9 +29,11 @@ def reader_scale(values: pd.Series, column: str) -> str:
     if score.all():
         return "score"
     bad = list(values.index[~score & ~(v.notna() & v.between(0, 1))]) or list(values.index[~score])
+    who = "patient" if values.index.name == "patient_id" else "row"
+    shown = "; ".join(f"{who} {i}: {column} = {values[i]}" for i in bad[:20]) + (" ..." if len(bad) > 20 else "")
     raise ValueError(
-        f"column {column!r}: a reader column holds probabilities (0-1) or 1-5 scores; rows "
-        f"{', '.join(map(str, bad[:10]))} hold {', '.join(map(str, values[bad].head(5)))}, outside its scale"
+        f"column {column!r}: a reader column holds probabilities (0-1) or 1-5 scores for every patient; "
+        f"{shown} (outside both scales). Correct them, or leave the column out"
     )
 
 

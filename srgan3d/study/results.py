@@ -254,6 +254,15 @@ class FittedSummary(Result):
     clinical_multivariable: tuple[dict[str, Any], ...]
     combined_model: tuple[dict[str, Any], ...]
     optimism: tuple[dict[str, Any], ...] | None = None  # Harrell's bootstrap over the development sets
+    # model ("clinical", "clinical_post_sr", "univariable: <variable>") -> how it was fitted:
+    # separation (none / quasi-complete / complete), separating variables, method, remedy
+    fits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threshold_rule: str = ""
+
+    @property
+    def separated(self) -> dict[str, dict[str, Any]]:
+        """The logistic models whose training data were separated."""
+        return {k: v for k, v in self.fits.items() if v.get("separation", "none") != "none"}
 
 
 @dataclass(frozen=True)
@@ -278,6 +287,7 @@ class ClassifierResult(Result):
     roc: dict[str, dict[str, float]]  # evaluation set -> AUC with CI
     operating_points: dict[str, dict[str, Any]]  # evaluation set -> at the training threshold
     corrected_auc: float = math.nan
+    separation: str | None = None  # logistic regression only: none / quasi-complete / complete
 
 
 @dataclass(frozen=True)
@@ -324,6 +334,12 @@ class DeepModelResult(Result):
     n_val: int
     train_auc: float
     roc: dict[str, dict[str, float]]  # evaluation set -> AUC
+    best_epoch: int = 0
+    not_learned: str | None = None  # why the model did not learn (`deep.learning_verdict`), or None
+
+    @property
+    def learned(self) -> bool:
+        return self.not_learned is None
 
 
 @dataclass(frozen=True)
@@ -331,8 +347,9 @@ class DeepResult(Result):
     config: dict[str, Any]
     models: dict[str, DeepModelResult] = field(default_factory=dict)  # "pre", "post"
     delong_post_vs_pre: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dlrcr: dict[str, Any] | None = None  # variables, odds-ratio table (its metrics: SetMetrics, 'dlrcr')
+    dlrcr: dict[str, Any] | None = None  # variables, odds-ratio table, fit (its metrics: SetMetrics, 'dlrcr')
     skipped: str | None = None
+    dlrcr_skipped: str | None = None  # why DLRCR was not built (the post-SR deep model did not learn)
 
 
 @dataclass(frozen=True)
@@ -368,6 +385,7 @@ class SurvivalEndpoint(Result):
     threshold: float
     sets: dict[str, SurvivalSet] = field(default_factory=dict)
     skipped: str | None = None
+    time_unit: str = "months"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ report needs them, and imports no torch.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,31 +16,39 @@ import pandas as pd
 
 from srgan3d.study.results import CIndex, SurvivalEndpoint, SurvivalResult, SurvivalSet
 
+log = logging.getLogger(__name__)
+
 
 class SurvivalDataError(ValueError):
     """Survival columns that cannot be analysed; the message names the column, the rows and the fix."""
 
 
+def _shown(v: Any) -> str:
+    """A cell as the user wrote it: numbers plainly (-5, 2.5), empty cells as 'empty'."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "empty"
+    if isinstance(v, (int, float, np.number)):
+        return f"{float(v):g}"
+    return repr(str(v))
+
+
 def check_survival(df: pd.DataFrame, duration: str, event: str) -> None:
     """Durations present, finite and non-negative; events 0/1. Raises `SurvivalDataError` naming
-    the column and the rows (by index)."""
+    every bad value with its patient (the index, when it is ``patient_id``) or row, and the fix."""
     for col in (duration, event):
         if col not in df.columns:
             raise SurvivalDataError(f"survival column {col!r} is not in the table ({', '.join(map(str, df.columns))})")
-    t = pd.to_numeric(df[duration], errors="coerce")
-    bad = list(df.index[~np.isfinite(t.to_numpy(float)) | (t.to_numpy(float) < 0)])
-    if bad:
-        raise SurvivalDataError(
-            f"column {duration!r}: missing, non-numeric or negative times in rows {', '.join(map(str, bad[:10]))}"
-            + (" ..." if len(bad) > 10 else "") + "; give every patient a time >= 0 or drop them"
-        )
+    who = "patient" if df.index.name == "patient_id" else "row"
+    t = pd.to_numeric(df[duration], errors="coerce").to_numpy(float)
     e = pd.to_numeric(df[event], errors="coerce")
-    bad = list(df.index[~e.isin([0, 1])])
-    if bad:
-        raise SurvivalDataError(
-            f"column {event!r}: events must be 0 (censored) or 1 (event); rows {', '.join(map(str, bad[:10]))}"
-            + (" ..." if len(bad) > 10 else "") + " hold other values"
-        )
+    problems = []
+    for i in np.flatnonzero(~np.isfinite(t) | (t < 0)):
+        problems.append(f"{who} {df.index[i]}: {duration} = {_shown(df[duration].iloc[i])} (a time >= 0 is needed)")
+    for i in np.flatnonzero(~e.isin([0, 1]).to_numpy()):
+        problems.append(f"{who} {df.index[i]}: {event} = {_shown(df[event].iloc[i])} (0 = censored or 1 = event)")
+    if problems:
+        shown = "; ".join(problems[:20]) + (f"; ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise SurvivalDataError(f"bad survival values: {shown}. Correct them or drop those patients")
 
 
 def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) -> pd.DataFrame:
@@ -162,36 +171,56 @@ def harrell_c(
 ENDPOINTS = (("overall survival", "os_time", "os_event"), ("progression-free survival", "pfs_time", "pfs_event"))
 
 
+def risk_times(t_max: float, most: int = 6) -> list[float]:
+    """Round times from 0 to `t_max` (steps of 1, 2, 2.5 or 5 times a power of ten, at most
+    `most` steps): the KM axis ticks and the columns of the numbers-at-risk table."""
+    if not t_max > 0:
+        return [0.0]
+    mag = 10.0 ** np.floor(np.log10(t_max / most))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10, 20) if t_max / (m * mag) <= most)
+    return [float(v) for v in np.round(np.arange(0, t_max + 1e-9 * step, step), 10)]
+
+
+#: The name of the risk-group covariate in the Cox model (the report shows `GROUP_LABEL`).
+GROUP_COVARIATE = "predicted_responder"
+GROUP_LABEL = "Predicted responder (vs non-responder)"
+
+
 def study_survival(
-    table: pd.DataFrame, p_best: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str],
-    sets: dict[str, np.ndarray],
+    table: pd.DataFrame, p_held: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str],
+    sets: dict[str, np.ndarray], *, time_unit: str = "months",
 ) -> SurvivalResult | None:  # fmt: skip
     """Survival of the risk groups the best response model makes (predicted responder: probability
-    at or above its training-set threshold), in each set of the split, for each endpoint whose
-    columns the table has: KM per group with the log-rank test, Cox hazard ratios of the group and
-    the clinical covariates, and Harrell's C of the model. An endpoint whose columns are unusable
-    is skipped with the reason; so is a set too small for a part of it. `sets`: row indices of
-    each set of the split, in report order."""
+    at or above its out-of-fold training threshold), in each set of the split, for each endpoint
+    whose columns the table has: KM per group with the log-rank test and numbers at risk, Cox
+    hazard ratios of the group and the clinical covariates, and Harrell's C of the model.
+
+    `p_held` holds held-out predictions: out-of-fold for the training patients, the fitted model's
+    for every other set, so that no set's groups come from a model that saw those patients. An
+    endpoint whose columns are unusable is skipped with the reason (naming each patient and value);
+    so is a set too small for a part of it. `sets`: row indices of each set, in report order;
+    `time_unit`: the unit of the time columns, for the axis and the medians."""
     endpoints = []
     for name, tcol, ecol in ENDPOINTS:
         if tcol not in table.columns and ecol not in table.columns:
             continue
         base: dict[str, Any] = {"endpoint": name, "time": tcol, "event": ecol, "best_model": best_name,
-                                "threshold": threshold}  # fmt: skip
+                                "threshold": threshold, "time_unit": time_unit}  # fmt: skip
         try:
             if tcol not in table.columns or ecol not in table.columns:
                 raise SurvivalDataError(f"{name} needs both {tcol!r} and {ecol!r}")
             df = table[[tcol, ecol, *covariates]].copy()
             check_survival(df, tcol, ecol)
         except SurvivalDataError as exc:
+            log.warning("%s skipped: %s", name, exc)
             endpoints.append(SurvivalEndpoint(**base, skipped=str(exc)))
             continue
         df[[tcol, ecol]] = df[[tcol, ecol]].astype(float)
-        df["predicted_responder"] = (np.asarray(p_best) >= threshold).astype(int)
-        df["group"] = np.where(df["predicted_responder"] == 1, "predicted responder", "predicted non-responder")
+        df[GROUP_COVARIATE] = (np.asarray(p_held) >= threshold).astype(int)
+        df["group"] = np.where(df[GROUP_COVARIATE] == 1, "predicted responder", "predicted non-responder")
         per_set = {}
         for set_name, rows in sets.items():
-            per_set[set_name] = _survival_of_set(df.iloc[rows], tcol, ecol, covariates, np.asarray(p_best)[rows])
+            per_set[set_name] = _survival_of_set(df.iloc[rows], tcol, ecol, covariates, np.asarray(p_held)[rows])
         endpoints.append(SurvivalEndpoint(**base, sets=per_set))
     return SurvivalResult(endpoints=tuple(endpoints)) if endpoints else None
 
@@ -201,10 +230,10 @@ def _survival_of_set(
 ) -> SurvivalSet:
     n, events = len(df), int(df[ecol].sum())
     try:
-        km = kaplan_meier(df, tcol, ecol, "group")
+        km = kaplan_meier(df, tcol, ecol, "group", risk_times=risk_times(float(df[tcol].max())))
         if df["group"].nunique() < 2:
             raise ValueError(f"every patient of this set is a {df['group'].iloc[0]}: no second group to compare")
-        res = cox(df, tcol, ecol, ["predicted_responder", *covariates])
+        res = cox(df, tcol, ecol, [GROUP_COVARIATE, *covariates])
         return SurvivalSet(
             n=n, events=events, kaplan_meier=tuple(k.__dict__ for k in km), logrank=logrank(df, tcol, ecol, "group"),
             cox=tuple(res.reset_index().to_dict(orient="records")), cox_attrs=res.attrs,

@@ -298,9 +298,11 @@ def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort
     results = json.loads((out / "results.json").read_text())
     assert results["split"]["source"] == "drawn" and len(results["split"]["sets"]["test"]) == 9
     skipped = results["survival"]["endpoints"][0]["skipped"]
-    assert "'os_time'" in skipped and f"rows {df.loc[3, 'patient_id']}" in skipped
-    assert "'reader_2'" in results["readers"]["skipped"] and f"rows {df.loc[5, 'patient_id']}" in results["readers"]["skipped"]
+    bad_time = f"patient {df.loc[3, 'patient_id']}: os_time = -1 "
+    bad_read = f"patient {df.loc[5, 'patient_id']}: reader_2 = 7"
+    assert bad_time in skipped and bad_read in results["readers"]["skipped"]
     html = (out / "report.html").read_text()
-    assert "overall survival: skipped" in html and "outside its scale" in html
+    assert "overall survival: skipped" in html and "outside both scales" in html
+    assert bad_time in res.output and bad_read in res.output  # on the terminal too
     # the synthetic second phase feeds the deep model's second branch
     assert results["deep"]["config"]["dual"] == "image_2" and set(results["deep"]["models"]) == {"pre", "post"}

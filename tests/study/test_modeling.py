@@ -166,7 +166,7 @@ def test_too_few_patients_for_inner_cv_skip_the_panel_with_a_reason():
     y = y.copy()
     y[train] = 0
     y[0] = 1  # one responder in training
-    out, probs = run_panel(pre, post, y, {"train": train, "test": np.arange(30, 40)}, {"pre": ["f0"], "post": ["f1"]}, {},
+    out, probs, _ = run_panel(pre, post, y, {"train": train, "test": np.arange(30, 40)}, {"pre": ["f0"], "post": ["f1"]}, {},
                            n_bootstrap=0)  # fmt: skip
     assert out.models == {} and all("inner cross-validation" in v for v in out.skipped.values()) and probs.empty
 
@@ -213,8 +213,7 @@ def test_without_a_set_column_the_results_are_those_of_the_previous_release():
     }
     for name, aucs in old.items():
         assert [res.metrics[name].roc[m]["auc"] for m in MODEL_NAMES] == pytest.approx(aucs, abs=1e-11)
-    assert [res.thresholds[m] for m in MODEL_NAMES] == pytest.approx(
-        [0.577909493796, 0.472903566668, 0.495092322851, 0.71428970468], abs=1e-11)
+    # (the thresholds were in-sample Youden points then; they are out-of-fold now: see the next test)
     assert res.optimism["corrected_auc"].tolist() == pytest.approx(
         [0.630151131137, 0.943208485873, 0.813949122313, 0.975124378109], abs=1e-11)
     lr = res.panel.models["lr"]["post"]
@@ -225,6 +224,34 @@ def test_without_a_set_column_the_results_are_those_of_the_previous_release():
                                                           workers=2))  # fmt: skip
     pd.testing.assert_frame_equal(two.optimism, res.optimism)
     assert two.panel.models["lr"]["post"].corrected_auc == lr.corrected_auc
+
+
+def test_thresholds_come_from_out_of_fold_predictions():
+    """Each training patient's out-of-fold prediction comes from a fit that never saw it: wild
+    features for one training patient leave the predictions of the rest of its fold (and of
+    nobody else) unchanged, for the study's models and the panel alike. The thresholds are the
+    Youden points of those predictions."""
+    from srgan3d.study import stats
+
+    pre, post, clin, y = _cohort(n=80, seed=7)
+    cfg = ModelingConfig(n_bootstrap=0, seed=2, classifiers=("lr",), panel_bootstrap=0)
+    a = run_modeling(pre, post, clin, y, cfg)
+    train = a.split.indices(list(pre.index))["train"]
+    i = train[3]
+    pre2, post2 = pre.copy(), post.copy()
+    pre2.iloc[i] = post2.iloc[i] = 25.0
+    b = run_modeling(pre2, post2, clin, y, cfg)
+    featured = [m for m in MODEL_NAMES if m != "clinical"]  # the clinical model does not see the features
+    for oa, ob, cols in ((a.oof, b.oof, featured), (a.panel_oof, b.panel_oof, ["lr_pre", "lr_post"])):
+        for m in cols:
+            same = np.isclose(oa[m].to_numpy()[train], ob[m].to_numpy()[train], rtol=0, atol=1e-12)
+            # i's fold-mates keep their predictions; the other folds' models saw i and changed
+            assert 0 < same.sum() <= len(train) // 2, m
+            assert np.isnan(oa[m].to_numpy()[np.setdiff1d(np.arange(len(y)), train)]).all()
+    assert not np.allclose(a.oof["radiomics_pre_sr"].to_numpy()[train], a.predictions["radiomics_pre_sr"].to_numpy()[train])
+    for m in MODEL_NAMES:
+        assert a.thresholds[m] == stats.youden_threshold(y[train], a.oof[m].to_numpy()[train])
+    assert a.panel.models["lr"]["post"].threshold == stats.youden_threshold(y[train], a.panel_oof["lr_post"].to_numpy()[train])
 
 
 def test_an_external_set_is_tested_but_never_fitted_nor_bootstrapped():

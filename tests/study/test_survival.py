@@ -92,10 +92,28 @@ def test_harrell_c_counts_concordant_pairs():
 
 @pytest.mark.parametrize(
     ("t", "e", "message"),
-    [([1, -2, 3], [1, 0, 1], "negative times in rows 1"), ([1, None, 3], [1, 0, 1], "rows 1"),
-     ([1, 2, 3], [1, 2, 0], "events must be 0 \\(censored\\) or 1 \\(event\\); rows 1")],
+    [([1, -2, 3], [1, 0, 1], "row 1: os_time = -2"), ([1, None, 3], [1, 0, 1], "row 1: os_time = empty"),
+     ([1, 2, 3], [1, 2, 0], "row 1: os_event = 2 \\(0 = censored or 1 = event\\)")],
 )  # fmt: skip
 def test_bad_survival_columns_name_the_column_and_rows(t, e, message):
     df = pd.DataFrame({"os_time": t, "os_event": e, "x": [1.0, 2.0, 3.0]})
     with pytest.raises(SurvivalDataError, match=message):
         cox(df, "os_time", "os_event", ["x"])
+
+
+def test_every_bad_patient_is_named_with_its_value():
+    df = pd.DataFrame({"os_time": [10.0, -5, 3, 8], "os_event": [1, 0, 2, 1]},
+                      index=pd.Index(["P001", "P002", "P003", "P004"], name="patient_id"))  # fmt: skip
+    with pytest.raises(SurvivalDataError) as err:
+        kaplan_meier(df, "os_time", "os_event")
+    text = str(err.value)
+    assert "patient P002: os_time = -5 " in text and "patient P003: os_event = 2" in text
+    assert "P001" not in text and "P004" not in text
+
+
+def test_risk_times_are_round():
+    from srgan3d.study.survival import risk_times
+
+    assert risk_times(26.3) == [0, 5, 10, 15, 20, 25]
+    assert risk_times(60) == [0, 10, 20, 30, 40, 50, 60]
+    assert risk_times(7.5) == [0, 2, 4, 6]
