@@ -19,25 +19,13 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from srgan3d.study.results import TRAIN, DeepModelResult, DeepResult, tested_sets
+from srgan3d.study.results import TRAIN, DeepModelResult, DeepResult, learning_verdict, tested_sets
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
 
 ARCHS = ("resnet10", "resnet18", "resnet34")
 
-#: A deep model whose training-set AUC is below this did not learn (nor one whose inner validation
-#: loss never improved after its first epoch): the report says so, and DLRCR does not use it.
-LEARNED_AUC_FLOOR = 0.6
-
-
-def learning_verdict(train_auc: float, best_epoch: int) -> str | None:
-    """None when the model learned; otherwise why it did not, in words for the report."""
-    if not train_auc >= LEARNED_AUC_FLOOR:
-        return f"training AUC {train_auc:.2f} is below the floor of {LEARNED_AUC_FLOOR:.2f}"
-    if best_epoch <= 1:
-        return "its inner-validation loss never improved after the first epoch"
-    return None
 
 
 @dataclass(frozen=True)

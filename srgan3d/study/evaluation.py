@@ -185,9 +185,10 @@ def evaluate_cohort(
             "failed": sorted(feats.failed),
             "failed_errors": feats.failed,
         },
-        config={"radiomics": asdict(feats.config), "modeling": asdict(modeling)},
+        config={"radiomics": {**asdict(feats.config), "params": _shown_path(feats.config.params, outdir)},
+                "modeling": asdict(modeling)},
         radiomics={
-            "params": feats.config.params,
+            "params": _shown_path(feats.config.params, outdir),
             "n_features": int(len(tumour_cols)),
             "n_features_with_rings": int(feats.pre.shape[1]),
             "spacing": feats.config.spacing,
@@ -217,6 +218,19 @@ def evaluate_cohort(
     write_results(outdir, study)
     write_report(outdir)
     return study
+
+
+def _shown_path(path: str | Path, outdir: Path) -> str:
+    """A path as results.json and the report show it: a parameter file shipped with srgan3d by its
+    name ('built-in arterial_mri.yaml'), any other relative to the output folder."""
+    import os
+
+    from srgan3d.study.radiomics import PARAMS_DIR
+
+    p = Path(path).resolve()
+    if p.parent == PARAMS_DIR.resolve():
+        return f"built-in {p.name}"
+    return os.path.relpath(p, Path(outdir).resolve())
 
 
 def write_results(outdir: str | Path, study: StudyResult) -> Path:

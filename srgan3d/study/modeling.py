@@ -251,6 +251,7 @@ class Logistic:
         design = sm.add_constant(X[self.variables].astype(float), has_constant="add")
         yv = np.asarray(y, float)
         self.separation_ = detect_separation(design.to_numpy(), yv.astype(int), list(self.variables))
+        self._data = (design.to_numpy(), yv.astype(int))  # for `fit_note`
         if not self.separation_.separated:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -273,6 +274,10 @@ class Logistic:
         return self
 
     def _table(self, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+        with np.errstate(over="ignore"):  # a near-separated ML fit: an infinite CI bound is the honest answer
+            return self._frame(coef, lo, hi, p)
+
+    def _frame(self, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "variable": ["const", *self.variables],
@@ -286,10 +291,11 @@ class Logistic:
 
     def fit_note(self) -> dict[str, Any]:
         """How the model was fitted, for results.json and the report."""
-        from srgan3d.study.firth import FIRTH_REMEDY
+        from srgan3d.study.firth import FIRTH_REMEDY, smallest_separating
 
         s = self.separation_
-        return {"separation": s.kind, "separating_variables": list(s.variables),
+        by = list(smallest_separating(*self._data, list(self.variables))) if s.separated else []
+        return {"separation": s.kind, "separating_variables": by,
                 "method": "maximum likelihood" if self.method_ == "ml" else "Firth",
                 "remedy": FIRTH_REMEDY if self.method_ == "firth" else None}  # fmt: skip
 
@@ -481,6 +487,8 @@ def set_metrics(
             calibration={m: stats.calibration(yy, p[m], n_bins=10 if len(idx) >= 100 else 5).to_dict() for m in models},
             delong=tuple(delong),
             decision_curve={"threshold": [float(t) for t in dc.index], **{c: dc[c].tolist() for c in dc.columns}},
+            decision_ranges={m: {k: [list(r) for r in v] for k, v in d.items()}
+                             for m, d in stats.decision_ranges(dc, models).items()},
         )  # fmt: skip
     return out
 

@@ -149,7 +149,7 @@ def run_panel(
     n_bootstrap: int = 25,
     development: np.ndarray | None = None,
     workers: int = 1,
-) -> tuple[PanelResult, pd.DataFrame]:
+) -> tuple[PanelResult, pd.DataFrame, pd.DataFrame]:
     """Fit the panel on the training set and evaluate it on every other set.
 
     Args:

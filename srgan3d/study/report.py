@@ -30,8 +30,9 @@ from srgan3d.study.report_figures import (
     panel_roc_figure,
     roc_figure,
     stamp_for,
+    variable_label,
 )
-from srgan3d.study.results import TRAIN, StudyResult
+from srgan3d.study.results import LEARNED_AUC_FLOOR, TRAIN, StudyResult
 from srgan3d.study.stats import DelongResult
 
 CSS = """
@@ -69,7 +70,8 @@ def _num(v: Any, digits: int = 3) -> str:
         return _esc(v)
     if not np.isfinite(f):
         return "–" if np.isnan(f) else ("∞" if f > 0 else "−∞")
-    return f"{f:.{digits}f}"
+    text = f"{f:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text  # never '-0.00'
 
 
 def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, Any] | None = None) -> str:
@@ -94,16 +96,58 @@ def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, A
 # Helpers
 
 
+def _signed(v: float, digits: int = 3) -> str:
+    """'+0.084', '−0.006', and '0.000' for a value that rounds to zero (never '-0.000')."""
+    if not np.isfinite(v):
+        return "–"
+    text = f"{v:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def _delong_cell(d: dict | DelongResult) -> str:
     d = d.to_dict() if isinstance(d, DelongResult) else d
-    return f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]; p {fmt_p(d['p_value'])}"
+    return f"{_signed(d['difference'])} [{_signed(d['ci_low'])}, {_signed(d['ci_high'])}]; {fmt_p_eq(d['p_value'])}"
 
 
 def _delong_cells(d: dict | DelongResult, label: str) -> dict[str, str]:
     """A DeLong comparison as two table cells: the difference with its CI, and the p-value."""
     d = d.to_dict() if isinstance(d, DelongResult) else d
-    return {f"{label} [95% CI]": f"{d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]",
+    return {f"{label} [95% CI]": f"{_signed(d['difference'])} [{_signed(d['ci_low'])}, {_signed(d['ci_high'])}]",
             f"{label} p": fmt_p(d["p_value"])}  # fmt: skip
+
+
+def _var(name: str) -> str:
+    return variable_label(name)
+
+
+def _ranges(runs: list[list[float]]) -> str:
+    """'0.34–0.59, 0.71–0.99' (thresholds of the decision-curve grid), or 'none'."""
+    if not runs:
+        return "none"
+    return ", ".join(f"{a:.2f}" if a == b else f"{a:.2f}–{b:.2f}" for a, b in runs)
+
+
+class Notes:
+    """Numbered footnotes of one table: `mark(text)` gives the cell its '[n]', `html()` the list."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def mark(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f"[{self.texts.index(text) + 1}]"
+
+    def html(self) -> str:
+        return "".join(f"<p class='small'>[{i}] {_esc(t)}</p>" for i, t in enumerate(self.texts, start=1))
+
+
+def _fit_line(name: str, note: dict[str, Any]) -> str:
+    """'RCR: complete separation (by the post-SR radscore) in the training set: fitted by Firth's ...'."""
+    by = ", ".join(_var(v) for v in note.get("separating_variables") or [])
+    return (f"<b>{_esc(name)}</b>: {_esc(note['separation'])} separation of responders and non-responders in the "
+            f"training set{f' (by {_esc(by)})' if by else ''}, so the maximum-likelihood estimate does not exist; "
+            f"fitted instead by {_esc(note.get('remedy') or note['method'])}.")  # fmt: skip
 
 
 def _or_table(rows: tuple[dict, ...] | list[dict]) -> pd.DataFrame:
@@ -111,7 +155,7 @@ def _or_table(rows: tuple[dict, ...] | list[dict]) -> pd.DataFrame:
     df = df[df["variable"] != "const"]
     return pd.DataFrame(
         {
-            "Variable": df["variable"],
+            "Variable": [_var(v) for v in df["variable"]],
             "OR [95% CI]": [
                 f"{_num(o)} [{_num(lo)}-{_num(hi)}]"
                 for o, lo, hi in zip(df["odds_ratio"], df["or_ci_low"], df["or_ci_high"], strict=True)
@@ -131,8 +175,8 @@ def _sets_line(r: StudyResult) -> str:
     if sp.source == "table":
         how = "as the cohort table's <code>set</code> column gives them"
     else:
-        how = (f"a stratified {1 - (sp.test_size or 0):.0%}:{sp.test_size or 0:.0%} split drawn with seed {sp.seed} "
-               "(the table has no <code>set</code> column)")  # fmt: skip
+        how = (f"a stratified {1 - (sp.test_size or 0):.0%}:{sp.test_size or 0:.0%} split drawn with seed {sp.seed}; "
+               "the table has no <code>set</code> column")  # fmt: skip
     ext = (f"; external test set{'s' if len(sp.external) > 1 else ''}: <b>{', '.join(map(_esc, sp.external))}</b>"
            if sp.external else "")  # fmt: skip
     return f"Sets: {_esc(sp.describe())} ({how}){ext}. Every model is fitted on the train set only."
@@ -161,14 +205,41 @@ def _key_results(r: StudyResult) -> list[str]:
         key.append(line + ".")
     post, pre = RADSCORE_MODELS[1], RADSCORE_MODELS[0]
     diffs = "; ".join(
-        f"{_esc(s)}: ΔAUC {r.metrics[s].delong_pair(post, pre).difference:+.3f}, DeLong p "
-        f"{_esc(fmt_p(r.metrics[s].delong_pair(post, pre).p_value))}" for s in tested
+        f"{_esc(s)}: ΔAUC {_signed(r.metrics[s].delong_pair(post, pre).difference)}, DeLong "
+        f"{_esc(fmt_p_eq(r.metrics[s].delong_pair(post, pre).p_value))}" for s in tested
     )
-    key.append(f"Post- vs pre-SR radiomics (ΔAUC = post − pre; every difference in this report is the later-listed "
-               f"model minus the earlier): {diffs}. With "
+    key.append(f"Post- vs pre-SR radiomics: {diffs}. {SIGN_CONVENTION} With "
                f"{r.metrics[r.split.primary].n} {_esc(r.split.primary)} patients the intervals are wide.")  # fmt: skip
+    best = r.roster.best
     key.append(f"Best model ({_esc(r.roster.best_rule)}): {_esc(r.roster.best_label)}.")
+    dca = "; ".join(
+        f"{_esc(s)}: above both at {_ranges(r.metrics[s].decision_ranges.get(best, {}).get('useful', []))}, the highest "
+        f"of all models at {_ranges(r.metrics[s].decision_ranges.get(best, {}).get('highest', []))}" for s in r.sets
+    )
+    key.append(f"Decision curves of the best model, threshold probabilities where its net benefit is above treat-all "
+               f"and treat-none (grid 0.01–0.99): {dca}.")  # fmt: skip
+    for name, note in r.fitted.separated.items():
+        key.append("⚠ " + _fit_line(_model_name(name), note))
+    if r.deep and r.deep.dlrcr and r.deep.dlrcr.get("fit", {}).get("separation", "none") != "none":
+        key.append("⚠ " + _fit_line("DLRCR", r.deep.dlrcr["fit"]))
+    if r.deep and not r.deep.skipped:
+        for image, dm in r.deep.models.items():
+            if not dm.learned:
+                key.append(f"⚠ The {image}-SR deep model did not learn ({_esc(dm.not_learned)}); its AUCs are reported "
+                           "but mean nothing" + (", and DLRCR was not built." if image == "post" else "."))  # fmt: skip
     return ["<div class='key'><b>Key results</b><ul>" + "".join(f"<li>{k}</li>" for k in key) + "</ul></div>"]
+
+
+#: The report's one sign convention, stated once in the key results.
+SIGN_CONVENTION = ("Every difference in this report is the later-listed model minus the earlier: post-SR minus "
+                   "pre-SR, the combined model minus its parts, the best model minus a comparator.")
+
+
+def _model_name(fit_key: str) -> str:
+    """A logistic model's key in `FittedSummary.fits` as the report names it."""
+    if fit_key.startswith("univariable: "):
+        return "Univariable model of " + _var(fit_key.split(": ", 1)[1])
+    return MODEL_LABELS.get(fit_key, fit_key)
 
 
 def _cohort_section(r: StudyResult) -> Section:
@@ -183,6 +254,7 @@ def _cohort_section(r: StudyResult) -> Section:
     parts.append("<p>" + _sets_line(r) + "</p>" + _table(pd.DataFrame(rows), left=("Set", "Role")))
     summ = pd.DataFrame(list(r.cohort_summary))
     if len(summ):
+        summ["variable"] = summ["variable"].map(_var)
         summ = summ.rename(columns={"variable": "Variable", "level": "", "responders": "Responders",
                                     "non_responders": "Non-responders", "test": "Test", "p_value": "p"})  # fmt: skip
         parts.append(_table(summ, left=("Variable", "", "Test"), formats={"p": fmt_p}))
@@ -195,19 +267,23 @@ def _clinical_section(r: StudyResult) -> Section:
     entered = [v["variable"] for v in r.fitted.clinical_multivariable if v["variable"] != "const"]
     others = sorted({v["variable"] for v in r.cohort_summary} - set(candidates))
     parts = [
-        "<p>Candidates considered: <b>" + ", ".join(map(_esc, candidates))
+        "<p>Candidates considered: <b>" + ", ".join(_esc(_var(v)) for v in candidates)
         + "</b> (the <code>clinical</code> modelling option; default: the study's tumour diameter and arterial "
         "enhancement)."
         + (f" Other clinical columns of the cohort table, summarised in the cohort section but <b>not</b> candidates: "
            f"{', '.join(map(_esc, others))}." if others else "")
         + f" Univariable logistic regression of each candidate on the training set; those with p &lt; "
         f"{cfg['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
-        f"Entered: <b>{', '.join(map(_esc, entered))}</b>. Odds ratios per unit of each variable (per mm of "
+        f"Entered: <b>{', '.join(_esc(_var(v)) for v in entered)}</b>. Odds ratios per unit of each variable (per mm of "
         "diameter; enhancement yes vs no).</p>",
         "<b>Univariable</b>" + _table(_or_table(r.fitted.clinical_univariable), left=("Variable",)),
         "<b>Multivariable</b>" + _table(_or_table(r.fitted.clinical_multivariable), left=("Variable",)),
         "<b>RCR: clinical-radiological + post-SR radscore</b>" + _table(_or_table(r.fitted.combined_model), left=("Variable",)),
     ]  # fmt: skip
+    separated = r.fitted.separated
+    parts.append("<p class='small'>Separation checked in every logistic model by the linear program of Konis (as R's "
+                 "detectseparation): " + (" ".join(_fit_line(_model_name(k), v) for k, v in separated.items())
+                                          if separated else "none found; maximum likelihood throughout.") + "</p>")  # fmt: skip
     return "Clinical model", parts
 
 
@@ -215,7 +291,7 @@ def _radiomics_section(r: StudyResult) -> Section:
     rad, cfg = r.radiomics, r.config["modeling"]
     parts = [
         f"<p>{rad['n_features']} pyradiomics features of the tumour per image (parameter file "
-        f"<code>{_esc(Path(rad['params']).name)}</code>)"
+        f"<code>{_esc(rad['params'])}</code>)"
         + (f"; with the peritumoral rings {rad['n_features_with_rings']} in all, used only in their own section"
            if rad.get("n_features_with_rings", rad["n_features"]) != rad["n_features"] else "")
         + ". On the training set only: features that are constant or not finite are dropped; Mann–Whitney U screening "
@@ -252,9 +328,9 @@ def _discrimination_section(r: StudyResult) -> Section:
     parts.append(
         "<p class='small'>* Optimism-corrected AUC of the whole selection-and-fitting pipeline (Harrell's bootstrap, "
         f"{r.config['modeling']['n_bootstrap']} resamples, selection and fitting redone in each) over the development "
-        "patients (train and test; external sets stay out). † Youden threshold: the predicted probability of "
-        "response at or above which a patient is called a responder, chosen on the training set and carried "
-        "unchanged to every other set.</p>"
+        "patients (train and test; external sets stay out). † The predicted probability of response at or above "
+        f"which a patient is called a responder: {_esc(r.fitted.threshold_rule or 'chosen on the training set')}. "
+        "Training AUCs are apparent (in-sample).</p>"
     )  # fmt: skip
     rows = []
     for e in r.roster.models:
@@ -274,7 +350,7 @@ def _discrimination_section(r: StudyResult) -> Section:
         for s in r.sets:
             row.update(_delong_cells(r.metrics[s].delong_pair(a, b), f"{s}: A − B"))
         rows.append(row)
-    parts.append("<b>DeLong tests, every pair, each set</b> (A − B, A the model listed later)"
+    parts.append("<b>DeLong tests, every pair, each set</b> (A − B, A the model listed later in the roster)"
                  + _table(pd.DataFrame(rows), left=("Model A", "Model B")))
     return "Discrimination", parts
 
@@ -292,7 +368,8 @@ def _panel_section(r: StudyResult) -> Section | None:
         f"on the training set (pre-SR: {', '.join(map(_esc, f.get('pre') or ['none']))}; post-SR: "
         f"{', '.join(map(_esc, f.get('post') or ['none']))}), standardised with training statistics. Hyperparameters by "
         f"grid search with {panel.inner_cv_folds}-fold stratified cross-validation on the training set only (ROC AUC); "
-        "SVM probabilities Platt-calibrated on training folds. Thresholds: Youden on the training set. "
+        "SVM probabilities Platt-calibrated on training folds. Thresholds: the Youden point of each classifier's "
+        "out-of-fold training predictions (refitted with its chosen hyperparameters in each fold). "
         f"Optimism-corrected AUC: {panel.n_bootstrap} stratified bootstrap resamples of the development patients, "
         "features and hyperparameters fixed as chosen.</p>"
     ]  # fmt: skip
@@ -302,6 +379,7 @@ def _panel_section(r: StudyResult) -> Section | None:
                      f"(training cross-validated AUC {b['cv_auc']:.3f}): chosen by {_esc(b['rule'])}.</p>")  # fmt: skip
     tested = r.split.evaluation
     rows = []
+    notes = Notes()
     for name, images in panel.models.items():
         for image, m in images.items():
             row = {"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR", "Train CV AUC": _num(m.cv_auc),
@@ -311,10 +389,13 @@ def _panel_section(r: StudyResult) -> Section | None:
                 row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
                 row[f"{s} sens / spec"] = f"{_num(op['sensitivity'])} / {_num(op['specificity'])}"
             row["Threshold"] = f"{m.threshold:.3f}"
-            row["Hyperparameters"] = ", ".join(f"{k}={v}" for k, v in m.params.items()) + (
-                "; " + "; ".join(m.warnings) if m.warnings else "")
+            marks = "".join(notes.mark(w) for w in m.warnings)
+            if m.separation and m.separation != "none":
+                marks += notes.mark(f"{CLASSIFIER_LABELS[name]}, {image}-SR: {m.separation} separation of the training "
+                                    "set by its features; its L2 penalty keeps the coefficients finite.")  # fmt: skip
+            row["Hyperparameters"] = ", ".join(f"{k}={v}" for k, v in m.params.items()) + (f" {marks}" if marks else "")
             rows.append(row)
-    parts.append(_table(pd.DataFrame(rows), left=("Classifier", "Image", "Hyperparameters")))
+    parts.append(_table(pd.DataFrame(rows), left=("Classifier", "Image", "Hyperparameters")) + notes.html())
     fig = panel_roc_figure(r)
     if fig:
         parts.append(_fig(fig, f"ROC of each classifier on each test set ({_panel_names(r, tested)}), pre-SR features dashed, post-SR solid, with "
@@ -339,7 +420,7 @@ def _comparators_section(r: StudyResult) -> Section | None:
         return None
     rows = []
     for c in r.comparators:
-        row = {"Comparator": c.comparator, "Direction (from training set)": c.direction}
+        row = {"Comparator": _var(c.comparator), "Direction (from training set)": c.direction}
         for s in r.split.evaluation:
             row[f"{s} AUC [95% CI]"] = fmt_auc(c.roc[s])
             row.update(_delong_cells(c.delong_vs_best[s], f"{s}: best − comparator"))
@@ -389,19 +470,24 @@ def _deep_section(r: StudyResult) -> Section | None:
                                "Train AUC": _num(m.train_auc)}  # fmt: skip
         for s in tested:
             row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
-        row.update({"Epochs": m.epochs, "Inner val loss": _num(m.best_val_loss)})
+        row.update({"Epochs (best)": f"{m.epochs} ({m.best_epoch})", "Inner val loss": _num(m.best_val_loss),
+                    "Learned": "yes" if m.learned else f"no: {m.not_learned}"})  # fmt: skip
         rows.append(row)
     if dl.dlrcr:
         row = {"Model": "DLRCR: deep score (post-SR) + post-SR radscore + CR", "Train AUC": _num(r.metrics[TRAIN].roc["dlrcr"]["auc"])}
         for s in tested:
             row[f"{s} AUC [95% CI]"] = fmt_auc(r.metrics[s].roc["dlrcr"])
-        row.update({"Epochs": "", "Inner val loss": ""})
+        row.update({"Epochs (best)": "", "Inner val loss": "", "Learned": ""})
         rows.append(row)
     parts = [f"<p>MONAI 3D {_esc(c['arch'])} (width ×{c['widen_factor']:g}) on a {c['crop_mm']:g} mm cube around the "
              f"tumour centroid resampled to {c['crop_vox']}³ voxels, trained on the training patients (an inner "
              f"{c['val_fraction']:.0%} stops it early; class-weighted; flips, ±10° in-plane rotations and intensity "
-             f"jitter; seed {c['seed']}), before and after SR separately.</p>",
-             _table(pd.DataFrame(rows), left=("Model",))]  # fmt: skip
+             f"jitter; seed {c['seed']}), before and after SR separately. A model learned if its training AUC "
+             f"reaches {LEARNED_AUC_FLOOR:.2f} and its inner-validation loss improved after the first epoch; DLRCR is "
+             "built only on a post-SR deep score that learned.</p>",
+             _table(pd.DataFrame(rows), left=("Model", "Learned"))]  # fmt: skip
+    if dl.dlrcr_skipped:
+        parts.append(f"<p><b>DLRCR not built</b> — {_esc(dl.dlrcr_skipped)}.</p>")
     if dl.delong_post_vs_pre:
         lines = []
         for s in tested:
@@ -425,6 +511,18 @@ def _usefulness_section(r: StudyResult) -> Section:
             rows.append({"Set": s, "Threshold": f"{t:.1f}", **{e.label: f"{row[e.name]:.3f}" for e in r.roster.models},
                          "Treat all": f"{row['treat_all']:.3f}", "Treat none": "0.000"})  # fmt: skip
     parts.append("<b>Net benefit at three threshold probabilities</b>" + _table(pd.DataFrame(rows), left=("Set",)))
+    rows = []
+    for e in r.roster.models:
+        row = {"Model": e.label}
+        for s in r.sets:
+            d = r.metrics[s].decision_ranges.get(e.name, {})
+            row[f"{s}: above treat-all and treat-none"] = _ranges(d.get("useful", []))
+            row[f"{s}: highest of all models"] = _ranges(d.get("highest", []))
+        rows.append(row)
+    parts.append("<b>Threshold ranges of each model</b> (threshold probabilities on the grid 0.01–0.99 where its net "
+                 "benefit is above both default strategies, and where it is moreover the highest of the models; the "
+                 "training set's curves use the apparent, in-sample predictions)"
+                 + _table(pd.DataFrame(rows), left=tuple(rows[0]) if rows else ()))  # fmt: skip
     nomo = nomogram_figure(r)
     if nomo:
         parts.append(_fig(nomo, "Nomogram of the combined logistic model (clinical-radiological variables + post-SR "
@@ -437,14 +535,20 @@ def _calibration_section(r: StudyResult) -> Section:
     parts = [_fig(calibration_figure(r), "Observed fraction of responders against mean predicted probability in groups "
                   "of equal size (10 on sets of 100 patients or more, else 5), one panel per set (" + _panel_names(r) + ").")]  # fmt: skip
     rows = []
+    notes = Notes()
     for e in r.roster.models:
         for s in r.sets:
             c = r.metrics[s].calibration[e.name]
+            valid = c.get("hl_valid", True)
+            mark = "" if valid else " " + notes.mark(
+                "Not valid: a group expects fewer than one responder or non-responder (predictions near 0 or 1, or "
+                "a small set), so the chi-square approximation fails; the statistic is not shown.")  # fmt: skip
             rows.append({"Model": e.label, "Set": s, "Brier": _num(c["brier"]), "Slope": _num(c["slope"], 2),
                          "Intercept": _num(c["intercept"], 2),
-                         "Hosmer–Lemeshow χ² (df)": f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})",
-                         "HL p": fmt_p(c["hl_p_value"])})  # fmt: skip
-    parts.append(_table(pd.DataFrame(rows), left=("Model", "Set")))
+                         "Hosmer–Lemeshow χ² (df)": (f"{_num(c['hl_statistic'], 2)} ({c['hl_df']})" if valid
+                                                     else f"not valid{mark}"),
+                         "HL p": fmt_p(c["hl_p_value"]) if valid else "–"})  # fmt: skip
+    parts.append(_table(pd.DataFrame(rows), left=("Model", "Set")) + notes.html())
     parts.append("<p class='small'>Slope: logistic recalibration slope (1 ideal, &lt; 1 predictions too extreme; "
                  "– when the predictions separate the classes perfectly). Intercept: calibration-in-the-large.</p>")
     return "Calibration", parts
@@ -476,10 +580,13 @@ def _images_section(r: StudyResult) -> Section | None:
 def _survival_section(r: StudyResult) -> Section | None:
     if r.survival is None:
         return None
-    parts = ["<p>Risk groups: the best model's prediction (probability of response at or above its training-set "
-             f"threshold, {_esc(r.roster.best_label)}), in each set apart; Kaplan–Meier curves with 95% CIs and the "
-             "log-rank test; Cox proportional hazards (Efron ties, as R's coxph; lifelines) of the risk group and the "
-             "clinical candidates; Harrell's C of the model (bootstrap 95% CI).</p>"]  # fmt: skip
+    parts = ["<p>Risk groups: the best model's held-out prediction (probability of response at or above its "
+             f"out-of-fold training threshold, {_esc(r.roster.best_label)}), in each set apart. Training patients are "
+             "grouped by their out-of-fold predictions (each from a fit that did not see them), every other set by the "
+             "model fitted on the training set, so that no set's groups come from a model fitted on its own patients. "
+             "Kaplan–Meier curves with 95% CIs, numbers at risk and the log-rank test; Cox proportional hazards (Efron "
+             "ties, as R's coxph; lifelines) of the risk group and the clinical candidates; Harrell's C of the model "
+             "(bootstrap 95% CI).</p>"]  # fmt: skip
     for ep in r.survival.endpoints:
         if ep.skipped:
             parts.append(f"<p><b>{_esc(ep.endpoint)}: skipped</b> — {_esc(ep.skipped)}</p>")
@@ -492,7 +599,14 @@ def _survival_section(r: StudyResult) -> Section | None:
             if sv.skipped:
                 parts.append(f"<p><b>{_esc(ep.endpoint)}, {_esc(s)} set: skipped</b> — {_esc(sv.skipped)}</p>")
                 continue
-            rows = [{"Covariate": c["covariate"], "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
+            risk = []
+            for k in sv.kaplan_meier:
+                median = f"{k['median']:.1f} {ep.time_unit}" if np.isfinite(k["median"]) else "not reached"
+                risk.append({"Group": k["group"], "Median": median,
+                             **{f"{float(t):g} {ep.time_unit}": n for t, n in k["at_risk"].items()}})  # fmt: skip
+            parts.append(f"<b>Numbers at risk, {_esc(ep.endpoint)}, {_esc(s)} set</b>"
+                         + _table(pd.DataFrame(risk), left=("Group",)))  # fmt: skip
+            rows = [{"Covariate": _var(c["covariate"]), "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
                      "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": fmt_p(c["p"])}
                     for c in sv.cox]  # fmt: skip
             a, ci = sv.cox_attrs or {}, sv.c_index
@@ -514,7 +628,7 @@ def _readers_section(r: StudyResult) -> Section | None:
     names = [x["reader"] for x in next(iter(rd.sets.values())).readers]
     rows = []
     for i, name in enumerate([*names, "mean of readers"]):
-        row = {"Reader": name}
+        row = {"Reader": name.replace("reader_", "Reader ")}
         for s, rs in rd.sets.items():
             if i < len(names):
                 x = rs.readers[i]
@@ -613,10 +727,17 @@ def terminal_summary(results: StudyResult) -> str:
         row = f"{MODEL_LABELS[m]:30s} {r.metrics[TRAIN].roc[m]['auc']:9.3f}"
         for s in tested:
             row += f" {fmt_auc(r.metrics[s].roc[m]):>26s}"
-        lines.append(row + f" {opt.get(m, float('nan')):9.3f}")
+        corrected = opt.get(m, float("nan"))
+        lines.append(row + (f" {corrected:9.3f}" if np.isfinite(corrected) else f" {'–':>9s}"))
+    if not opt:
+        lines.append("corrected: – (no bootstrap; --bootstrap 0)")
     for s in tested:
         d = r.metrics[s].delong_pair(RADSCORE_MODELS[1], RADSCORE_MODELS[0])
-        lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {d.difference:+.3f}, {fmt_p_eq(d.p_value)}")
+        lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {_signed(d.difference)} (post − pre), "
+                     f"{fmt_p_eq(d.p_value)}")  # fmt: skip
+    for name, note in r.fitted.separated.items():
+        lines.append(f"warning: {_model_name(name)}: {note['separation']} separation in the training set; fitted by "
+                     f"{note['method']}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -93,7 +93,7 @@ def roc_figure(results: StudyResult) -> str:
         if readers is not None and name in readers.sets:
             for i, rd in enumerate(readers.sets[name].readers):
                 ax.plot(1 - rd["specificity"], rd["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
-                        label=f"{rd['reader'].replace('_', ' ')}: AUC {rd['roc']['auc']:.3f}")  # fmt: skip
+                        label=f"{rd['reader'].replace('reader_', 'Reader ')}: AUC {rd['roc']['auc']:.3f}")  # fmt: skip
         ax.set(title=set_title(results, name), xlabel="1 − specificity", ylabel="Sensitivity",
                xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
         ax.title.set_fontsize(10)
@@ -208,9 +208,46 @@ def panel_roc_figure(results: StudyResult) -> str | None:
     return _png(fig, stamp_for(results))
 
 
+#: Names of the models' variables as the report shows them; the user's own columns keep their names.
+VARIABLE_LABELS = {
+    "const": "Intercept",
+    "diameter_mm": "Tumour diameter (mm)",
+    "arterial_enhancement": "Arterial enhancement (0 = no, 1 = yes)",
+    "radscore_post_sr": "Post-SR radscore",
+    "dl_score": "Deep score, post-SR (log-odds)",
+    "predicted_responder": "Predicted responder (vs non-responder)",
+    "bclc": "BCLC stage",
+    "child_pugh": "Child-Pugh class",
+    "afp_ng_ml": "AFP (ng/mL)",
+    "ast_u_l": "AST (U/L)",
+    "age": "Age (years)",
+    "sex": "Sex",
+}
+
+
+def variable_label(name: str) -> str:
+    return VARIABLE_LABELS.get(name, name)
+
+
+def nice_ticks(lo: float, hi: float, min_step: float) -> list[float]:
+    """Round values (multiples of 1, 2, 2.5 or 5 times a power of ten, at least `min_step` apart)
+    inside [lo, hi]; at least the two ends, rounded, when no two multiples fit."""
+    span = hi - lo
+    if not span > 0:
+        return [lo]
+    step = 10.0 ** np.floor(np.log10(max(min_step, span / 8)))
+    while True:
+        for m in (1, 2, 2.5, 5):
+            if m * step >= min_step:
+                first = np.ceil(lo / (m * step) - 1e-9) * m * step
+                ticks = [float(v) + 0.0 for v in np.round(np.arange(first, hi + 1e-9 * span, m * step), 12)]
+                return ticks if len(ticks) >= 2 else [lo, hi]
+        step *= 10
+
+
 def nomogram_figure(results: StudyResult) -> str | None:
-    """The combined (RCR) logistic model as a nomogram: a points axis per predictor, total points,
-    and the probability of response they give."""
+    """The combined (RCR) logistic model as a nomogram: a points axis per predictor (round values,
+    labels never closer than their width), total points, and the probability of response."""
     import matplotlib.pyplot as plt
     from scipy.special import expit
 
@@ -220,35 +257,46 @@ def nomogram_figure(results: StudyResult) -> str | None:
     preds = nomo.predictors
     total_max = sum(r["max_points"] for r in preds)
     n = len(preds) + 3
-    fig, ax = plt.subplots(figsize=(9, 0.6 * n + 0.6))
+    fig, ax = plt.subplots(figsize=(10, 0.75 * n + 0.8))
     scale_x = 100.0 / max(total_max, 1e-9)  # total-points axis drawn on the same 0-100 width
+    char = 1.0  # about one points-unit per character at this size (7 pt labels, 10 inch figure)
 
     def axis(row: int, label: str, ticks: list[tuple[float, str]]) -> None:
         yv = n - row
         xs = [t[0] for t in ticks]
         ax.plot([min(xs), max(xs)], [yv, yv], color="#333", lw=1)
-        for x, text in ticks:
+        last_end = -np.inf
+        for i, (x, text) in enumerate(sorted(ticks)):
             ax.plot([x, x], [yv, yv + 0.12], color="#333", lw=1)
-            ax.text(x, yv + 0.18, text, ha="center", va="bottom", fontsize=7)
-        ax.text(-4, yv, label, ha="right", va="center", fontsize=9)
+            # labels that would touch their neighbour go below the line
+            below = x - len(text) * char / 2 < last_end + char and i % 2 == 1
+            ax.text(x, yv - 0.12 if below else yv + 0.18, text, ha="center", va="top" if below else "bottom", fontsize=7)
+            if not below:
+                last_end = x + len(text) * char / 2
+        ax.text(-3, yv, label, ha="right", va="center", fontsize=8.5)
+
+    def labels(values: list[float]) -> list[str]:
+        return [f"{v:g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}" for v in values]
 
     axis(0, "Points", [(x, f"{x:g}") for x in range(0, 101, 10)])
     for i, r in enumerate(preds, start=1):
-        # as many ticks as the axis has room for: about one per 15 points, at least both ends
-        vals = np.linspace(r["min"], r["max"], int(np.clip(r["max_points"] // 15 + 1, 2, 6)))
-        axis(i, r["variable"], [(r["points_per_unit"] * (v - r["ref"]), f"{v:.3g}") for v in vals])
-    tot = np.linspace(0, total_max, 6)
-    axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:.0f}") for t in tot])
-    probs = [p for p in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)]
-    lp = nomo.offset + tot * nomo.scale
-    ticks = []
-    for p in probs:
-        t = (np.log(p / (1 - p)) - nomo.offset) / nomo.scale
-        if 0 <= t <= total_max:
-            ticks.append((t * scale_x, f"{p:g}"))
+        lo, hi, ppu = r["min"], r["max"], abs(r["points_per_unit"])
+        binary = {lo, hi} <= {0.0, 1.0}
+        width = max(len(t) for t in labels([lo, hi])) + 2
+        values = [lo, hi] if binary else nice_ticks(lo, hi, width * char / max(ppu, 1e-12))
+        axis(i, variable_label(r["variable"]),
+             [(r["points_per_unit"] * (v - r["ref"]), t) for v, t in zip(values, labels(values), strict=True)])  # fmt: skip
+    tot = nice_ticks(0, total_max, 6 * char / scale_x)
+    axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:g}") for t in tot])
+    ticks: list[tuple[float, str]] = []
+    for p in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99):
+        x = (np.log(p / (1 - p)) - nomo.offset) / nomo.scale * scale_x
+        if 0 <= x <= 100 and (not ticks or x - ticks[-1][0] >= 5 * char):
+            ticks.append((x, f"{p:g}"))
+    lp = nomo.offset + np.array([0.0, total_max]) * nomo.scale
     if len(ticks) >= 2:
-        axis(len(preds) + 2, "P(response)", ticks)
-    ax.set(xlim=(-30, 108), ylim=(0.3, n + 0.8))
+        axis(len(preds) + 2, "Probability of response", ticks)
+    ax.set(xlim=(-42, 106), ylim=(0.3, n + 0.8))
     ax.axis("off")
     ax.set_title(f"Nomogram of the combined model (RCR); probability range {expit(lp.min()):.2f}-{expit(lp.max()):.2f}",
                  fontsize=10)  # fmt: skip
@@ -256,26 +304,38 @@ def nomogram_figure(results: StudyResult) -> str | None:
 
 
 def km_figure(results: StudyResult, endpoint: SurvivalEndpoint) -> str:
-    """Kaplan-Meier curves of the best model's risk groups, one panel per set, with numbers at risk."""
+    """Kaplan-Meier curves of the best model's risk groups, one panel per set, each with its
+    numbers-at-risk table under the time axis (columns at the axis ticks)."""
     import matplotlib.pyplot as plt
 
     shown = [(n, s) for n, s in endpoint.sets.items() if not s.skipped]
-    fig, axes = plt.subplots(1, len(shown), figsize=(5.6 * len(shown) + 0.5, 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.6 * len(shown) + 0.5, 5.6), squeeze=False)
     colours = {"predicted responder": "#d62728", "predicted non-responder": "#1f77b4"}
+    unit = endpoint.time_unit
     for ax, (name, sv) in zip(axes[0], shown, strict=True):
         for k in sv.kaplan_meier:
             c = colours.get(k["group"], "#333")
-            median = f"{k['median']:.1f}" if np.isfinite(k["median"]) else "not reached"
+            median = f"{k['median']:.1f} {unit}" if np.isfinite(k["median"]) else "not reached"
             ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
             ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
-        ax.set(xlabel=f"Time ({endpoint.time})", ylabel="Survival probability", ylim=(0, 1.02),
-               title=f"{endpoint.endpoint.capitalize()}, {name} set (n = {sv.n}); log-rank "
+        ticks = [float(t) for t in sv.kaplan_meier[0]["at_risk"]] if sv.kaplan_meier else []
+        ax.set(xlabel=f"Time ({unit})", ylabel="Survival probability", ylim=(0, 1.02),
+               title=f"{endpoint.endpoint.capitalize()}, {name} set (n = {sv.n})\nlog-rank "
                      f"{fmt_p_eq(sv.logrank['p'] if sv.logrank else None)}")  # fmt: skip
+        if ticks:
+            t_end = max([ticks[-1], *(max(k["times"]) for k in sv.kaplan_meier)])
+            ax.set_xticks(ticks)
+            ax.set_xlim(-0.02 * t_end, t_end * 1.03)
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-        risk = "\n".join(f"{k['group']}: " + ", ".join(f"t={float(t):g}: {n}" for t, n in k["at_risk"].items())
-                         for k in sv.kaplan_meier)  # fmt: skip
-        ax.text(0.0, -0.22, "Numbers at risk\n" + risk, transform=ax.transAxes, fontsize=7, va="top")
-    fig.subplots_adjust(bottom=0.3)
+        # numbers at risk: one row per group under the axis, one column per tick
+        ax.text(-0.02, -0.2, "Numbers at risk", transform=ax.transAxes, fontsize=7, weight="bold", ha="left")
+        for row, k in enumerate(sv.kaplan_meier):
+            yy = -0.27 - 0.065 * row
+            ax.text(-0.02, yy, k["group"].replace("predicted ", ""), transform=ax.transAxes, fontsize=7, ha="right",
+                    color=colours.get(k["group"], "#333"))  # fmt: skip
+            for t, n in k["at_risk"].items():
+                ax.text(float(t), yy, str(n), transform=ax.get_xaxis_transform(), fontsize=7, ha="center")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.27 - 0.065 * len(sv.kaplan_meier)))
+    fig.subplots_adjust(bottom=0.38, wspace=0.45)
     return _png(fig, stamp_for(results))

@@ -215,6 +215,9 @@ class SetMetrics(Result):
     calibration: dict[str, dict[str, Any]]
     delong: tuple[dict[str, Any], ...]
     decision_curve: dict[str, list[float]]
+    # model -> "useful" (above treat-all and treat-none) and "highest" (and the best of the models):
+    # [first, last] threshold of each run on the curve's grid (`stats.decision_ranges`)
+    decision_ranges: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
 
     def delong_pair(self, a: str, b: str) -> DelongResult:
         """The DeLong comparison of A against B, oriented as A - B whichever way it was stored."""
@@ -324,6 +327,20 @@ class ComparatorResult(Result):
     best_model: str
     roc: dict[str, dict[str, float]]  # evaluation set -> AUC
     delong_vs_best: dict[str, dict[str, Any]]  # evaluation set -> best - comparator
+
+
+#: A deep model whose training-set AUC is below this did not learn (nor one whose inner validation
+#: loss never improved after its first epoch): the report says so, and DLRCR does not use it.
+LEARNED_AUC_FLOOR = 0.6
+
+
+def learning_verdict(train_auc: float, best_epoch: int) -> str | None:
+    """None when the model learned; otherwise why it did not, in words for the report."""
+    if not train_auc >= LEARNED_AUC_FLOOR:
+        return f"training AUC {train_auc:.2f} is below the floor of {LEARNED_AUC_FLOOR:.2f}"
+    if best_epoch <= 1:
+        return "its inner-validation loss never improved after the first epoch"
+    return None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ __all__ = [
     "roc_points",
     "net_benefit",
     "decision_curve",
+    "decision_ranges",
     "calibration",
     "wilson_ci",
     "youden_threshold",
@@ -280,6 +281,38 @@ def decision_curve(
     return pd.DataFrame(out, index=pd.Index(t, name="threshold"))
 
 
+def _runs(thresholds: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]:
+    """Contiguous runs of True in `flag` as (first, last) threshold of each run."""
+    out = []
+    start = None
+    for i, f in enumerate(flag):
+        if f and start is None:
+            start = i
+        if start is not None and (not f or i == len(flag) - 1):
+            end = i if f else i - 1
+            out.append((float(thresholds[start]), float(thresholds[end])))
+            start = None
+    return out
+
+
+def decision_ranges(curve: pd.DataFrame, models: Sequence[str]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Where each model is useful on a decision curve (`decision_curve`'s frame).
+
+    Returns, per model, ``useful``: the threshold ranges (first and last grid threshold of each
+    run) where its net benefit is above both treat-all and treat-none; ``highest``: those where it
+    is moreover the highest of `models` (ties within 1e-12 count for each tied model).
+    """
+    t = curve.index.to_numpy(float)
+    nb = {m: curve[m].to_numpy(float) for m in models}
+    default = np.maximum(curve["treat_all"].to_numpy(float), curve["treat_none"].to_numpy(float))
+    top = np.max(np.vstack([nb[m] for m in models]), axis=0)
+    out = {}
+    for m in models:
+        useful = nb[m] > default + 1e-12
+        out[m] = {"useful": _runs(t, useful), "highest": _runs(t, useful & (nb[m] >= top - 1e-12))}
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Calibration
 
@@ -295,6 +328,9 @@ class CalibrationResult:
             as offset (0 = ideal; > 0 = risks underestimated).
         curve: per bin ``n``, ``mean_predicted``, ``observed`` (fraction positive).
         hl_statistic, hl_df, hl_p_value: Hosmer-Lemeshow test over the same bins (df = bins - 2).
+        hl_valid: False when a bin expects fewer than one responder or one non-responder: the
+            chi-square approximation fails there (predictions near 0 or 1, or a small set), and
+            the statistic, however large, means nothing.
     """
 
     brier: float
@@ -304,6 +340,7 @@ class CalibrationResult:
     hl_statistic: float
     hl_df: int
     hl_p_value: float
+    hl_valid: bool = True
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "curve"}
@@ -350,9 +387,11 @@ def calibration(
     groups = np.array_split(order, n_bins)
     rows = []
     hl = 0.0
+    valid = True
     for g in groups:
         n_g = len(g)
         expected = p[g].sum()
+        valid &= bool(expected >= 1 and n_g - expected >= 1)
         observed = y[g].sum()
         rows.append({"n": n_g, "mean_predicted": p[g].mean(), "observed": observed / n_g})
         mean_p = expected / n_g
@@ -368,6 +407,7 @@ def calibration(
         hl_statistic=float(hl),
         hl_df=df,
         hl_p_value=float(sps.chi2.sf(hl, df)),
+        hl_valid=valid,
     )
 
 
@@ -390,12 +430,16 @@ def wilson_ci(successes: int, n: int, *, level: float = 0.95) -> tuple[float, fl
 def youden_threshold(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float:
     """The score threshold (score >= threshold is positive) maximising sensitivity + specificity - 1.
 
-    Ties between thresholds go to the one with the higher threshold. Choose it on the training
-    set and carry it to the test set unchanged.
+    As pROC's ``coords(roc, "best", best.method = "youden")``: the threshold lies midway between
+    the lowest score called positive and the next lower score, so that it does not sit on one
+    training patient's own score. Ties between thresholds go to the higher one (pROC lists both).
+    Choose it on the training set and carry it to the test set unchanged.
     """
     pts = roc_points(y_true, y_score).iloc[1:]
     j = np.round((pts["tpr"] - pts["fpr"]).to_numpy(), 12)  # so that equal J values tie exactly
-    return float(pts["threshold"].to_numpy()[int(np.argmax(j))])
+    k = int(np.argmax(j))
+    t = pts["threshold"].to_numpy()
+    return float((t[k] + t[k + 1]) / 2) if k + 1 < len(t) else float(t[k])
 
 
 @dataclass(frozen=True)

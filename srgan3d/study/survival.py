@@ -181,9 +181,8 @@ def risk_times(t_max: float, most: int = 6) -> list[float]:
     return [float(v) for v in np.round(np.arange(0, t_max + 1e-9 * step, step), 10)]
 
 
-#: The name of the risk-group covariate in the Cox model (the report shows `GROUP_LABEL`).
+#: The name of the risk-group covariate in the Cox model (the report names it in words).
 GROUP_COVARIATE = "predicted_responder"
-GROUP_LABEL = "Predicted responder (vs non-responder)"
 
 
 def study_survival(

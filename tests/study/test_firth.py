@@ -96,3 +96,13 @@ def test_logistic_falls_back_to_firth_on_separation() -> None:
     m = Logistic(cols).fit(d, d["y"].to_numpy())
     assert m.separation_.kind == "none" and m.method_ == "ml"
     np.testing.assert_allclose(m.params_.to_numpy(), [-0.646516694959, 0.943844099154, -1.697101788846], rtol=1e-6)
+
+
+def test_the_fewest_separating_predictors_are_named():
+    from srgan3d.study.firth import smallest_separating
+
+    X, y = _design("d1")
+    assert smallest_separating(X, y, ["x1", "x2"]) == ("x1",)
+    d, cols = DATA["d1"]
+    note = Logistic(["x2", "x1"]).fit(d, d["y"].to_numpy()).fit_note()
+    assert note["separation"] == "complete" and note["separating_variables"] == ["x1"] and note["method"] == "Firth"

@@ -175,9 +175,25 @@ def test_wilson_interval_matches_statsmodels():
 def test_youden_threshold_and_operating_point():
     y = [0, 0, 0, 1, 1, 1]
     s = [0.1, 0.2, 0.6, 0.4, 0.7, 0.9]
-    # thresholds: 0.7 -> tpr 2/3 fpr 0 (J=0.667); 0.4 -> tpr 1 fpr 1/3 (J=0.667); tie -> higher
-    assert stats.youden_threshold(y, s) == 0.7
+    # cuts: above 0.6 -> tpr 2/3 fpr 0 (J=0.667); above 0.2 -> tpr 1 fpr 1/3 (J=0.667); tie -> higher.
+    # pROC 1.18.0 (R 4.2.2): coords(roc(y, s, direction = "<"), "best", best.method = "youden")
+    # gives thresholds 0.30 and 0.65 (the tie), and 0.635 for the second example
+    assert stats.youden_threshold(y, s) == pytest.approx(0.65, abs=1e-12)
+    y2 = [0, 1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1]
+    s2 = [0.05, 0.31, 0.12, 0.44, 0.52, 0.18, 0.61, 0.77, 0.90, 0.29, 0.66, 0.08]
+    assert stats.youden_threshold(y2, s2) == pytest.approx(0.635, abs=1e-12)
     op = stats.operating_point(y, s, 0.4)
     assert (op.tp, op.fp, op.tn, op.fn) == (3, 1, 2, 0)
     assert op.sensitivity == 1.0 and op.specificity == pytest.approx(2 / 3)
     assert op.accuracy_ci == stats.wilson_ci(5, 6)
+
+
+def test_decision_ranges_by_hand():
+    """A decision curve written by hand: the model beats both defaults at 0.2-0.3 and 0.6, and is
+    the highest of the two models only at 0.3 and 0.6."""
+    t = pd.Index([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], name="threshold")
+    dc = pd.DataFrame({"treat_all": [0.30, 0.10, -0.05, -0.2, -0.4, -0.6], "treat_none": 0.0,
+                       "a": [0.25, 0.15, 0.10, 0.00, -0.01, 0.02], "b": [0.35, 0.20, 0.05, 0.01, 0.0, 0.0]}, index=t)  # fmt: skip
+    r = stats.decision_ranges(dc, ["a", "b"])
+    assert r["a"] == {"useful": [(0.2, 0.3), (0.6, 0.6)], "highest": [(0.3, 0.3), (0.6, 0.6)]}
+    assert r["b"] == {"useful": [(0.1, 0.4)], "highest": [(0.1, 0.2), (0.4, 0.4)]}
