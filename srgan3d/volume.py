@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+#: 3D Slicer's and ITK's formats, read through SimpleITK (a `.seg.nrrd` is a Slicer segmentation).
+ITK_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: Image formats we recognise but do not read; found in a folder they are reported, not ignored.
-UNSUPPORTED_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".mgz", ".mgh", ".hdr", ".img")
+UNSUPPORTED_SUFFIXES = (".mgz", ".mgh", ".hdr", ".img")
 #: Relative tolerance on slice spacing before a DICOM series counts as unevenly spaced.
 SPACING_RTOL = 0.01
 
@@ -150,13 +152,15 @@ def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
         FileNotFoundError: the path does not exist.
         VolumeError: the file is not one readable 3D volume; the message says why and what to do.
     """
-    path = Path(path)
+    path, segment = split_segment(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
         return read_dicom_series(path, series_uid=series_uid)
     if _is_nifti(path):
         return _read_nifti(path)
+    if _is_itk(path):
+        return _read_itk(path, segment)
     if _is_dicom_candidate(path):
         import pydicom
 
@@ -166,8 +170,91 @@ def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
             raise VolumeError(f"{path}: not a readable DICOM file ({exc}); remove or replace it") from exc
         return read_dicom_series(path.parent, series_uid=series_uid or uid)
     raise VolumeError(
-        f"{path}: unsupported file type; give a NIfTI file (.nii, .nii.gz) or a DICOM series folder"
+        f"{path}: unsupported file type; give a NIfTI file (.nii, .nii.gz), an NRRD or MetaImage file "
+        "(.nrrd, .seg.nrrd, .mha, .mhd) or a DICOM series folder"
     )
+
+
+def _is_itk(path: Path) -> bool:
+    return path.name.lower().endswith(ITK_SUFFIXES)
+
+
+def split_segment(path: str | Path) -> tuple[Path, str | None]:
+    """A mask path with an optional segment selector: ``masks/P001.seg.nrrd#tumour`` (by name) or
+    ``...#2`` (by label value) -> (the file, the selector); a path without one -> (path, None)."""
+    text = str(path)
+    if "#" in text and not Path(text).exists():
+        base, _, segment = text.rpartition("#")
+        if _is_itk(Path(base)) and segment:
+            return Path(base), segment
+    return Path(text), None
+
+
+def _slicer_segments(img: Any) -> list[dict[str, Any]]:
+    """The segments a 3D Slicer segmentation's header lists (``Segment<i>_Name``, ``_LabelValue``,
+    ``_Layer``), in order; empty for any other file."""
+    keys = set(img.GetMetaDataKeys())
+    out = []
+    i = 0
+    while f"Segment{i}_Name" in keys or f"Segment{i}_ID" in keys:
+        get = lambda k, default="": img.GetMetaData(f"Segment{i}_{k}") if f"Segment{i}_{k}" in keys else default  # noqa: E731, B023
+        out.append({"name": get("Name") or get("ID"), "value": int(get("LabelValue", "1") or 1),
+                    "layer": int(get("Layer", "0") or 0)})  # fmt: skip
+        i += 1
+    return out
+
+
+def _read_itk(path: Path, segment: str | None = None) -> Volume:
+    """An NRRD / MetaImage file through SimpleITK, as a `Volume` in RAS+.
+
+    ITK's geometry is LPS: world = origin + direction @ (spacing * index), with the array in
+    (z, y, x) order. The affine in RAS flips the first two world axes: exact, no resampling. A
+    Slicer segmentation (``.seg.nrrd``, a labelmap with one or more layers) gives one segment as a
+    0/1 mask: the only one, or the one `segment` names (by name or label value); with several and
+    none named, the error lists them.
+    """
+    import SimpleITK as sitk
+
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise VolumeError(f"{path}: not a readable NRRD/MetaImage file ({str(exc).strip().splitlines()[-1]}); "
+                          "re-export or remove it") from exc  # fmt: skip
+    if img.GetDimension() != 3:
+        raise VolumeError(f"{path}: a {img.GetDimension()}D image (size {img.GetSize()}); srgan3d reads 3D volumes")
+    segments = _slicer_segments(img)
+    arr = sitk.GetArrayFromImage(img)  # (z, y, x) or (z, y, x, components)
+    if segments or segment is not None:
+        if not segments:
+            raise VolumeError(f"{path}: a segment ({segment!r}) was asked for, but the file lists no segments")
+        listing = ", ".join(f"{s['name']} (value {s['value']})" for s in segments)
+        if segment is None:
+            if len(segments) > 1:
+                raise VolumeError(f"{path}: a segmentation with {len(segments)} segments ({listing}); name one as "
+                                  f"{path.name}#NAME or #VALUE")  # fmt: skip
+            chosen = segments[0]
+        else:
+            hits = [s for s in segments if s["name"] == segment or (segment.isdigit() and s["value"] == int(segment))]
+            if len(hits) != 1:
+                raise VolumeError(f"{path}: segment {segment!r} is {'ambiguous' if hits else 'not in the file'}; "
+                                  f"its segments: {listing}")  # fmt: skip
+            chosen = hits[0]
+        layer = arr[..., chosen["layer"]] if arr.ndim == 4 else arr
+        arr = (layer == chosen["value"]).astype(np.float32)
+    elif arr.ndim != 3:
+        raise VolumeError(f"{path}: {img.GetNumberOfComponentsPerPixel()} values per voxel; give one 3D scalar volume")
+    data = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.float32)
+    if sum(n > 1 for n in data.shape) < 3:
+        raise VolumeError(f"{path}: image has shape {data.shape}, not a 3D volume (one voxel thick somewhere); "
+                          "give the whole series as one 3D file")  # fmt: skip
+    data, n_bad = _check_finite(data, path)
+    direction = np.asarray(img.GetDirection(), float).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(img.GetSpacing(), float)[None, :]
+    lps[:3, 3] = img.GetOrigin()
+    meta = {"source": str(path), "format": "itk", "source_dtype": img.GetPixelIDTypeAsString(),
+            "nonfinite_voxels": n_bad, **({"segment": chosen["name"]} if segments else {})}  # fmt: skip
+    return Volume(data, _LPS_TO_RAS @ lps, meta)
 
 
 def gzip_threads() -> int:
@@ -493,7 +580,8 @@ class ScanSource:
 
     Attributes:
         path: the NIfTI file, or the folder holding the DICOM series.
-        kind: "nifti", "dicom" or "unsupported" (found, but in a format we do not read).
+        kind: "nifti", "itk" (NRRD, MetaImage), "dicom" or "unsupported" (found, but in a format
+            we do not read).
         relative: where the scan sits relative to the folder it was found in, used to mirror
             the folder structure in the outputs (a file name for scans given directly).
         series_uid: the DICOM SeriesInstanceUID, when a folder holds several series.
@@ -506,9 +594,9 @@ class ScanSource:
 
     @property
     def name(self) -> str:
-        if self.kind == "nifti":
+        if self.kind in ("nifti", "itk"):
             n = self.path.name
-            for suf in NIFTI_SUFFIXES:
+            for suf in (*NIFTI_SUFFIXES, *ITK_SUFFIXES):
                 if n.lower().endswith(suf):
                     return n[: -len(suf)]
         if self.kind == "dicom" and self.series_uid:
@@ -555,6 +643,8 @@ def find_scans(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (
         if p.is_file():
             if _is_nifti(p):
                 add(ScanSource(p, "nifti", Path(p.name)))
+            elif _is_itk(p):
+                add(ScanSource(p, "itk", Path(p.name)))
             elif _is_dicom_candidate(p):
                 add(ScanSource(p.parent, "dicom", Path(p.parent.name)))
             else:
@@ -573,6 +663,8 @@ def find_scans(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (
                     continue
                 if _is_nifti(f):
                     add(ScanSource(f, "nifti", f.relative_to(p)))
+                elif _is_itk(f):
+                    add(ScanSource(f, "itk", f.relative_to(p)))
                 elif name.lower().endswith(UNSUPPORTED_SUFFIXES):
                     add(ScanSource(f, "unsupported", f.relative_to(p)))
                 elif _is_dicom_candidate(f):

@@ -358,9 +358,12 @@ def _plan(
     rows: list[ManifestRow] = []
     todo: list[tuple[ScanSource, Path, ManifestRow]] = []
     for src in sources:
-        out = output_path_for(src, outdir, suffix=suffix, compress=config.compress)
         prev = previous.get(_key(src.path))
-        made_it = prev is not None and prev.output == str(out) and prev.status in ("ok", "skipped")
+        # an input the ledger knows keeps its row's output, however it is named on the command
+        # line (a file given alone, or its folder): one output per input
+        out = _known_output(prev, outdir) or output_path_for(src, outdir, suffix=suffix, compress=config.compress)
+        made_it = (prev is not None and bool(prev.output) and _same_file(prev.output, out, outdir)
+                   and prev.status in ("ok", "skipped"))  # fmt: skip
         if out.resolve() in input_files:
             row = ManifestRow(str(src.path), "", "failed", "output path is an input file; choose another -o folder",
                               dict(common))  # fmt: skip
@@ -381,6 +384,28 @@ def _plan(
             todo.append((src, out, row))
         rows.append(row)
     return rows, todo
+
+
+def _resolve_output(recorded: str, outdir: Path) -> Path:
+    """A manifest's output path as a file: absolute as written; a relative one as the run that
+    wrote it saw it (from the working folder then), else inside `outdir`."""
+    p = Path(recorded)
+    if p.is_absolute():
+        return p
+    return p if p.exists() or not (outdir / p).exists() else outdir / p
+
+
+def _same_file(recorded: str, out: Path, outdir: Path) -> bool:
+    return _resolve_output(recorded, outdir).resolve() == out.resolve()
+
+
+def _known_output(prev: ManifestRow | None, outdir: Path) -> Path | None:
+    """The output a ledger row names, when it still exists inside `outdir`."""
+    if prev is None or not prev.output or prev.status not in ("ok", "skipped", "failed"):
+        return None
+    p = _resolve_output(prev.output, outdir)
+    inside = outdir.resolve() in p.resolve().parents
+    return p if inside and p.is_file() else None
 
 
 @contextmanager

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study.results import TEST, TRAIN, Split
+from srgan3d.volume import split_segment
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,9 @@ def read_cohort(
                 continue
             p = Path(raw) if Path(raw).is_absolute() else root / raw
             abs_paths[c].append(str(p))
-            if not p.exists():
-                problems.append(f"{where}, column {c!r}: file {raw} not found (looked at {p})")
+            file, _ = split_segment(p)  # a Slicer segmentation may name its segment: file.seg.nrrd#tumour
+            if not file.exists():
+                problems.append(f"{where}, column {c!r}: file {raw} not found (looked at {file})")
         for c in clinical:
             if c in df.columns:
                 v = row[c].strip()
@@ -249,7 +251,7 @@ def read_cohort(
                 if img_col not in abs_paths or mask_col not in abs_paths:
                     continue
                 ip, mp = abs_paths[img_col][-1], abs_paths[mask_col][-1]
-                if not ip or not mp or not Path(ip).exists() or not Path(mp).exists():
+                if not ip or not mp or not split_segment(ip)[0].exists() or not split_segment(mp)[0].exists():
                     continue
                 try:
                     ishape, iaff = _geometry(Path(ip))

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import versions, write_text_atomic
+from srgan3d.study import stats
 from srgan3d.study.cohort import make_split, read_cohort
 from srgan3d.study.modeling import (
     MODEL_NAMES,
     ROSTER,
     ModelingConfig,
     cohort_summary,
-    cv_folds_of,
     run_modeling,
     set_metrics,
 )
@@ -246,7 +246,6 @@ def _roster(
     """The models every set reports: the study's four, the panel's pick and DLRCR when present;
     their probabilities (one column each), their out-of-fold probabilities of the training
     patients, the thresholds chosen on those, and the best model."""
-    from srgan3d.study import stats
     from srgan3d.study.panel import CLASSIFIER_LABELS
 
     entries = [ModelEntry(m.name, m.label, m.colour, "study") for m in ROSTER]
@@ -268,7 +267,8 @@ def _roster(
         entries.append(ModelEntry("dlrcr", "DLRCR: deep score + RCR", DLRCR_COLOUR, "deep"))
         probs["dlrcr"] = deep_probs["dlrcr"]
         oof["dlrcr"] = deep_oof["dlrcr"]
-        thresholds["dlrcr"] = stats.youden_threshold(y[train], deep_oof["dlrcr"].to_numpy()[train])
+        thresholds["dlrcr"] = stats.held_out_threshold(y[train], deep_oof["dlrcr"].to_numpy()[train],
+                                                       deep_probs["dlrcr"].to_numpy()[train])  # fmt: skip
     roster = Roster(models=tuple(entries), best=best, best_rule=rule, thresholds=thresholds)
     return roster, probs, oof
 
@@ -329,12 +329,16 @@ def _deep(
         # out-of-fold: the logistic layer refitted per fold (its deep and radscore inputs come from
         # the models fitted on the whole training set)
         held_p = np.full(len(y), np.nan)
-        for fit_rows, held in cv_folds_of(y[train], modeling.cv_folds, modeling.seed):
-            part = Logistic(variables).fit(X.iloc[train[fit_rows]], y[train[fit_rows]])
+        for fit_rows, held in stats.stratified_folds(y[train], modeling.cv_folds, modeling.seed):
+            try:
+                part = Logistic(variables).fit(X.iloc[train[fit_rows]], y[train[fit_rows]])
+            except (ValueError, np.linalg.LinAlgError) as exc:  # its patients stay without a prediction
+                log.warning("DLRCR out-of-fold fit failed: %s", exc)
+                continue
             held_p[train[held]] = part.predict_proba(X.iloc[train[held]])
         oof["dlrcr"] = held_p
         result = replace(result, dlrcr={"variables": variables, "table": dlrcr.table_.to_dict(orient="records"),
-                                        "fit": dlrcr.fit_note()})  # fmt: skip
+                                        "fit": dlrcr.fit_note().to_dict()})  # fmt: skip
         return result, probs, oof
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         log.warning("deep models skipped: %s", exc)

@@ -13,7 +13,6 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,17 @@ from scipy import stats as sps
 from scipy.special import expit
 
 from srgan3d.study import stats
-from srgan3d.study.results import TEST, TRAIN, FittedSummary, PanelResult, RadscoreSummary, SetMetrics, Split
+from srgan3d.study.results import (
+    TEST,
+    TRAIN,
+    FitNote,
+    FittedSummary,
+    PanelResult,
+    RadscoreSummary,
+    SetMetrics,
+    Split,
+)
+from srgan3d.study.stats import stratified_folds
 
 log = logging.getLogger(__name__)
 
@@ -289,15 +298,15 @@ class Logistic:
             }
         )
 
-    def fit_note(self) -> dict[str, Any]:
+    def fit_note(self) -> FitNote:
         """How the model was fitted, for results.json and the report."""
         from srgan3d.study.firth import FIRTH_REMEDY, smallest_separating
 
         s = self.separation_
-        by = list(smallest_separating(*self._data, list(self.variables))) if s.separated else []
-        return {"separation": s.kind, "separating_variables": by,
-                "method": "maximum likelihood" if self.method_ == "ml" else "Firth",
-                "remedy": FIRTH_REMEDY if self.method_ == "firth" else None}  # fmt: skip
+        by = smallest_separating(*self._data, list(self.variables)) if s.separated else ()
+        return FitNote(separation=s.kind, separating_variables=tuple(by),
+                       method="maximum likelihood" if self.method_ == "ml" else "Firth",
+                       remedy=FIRTH_REMEDY if self.method_ == "firth" else None)  # fmt: skip
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         b = self.params_
@@ -316,7 +325,7 @@ class FittedModels:
     clinical_univariable: pd.DataFrame
     clinical: Logistic
     combined: Logistic
-    univariable_notes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    univariable_notes: dict[str, FitNote] = field(default_factory=dict)
 
     @property
     def radscores(self) -> dict[str, Radscore]:
@@ -340,7 +349,7 @@ class FittedModels:
             index=pre.index,
         )
 
-    def fit_notes(self) -> dict[str, dict[str, Any]]:
+    def fit_notes(self) -> dict[str, FitNote]:
         """How each logistic model was fitted (separation found, method, remedy)."""
         notes = {"clinical": self.clinical.fit_note(), "clinical_post_sr": self.combined.fit_note()}
         for v, note in self.univariable_notes.items():
@@ -435,29 +444,21 @@ def optimism_corrected_auc(
     return pd.DataFrame(rows)
 
 
-def cv_folds_of(y: np.ndarray, wanted: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The study's out-of-fold folds over these (training) rows: stratified, `wanted` folds or as
-    many as the smaller class allows, shuffled by `seed`. One definition for every model."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y = np.asarray(y, int)
-    k = int(min(wanted, np.bincount(y, minlength=2).min()))
-    if k < 2:
-        raise ValueError(f"out-of-fold predictions need 2 training patients of each class; the smaller class has {k}")
-    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed + 3).split(np.zeros(len(y)), y))
-
-
 def out_of_fold(
     pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
 ) -> pd.DataFrame:
     """Each (training) patient's probability from the whole pipeline (selection, LASSO, clinical
-    and combined models) fitted on the other folds (`cv_folds_of`): the predictions the operating
+    and combined models) fitted on the other folds (`stats.stratified_folds`): the predictions the operating
     thresholds and the training set's survival risk groups are chosen on, so that neither
     rewards a model for fitting its own patients."""
     y = np.asarray(y, int)
     out = pd.DataFrame(np.nan, index=pre.index, columns=list(MODEL_NAMES))
-    for fit_rows, held in cv_folds_of(y, config.cv_folds, config.seed):
-        fitted = fit_models(pre.iloc[fit_rows], post.iloc[fit_rows], clin.iloc[fit_rows], y[fit_rows], config)
+    for k, (fit_rows, held) in enumerate(stratified_folds(y, config.cv_folds, config.seed), start=1):
+        try:
+            fitted = fit_models(pre.iloc[fit_rows], post.iloc[fit_rows], clin.iloc[fit_rows], y[fit_rows], config)
+        except (ValueError, np.linalg.LinAlgError) as exc:  # its patients stay without a prediction
+            log.warning("out-of-fold fit %d failed (%s); its %d patients have no out-of-fold prediction", k, exc, len(held))
+            continue
         out.iloc[held] = fitted.predict(pre.iloc[held], post.iloc[held], clin.iloc[held]).to_numpy()
     return out
 
@@ -596,7 +597,8 @@ def run_modeling(
     pred = fitted.predict(pre, post, clin)
     oof = pd.DataFrame(np.nan, index=pre.index, columns=list(MODEL_NAMES))
     oof.iloc[train] = out_of_fold(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config).to_numpy()
-    thresholds = {m: stats.youden_threshold(y[train], oof[m].to_numpy()[train]) for m in MODEL_NAMES}
+    thresholds = {m: stats.held_out_threshold(y[train], oof[m].to_numpy()[train], pred[m].to_numpy()[train])
+                  for m in MODEL_NAMES}  # fmt: skip
     metrics = set_metrics(y, pred, idx, thresholds)
     pred.insert(0, "label", y)
     pred.insert(0, "set", split.set_of(ids))
@@ -620,7 +622,7 @@ def run_modeling(
     return ModelingResult(
         config=config, split=split, fitted=fitted, predictions=pred, thresholds=thresholds, metrics=metrics,
         optimism=optimism, panel=panel, panel_predictions=panel_pred, oof=oof, panel_oof=panel_oof,
-        threshold_rule=THRESHOLD_RULE.format(folds=len(cv_folds_of(y[train], config.cv_folds, config.seed))),
+        threshold_rule=THRESHOLD_RULE.format(folds=len(stratified_folds(y[train], config.cv_folds, config.seed))),
     )  # fmt: skip
 
 

@@ -206,7 +206,7 @@ def run_panel(
         p = fit.predict_proba(data[image])
         probs[f"{name}_{image}"] = p
         oof[f"{name}_{image}"] = _out_of_fold(fit, data[image], y, train, seed=seed, folds=cv_folds)
-        thr = stats.youden_threshold(y[train], oof[f"{name}_{image}"].to_numpy()[train])
+        thr = stats.held_out_threshold(y[train], oof[f"{name}_{image}"].to_numpy()[train], p[train])
         models.setdefault(name, {})[image] = ClassifierResult(
             cv_auc=fit.cv_auc, params={k.split("__", 1)[1]: v for k, v in fit.params.items()},
             warnings=tuple(fit.warnings), train_auc=stats.roc_auc_ci(y[train], p[train]).auc, threshold=thr,
@@ -247,15 +247,17 @@ def _separation(X: pd.DataFrame, y: np.ndarray, features: list[str]) -> str:
 
 def _out_of_fold(fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, *, seed: int, folds: int) -> np.ndarray:
     """The classifier's out-of-fold probabilities of the training rows (NaN elsewhere): refitted
-    with its chosen hyperparameters on the study's folds (`modeling.cv_folds_of`), each fold
+    with its chosen hyperparameters on the study's folds (`stats.stratified_folds`), each fold
     predicted by the fit that did not see it. Its operating threshold is chosen on these."""
-    from srgan3d.study.modeling import cv_folds_of
-
     out = np.full(len(y), np.nan)
-    for fit_rows, held in cv_folds_of(y[train], folds, seed):
+    for fit_rows, held in stats.stratified_folds(y[train], folds, seed):
         rows, other = train[fit_rows], train[held]
-        refit = fit_classifier(fit.name, fit.image, X.iloc[rows], y[rows], fit.features, seed=seed,
-                               folds=_inner_folds(y[rows], folds), params=fit.params)  # fmt: skip
+        try:
+            refit = fit_classifier(fit.name, fit.image, X.iloc[rows], y[rows], fit.features, seed=seed,
+                                   folds=_inner_folds(y[rows], folds), params=fit.params)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a fold that cannot be fitted leaves its patients without one
+            log.warning("out-of-fold refit of %s/%s failed: %s", fit.name, fit.image, exc)
+            continue
         out[other] = refit.predict_proba(X.iloc[other])
     return out
 

@@ -32,7 +32,7 @@ from srgan3d.study.report_figures import (
     stamp_for,
     variable_label,
 )
-from srgan3d.study.results import LEARNED_AUC_FLOOR, TRAIN, StudyResult
+from srgan3d.study.results import LEARNED_AUC_FLOOR, TRAIN, FitNote, StudyResult
 from srgan3d.study.stats import DelongResult
 
 CSS = """
@@ -142,12 +142,12 @@ class Notes:
         return "".join(f"<p class='small'>[{i}] {_esc(t)}</p>" for i, t in enumerate(self.texts, start=1))
 
 
-def _fit_line(name: str, note: dict[str, Any]) -> str:
+def _fit_line(name: str, note: FitNote) -> str:
     """'RCR: complete separation (by the post-SR radscore) in the training set: fitted by Firth's ...'."""
-    by = ", ".join(_var(v) for v in note.get("separating_variables") or [])
-    return (f"<b>{_esc(name)}</b>: {_esc(note['separation'])} separation of responders and non-responders in the "
+    by = ", ".join(_var(v) for v in note.separating_variables)
+    return (f"<b>{_esc(name)}</b>: {_esc(note.separation)} separation of responders and non-responders in the "
             f"training set{f' (by {_esc(by)})' if by else ''}, so the maximum-likelihood estimate does not exist; "
-            f"fitted instead by {_esc(note.get('remedy') or note['method'])}.")  # fmt: skip
+            f"fitted instead by {_esc(note.remedy or note.method)}.")  # fmt: skip
 
 
 def _or_table(rows: tuple[dict, ...] | list[dict]) -> pd.DataFrame:
@@ -220,8 +220,8 @@ def _key_results(r: StudyResult) -> list[str]:
                f"and treat-none (grid 0.01–0.99): {dca}.")  # fmt: skip
     for name, note in r.fitted.separated.items():
         key.append("⚠ " + _fit_line(_model_name(name), note))
-    if r.deep and r.deep.dlrcr and r.deep.dlrcr.get("fit", {}).get("separation", "none") != "none":
-        key.append("⚠ " + _fit_line("DLRCR", r.deep.dlrcr["fit"]))
+    if r.deep and r.deep.dlrcr and FitNote.from_dict(r.deep.dlrcr.get("fit") or {}).separated:
+        key.append("⚠ " + _fit_line("DLRCR", FitNote.from_dict(r.deep.dlrcr["fit"])))
     if r.deep and not r.deep.skipped:
         for image, dm in r.deep.models.items():
             if not dm.learned:
@@ -736,8 +736,8 @@ def terminal_summary(results: StudyResult) -> str:
         lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {_signed(d.difference)} (post − pre), "
                      f"{fmt_p_eq(d.p_value)}")  # fmt: skip
     for name, note in r.fitted.separated.items():
-        lines.append(f"warning: {_model_name(name)}: {note['separation']} separation in the training set; fitted by "
-                     f"{note['method']}")  # fmt: skip
+        lines.append(f"warning: {_model_name(name)}: {note.separation} separation in the training set; fitted by "
+                     f"{note.method}")  # fmt: skip
     return "\n".join(lines)
 
 

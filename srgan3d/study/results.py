@@ -249,6 +249,22 @@ class RadscoreSummary(Result):
 
 
 @dataclass(frozen=True)
+class FitNote(Result):
+    """How one logistic model was fitted: the separation found in its training data (none,
+    quasi-complete, complete), the fewest predictors that separate, and the method (maximum
+    likelihood, or Firth's penalised likelihood as the remedy)."""
+
+    separation: str = "none"
+    separating_variables: tuple[str, ...] = ()
+    method: str = "maximum likelihood"
+    remedy: str | None = None
+
+    @property
+    def separated(self) -> bool:
+        return self.separation != "none"
+
+
+@dataclass(frozen=True)
 class FittedSummary(Result):
     """What the training set fitted: the radscores and the logistic models' odds-ratio tables."""
 
@@ -259,13 +275,13 @@ class FittedSummary(Result):
     optimism: tuple[dict[str, Any], ...] | None = None  # Harrell's bootstrap over the development sets
     # model ("clinical", "clinical_post_sr", "univariable: <variable>") -> how it was fitted:
     # separation (none / quasi-complete / complete), separating variables, method, remedy
-    fits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fits: dict[str, FitNote] = field(default_factory=dict)
     threshold_rule: str = ""
 
     @property
-    def separated(self) -> dict[str, dict[str, Any]]:
+    def separated(self) -> dict[str, FitNote]:
         """The logistic models whose training data were separated."""
-        return {k: v for k, v in self.fits.items() if v.get("separation", "none") != "none"}
+        return {k: v for k, v in self.fits.items() if v.separated}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ Wilson intervals. A higher score always means "more likely positive" (pROC's `di
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -16,6 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "RocResult",
@@ -31,6 +34,8 @@ __all__ = [
     "calibration",
     "wilson_ci",
     "youden_threshold",
+    "stratified_folds",
+    "held_out_threshold",
     "operating_point",
 ]
 
@@ -425,6 +430,31 @@ def wilson_ci(successes: int, n: int, *, level: float = 0.95) -> tuple[float, fl
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def stratified_folds(y: Sequence[int] | np.ndarray, wanted: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The study's out-of-fold folds over these (training) rows: stratified by class, `wanted`
+    folds or as many as the smaller class allows, shuffled by `seed` (+3, apart from the other
+    seeded draws). One definition for every model's out-of-fold predictions."""
+    from sklearn.model_selection import StratifiedKFold
+
+    yy = np.asarray(y, int)
+    k = int(min(wanted, np.bincount(yy, minlength=2).min()))
+    if k < 2:
+        raise ValueError(f"out-of-fold predictions need 2 training patients of each class; the smaller class has {k}")
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed + 3).split(np.zeros(len(yy)), yy))
+
+
+def held_out_threshold(y: np.ndarray, oof: np.ndarray, fitted: np.ndarray) -> float:
+    """The Youden threshold of the out-of-fold predictions `oof` of the training patients (those
+    that have one); the in-sample predictions `fitted` only when the out-of-fold ones cannot give
+    one (a failed fold left a class without predictions), with a warning."""
+    y = np.asarray(y, int)
+    have = np.isfinite(oof)
+    if have.sum() >= 4 and len(set(y[have])) == 2:
+        return youden_threshold(y[have], oof[have])
+    log.warning("no usable out-of-fold predictions; the threshold falls back to the in-sample fit")
+    return youden_threshold(y, fitted)
 
 
 def youden_threshold(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float:

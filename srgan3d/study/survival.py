@@ -25,11 +25,12 @@ class SurvivalDataError(ValueError):
 
 def _shown(v: Any) -> str:
     """A cell as the user wrote it: numbers plainly (-5, 2.5), empty cells as 'empty'."""
-    if v is None or (isinstance(v, float) and np.isnan(v)):
+    if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "":
         return "empty"
-    if isinstance(v, (int, float, np.number)):
+    try:
         return f"{float(v):g}"
-    return repr(str(v))
+    except (TypeError, ValueError):
+        return repr(str(v))
 
 
 def check_survival(df: pd.DataFrame, duration: str, event: str) -> None:

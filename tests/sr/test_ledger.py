@@ -248,3 +248,43 @@ def test_a_writer_killed_mid_write_leaves_nothing_after_an_immediate_resume(tmp_
     assert not partial.exists()
     assert [p.name for p in out.rglob(".*")] == [elsewhere.name]
     assert (out / "s0_sr2x.nii.gz").is_file()
+
+
+def test_an_input_keeps_its_output_however_it_is_named(tmp_path, monkeypatch):
+    """The three-command sequence: a folder with a nested scan, then that scan alone with
+    --overwrite, then the folder again. The nested scan has one output, where the folder's run
+    put it, its provenance known throughout; every ok/skipped row names a file that exists."""
+    monkeypatch.chdir(tmp_path)
+    _scans(Path("scans"), 1)
+    (nested,) = _scans(Path("scans/nested"), 1, shape=(12, 10, 8))
+    upscale_files(["scans"], "out", UpscaleConfig(method="trilinear"))
+    nested_out = Path("out/nested/s0_sr2x.nii.gz")
+    top_before = Path("out/s0_sr2x.nii.gz").read_bytes()  # the top-level scan's output, same name
+    upscale_files([nested], "out", UpscaleConfig(method="sinc", overwrite=True))
+    assert Path("out/s0_sr2x.nii.gz").read_bytes() == top_before  # not overwritten by the nested scan
+    rows = {r["input"]: r for r in csv.DictReader(Path("out/manifest.csv").open())}
+    row = rows[str(nested)]
+    assert row["status"] == "ok" and row["output"] == str(nested_out) and row["method"] == "sinc"
+    upscale_files(["scans"], "out", UpscaleConfig(method="trilinear"))
+    rows = list(csv.DictReader(Path("out/manifest.csv").open()))
+    assert len(rows) == 2
+    by_input = {Path(r["input"]).resolve(): r for r in rows}
+    again = by_input[nested.resolve()]
+    assert again["status"] == "skipped" and again["method"] == "sinc" and "provenance unknown" not in again["note"]
+    for r in rows:
+        assert r["status"] in ("ok", "skipped") and Path(r["output"]).is_file(), r
+    outputs = sorted(p.as_posix() for p in Path("out").rglob("*.nii.gz"))
+    assert outputs == ["out/nested/s0_sr2x.nii.gz", "out/s0_sr2x.nii.gz"]  # one output per input
+
+
+def test_a_file_first_upscaled_alone_keeps_its_output_when_its_folder_runs(tmp_path, monkeypatch):
+    """Upscaled alone first (the documented rule: top level), then its folder: the ledger's output
+    is kept, no second copy is made in the mirrored subfolder."""
+    monkeypatch.chdir(tmp_path)
+    (nested,) = _scans(Path("scans/nested"), 1)
+    upscale_files([nested], "out", UpscaleConfig(method="trilinear"))
+    assert Path("out/s0_sr2x.nii.gz").is_file()
+    upscale_files(["scans"], "out", UpscaleConfig(method="trilinear"))
+    (row,) = list(csv.DictReader(Path("out/manifest.csv").open()))
+    assert row["status"] == "skipped" and row["output"] == "out/s0_sr2x.nii.gz" and row["date"]
+    assert not Path("out/nested").exists()

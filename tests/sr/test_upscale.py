@@ -119,6 +119,7 @@ def test_batch_reports_every_bad_scan_and_goes_on(tmp_path, oblique_nifti):
     (root / "readme.txt").write_text("not an image")
     (root / "junk.dcm").write_bytes(b"\x00" * 50)
     (root / "vol.nrrd").write_text("NRRD0004")
+    (root / "vol.mgz").write_bytes(b"\x00" * 10)
     write_dicom_series(root / "gappy", np.ones((6, 5, 5), np.uint16), skip_slices=(2,))
     write_dicom_series(root / "dicom_ok", np.full((4, 6, 6), 100, np.uint16))
     before = tree_digest(root)
@@ -134,7 +135,8 @@ def test_batch_reports_every_bad_scan_and_goes_on(tmp_path, oblique_nifti):
         "four_d.nii.gz": "expected one 3D volume",
         "nan.nii.gz": "NaN",
         "gappy": "missing",
-        "vol.nrrd": "unsupported image format",
+        "vol.nrrd": "not a readable NRRD/MetaImage file",
+        "vol.mgz": "unsupported image format",
         "": "junk.dcm",  # the folder `in` itself, as a DICOM series of one damaged file
     }
     for name, fragment in expected_errors.items():

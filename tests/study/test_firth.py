@@ -105,4 +105,4 @@ def test_the_fewest_separating_predictors_are_named():
     assert smallest_separating(X, y, ["x1", "x2"]) == ("x1",)
     d, cols = DATA["d1"]
     note = Logistic(["x2", "x1"]).fit(d, d["y"].to_numpy()).fit_note()
-    assert note["separation"] == "complete" and note["separating_variables"] == ["x1"] and note["method"] == "Firth"
+    assert note.separation == "complete" and note.separating_variables == ("x1",) and note.method == "Firth"
