@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="3D super-resolution of liver MRI and radiomics response evaluation.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: wraps cleanly at 80 columns, no <bool> metavars
 )
 _state = {"debug": False}
 
@@ -86,11 +87,11 @@ def _parse_ints(text: str, what: str) -> tuple[int, int, int]:
     return tuple(vals)  # type: ignore[return-value]
 
 
-@app.command()
+@app.command(short_help="Double the resolution of scans; exact geometry, manifest.")
 @_clear_errors
 def upscale(
     inputs: Annotated[
-        list[Path], typer.Argument(help="NIfTI files, DICOM series folders, or folders to search.")
+        list[Path], typer.Argument(metavar="INPUT", help="NIfTI, NRRD or MetaImage files, DICOM series folders, or folders to search.")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (created).")],
     method: Annotated[
@@ -206,7 +207,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     return k, n
 
 
-@app.command()
+@app.command(short_help="Throughput and memory of the upscale engine here.")
 @_clear_errors
 def benchmark(
     output: Annotated[
@@ -261,11 +262,11 @@ def benchmark(
     typer.echo(f"\nwritten: {output / 'benchmark.json'}, {output / 'benchmark.md'}")
 
 
-@app.command("merge-manifests")
+@app.command("merge-manifests", short_help="Join the shard manifests of one output folder.")
 @_clear_errors
 def merge_manifests_cmd(
     output: Annotated[
-        Path, typer.Argument(help="The -o folder that the shards of `upscale --shard` wrote to.")
+        Path, typer.Argument(metavar="OUTDIR", help="The -o folder that the shards of `upscale --shard` wrote to.")
     ],
 ) -> None:
     """Join the shard manifests of one output folder into manifest.csv."""
@@ -302,7 +303,7 @@ def info() -> None:
         )
 
 
-@app.command()
+@app.command(short_help="The whole study on a built-in synthetic cohort.")
 @_clear_errors
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("demo_out"),
@@ -337,7 +338,7 @@ def demo(
     )
 
 
-@app.command("synth-cohort")
+@app.command("synth-cohort", short_help="Write a synthetic cohort (simulated responses).")
 @_clear_errors
 def synth_cohort(
     output: Annotated[
@@ -374,11 +375,11 @@ def synth_cohort(
     typer.echo(f"wrote {path} ({patients} patients, {responders} responders{ext}; responses are simulated)")
 
 
-@app.command()
+@app.command(short_help="Radiomics pre/post SR, models, DeLong, DCA, report.")
 @_clear_errors
 def evaluate(
     cohort: Annotated[
-        Path, typer.Argument(help="Cohort table (CSV): patient_id, image, mask, response, clinical columns.")
+        Path, typer.Argument(metavar="COHORT_CSV", help="Cohort table (CSV): patient_id, image, mask, response, clinical columns.")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")],
     spacing: Annotated[
@@ -479,7 +480,7 @@ def evaluate(
 @app.command()
 @_clear_errors
 def report(
-    output: Annotated[Path, typer.Argument(help="An evaluate output folder (holding results.json).")],
+    output: Annotated[Path, typer.Argument(metavar="OUTDIR", help="An evaluate output folder (holding results.json).")],
 ) -> None:
     """Re-render report.html from results.json alone."""
     from srgan3d.study.report import write_report
@@ -488,15 +489,15 @@ def report(
     typer.echo(f"wrote {path}")
 
 
-@app.command()
+@app.command(short_help="Train or fine-tune the generator on your scans.")
 @_clear_errors
 def train(
-    data: Annotated[list[Path], typer.Argument(help="High-resolution training scans or folders.")],
+    data: Annotated[list[Path], typer.Argument(metavar="SCAN", help="High-resolution training scans or folders.")],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Run folder (checkpoint, log.csv, config.json).")
     ],
     val: Annotated[
-        list[Path] | None, typer.Option(help="Held-out high-resolution scans for validation.")
+        list[Path] | None, typer.Option(metavar="SCAN", help="Held-out high-resolution scans for validation (repeat the option).")
     ] = None,
     config: Annotated[
         Path | None,
@@ -549,10 +550,10 @@ def train(
     typer.echo(f"trained to step {result['step']}; validation: {result['validation']}")
 
 
-@app.command()
+@app.command(short_help="Write a run's generator as weights + model card.")
 @_clear_errors
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A training run folder.")],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Weights file to write, e.g. weights/NAME.pt.")
     ],

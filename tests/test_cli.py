@@ -175,3 +175,18 @@ def test_version_matches_the_package_metadata():
 
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0 and res.output.strip() == f"srgan3d {version('srgan3d')}"
+
+
+@pytest.mark.parametrize("command", ["", "upscale", "evaluate", "train", "demo", "synth-cohort", "benchmark",
+                                     "merge-manifests", "report", "export", "info"])  # fmt: skip
+def test_help_reads_at_80_columns(command):
+    """Every help page fits 80 columns without cutting words or option names, flags show as
+    --x / --no-x (no <bool>), and the command list gives whole sentences."""
+    res = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "<bool>" not in res.output and "…" not in res.output
+    if not command:
+        listed = [line for line in lines if line.startswith("  ") and not line.strip().startswith("-")]
+        assert len(listed) >= 10 and not any(line.rstrip().endswith("...") for line in listed), listed
