@@ -484,7 +484,8 @@ def _deep_section(r: StudyResult) -> Section | None:
              f"{c['val_fraction']:.0%} stops it early; class-weighted; flips, ±10° in-plane rotations and intensity "
              f"jitter; seed {c['seed']}), before and after SR separately. A model learned if its training AUC "
              f"reaches {LEARNED_AUC_FLOOR:.2f} and its inner-validation loss improved after the first epoch; DLRCR is "
-             "built only on a post-SR deep score that learned.</p>",
+             "built only on a post-SR deep score that learned. Its threshold comes from out-of-fold refits of its "
+             "logistic layer; the deep score and radscore it combines are those fitted on the whole training set.</p>",
              _table(pd.DataFrame(rows), left=("Model", "Learned"))]  # fmt: skip
     if dl.dlrcr_skipped:
         parts.append(f"<p><b>DLRCR not built</b> — {_esc(dl.dlrcr_skipped)}.</p>")
