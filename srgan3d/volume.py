@@ -193,13 +193,13 @@ def split_segment(path: str | Path) -> tuple[Path, str | None]:
 def _slicer_segments(img: Any) -> list[dict[str, Any]]:
     """The segments a 3D Slicer segmentation's header lists (``Segment<i>_Name``, ``_LabelValue``,
     ``_Layer``), in order; empty for any other file."""
-    keys = set(img.GetMetaDataKeys())
+    header = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
     out = []
     i = 0
-    while f"Segment{i}_Name" in keys or f"Segment{i}_ID" in keys:
-        get = lambda k, default="": img.GetMetaData(f"Segment{i}_{k}") if f"Segment{i}_{k}" in keys else default  # noqa: E731, B023
-        out.append({"name": get("Name") or get("ID"), "value": int(get("LabelValue", "1") or 1),
-                    "layer": int(get("Layer", "0") or 0)})  # fmt: skip
+    while f"Segment{i}_Name" in header or f"Segment{i}_ID" in header:
+        seg = {k: header.get(f"Segment{i}_{k}", "") for k in ("Name", "ID", "LabelValue", "Layer")}
+        out.append({"name": seg["Name"] or seg["ID"], "value": int(seg["LabelValue"] or 1),
+                    "layer": int(seg["Layer"] or 0)})  # fmt: skip
         i += 1
     return out
 

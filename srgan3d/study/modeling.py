@@ -282,21 +282,13 @@ class Logistic:
         self.table_ = self._table(fit.coef, ci[:, 0], ci[:, 1], fit.p)
         return self
 
+
+
     def _table(self, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> pd.DataFrame:
         with np.errstate(over="ignore"):  # a near-separated ML fit: an infinite CI bound is the honest answer
-            return self._frame(coef, lo, hi, p)
-
-    def _frame(self, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "variable": ["const", *self.variables],
-                "coefficient": coef,
-                "odds_ratio": np.exp(coef),
-                "or_ci_low": np.exp(lo),
-                "or_ci_high": np.exp(hi),
-                "p_value": p,
-            }
-        )
+            odds, low, high = np.exp(coef), np.exp(lo), np.exp(hi)
+        return pd.DataFrame({"variable": ["const", *self.variables], "coefficient": coef, "odds_ratio": odds,
+                             "or_ci_low": low, "or_ci_high": high, "p_value": p})  # fmt: skip
 
     def fit_note(self) -> FitNote:
         """How the model was fitted, for results.json and the report."""

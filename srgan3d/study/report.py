@@ -271,7 +271,7 @@ def _clinical_section(r: StudyResult) -> Section:
         + "</b> (the <code>clinical</code> modelling option; default: the study's tumour diameter and arterial "
         "enhancement)."
         + (f" Other clinical columns of the cohort table, summarised in the cohort section but <b>not</b> candidates: "
-           f"{', '.join(map(_esc, others))}." if others else "")
+           f"{', '.join(_esc(_var(v)) for v in others)}." if others else "")
         + f" Univariable logistic regression of each candidate on the training set; those with p &lt; "
         f"{cfg['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
         f"Entered: <b>{', '.join(_esc(_var(v)) for v in entered)}</b>. Odds ratios per unit of each variable (per mm of "
@@ -339,7 +339,7 @@ def _discrimination_section(r: StudyResult) -> Section:
             rows.append({"Model": e.label, "Set": s, "Accuracy": _ci(op["accuracy"], op["accuracy_ci"]),
                          "Sensitivity": _ci(op["sensitivity"], op["sensitivity_ci"]),
                          "Specificity": _ci(op["specificity"], op["specificity_ci"])})  # fmt: skip
-    parts.append("<b>Operating points at the training threshold</b> (Wilson 95% CIs)"
+    parts.append("<b>Operating points at each model's threshold</b> (†; Wilson 95% CIs)"
                  + _table(pd.DataFrame(rows), left=("Model", "Set")))
     rows = []
     first = r.metrics[r.sets[0]]
@@ -593,7 +593,7 @@ def _survival_section(r: StudyResult) -> Section | None:
             parts.append(f"<p><b>{_esc(ep.endpoint)}: skipped</b> — {_esc(ep.skipped)}</p>")
             continue
         if any(not sv.skipped for sv in ep.sets.values()):
-            parts.append(_fig(km_figure(r, ep), f"{_esc(ep.endpoint)}: Kaplan–Meier curves of the risk groups of "
+            parts.append(_fig(km_figure(r, ep), f"{_esc(ep.endpoint.capitalize())}: Kaplan–Meier curves of the risk groups of "
                               f"{_esc(ep.best_model)}, one panel per set ("
                               + _panel_names(r, tuple(k for k, v in ep.sets.items() if not v.skipped)) + ")."))  # fmt: skip
         for s, sv in ep.sets.items():
@@ -670,7 +670,7 @@ def _methods_section(r: StudyResult) -> Section:
         f"<li>Radiomics options: <code>{_esc(json.dumps(cfg['radiomics']))}</code></li>"
         f"<li>Versions: <code>{_esc(json.dumps(r.provenance['versions']))}</code></li>"
         "</ul><p class='small'>Statistics: AUC CIs and paired comparisons by DeLong's method (fast algorithm of "
-        "Sun &amp; Xu), as pROC; net benefit TP/n − FP/n·pt/(1 − pt), as dcurves; odds ratios from statsmodels. "
+        "Sun &amp; Xu), as pROC; net benefit TP/n − FP/n·pt/(1 − pt), as dcurves; odds ratios from statsmodels (maximum likelihood), or Firth's penalised likelihood where the training set is separated (checked against R's brglm2). "
         "Machine-readable results: <code>results.json</code> (schema version "
         f"{r.schema_version}), <code>predictions.csv</code> (with each patient's set), <code>coefficients.csv</code>, "
         "<code>features_pre.csv</code>, <code>features_post.csv</code>.</p>"]  # fmt: skip

@@ -13,6 +13,7 @@ import pandas as pd
 
 from srgan3d.study import stats
 from srgan3d.study.results import StudyResult, SurvivalEndpoint
+from srgan3d.study.survival import GROUP_COVARIATE
 
 
 def fmt_p(p: float | None) -> str:
@@ -215,7 +216,7 @@ VARIABLE_LABELS = {
     "arterial_enhancement": "Arterial enhancement (0 = no, 1 = yes)",
     "radscore_post_sr": "Post-SR radscore",
     "dl_score": "Deep score, post-SR (log-odds)",
-    "predicted_responder": "Predicted responder (vs non-responder)",
+    GROUP_COVARIATE: "Predicted responder (vs non-responder)",
     "bclc": "BCLC stage",
     "child_pugh": "Child-Pugh class",
     "afp_ng_ml": "AFP (ng/mL)",
@@ -227,22 +228,6 @@ VARIABLE_LABELS = {
 
 def variable_label(name: str) -> str:
     return VARIABLE_LABELS.get(name, name)
-
-
-def nice_ticks(lo: float, hi: float, min_step: float) -> list[float]:
-    """Round values (multiples of 1, 2, 2.5 or 5 times a power of ten, at least `min_step` apart)
-    inside [lo, hi]; at least the two ends, rounded, when no two multiples fit."""
-    span = hi - lo
-    if not span > 0:
-        return [lo]
-    step = 10.0 ** np.floor(np.log10(max(min_step, span / 8)))
-    while True:
-        for m in (1, 2, 2.5, 5):
-            if m * step >= min_step:
-                first = np.ceil(lo / (m * step) - 1e-9) * m * step
-                ticks = [float(v) + 0.0 for v in np.round(np.arange(first, hi + 1e-9 * span, m * step), 12)]
-                return ticks if len(ticks) >= 2 else [lo, hi]
-        step *= 10
 
 
 def nomogram_figure(results: StudyResult) -> str | None:
@@ -283,10 +268,10 @@ def nomogram_figure(results: StudyResult) -> str | None:
         lo, hi, ppu = r["min"], r["max"], abs(r["points_per_unit"])
         binary = {lo, hi} <= {0.0, 1.0}
         width = max(len(t) for t in labels([lo, hi])) + 2
-        values = [lo, hi] if binary else nice_ticks(lo, hi, width * char / max(ppu, 1e-12))
+        values = [lo, hi] if binary else stats.round_ticks(lo, hi, width * char / max(ppu, 1e-12))
         axis(i, variable_label(r["variable"]),
              [(r["points_per_unit"] * (v - r["ref"]), t) for v, t in zip(values, labels(values), strict=True)])  # fmt: skip
-    tot = nice_ticks(0, total_max, 6 * char / scale_x)
+    tot = stats.round_ticks(0, total_max, 6 * char / scale_x)
     axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:g}") for t in tot])
     ticks: list[tuple[float, str]] = []
     for p in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99):

@@ -31,6 +31,7 @@ __all__ = [
     "net_benefit",
     "decision_curve",
     "decision_ranges",
+    "round_ticks",
     "calibration",
     "wilson_ci",
     "youden_threshold",
@@ -316,6 +317,23 @@ def decision_ranges(curve: pd.DataFrame, models: Sequence[str]) -> dict[str, dic
         useful = nb[m] > default + 1e-12
         out[m] = {"useful": _runs(t, useful), "highest": _runs(t, useful & (nb[m] >= top - 1e-12))}
     return out
+
+
+def round_ticks(lo: float, hi: float, min_step: float) -> list[float]:
+    """Round values (multiples of 1, 2, 2.5 or 5 times a power of ten, at least `min_step` apart)
+    inside [lo, hi]; the two ends when no two multiples fit. Axis ticks of the report's figures
+    and the times of the numbers-at-risk tables."""
+    span = hi - lo
+    if not span > 0:
+        return [lo]
+    step = 10.0 ** np.floor(np.log10(max(min_step, span / 8)))
+    while True:
+        for m in (1, 2, 2.5, 5):
+            if m * step >= min_step:
+                first = np.ceil(lo / (m * step) - 1e-9) * m * step
+                ticks = [float(v) + 0.0 for v in np.round(np.arange(first, hi + 1e-9 * span, m * step), 12)]
+                return ticks if len(ticks) >= 2 else [lo, hi]
+        step *= 10
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study.results import CIndex, SurvivalEndpoint, SurvivalResult, SurvivalSet
+from srgan3d.study.stats import round_ticks
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +174,9 @@ ENDPOINTS = (("overall survival", "os_time", "os_event"), ("progression-free sur
 
 
 def risk_times(t_max: float, most: int = 6) -> list[float]:
-    """Round times from 0 to `t_max` (steps of 1, 2, 2.5 or 5 times a power of ten, at most
-    `most` steps): the KM axis ticks and the columns of the numbers-at-risk table."""
-    if not t_max > 0:
-        return [0.0]
-    mag = 10.0 ** np.floor(np.log10(t_max / most))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10, 20) if t_max / (m * mag) <= most)
-    return [float(v) for v in np.round(np.arange(0, t_max + 1e-9 * step, step), 10)]
+    """Round times from 0 to `t_max`, at most `most` steps apart (`stats.round_ticks`): the KM axis
+    ticks and the columns of the numbers-at-risk table."""
+    return round_ticks(0.0, t_max, t_max / most) if t_max > 0 else [0.0]
 
 
 #: The name of the risk-group covariate in the Cox model (the report names it in words).

@@ -84,3 +84,13 @@ def test_augmentation_rotates_in_the_axial_plane_only():
     assert float(inner.std(dim=(1, 2)).max()) < 1e-4
     # and the slice profile is the input's up to the intensity jitter (a monotone ramp)
     assert torch.all(inner[:, 0, 0, 1:] > inner[:, 0, 0, :-1])
+
+
+def test_a_model_that_did_not_learn_is_named_with_its_reason():
+    from srgan3d.study.results import LEARNED_AUC_FLOOR, learning_verdict
+
+    assert LEARNED_AUC_FLOOR == 0.6
+    assert learning_verdict(0.79, 6) is None
+    assert learning_verdict(0.52, 4) == "training AUC 0.52 is below the floor of 0.60"
+    assert learning_verdict(float("nan"), 4) is not None  # an undefined AUC is no evidence of learning
+    assert learning_verdict(0.9, 1) == "its inner-validation loss never improved after the first epoch"

@@ -197,3 +197,10 @@ def test_decision_ranges_by_hand():
     r = stats.decision_ranges(dc, ["a", "b"])
     assert r["a"] == {"useful": [(0.2, 0.3), (0.6, 0.6)], "highest": [(0.3, 0.3), (0.6, 0.6)]}
     assert r["b"] == {"useful": [(0.1, 0.4)], "highest": [(0.1, 0.2), (0.4, 0.4)]}
+
+
+def test_round_ticks_by_hand():
+    assert stats.round_ticks(17.0, 74.0, 9.0) == [20, 30, 40, 50, 60, 70]  # step 10: the first multiple of 1,2,2.5,5 x 10 >= 9
+    assert stats.round_ticks(-3.2, 2.4, 0.8) == [-3, -2, -1, 0, 1, 2]
+    assert stats.round_ticks(0.0, 100.0, 6.0) == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert stats.round_ticks(1.3, 1.9, 5.0) == [1.3, 1.9]  # no two multiples fit: the ends
