@@ -63,6 +63,7 @@ def main() -> None:
         "command": f"python benchmarks/cpu_generator.py --shape {args.shape}",
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "input_shape": list(shape),
+        "precision": engine.precision,  # the generator row's; bf16 only where the CPU has bf16 units
         "generator": cfg.to_dict(),
         "window": list(window),
         "gflop_per_s": flops_per_input_voxel(cfg) * data.size / gen["seconds"] / 1e9,
@@ -70,7 +71,7 @@ def main() -> None:
         "rows": rows,
         "versions": versions(),
     }
-    print(f"input {shape} -> 2x, window {window}, torch threads {torch.get_num_threads()}")
+    print(f"input {shape} -> 2x, window {window}, {engine.precision}, torch threads {torch.get_num_threads()}")
     print("| method | seconds | M LR voxels/s |")
     print("|---|---:|---:|")
     for r in rows:

@@ -265,6 +265,8 @@ def main() -> None:
         "date": date.today().isoformat(),
         "command": command,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        # What each generator ran in: bf16 where the CPU has bf16 units, fp32 elsewhere.
+        "precision": {name: engine.precision for name, engine in engines.items()},
         "results": results,
         "organ_fidelity": organ_rows,
         "organ_fidelity_summary": summarise_organs(organ_rows),
@@ -274,7 +276,9 @@ def main() -> None:
     if organ_rows:
         print_organ_summary(out["organ_fidelity_summary"])
     for card in args.card:
-        record_in_card(card, results, command=command, organs=out["organ_fidelity_summary"])
+        record_in_card(
+            card, results, command=command, organs=out["organ_fidelity_summary"], precision=out["precision"]
+        )
 
 
 def organ_fidelity(
@@ -323,7 +327,10 @@ def print_organ_summary(summary: list[dict]) -> None:
         print(f"{s['method']:28s} {vals}  {s['organs_closer_than_sinc']}/{s['organs']}")
 
 
-def record_in_card(weights: str, results: list[dict], *, command: str, organs: list[dict] | None = None) -> None:
+def record_in_card(
+    weights: str, results: list[dict], *, command: str, organs: list[dict] | None = None,
+    precision: dict[str, str] | None = None,
+) -> None:  # fmt: skip
     """Write the held-out result of `weights` (with data consistency) into its model card."""
     info = find_weights(weights)
     by_volume = {r["volume"]: r for r in results if r["method"] == "sinc"}
@@ -356,6 +363,7 @@ def record_in_card(weights: str, results: list[dict], *, command: str, organs: l
         },
         "organ_radiomic_fidelity": [o for o in (organs or []) if o["method"] in ("sinc", info.name)],
         "data_consistency": True,
+        "precision": (precision or {}).get(info.name, "fp32"),
         "date": date.today().isoformat(),
         "command": command,
     }

@@ -512,6 +512,14 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of patches, degradations and weights.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N].")] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="bf16 autocast for the generator on CUDA and on CPUs with bf16 units (the "
+            "recipe's amp, default on); --no-amp trains in fp32.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's checkpoint.")] = False,
     init: Annotated[
         str | None,
@@ -529,7 +537,7 @@ def train(
         k: v
         for k, v in dict(
             pretrain_steps=pretrain_steps, gan_steps=gan_steps, patch_size=patch_size, batch_size=batch_size,
-            phantoms=phantoms, seed=seed, device=device,
+            phantoms=phantoms, seed=seed, device=device, amp=amp,
         ).items()
         if v is not None
     }  # fmt: skip

@@ -38,7 +38,14 @@ from srgan3d.sr.pairs import (
     load_volumes_at_scales,
     predict_patch,
 )
-from srgan3d.sr.weights import find_weights, load_generator, save_weights, sha256_file
+from srgan3d.sr.weights import (
+    check_finite_state,
+    find_weights,
+    load_generator,
+    non_finite_tensors,
+    save_weights,
+    sha256_file,
+)
 from srgan3d.volume import Volume, read_volume
 
 log = logging.getLogger(__name__)
@@ -216,6 +223,35 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinite loss, gradient or weight; nothing non-finite was saved."""
+
+
+def _check_finite(value: torch.Tensor, *, step: int, stage: str, term: str, amp: bool) -> None:
+    """Stop the run at the first non-finite loss or gradient, naming the step, stage and term,
+    before the optimiser can write it into the weights."""
+    if bool(torch.isfinite(value).all()):
+        return
+    hint = (
+        " It ran in bf16 autocast: run again with --no-amp (fp32), and report it."
+        if amp
+        else " Lower the learning rate (lr_g, lr_g_gan, lr_d) or the adversarial weight and run again."
+    )
+    raise NonFiniteError(
+        f"training stopped at step {step + 1} ({stage} stage): the {term} is not finite "
+        f"({float(value.detach().float().sum()) if value.numel() == 1 else 'NaN/inf'}); "
+        f"no checkpoint holds the non-finite weights.{hint}"
+    )
+
+
+def _grads(module: torch.nn.Module) -> torch.Tensor:
+    """The total gradient norm of `module`'s parameters (NaN or inf when any gradient is)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+
+
 # --------------------------------------------------------------------------------------------
 # Validation
 
@@ -385,9 +421,16 @@ def _restore(run: _Run, config: TrainConfig, ckpt_path: Path, *, resume: bool, i
         run.disc_t = torch.nn.parallel.DistributedDataParallel(run.disc, device_ids=ids)
 
 
-def _write_run_record(run_dir: Path, config: TrainConfig, data, val, *, resume: bool, init) -> None:
+def _write_run_record(
+    run_dir: Path, config: TrainConfig, data, val, *, resume: bool, init, device: torch.device
+) -> None:
     """`config.json`: the recipe and what trained and validated it (a resumed run keeps its record)."""
-    info: dict[str, Any] = {"config": config.to_dict(), "data": [str(p) for p in data], "val": [str(p) for p in val]}
+    info: dict[str, Any] = {
+        "config": config.to_dict(), "data": [str(p) for p in data], "val": [str(p) for p in val],
+        # What the generator's convolutions ran in (the discriminator and losses are always fp32).
+        "precision": "bf16" if use_bf16(device, config.amp) else "fp32",
+        "device": str(device),
+    }  # fmt: skip
     if init is not None:
         w = find_weights(init)
         info["init"] = {"name": w.name, "sha256": sha256_file(w.path)}
@@ -398,41 +441,73 @@ def _write_run_record(run_dir: Path, config: TrainConfig, data, val, *, resume: 
             info[key] = list(dict.fromkeys([*before.get(key, []), *info[key]]))
         if "init" in before:
             info["init"] = before["init"]
+        if before.get("precision", info["precision"]) != info["precision"]:  # resumed in another precision
+            info["precision"] = f"{before['precision']}, resumed in {info['precision']}"
     write_text_atomic(cfg_path, json.dumps(info, indent=2))
+
+
+def _discriminate(run: _Run, x: torch.Tensor) -> torch.Tensor:
+    """The discriminator's logits, in fp32 whatever the generator's precision.
+
+    bf16 turned its training to NaN on CPUs with bf16 units (AVX512-BF16): after one good step,
+    d_loss and then the generator's weights became NaN, at a step that depended on what the
+    process had run before, while the same run in fp32 stayed finite. Its spectral
+    normalisation, strided 4x4x4 convolutions and relativistic logits (a difference of logits
+    and a mean, then a log-sigmoid) are the numerically delicate part of the GAN step, and it is
+    small beside the generator (about a quarter of a step's FLOPs), so it runs as PyTorch's
+    mixed-precision guides keep losses and normalisation: in fp32. On CUDA fp32 convolutions
+    use TF32 tensor cores by default, so this costs little there either.
+    """
+    with torch.autocast(run.device.type, enabled=False):
+        return run.disc_t(x.float())  # type: ignore[misc]
 
 
 def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
     """One generator step (discriminator frozen), then in stage 2 one discriminator step: BasicSR's
-    order. The pixel losses are on the patch's interior when `dc_loss` (its FFT wraps at the edges)."""
+    order. The pixel losses are on the patch's interior when `dc_loss` (its FFT wraps at the edges).
+
+    Every loss term and both models' gradients are checked before their optimiser steps
+    (`_check_finite`): the first non-finite one raises `NonFiniteError` and no weight changes."""
     gan = run.step >= config.pretrain_steps
+    stage = "gan" if gan else "pixel"
     amp = use_bf16(run.device, config.amp)
     lr_b, hr_b = batch[0].to(run.device), batch[1].to(run.device)
     if _channels_last(config, run.device):
         lr_b = lr_b.contiguous(memory_format=torch.channels_last_3d)
     base_b = batch[2].to(run.device) if batch[2] is not None else None
     margin = [2 * s for s in config.scale] if config.dc_loss else [0, 0, 0]
+
+    def check(value: torch.Tensor, term: str) -> None:
+        _check_finite(value, step=run.step, stage=stage, term=term, amp=amp)
+
     for p in run.disc.parameters():
         p.requires_grad_(False)
     for group in run.opt_g.param_groups:
         group["lr"] = config.generator_lr(run.step)
     run.opt_g.zero_grad(set_to_none=True)
+    # Only the generator's convolutions run in bf16; its output, the losses and the
+    # discriminator are fp32.
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
-        detail = run.gen_t(lr_b).float()  # type: ignore[misc]
+        detail = run.gen_t(lr_b)  # type: ignore[misc]
+    detail = detail.float()
     sr = predict_patch(detail, base_b, config.scale, dc=config.dc_loss)
     sr_i, hr_i = interior(sr, margin), interior(hr_b, margin)
     l1 = F.l1_loss(sr_i, hr_i)
+    check(l1, "L1 loss")
     edge = gradient_loss(sr_i, hr_i)
+    check(edge, "gradient (edge) loss")
     loss = config.l1_weight * l1 + config.edge_weight * edge
     g_adv = torch.zeros((), device=run.device)
     # The discriminator judges the data-consistent output's interior only: a patch's own FFT wraps
     # at its faces, an artefact the real patch lacks and inference (on the whole volume) never has.
     if gan:
-        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
-            real_pred = run.disc_t(hr_i).detach()  # type: ignore[misc]
-            fake_pred = run.disc_t(sr_i)  # type: ignore[misc]
-            g_adv = 0.5 * (_bce(real_pred - fake_pred.mean(), 0.0) + _bce(fake_pred - real_pred.mean(), 1.0))
+        real_pred = _discriminate(run, hr_i).detach()
+        fake_pred = _discriminate(run, sr_i)
+        g_adv = 0.5 * (_bce(real_pred - fake_pred.mean(), 0.0) + _bce(fake_pred - real_pred.mean(), 1.0))
+        check(g_adv, "generator's adversarial loss")
         loss = loss + config.adv_weight * g_adv
     loss.backward()
+    check(_grads(run.gen), "generator's gradient")
     run.opt_g.step()
     run.ema.update_parameters(run.gen)
     d_loss = torch.zeros((), device=run.device)
@@ -440,11 +515,12 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
         for p in run.disc.parameters():
             p.requires_grad_(True)
         run.opt_d.zero_grad(set_to_none=True)
-        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=amp):
-            real_pred = run.disc_t(hr_i)  # type: ignore[misc]
-            fake_pred = run.disc_t(sr_i.detach())  # type: ignore[misc]
-            d_loss = 0.5 * (_bce(real_pred - fake_pred.mean(), 1.0) + _bce(fake_pred - real_pred.mean(), 0.0))
+        real_pred = _discriminate(run, hr_i)
+        fake_pred = _discriminate(run, sr_i.detach())
+        d_loss = 0.5 * (_bce(real_pred - fake_pred.mean(), 1.0) + _bce(fake_pred - real_pred.mean(), 0.0))
+        check(d_loss, "discriminator loss")
         d_loss.backward()
+        check(_grads(run.disc), "discriminator's gradient")
         run.opt_d.step()
     run.step += 1
     return {"l1": l1.item(), "edge": edge.item(), "g_adv": g_adv.item(), "d_loss": d_loss.item(), "gan": float(gan)}
@@ -490,7 +566,7 @@ def train(
     sampler = make_sampler(volumes, config, seed=config.seed * 100_003 + run.rank * 7 + run.step)
     val_set = prepare_validation([read_volume(p) for p in val], config) if run.main else []
     if run.main:
-        _write_run_record(run_dir, config, data, val, resume=resume, init=init)
+        _write_run_record(run_dir, config, data, val, resume=resume, init=init, device=run.device)
     total = config.pretrain_steps + config.gan_steps
     log_path = run_dir / "log.csv"
     new_log = not log_path.exists() or not resume
@@ -537,6 +613,14 @@ def train(
 
 
 def _save_checkpoint(path: Path, run: _Run, config: TrainConfig) -> None:
+    """Write the run's state atomically; weights with a NaN or inf are refused, never written."""
+    for what, module in (("generator", run.gen), ("generator's EMA", run.ema.module), ("discriminator", run.disc)):
+        bad = non_finite_tensors(module.state_dict())
+        if bad:
+            raise NonFiniteError(
+                f"training stopped at step {run.step}: the {what}'s weights hold NaN or infinite values "
+                f"({', '.join(bad[:3])}); {path.name} was not written. Run again with --no-amp"
+            )
     state = {
         "params": run.gen.state_dict(),
         "params_ema": run.ema.module.state_dict(),
@@ -576,8 +660,10 @@ def export_weights(
         raise FileNotFoundError(f"{ckpt}: no such checkpoint (best.pt exists only for runs with --val)")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     config = TrainConfig.from_dict(json.loads(state["config_json"]))
+    params = state["params_ema" if use_ema else "params"]
+    check_finite_state(params, ckpt, what="its generator weights")
     model = Generator(config.generator)
-    model.load_state_dict(state["params_ema" if use_ema else "params"])
+    model.load_state_dict(params)
     run_info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     val_path = run_dir / ("last_validation.json" if checkpoint == "last" else "best.json")
     validation = json.loads(val_path.read_text()) if val_path.exists() else {}
@@ -587,6 +673,7 @@ def export_weights(
         "stage": "gan" if config.gan_steps > 0 else ("pixel (L1 + gradient)" if config.edge_weight else "pixel (L1)")
         + (", loss on the data-consistent output" if config.dc_loss else ""),
         "parameters": "EMA" if use_ema else "raw",
+        "training_precision": run_info.get("precision", "not recorded"),
         "steps": int(state["step"]),
         "checkpoint": checkpoint,
         "recipe": config.to_dict(),
@@ -603,7 +690,8 @@ def export_weights(
         "",
         description or "Generator weights trained by srgan3d.",
         "",
-        f"- Scale: {tuple(config.scale)}; skip: {config.skip}; stage: {card['stage']}; {card['steps']} steps.",
+        f"- Scale: {tuple(config.scale)}; skip: {config.skip}; stage: {card['stage']}; {card['steps']} steps; "
+        f"generator trained in {card['training_precision']} (discriminator and losses in fp32).",
         f"- Architecture: {json.dumps(full['generator'])}",
         f"- Training data: {', '.join(card['training_data']) or 'none'} (at 1/{', 1/'.join(map(str, config.hr_scales))} "
         f"of their resolution); phantoms: {config.phantoms} (grids up to {config.phantom_coarsening}x coarser)",

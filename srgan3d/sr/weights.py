@@ -29,6 +29,26 @@ class WeightsError(ValueError):
     """Weights that are missing, tampered with or do not fit the generator."""
 
 
+def non_finite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in a state_dict that hold NaN or infinity."""
+    return [
+        k for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]  # fmt: skip
+
+
+def check_finite_state(state: dict[str, Any], path: str | Path, *, what: str = "weights") -> None:
+    """Refuse a state_dict with a NaN or infinite tensor, naming the file and the tensors: such
+    weights turn every output voxel they touch into NaN."""
+    bad = non_finite_tensors(state)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise WeightsError(
+            f"{path}: {what} hold NaN or infinite values ({shown}); the training run that made them diverged. "
+            "Retrain (with --no-amp if it ran in bf16) or use other weights"
+        )
+
+
 @dataclass(frozen=True)
 class WeightsInfo:
     name: str
@@ -175,6 +195,8 @@ def load_generator(
         raise WeightsError(f"{info.path}: cannot be loaded safely as a state_dict ({exc})") from exc
     if isinstance(state, dict) and "params_ema" in state:
         state = state["params_ema"]
+    if isinstance(state, dict):
+        check_finite_state(state, info.path)
     model = Generator(config)
     try:
         model.load_state_dict(state)
@@ -185,10 +207,13 @@ def load_generator(
 
 
 def save_weights(model: Generator, path: str | Path, card: dict[str, Any]) -> Path:
-    """Write the state_dict to `path` and its model card (with sha256 and config) beside it."""
+    """Write the state_dict to `path` and its model card (with sha256 and config) beside it.
+    Non-finite weights are refused (`check_finite_state`) and nothing is written."""
     path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    check_finite_state(state, path, what="the weights to be written")
     with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
+        torch.save(state, tmp)
     full = {**card, "generator": model.config.to_dict(), "sha256": sha256_file(path), "file": path.name}
     write_text_atomic(path.with_suffix(".json"), json.dumps(full, indent=2) + "\n")
     return path
