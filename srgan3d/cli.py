@@ -437,16 +437,36 @@ def evaluate(
     dl_crop_vox: Annotated[int, typer.Option(help="Deep model: voxels per edge of the 96 mm tumour cube.")] = 32,
     dl_widen: Annotated[float, typer.Option(help="Deep model: ResNet width factor (1 = standard).")] = 1.0,
     time_unit: Annotated[
-        str, typer.Option(help="Unit of the survival time columns, for the KM axis and the medians.")
+        str, typer.Option(help="Unit of the survival time columns (days, weeks, months, years), for the KM axis and the medians.")
     ] = "months",
+    features: Annotated[
+        Path | None,
+        typer.Option(metavar="PRE_CSV", help="Pre-SR radiomic features computed elsewhere (pyradiomics batch CSV, or a "
+                     "table keyed by patient_id), used instead of extracting them; image and mask become optional."),
+    ] = None,
+    features_sr: Annotated[
+        Path | None,
+        typer.Option(metavar="POST_CSV", help="Post-SR features for --features (same feature names)."),
+    ] = None,
+    response_ties: Annotated[
+        str | None,
+        typer.Option(help="With readers' columns response_1..k: what to do when they split evenly: drop, "
+                     "responder or non-responder (default: refuse by name). Unread patients are left out."),
+    ] = None,
+    stage_order: Annotated[
+        list[str] | None,
+        typer.Option(metavar="COLUMN=v1<v2<...", help="Declare a staging comparator's order (repeat the option)."),
+    ] = None,
 ) -> None:
     """Radiomics before and after SR, the pre-SR, post-SR, clinical and combined models, DeLong,
-    decision curves, calibration: report.html, results.json and CSVs in OUTPUT."""
+    decision curves, calibration: report.html, results.json and CSVs in OUTPUT. Without images
+    or --features, the clinical half: clinical model, staging, survival, readers."""
     import os
 
     from srgan3d.study.evaluation import evaluate_cohort
     from srgan3d.study.modeling import ModelingConfig
     from srgan3d.study.radiomics import RadiomicsConfig, resolve_params
+    from srgan3d.study.staging import parse_stage_order
 
     rcfg = RadiomicsConfig(
         params=resolve_params(params), spacing=spacing, common_spacing_mm=common_spacing, method=method,
@@ -468,7 +488,8 @@ def evaluate(
                           device="cuda" if device.startswith("cuda") else "cpu")  # fmt: skip
     with logging_redirect_tqdm():
         results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, deep=deep, time_unit=time_unit,
-                                  progress=True)  # fmt: skip
+                                  features=features, features_sr=features_sr, response_ties=response_ties,
+                                  stage_order=parse_stage_order(stage_order or []), progress=True)  # fmt: skip
     from srgan3d.study.report import terminal_summary
 
     typer.echo(terminal_summary(results))

@@ -6,6 +6,10 @@ test set such as ``centre_B``), and clinical columns. Paths are relative to the 
 ``response`` is CR/PR/SD/PD or 1/0 (objective response = CR + PR = 1). Where ``response`` is
 empty, it is derived from ``baseline_viable_mm``, ``followup_viable_mm`` (one or more sums of
 viable-tumour diameters, separated by ``;``, in time order) and ``new_lesion`` by mRECIST.
+Several readers' reads, ``response_1`` ... ``response_k``, give the label by their majority
+(`srgan3d.study.agreement`); a tie or an unread patient is refused by name unless the caller
+says what to do (`response_ties`). ``image`` and ``mask`` are needed only when the study
+extracts features itself (`need_images`).
 
 The study's split is made here, once (`make_split`): the sets the table gives, or a seeded
 stratified draw when it has no ``set`` column.
@@ -14,6 +18,7 @@ stratified draw when it has no ``set`` column.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srgan3d.study.results import TEST, TRAIN, Split
+from srgan3d.study.agreement import TIE_POLICIES, majority_label, parse_read, responder_call
+from srgan3d.study.results import TEST, TRAIN, ExcludedPatient, Split
 from srgan3d.volume import split_segment
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("patient_id", "image", "mask")
+#: Columns of several readers' mRECIST reads.
+READ_COLUMN = re.compile(r"^response_(\d+)$")
 PATH_COLUMNS = ("image", "mask", "image_sr", "mask_sr", "liver_mask", "image_2")
 RESPONSE_CODES = {"CR": 1, "PR": 1, "SD": 0, "PD": 0, "1": 1, "0": 0}
 MIN_PER_CLASS = 10
@@ -82,6 +90,11 @@ class Cohort:
     path: Path
     table: pd.DataFrame
     clinical_columns: list[str] = field(default_factory=list)
+    excluded: list[ExcludedPatient] = field(default_factory=list)
+    # several readers' reads (index patient_id, one column per reader; None = not read), or None
+    reads: pd.DataFrame | None = None
+    label_rule: str = ""
+    ties: str = ""
 
     @property
     def labels(self) -> np.ndarray:
@@ -131,6 +144,48 @@ def _response_of(row: pd.Series, where: str, problems: list[str]) -> int | None:
     return None
 
 
+def read_columns(columns: Sequence[str]) -> list[str]:
+    """The several-readers columns ``response_1`` ... ``response_k``, in reader order."""
+    found = [(int(m.group(1)), c) for c in columns if (m := READ_COLUMN.match(c))]
+    return [c for _, c in sorted(found)]
+
+
+TIE_FIX = "give --response-ties drop (leave such patients out), responder or non-responder"
+
+
+def _majority_of(
+    row: pd.Series, columns: list[str], where: str, ties: str | None, problems: list[str]
+) -> tuple[int | None, list[str | int | None], str | None]:
+    """(label, the parsed reads, why the patient is left out) from the readers' reads; bad codes,
+    and ties or unread patients without a `ties` policy, are problems."""
+    reads: list[str | int | None] = []
+    for c in columns:
+        try:
+            reads.append(parse_read(row[c]))
+        except ValueError as exc:
+            problems.append(f"{where}, column {c!r}: {exc}")
+            reads.append(None)
+    label = majority_label(reads)
+    if label is not None:
+        return label, reads, None
+    given = [(c, r) for c, r in zip(columns, reads, strict=True) if r is not None]
+    if not given:
+        if ties is None:
+            problems.append(f"{where}, columns {', '.join(columns)}: no reader read this patient; {TIE_FIX}")
+            return None, reads, None
+        return None, reads, "no reader read this patient"
+    calls = [responder_call(r) for _, r in given]
+    split = ", ".join(f"{c} {r}" for c, r in given)
+    if ties is None:
+        problems.append(
+            f"{where}: the readers split {sum(calls)}-{len(calls) - sum(calls)} on response ({split}); {TIE_FIX}"
+        )
+        return None, reads, None
+    if ties == "drop":
+        return None, reads, f"the readers split {sum(calls)}-{len(calls) - sum(calls)} ({split}); --response-ties drop"
+    return int(ties == "responder"), reads, None
+
+
 def _geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
     from srgan3d.volume import read_volume
 
@@ -166,6 +221,8 @@ def read_cohort(
     clinical_columns: Sequence[str] | None = None,
     min_per_class: int = MIN_PER_CLASS,
     check_images: bool = True,
+    need_images: bool = True,
+    response_ties: str | None = None,
 ) -> Cohort:
     """Read and validate a cohort table (CSV); raise `CohortError` listing every problem.
 
@@ -175,7 +232,14 @@ def read_cohort(
         min_per_class: fewest responders and non-responders accepted.
         check_images: open every image and mask header; read masks to check they are not empty
             and lie on the image's grid.
+        need_images: every patient needs ``image`` and ``mask`` (the study extracts features);
+            False when features come from a table or the study is the clinical half only.
+        response_ties: with ``response_1`` ... ``response_k``: what to do with a patient whose
+            readers split evenly (``drop``, ``responder``, ``non-responder``; None: refuse by
+            name). A patient nobody read is left out under any policy (and refused under None).
     """
+    if response_ties is not None and response_ties not in TIE_POLICIES:
+        raise ValueError(f"--response-ties must be one of {', '.join(TIE_POLICIES)}, not {response_ties!r}")
     from srgan3d.volume import read_volume
 
     path = Path(path)
@@ -190,9 +254,16 @@ def read_cohort(
         raise CohortError(path, [f"not a readable CSV file: {exc}"]) from None
     df.columns = [c.strip() for c in df.columns]
     problems: list[str] = []
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if "response" not in df.columns and "baseline_viable_mm" not in df.columns:
-        missing.append("response")
+    required = REQUIRED if need_images else ("patient_id",)
+    missing = [c for c in required if c not in df.columns]
+    readers = read_columns(df.columns)
+    if readers and "response" in df.columns:
+        raise CohortError(path, [
+            f"the table has both 'response' and the readers' columns {', '.join(readers)}; the label comes from "
+            "one of them: rename 'response' (e.g. consensus_response) to use the readers' majority, or drop the "
+            "readers' columns"])  # fmt: skip
+    if not readers and "response" not in df.columns and "baseline_viable_mm" not in df.columns:
+        missing.append("response (or response_1 ... response_k)")
     if missing:
         raise CohortError(
             path,
@@ -206,6 +277,8 @@ def read_cohort(
 
     root = path.parent
     labels: list[int | None] = []
+    reads: dict[str, list[str | int | None]] = {}
+    excluded: dict[int, ExcludedPatient] = {}
     abs_paths: dict[str, list[str]] = {c: [] for c in PATH_COLUMNS if c in df.columns}
     seen: dict[str, int] = {}
     sets: list[str | None] = []
@@ -219,20 +292,27 @@ def read_cohort(
             problems.append(f"{where}, column 'patient_id': duplicate of row {seen[pid]}")
         else:
             seen[pid] = line
-        labels.append(_response_of(row, where, problems))
+        if readers:
+            label, row_reads, left_out = _majority_of(row, readers, where, response_ties, problems)
+            reads[pid] = row_reads
+            if left_out:
+                excluded[int(i)] = ExcludedPatient(pid, left_out)
+            labels.append(label)
+        else:
+            labels.append(_response_of(row, where, problems))
         if "set" in df.columns:
             sets.append(_set_of(row["set"], where, problems))
         for c in abs_paths:
             raw = row[c].strip()
             if not raw:
-                if c in REQUIRED:
+                if c in required:
                     problems.append(f"{where}, column {c!r}: empty")
                 abs_paths[c].append("")
                 continue
             p = Path(raw) if Path(raw).is_absolute() else root / raw
             abs_paths[c].append(str(p))
             file, _ = split_segment(p)  # a Slicer segmentation may name its segment: file.seg.nrrd#tumour
-            if not file.exists():
+            if need_images and not file.exists():  # without extraction the files are only names
                 problems.append(f"{where}, column {c!r}: file {raw} not found (looked at {file})")
         for c in clinical:
             if c in df.columns:
@@ -246,7 +326,7 @@ def read_cohort(
                         if _truthy(v) is None:
                             problems.append(f"{where}, column {c!r}: {v!r} is neither a number nor yes/no")
 
-        if check_images:
+        if check_images and need_images:
             for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr"), ("image", "liver_mask")):
                 if img_col not in abs_paths or mask_col not in abs_paths:
                     continue
@@ -269,11 +349,12 @@ def read_cohort(
                 elif not np.any(mvol.data > 0.5):
                     problems.append(f"{where}, column {mask_col!r}: the mask is empty (no voxel > 0.5)")
 
-    known = [v for v in labels if v is not None]
-    n_pos, n_neg = sum(known), len(known) - sum(known)
+    kept = [k for k in range(len(df)) if k not in excluded]
+    known = [labels[k] for k in kept if labels[k] is not None]
+    n_pos, n_neg = sum(known), len(known) - sum(known)  # type: ignore[arg-type]
     if "set" in df.columns:
-        if all(v is not None for v in labels) and all(v is not None for v in sets):
-            problems += split_problems(list(map(str, sets)), [int(v) for v in labels],  # type: ignore[arg-type]
+        if all(labels[k] is not None for k in kept) and all(v is not None for v in sets):
+            problems += split_problems([str(sets[k]) for k in kept], [int(labels[k]) for k in kept],  # type: ignore[arg-type]
                                        min(min_per_class, MIN_TRAIN_PER_CLASS))
     elif not problems and (n_pos < min_per_class or n_neg < min_per_class):
         problems.append(
@@ -285,13 +366,33 @@ def read_cohort(
     out = df.copy()
     for c, vals in abs_paths.items():
         out[c] = vals
-    out["label"] = [int(v) for v in labels]  # type: ignore[arg-type]
+    out["label"] = [-1 if v is None else int(v) for v in labels]
     if "set" in df.columns:
         out["set"] = sets
     for c in clinical:
         out[c] = [float(v) if _is_float(v) else float(bool(_truthy(v))) for v in df[c].str.strip()]
+    if readers:
+        out["response"] = out["label"].astype(str)  # the majority's responder call, as the report shows it
+    out = out.iloc[kept].reset_index(drop=True)
+    for e in excluded.values():
+        log.warning("patient %s left out: %s", e.patient_id, e.reason)
     log.info("cohort %s: %d patients, %d responders", path, len(out), n_pos)
-    return Cohort(path=path, table=out, clinical_columns=clinical)
+    read_table = None
+    if readers:
+        read_table = pd.DataFrame.from_dict(reads, orient="index", columns=readers, dtype=object)
+        read_table = read_table.where(read_table.notna(), None)
+        read_table.index.name = "patient_id"
+    rule = (f"the majority of {len(readers)} readers' responder calls (CR + PR) among those who read the patient"
+            if readers else "")  # fmt: skip
+    tie_note = ""
+    if readers:
+        tie_note = {None: "no ties or unread patients (none allowed)",
+                    "drop": "ties and unread patients left out (--response-ties drop)",
+                    "responder": "ties called responders (--response-ties responder); unread patients left out",
+                    "non-responder": "ties called non-responders (--response-ties non-responder); unread patients "
+                                     "left out"}[response_ties]  # fmt: skip
+    return Cohort(path=path, table=out, clinical_columns=clinical, excluded=list(excluded.values()),
+                  reads=read_table, label_rule=rule, ties=tie_note)  # fmt: skip
 
 
 def _set_of(raw: str, where: str, problems: list[str]) -> str | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,29 +16,35 @@ import pandas as pd
 
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.study import stats
-from srgan3d.study.cohort import make_split, read_cohort
+from srgan3d.study.agreement import reader_agreement
+from srgan3d.study.cohort import READ_COLUMN, Cohort, make_split, read_cohort
+from srgan3d.study.feature_tables import check_same_features, read_feature_table
 from srgan3d.study.modeling import (
-    MODEL_NAMES,
     ROSTER,
     ModelingConfig,
+    ModelingResult,
     cohort_summary,
     run_modeling,
     set_metrics,
 )
-from srgan3d.study.radiomics import RadiomicsConfig, crop, extract_cohort, sr_images
+from srgan3d.study.radiomics import FeatureTables, RadiomicsConfig, crop, extract_cohort, sr_images
 from srgan3d.study.report import write_report
 from srgan3d.study.results import (
     SCHEMA_VERSION,
     TRAIN,
     DeepResult,
     Example,
+    ExcludedPatient,
     ModelEntry,
     ReaderResult,
+    RegionResult,
     Roster,
+    Split,
     StudyResult,
     tested_sets,
 )
 from srgan3d.study.secondary import compare_staging, nomogram, region_models
+from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
 from srgan3d.volume import Volume, read_volume
 
@@ -46,7 +53,6 @@ log = logging.getLogger(__name__)
 NOT_CLINICAL = {
     "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "image_2", "label", "set",
     "baseline_viable_mm",
-    "os_time", "os_event", "pfs_time", "pfs_event",
     "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
 }  # fmt: skip
 
@@ -83,6 +89,81 @@ def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, picks: list
 PANEL_COLOUR, DLRCR_COLOUR = "#ff7f0e", "#8c564b"
 
 
+@dataclass
+class StudyFeatures:
+    """The features the study's models use: extracted from images, read from tables, or none.
+
+    `pre`/`post` index patient_id (usable patients only); None when absent. `extracted` holds the
+    extraction's own tables (images only); `source` says where the features came from."""
+
+    pre: pd.DataFrame | None
+    post: pd.DataFrame | None
+    source: str
+    extracted: FeatureTables | None = None
+    excluded: list[ExcludedPatient] = field(default_factory=list)
+
+
+def _study_mode(table_columns: Sequence[str], features: str | Path | None, features_sr: str | Path | None) -> str:
+    """"tables" (features given), "images" (image and mask columns) or "clinical" (neither)."""
+    if features_sr is not None and features is None:
+        raise ValueError("--features-sr was given without --features: give the pre-SR table with --features too")
+    if features is not None:
+        return "tables"
+    return "images" if {"image", "mask"} <= set(table_columns) else "clinical"
+
+
+def _read_features(
+    mode: str, cohort: Cohort, outdir: Path, radiomics: RadiomicsConfig, features: str | Path | None,
+    features_sr: str | Path | None, *, progress: bool,
+) -> StudyFeatures:  # fmt: skip
+    """Extract (images), read (tables) or skip (clinical) the radiomic features."""
+    table = cohort.table
+    if mode == "images":
+        log.info("extracting radiomics for %d patients (%s spacing)", len(table), radiomics.spacing)
+        feats = extract_cohort(table, outdir, radiomics, progress=progress)
+        failed = [ExcludedPatient(pid, f"feature extraction failed: {err}") for pid, err in feats.failed.items()]
+        return StudyFeatures(feats.pre, feats.post, "extracted", feats, failed)
+    if mode == "clinical":
+        return StudyFeatures(None, None, "none")
+    pre = read_feature_table(features, table)  # type: ignore[arg-type]
+    post = read_feature_table(features_sr, table) if features_sr is not None else None
+    if post is not None:
+        check_same_features(pre, post)
+    excluded = list(pre.excluded)
+    if post is not None:
+        seen = {e.patient_id for e in excluded}
+        excluded += [e for e in post.excluded if e.patient_id not in seen]
+    gone = {e.patient_id for e in excluded}
+    keep = [p for p in table["patient_id"].astype(str) if p not in gone]
+    names = ", ".join(Path(t.path).name for t in (pre, post) if t is not None)
+    for e in excluded:
+        log.warning("patient %s left out: %s", e.patient_id, e.reason)
+    return StudyFeatures(
+        pre.features.loc[keep], post.features.loc[keep] if post is not None else None, f"tables: {names}",
+        excluded=excluded,
+    )  # fmt: skip
+
+
+def _absent_sections(mode: str, feats: StudyFeatures, deep: Any, radiomics: RadiomicsConfig) -> dict[str, str]:
+    """One line per section the study could not fill, saying why."""
+    absent: dict[str, str] = {}
+    if mode == "clinical":
+        why = "the cohort table has no images (image, mask columns) and no --features table"
+        absent["radiomics"] = f"No radiomics models: {why}."
+        absent["sr"] = "No super-resolution: there are no images to super-resolve."
+    elif mode == "tables":
+        absent["sr"] = f"No super-resolution here: the features were read from {feats.source.split(': ', 1)[1]}."
+        if feats.post is None:
+            absent["post_sr"] = ("No post-SR models (post-SR radscore, RCR, classifier panel): only --features (pre-SR) "
+                                 "was given; add --features-sr with the post-SR features.")  # fmt: skip
+    if mode != "images":
+        if radiomics.peritumoral:
+            absent["rings"] = "No peritumoral rings: they need images and masks."
+        if deep is not None:
+            absent["deep"] = "No deep models: they need images and masks."
+    return absent
+
+
 def evaluate_cohort(
     cohort_csv: str | Path,
     outdir: str | Path,
@@ -91,88 +172,97 @@ def evaluate_cohort(
     modeling: ModelingConfig | None = None,
     deep: Any = None,
     time_unit: str = "months",
+    features: str | Path | None = None,
+    features_sr: str | Path | None = None,
+    response_ties: str | None = None,
+    stage_order: Mapping[str, tuple[str, ...]] | None = None,
     progress: bool = False,
 ) -> StudyResult:
     """The whole analysis of one cohort; writes results.json, CSVs and report.html in `outdir`.
 
-    The split is the table's `set` column when it has one (train, test, external sets), else a
-    seeded stratified draw. Every model is fitted on the training set and reported on every set.
-    `deep` (a `srgan3d.study.deep.DeepConfig`) adds the 3D ResNet models before and after SR and
-    DLRCR (deep score + post-SR radscore + clinical) to the study.
+    The features come from the images (``image``, ``mask``: extracted before and after SR), from
+    tables (`features`, `features_sr`: pyradiomics batch CSVs or tables keyed by patient_id), or
+    are absent (the clinical half: clinical model, staging, survival, readers). The split is the
+    table's `set` column when it has one (train, test, external sets), else a seeded stratified
+    draw. Every model is fitted on the training set and reported on every set. `deep` (a
+    `srgan3d.study.deep.DeepConfig`) adds the 3D ResNet models and DLRCR (images only).
+    `response_ties`: what to do with readers who split evenly (`srgan3d.study.cohort.read_cohort`);
+    `stage_order`: declared orders of staging columns (`srgan3d.study.staging`).
 
     Returns the study's result tree (results.json is its `to_dict()`).
     """
     radiomics = radiomics or RadiomicsConfig()
     modeling = modeling or ModelingConfig()
-    cohort_csv = Path(cohort_csv)
-    outdir = Path(outdir)
+    cohort_csv, outdir = Path(cohort_csv), Path(outdir)
     if outdir.resolve() == cohort_csv.parent.resolve():
         raise ValueError(f"the output folder {outdir} is the cohort's own folder; choose a separate one")
-    cohort = read_cohort(cohort_csv, clinical_columns=modeling.clinical)
+    head = pd.read_csv(cohort_csv, nrows=0).columns if cohort_csv.is_file() else []
+    mode = _study_mode([str(c).strip() for c in head], features, features_sr)
+    cohort = read_cohort(cohort_csv, clinical_columns=modeling.clinical, need_images=mode == "images",
+                         response_ties=response_ties)  # fmt: skip
     table = cohort.table
     given = "set" in table.columns
     if given:  # checked before the long extraction: a bad split fails at once
         make_split(table, test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
+    if modeling.comparators:  # and the staging columns
+        rank_stages(table, modeling.comparators, source=cohort_csv, declared=stage_order)
     outdir.mkdir(parents=True, exist_ok=True)
-    log.info("extracting radiomics for %d patients (%s spacing)", len(table), radiomics.spacing)
-    feats = extract_cohort(table, outdir, radiomics, progress=progress)
-    keep = table.set_index("patient_id").loc[feats.pre.index]
+    feats = _read_features(mode, cohort, outdir, radiomics, features, features_sr, progress=progress)
+    excluded = [*cohort.excluded, *feats.excluded]
+    used = [str(p) for p in (feats.pre.index if feats.pre is not None else table["patient_id"].astype(str))]
+    keep = table.set_index(table["patient_id"].astype(str)).loc[used]
+    keep.index.name = "patient_id"
     y = keep["label"].to_numpy(int)
     for cls, n in ((1, int(y.sum())), (0, int(len(y) - y.sum()))):
         if n < 5:
             raise RuntimeError(
-                f"only {n} patients of class {cls} left after failed extractions; cannot fit models"
+                f"only {n} {'responders' if cls else 'non-responders'} are left after leaving out "
+                f"{len(excluded)} patient(s) ({'; '.join(f'{e.patient_id}: {e.reason}' for e in excluded[:5])}); "
+                "cannot fit models"
             )
-    split = make_split(keep.reset_index(), test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
-    ids = [str(i) for i in keep.index]
-    sets = split.indices(ids)
+    split = make_split(keep.reset_index(drop=True), test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
+    sets = split.indices(used)
     log.info("split (%s): %s", "from the table's set column" if given else "drawn", split.describe())
     clin = keep[list(modeling.clinical)].astype(float)
-    staging = ordinal_columns(keep, modeling.comparators, cohort_csv) if modeling.comparators else None
+    staging, orders = (rank_stages(keep, modeling.comparators, source=cohort_csv, declared=stage_order)
+                       if modeling.comparators else (None, {}))  # fmt: skip
     log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
     # The tumour's own features drive the study's models; ring features have their own section.
-    tumour_cols = [c for c in feats.pre.columns if not c.startswith("ring")]
-    res = run_modeling(feats.pre[tumour_cols], feats.post[tumour_cols], clin, y, modeling, split=split, progress=progress)
+    tumour_cols = [c for c in feats.pre.columns if not c.startswith("ring")] if feats.pre is not None else []
+    pre = feats.pre[tumour_cols] if feats.pre is not None else None
+    post = feats.post[tumour_cols] if feats.post is not None else None
+    res = run_modeling(pre, post, clin, y, modeling, split=split, progress=progress)
     train = sets[TRAIN]
-    x_train = clin.iloc[train].assign(
-        radscore_post_sr=res.fitted.radscore_post.decision_function(feats.post[tumour_cols].iloc[train]))
-    deep_result, deep_probs, deep_oof = (_deep(table, keep, feats, res, clin, y, sets, outdir, deep, modeling)
-                                         if deep is not None else (None, pd.DataFrame(index=keep.index),
-                                                                   pd.DataFrame(index=keep.index)))  # fmt: skip
+    absent = _absent_sections(mode, feats, deep, radiomics)
+    if modeling.classifiers and res.panel is None and "post_sr" not in absent and mode != "clinical":
+        absent["panel"] = "No classifier panel: it needs both pre- and post-SR features."
+    deep_result, deep_probs, deep_oof = (_deep(table, keep, feats.extracted, res, clin, y, sets, outdir, deep, modeling)
+                                         if deep is not None and mode == "images" else (None, pd.DataFrame(index=keep.index),
+                                                                                       pd.DataFrame(index=keep.index)))  # fmt: skip
     roster, probs, oof = _roster(res, deep_probs, deep_oof, y, train)
     metrics = set_metrics(y, probs[list(roster.names)], sets, roster.thresholds)
     p_best = probs[roster.best].to_numpy()
     # held-out predictions of the best model: out-of-fold for the training patients
     p_best_held = p_best.copy()
     p_best_held[train] = oof[roster.best].to_numpy()[train]
-    comparators = compare_staging(staging, y, sets, roster.best, p_best) if staging is not None else ()
-    regions = None
-    if feats.config.peritumoral:
-        groups = {"tumour": tumour_cols}
-        for w in feats.config.peritumoral:
-            groups[f"ring {w:g} mm"] = [c for c in feats.pre.columns if c.startswith(f"ring{w:g}mm_")]
-        groups["tumour + rings"] = list(feats.pre.columns)
-        regions = region_models(feats.pre, feats.post, groups, y, sets, modeling)
+    comparators = compare_staging(staging, y, sets, roster.best, p_best, orders) if staging is not None else ()
+    regions = _regions(feats, tumour_cols, y, sets, modeling) if mode == "images" else None
     survival = study_survival(keep, p_best_held, roster.thresholds[roster.best], roster.best_label,
                               list(modeling.clinical), sets, time_unit=time_unit)  # fmt: skip
     readers = _readers(keep, y, tested_sets(sets), roster, p_best)
-
-    pred = pd.concat([res.predictions[["set", "label"]], probs, deep_probs.drop(columns=[c for c in deep_probs if c in probs]),
-                      *([res.panel_predictions.drop(columns=[c for c in res.panel_predictions if c in probs])]
-                        if res.panel_predictions is not None else []),
-                      oof.add_suffix("_out_of_fold")], axis=1)  # fmt: skip
-    pred.index.name = "patient_id"
-    write_text_atomic(outdir / "predictions.csv", pred.to_csv())
-    write_text_atomic(outdir / "coefficients.csv", res.fitted.coefficients().to_csv(index=False))
-
-    clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))]
-    summary = cohort_summary(keep.reset_index(), y, clinical_cols)
-    primary = pred[pred["set"] == split.primary]
-    picks = [(str(primary.index[primary["label"] == c][0]), split.primary) for c in (1, 0) if (primary["label"] == c).any()]
+    agreement = (reader_agreement(cohort.reads, seed=modeling.seed, label_rule=cohort.label_rule, ties=cohort.ties)
+                 if cohort.reads is not None else None)  # fmt: skip
+    pred = _write_tables(outdir, res, probs, deep_probs, oof)
+    clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))
+                     and not READ_COLUMN.match(c) and not c.endswith(("_time", "_event"))]  # fmt: skip
+    summary = cohort_summary(keep.reset_index(drop=True), y, clinical_cols)
     card_path = cohort_csv.with_name("cohort.json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    methods = sorted(set(feats.info["method"]))
-    shas = sorted({s for s in feats.info["weights_sha256"] if isinstance(s, str)})
+    for e in excluded:
+        log.warning("left out of the study: patient %s: %s", e.patient_id, e.reason)
+    x_nomo = clin.iloc[train].copy()
+    if res.fitted.combined is not None and post is not None:
+        x_nomo["radscore_post_sr"] = res.fitted.radscore_post.decision_function(post.iloc[train])  # type: ignore[union-attr]
     study = StudyResult(
         schema_version=SCHEMA_VERSION,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -180,25 +270,17 @@ def evaluate_cohort(
             "name": cohort_csv.parent.name or cohort_csv.name,
             "file": cohort_csv.name,
             "simulated": bool(card.get("simulated", False)),
+            "n_in_table": int(len(table) + len(cohort.excluded)),
             "n_patients": int(len(y)),
             "n_responders": int(y.sum()),
-            "failed": sorted(feats.failed),
-            "failed_errors": feats.failed,
+            "failed": sorted(feats.extracted.failed) if feats.extracted else [],
+            "failed_errors": feats.extracted.failed if feats.extracted else {},
         },
-        config={"radiomics": {**asdict(feats.config), "params": _shown_path(feats.config.params, outdir)},
-                "modeling": asdict(modeling)},
-        radiomics={
-            "params": _shown_path(feats.config.params, outdir),
-            "n_features": int(len(tumour_cols)),
-            "n_features_with_rings": int(feats.pre.shape[1]),
-            "spacing": feats.config.spacing,
-            "common_spacing_mm": feats.resample_mm,
-            "lr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["lr_spacing_mm"].to_list()), axis=0)],
-            "sr_spacing_mm": [float(v) for v in np.median(np.stack(feats.info["sr_spacing_mm"].to_list()), axis=0)],
-            "sr_method": ", ".join(methods),
-            "weights_sha256": ", ".join(shas) or None,
-            "margin_vox": feats.config.margin_vox,
-        },
+        config={"radiomics": ({**asdict(feats.extracted.config), "params": _shown_path(feats.extracted.config.params, outdir)}
+                              if feats.extracted else {}),
+                "modeling": asdict(modeling), "mode": mode, "response_ties": response_ties,
+                "stage_order": {k: list(v) for k, v in (stage_order or {}).items()}},  # fmt: skip
+        radiomics=_radiomics_record(feats, tumour_cols, outdir),
         split=split,
         roster=roster,
         metrics=metrics,
@@ -209,15 +291,76 @@ def evaluate_cohort(
         panel=res.panel,
         regions=regions,
         comparators=comparators,
-        nomogram=nomogram(res.fitted.combined, x_train),
+        nomogram=nomogram(res.fitted.combined or res.fitted.clinical, x_nomo),
         deep=deep_result,
         survival=survival,
         readers=readers,
-        examples=_examples(table, feats.info, outdir, picks),
+        examples=_examples(table, feats.extracted.info, outdir, _picks(pred, split)) if feats.extracted else (),
+        agreement=agreement,
+        excluded=tuple(excluded),
+        absent=absent,
+        features_source=feats.source,
     )  # fmt: skip
     write_results(outdir, study)
     write_report(outdir)
     return study
+
+
+def _regions(
+    feats: StudyFeatures, tumour_cols: list[str], y: np.ndarray, sets: dict[str, np.ndarray], modeling: ModelingConfig
+) -> tuple[RegionResult, ...] | None:
+    """A radscore per peritumoral region (extracted features with rings only)."""
+    ext = feats.extracted
+    if ext is None or not ext.config.peritumoral:
+        return None
+    groups = {"tumour": tumour_cols}
+    for w in ext.config.peritumoral:
+        groups[f"ring {w:g} mm"] = [c for c in ext.pre.columns if c.startswith(f"ring{w:g}mm_")]
+    groups["tumour + rings"] = list(ext.pre.columns)
+    return region_models(ext.pre, ext.post, groups, y, sets, modeling)
+
+
+def _write_tables(
+    outdir: Path, res: ModelingResult, probs: pd.DataFrame, deep_probs: pd.DataFrame, oof: pd.DataFrame
+) -> pd.DataFrame:
+    """predictions.csv (every model, out-of-fold columns too) and coefficients.csv; returns the
+    predictions."""
+    extra = [deep_probs.drop(columns=[c for c in deep_probs if c in probs])]
+    if res.panel_predictions is not None:
+        extra.append(res.panel_predictions.drop(columns=[c for c in res.panel_predictions if c in probs]))
+    pred = pd.concat([res.predictions[["set", "label"]], probs, *extra, oof.add_suffix("_out_of_fold")], axis=1)
+    pred.index.name = "patient_id"
+    write_text_atomic(outdir / "predictions.csv", pred.to_csv())
+    write_text_atomic(outdir / "coefficients.csv", res.fitted.coefficients().to_csv(index=False))
+    return pred
+
+
+def _picks(pred: pd.DataFrame, split: Split) -> list[tuple[str, str]]:
+    """A responder and a non-responder of the primary test set, for the report's example slices."""
+    primary = pred[pred["set"] == split.primary]
+    return [(str(primary.index[primary["label"] == c][0]), split.primary) for c in (1, 0) if (primary["label"] == c).any()]
+
+
+def _radiomics_record(feats: StudyFeatures, tumour_cols: list[str], outdir: Path) -> dict[str, Any]:
+    """What the report says of the features: extraction settings, or the tables they came from."""
+    ext = feats.extracted
+    if ext is None:
+        return {"source": feats.source, "n_features": len(tumour_cols)}
+    methods = sorted(set(ext.info["method"]))
+    shas = sorted({s for s in ext.info["weights_sha256"] if isinstance(s, str)})
+    return {
+        "source": "extracted",
+        "params": _shown_path(ext.config.params, outdir),
+        "n_features": int(len(tumour_cols)),
+        "n_features_with_rings": int(ext.pre.shape[1]),
+        "spacing": ext.config.spacing,
+        "common_spacing_mm": ext.resample_mm,
+        "lr_spacing_mm": [float(v) for v in np.median(np.stack(ext.info["lr_spacing_mm"].to_list()), axis=0)],
+        "sr_spacing_mm": [float(v) for v in np.median(np.stack(ext.info["sr_spacing_mm"].to_list()), axis=0)],
+        "sr_method": ", ".join(methods),
+        "weights_sha256": ", ".join(shas) or None,
+        "margin_vox": ext.config.margin_vox,
+    }
 
 
 def _shown_path(path: str | Path, outdir: Path) -> str:
@@ -241,18 +384,24 @@ def write_results(outdir: str | Path, study: StudyResult) -> Path:
 
 
 def _roster(
-    res: Any, deep_probs: pd.DataFrame, deep_oof: pd.DataFrame, y: np.ndarray, train: np.ndarray
+    res: ModelingResult, deep_probs: pd.DataFrame, deep_oof: pd.DataFrame, y: np.ndarray, train: np.ndarray
 ) -> tuple[Roster, pd.DataFrame, pd.DataFrame]:
     """The models every set reports: the study's four, the panel's pick and DLRCR when present;
     their probabilities (one column each), their out-of-fold probabilities of the training
     patients, the thresholds chosen on those, and the best model."""
     from srgan3d.study.panel import CLASSIFIER_LABELS
 
-    entries = [ModelEntry(m.name, m.label, m.colour, "study") for m in ROSTER]
-    probs = res.predictions[list(MODEL_NAMES)].copy()
-    oof = res.oof[list(MODEL_NAMES)].copy()
+    names = res.fitted.names
+    entries = [ModelEntry(m.name, m.label, m.colour, "study") for m in ROSTER if m.name in names]
+    probs = res.predictions[list(names)].copy()
+    oof = res.oof[list(names)].copy()  # type: ignore[index]
     thresholds = dict(res.thresholds)
-    best, rule = "radiomics_post_sr", "the post-SR radscore (no classifier panel ran)"
+    if "radiomics_post_sr" in names:
+        best, rule = "radiomics_post_sr", "the post-SR radscore (no classifier panel ran)"
+    elif "radiomics_pre_sr" in names:
+        best, rule = "radiomics_pre_sr", "the pre-SR radscore (no post-SR features, no classifier panel)"
+    else:
+        best, rule = "clinical", "the clinical model (no radiomic features)"
     panel = res.panel
     if panel is not None and panel.best:
         key = panel.best_key
@@ -360,33 +509,6 @@ def _readers(
     except ValueError as exc:
         log.warning("reader comparison skipped: %s", exc)
         return ReaderResult(best_model=roster.best_label, skipped=str(exc))
-
-
-#: Stage letters of the common staging systems, in order of severity.
-ORDINAL_CODES = {"bclc": {"0": 0, "A": 1, "B": 2, "C": 3, "D": 4}, "child_pugh": {"A": 1, "B": 2, "C": 3}}
-
-
-def ordinal_columns(table: pd.DataFrame, columns: tuple[str, ...], source: Path) -> pd.DataFrame:
-    """The comparator columns as numbers: numeric values as they are, BCLC (0/A-D) and Child-Pugh
-    (A-C) letters by stage. A missing column or a value that is neither is an error naming the
-    column and rows."""
-    out = {}
-    for col in columns:
-        if col not in table.columns:
-            raise ValueError(f"{source}: comparator column {col!r} not in the cohort table ({', '.join(table.columns)})")
-        raw = table[col].astype(str).str.strip()
-        num = pd.to_numeric(raw, errors="coerce")
-        codes = next((m for k, m in ORDINAL_CODES.items() if k in col.lower().replace("-", "_")), {})
-        mapped = num.where(num.notna(), raw.str.upper().map(codes))
-        bad = list(table.index[mapped.isna()])
-        if bad:
-            raise ValueError(
-                f"{source}: comparator {col!r} needs ordinal values (numbers, or stage letters "
-                f"{'/'.join(codes) or 'of BCLC or Child-Pugh'}); rows {', '.join(map(str, bad[:10]))} hold "
-                f"{', '.join(sorted(set(raw[mapped.isna()]))[:5])}"
-            )
-        out[col] = mapped.astype(float)
-    return pd.DataFrame(out, index=table.index)
 
 
 def _json_default(o: Any) -> Any:

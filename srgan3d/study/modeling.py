@@ -57,6 +57,14 @@ MODEL_COLOURS = {m.name: m.colour for m in ROSTER}
 RADSCORE_MODELS = ("radiomics_pre_sr", "radiomics_post_sr")
 """The radscore models; the study's question is whether the second beats the first."""
 
+
+def present_models(*, pre: bool, post: bool) -> tuple[str, ...]:
+    """The study's models that the available features allow, in report order: the clinical model
+    always; the pre-SR radscore with pre-SR features; the post-SR radscore and RCR with post-SR
+    features."""
+    have = {"radiomics_pre_sr": pre, "radiomics_post_sr": post, "clinical": True, "clinical_post_sr": post}
+    return tuple(m for m in MODEL_NAMES if have[m])
+
 #: How every model's operating threshold is chosen (the report's methods quote it).
 THRESHOLD_RULE = (
     "the Youden point of the model's out-of-fold predictions on the training set ({folds}-fold stratified "
@@ -312,38 +320,44 @@ class Logistic:
 class FittedModels:
     """Everything fitted on the training rows."""
 
-    radscore_pre: Radscore
-    radscore_post: Radscore
+    radscore_pre: Radscore | None
+    radscore_post: Radscore | None
     clinical_univariable: pd.DataFrame
     clinical: Logistic
-    combined: Logistic
+    combined: Logistic | None
     univariable_notes: dict[str, FitNote] = field(default_factory=dict)
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """The models fitted (`present_models`)."""
+        return present_models(pre=self.radscore_pre is not None, post=self.radscore_post is not None)
+
+    @property
     def radscores(self) -> dict[str, Radscore]:
-        return dict(zip(RADSCORE_MODELS, (self.radscore_pre, self.radscore_post), strict=True))
+        pairs = zip(RADSCORE_MODELS, (self.radscore_pre, self.radscore_post), strict=True)
+        return {name: r for name, r in pairs if r is not None}
 
     @property
     def logistic_models(self) -> dict[str, Logistic]:
-        return {"clinical": self.clinical, "clinical_post_sr": self.combined}
+        return {"clinical": self.clinical, **({"clinical_post_sr": self.combined} if self.combined else {})}
 
-    def predict(self, pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame) -> pd.DataFrame:
-        """Predicted probability of response of every model for these rows."""
+    def predict(self, pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame) -> pd.DataFrame:
+        """Predicted probability of response of every fitted model for these rows."""
         clin = clin.copy()
-        clin["radscore_post_sr"] = self.radscore_post.decision_function(post)
-        return pd.DataFrame(
-            {
-                RADSCORE_MODELS[0]: self.radscore_pre.predict_proba(pre),
-                RADSCORE_MODELS[1]: self.radscore_post.predict_proba(post),
-                "clinical": self.clinical.predict_proba(clin),
-                "clinical_post_sr": self.combined.predict_proba(clin),
-            },
-            index=pre.index,
-        )
+        out = {}
+        if self.radscore_pre is not None and pre is not None:
+            out[RADSCORE_MODELS[0]] = self.radscore_pre.predict_proba(pre)
+        if self.radscore_post is not None and post is not None:
+            out[RADSCORE_MODELS[1]] = self.radscore_post.predict_proba(post)
+            clin["radscore_post_sr"] = self.radscore_post.decision_function(post)
+        out["clinical"] = self.clinical.predict_proba(clin)
+        if self.combined is not None:
+            out["clinical_post_sr"] = self.combined.predict_proba(clin)
+        return pd.DataFrame({m: out[m] for m in self.names}, index=clin.index)
 
     def fit_notes(self) -> dict[str, FitNote]:
         """How each logistic model was fitted (separation found, method, remedy)."""
-        notes = {"clinical": self.clinical.fit_note(), "clinical_post_sr": self.combined.fit_note()}
+        notes = {name: m.fit_note() for name, m in self.logistic_models.items()}
         for v, note in self.univariable_notes.items():
             notes[f"univariable: {v}"] = note
         return notes
@@ -358,19 +372,23 @@ class FittedModels:
 
 
 def fit_models(
-    pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
+    pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
 ) -> FittedModels:
-    """Fit all models on the rows given, which must be training rows only."""
+    """Fit all models the features allow on the rows given, which must be training rows only
+    (`pre`/`post` None: no features of that image, so no radscore of it, and without post-SR
+    features no RCR)."""
     y = np.asarray(y, int)
-    r_pre = Radscore(seed=config.seed, config=config).fit(pre, y)
-    r_post = Radscore(seed=config.seed, config=config).fit(post, y)
+    r_pre = Radscore(seed=config.seed, config=config).fit(pre, y) if pre is not None else None
+    r_post = Radscore(seed=config.seed, config=config).fit(post, y) if post is not None else None
     univariable = {v: Logistic([v]).fit(clin, y) for v in config.clinical}
     uni = pd.concat([m.table_.iloc[1:] for m in univariable.values()], ignore_index=True)
     entered = [v for v, p in zip(uni["variable"], uni["p_value"], strict=True) if p < config.clinical_p_enter]
     clinical = Logistic(entered or list(config.clinical)).fit(clin, y)
-    clin2 = clin.copy()
-    clin2["radscore_post_sr"] = r_post.decision_function(post)
-    combined = Logistic([*clinical.variables, "radscore_post_sr"]).fit(clin2, y)
+    combined = None
+    if r_post is not None and post is not None:
+        clin2 = clin.copy()
+        clin2["radscore_post_sr"] = r_post.decision_function(post)
+        combined = Logistic([*clinical.variables, "radscore_post_sr"]).fit(clin2, y)
     return FittedModels(r_pre, r_post, uni, clinical, combined, {v: m.fit_note() for v, m in univariable.items()})
 
 
@@ -382,9 +400,13 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return stats.roc_auc_ci(y, p).auc
 
 
+def _rows(df: pd.DataFrame | None, rows: np.ndarray) -> pd.DataFrame | None:
+    return None if df is None else df.iloc[rows]
+
+
 def optimism_corrected_auc(
-    pre: pd.DataFrame,
-    post: pd.DataFrame,
+    pre: pd.DataFrame | None,
+    post: pd.DataFrame | None,
     clin: pd.DataFrame,
     y: np.ndarray,
     config: ModelingConfig,
@@ -398,11 +420,12 @@ def optimism_corrected_auc(
     from tqdm.auto import tqdm
 
     y = np.asarray(y, int)
+    names = present_models(pre=pre is not None, post=post is not None)
     full = fit_models(pre, post, clin, y, config).predict(pre, post, clin)
-    apparent = {m: _auc(y, full[m].to_numpy()) for m in MODEL_NAMES}
+    apparent = {m: _auc(y, full[m].to_numpy()) for m in names}
     rng = np.random.default_rng(config.seed + 1)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    optimism: dict[str, list[float]] = {m: [] for m in MODEL_NAMES}
+    optimism: dict[str, list[float]] = {m: [] for m in names}
     failures = 0
     # Resamples are drawn first, in order, then fitted (in `config.workers` processes): the same
     # seed gives the same resamples and the same numbers whatever the number of workers.
@@ -418,10 +441,10 @@ def optimism_corrected_auc(
         if one is None:
             failures += 1
             continue
-        for m in MODEL_NAMES:
+        for m in names:
             optimism[m].append(one[m])
     rows = []
-    for m in MODEL_NAMES:
+    for m in names:
         o = np.array(optimism[m]) if optimism[m] else np.array([np.nan])
         rows.append(
             {
@@ -437,21 +460,22 @@ def optimism_corrected_auc(
 
 
 def out_of_fold(
-    pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
+    pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
 ) -> pd.DataFrame:
     """Each (training) patient's probability from the whole pipeline (selection, LASSO, clinical
     and combined models) fitted on the other folds (`stats.stratified_folds`): the predictions the operating
     thresholds and the training set's survival risk groups are chosen on, so that neither
     rewards a model for fitting its own patients."""
     y = np.asarray(y, int)
-    out = pd.DataFrame(np.nan, index=pre.index, columns=list(MODEL_NAMES))
+    names = present_models(pre=pre is not None, post=post is not None)
+    out = pd.DataFrame(np.nan, index=clin.index, columns=list(names))
     for k, (fit_rows, held) in enumerate(stratified_folds(y, config.cv_folds, config.seed), start=1):
         try:
-            fitted = fit_models(pre.iloc[fit_rows], post.iloc[fit_rows], clin.iloc[fit_rows], y[fit_rows], config)
+            fitted = fit_models(_rows(pre, fit_rows), _rows(post, fit_rows), clin.iloc[fit_rows], y[fit_rows], config)
         except (ValueError, np.linalg.LinAlgError) as exc:  # its patients stay without a prediction
             log.warning("out-of-fold fit %d failed (%s); its %d patients have no out-of-fold prediction", k, exc, len(held))
             continue
-        out.iloc[held] = fitted.predict(pre.iloc[held], post.iloc[held], clin.iloc[held]).to_numpy()
+        out.iloc[held] = fitted.predict(_rows(pre, held), _rows(post, held), clin.iloc[held]).to_numpy()
     return out
 
 
@@ -487,11 +511,12 @@ def set_metrics(
 
 
 def _bootstrap_optimism(
-    pre: pd.DataFrame, post: pd.DataFrame, clin: pd.DataFrame, y: np.ndarray, b: np.ndarray, config: ModelingConfig
-) -> dict[str, float] | None:
+    pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, y: np.ndarray, b: np.ndarray,
+    config: ModelingConfig,
+) -> dict[str, float] | None:  # fmt: skip
     """One bootstrap resample `b`: every model refitted on it; its AUC there minus its AUC on the
     original patients (None when the fit fails)."""
-    bp, bq, bc = pre.iloc[b], post.iloc[b], clin.iloc[b]
+    bp, bq, bc = _rows(pre, b), _rows(post, b), clin.iloc[b]
     try:
         fitted = fit_models(bp, bq, bc, y[b], config)
     except (ValueError, np.linalg.LinAlgError) as exc:
@@ -499,7 +524,7 @@ def _bootstrap_optimism(
         return None
     on_boot = fitted.predict(bp, bq, bc)
     on_orig = fitted.predict(pre, post, clin)
-    return {m: _auc(y[b], on_boot[m].to_numpy()) - _auc(y, on_orig[m].to_numpy()) for m in MODEL_NAMES}
+    return {m: _auc(y[b], on_boot[m].to_numpy()) - _auc(y, on_orig[m].to_numpy()) for m in fitted.names}
 
 
 @dataclass
@@ -545,7 +570,8 @@ class ModelingResult:
             radscore=radscores,
             clinical_univariable=tuple(self.fitted.clinical_univariable.to_dict(orient="records")),
             clinical_multivariable=tuple(self.fitted.clinical.table_.to_dict(orient="records")),
-            combined_model=tuple(self.fitted.combined.table_.to_dict(orient="records")),
+            combined_model=(tuple(self.fitted.combined.table_.to_dict(orient="records"))
+                            if self.fitted.combined is not None else ()),  # fmt: skip
             optimism=None if self.optimism is None else tuple(self.optimism.to_dict(orient="records")),
             fits=self.fitted.fit_notes(),
             threshold_rule=self.threshold_rule,
@@ -553,8 +579,8 @@ class ModelingResult:
 
 
 def run_modeling(
-    pre: pd.DataFrame,
-    post: pd.DataFrame,
+    pre: pd.DataFrame | None,
+    post: pd.DataFrame | None,
     clin: pd.DataFrame,
     y: Sequence[int] | np.ndarray,
     config: ModelingConfig,
@@ -565,7 +591,8 @@ def run_modeling(
     """Fit on the training set, evaluate on every set, and bootstrap the whole pipeline.
 
     Args:
-        pre, post: features before and after SR, one row per patient (same index and order).
+        pre, post: features before and after SR, one row per patient (same index and order as
+            `clin`); None when the study has no such features (that image's models are absent).
         clin: the clinical variables (numeric), same rows.
         y: 1 = objective response, 0 = none.
         split: the study's split over these patients; None = a drawn split from the config.
@@ -573,24 +600,25 @@ def run_modeling(
     from srgan3d.study.cohort import make_split
 
     y = np.asarray(y, int)
-    if not (pre.index.equals(post.index) and pre.index.equals(clin.index)):
+    if any(f is not None and not f.index.equals(clin.index) for f in (pre, post)):
         raise ValueError("pre-SR, post-SR and clinical tables must list the same patients in the same order")
     missing = [c for c in config.clinical if c not in clin.columns]
     if missing:
         raise ValueError(
             f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})"
         )
-    ids = [str(i) for i in pre.index]
+    ids = [str(i) for i in clin.index]
     if split is None:
         split = make_split(pd.DataFrame({"patient_id": ids, "label": y}), test_size=config.test_size, seed=config.seed)
     idx = split.indices(ids)
     train = idx[TRAIN]
-    fitted = fit_models(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config)
+    fitted = fit_models(_rows(pre, train), _rows(post, train), clin.iloc[train], y[train], config)
     pred = fitted.predict(pre, post, clin)
-    oof = pd.DataFrame(np.nan, index=pre.index, columns=list(MODEL_NAMES))
-    oof.iloc[train] = out_of_fold(pre.iloc[train], post.iloc[train], clin.iloc[train], y[train], config).to_numpy()
+    names = fitted.names
+    oof = pd.DataFrame(np.nan, index=clin.index, columns=list(names))
+    oof.iloc[train] = out_of_fold(_rows(pre, train), _rows(post, train), clin.iloc[train], y[train], config).to_numpy()
     thresholds = {m: stats.held_out_threshold(y[train], oof[m].to_numpy()[train], pred[m].to_numpy()[train])
-                  for m in MODEL_NAMES}  # fmt: skip
+                  for m in names}  # fmt: skip
     metrics = set_metrics(y, pred, idx, thresholds)
     pred.insert(0, "label", y)
     pred.insert(0, "set", split.set_of(ids))
@@ -598,9 +626,9 @@ def run_modeling(
     optimism = None
     if config.n_bootstrap > 0:
         d = development
-        optimism = optimism_corrected_auc(pre.iloc[d], post.iloc[d], clin.iloc[d], y[d], config, progress=progress)
+        optimism = optimism_corrected_auc(_rows(pre, d), _rows(post, d), clin.iloc[d], y[d], config, progress=progress)
     panel = panel_pred = panel_oof = None
-    if config.classifiers:
+    if config.classifiers and pre is not None and post is not None and fitted.radscore_pre and fitted.radscore_post:
         from srgan3d.study.panel import run_panel
 
         log.info("classifier panel: %s", ", ".join(config.classifiers))
@@ -631,20 +659,27 @@ def cohort_summary(table: pd.DataFrame, y: np.ndarray, columns: Sequence[str]) -
         if c not in table.columns:
             continue
         col = table[c]
-        num = pd.to_numeric(col, errors="coerce")
-        is_binary_num = num.notna().all() and set(num.unique()) <= {0, 1}
-        if num.notna().all() and not is_binary_num:
-            a, b = num[y == 1], num[y == 0]
-            p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        given = ~col.astype(str).str.strip().isin(["", "nan", "NaN", "None"]) & col.notna()
+        num = pd.to_numeric(col.where(given), errors="coerce")
+        numeric = bool(given.any()) and bool(num[given].notna().all())
+        is_binary_num = numeric and set(num[given].unique()) <= {0, 1}
+        n_missing = int((~given).sum())
+        if numeric and not is_binary_num:
+            a, b = num[(y == 1) & given], num[(y == 0) & given]
+            p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue) if len(a) and len(b) else float("nan")
 
             def fmt(v: pd.Series) -> str:
+                if not len(v):
+                    return "none given"
                 q1, q2, q3 = np.percentile(v, [25, 50, 75])
                 return f"{q2:.1f} [{q1:.1f}-{q3:.1f}]"
 
-            rows.append({"variable": c, "level": "median [IQR]", "responders": fmt(a), "non_responders": fmt(b),
+            level = "median [IQR]" + (f"; {n_missing} not given" if n_missing else "")
+            rows.append({"variable": c, "level": level, "responders": fmt(a), "non_responders": fmt(b),
                          "test": "Mann-Whitney U", "p_value": p})  # fmt: skip
             continue
-        values = num.map({0: "no (0)", 1: "yes (1)"}) if is_binary_num else col.astype(str)
+        col = col.where(given, "not given")
+        values = num.map({0: "no (0)", 1: "yes (1)"}).where(given, "not given") if is_binary_num else col.astype(str)
         ct = pd.crosstab(values, y).reindex(columns=[1, 0], fill_value=0)
         if ct.shape == (2, 2):
             p = float(sps.fisher_exact(ct.to_numpy()).pvalue)

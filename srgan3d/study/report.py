@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
-from srgan3d.study.modeling import MODEL_LABELS, MODEL_NAMES, RADSCORE_MODELS
+from srgan3d.study.modeling import MODEL_LABELS, RADSCORE_MODELS
 from srgan3d.study.report_figures import (
     calibration_figure,
     dca_figure,
@@ -189,27 +189,62 @@ def _sets_line(r: StudyResult) -> str:
 Section = tuple[str, list[str]]
 
 
-def _key_results(r: StudyResult) -> list[str]:
+def _has(r: StudyResult, model: str) -> bool:
+    return model in r.roster.names
+
+
+def _features_line(r: StudyResult) -> str:
+    """Where the study's features came from, in one line."""
     rad = r.radiomics
-    sr_note = rad["sr_method"]
-    if "generator" not in sr_note:
-        sr_note += " (zero-filled k-space interpolation: no generator weights were used, so SR adds no new information)"
+    if rad.get("source", "extracted") == "extracted":
+        sr_note = rad["sr_method"]
+        if "generator" not in sr_note:
+            sr_note += " (zero-filled k-space interpolation: no generator weights were used, so SR adds no new information)"
+        return f"Super-resolution of each tumour: {_esc(sr_note)}; features on the {rad['spacing']} grids."
+    if r.features_source.startswith("tables"):
+        return (f"Radiomic features read from {_esc(r.features_source.split(': ', 1)[1])} ({rad['n_features']} features "
+                "each), not extracted here.")  # fmt: skip
+    return "No radiomic features: the clinical half of the study (clinical model, staging, survival, readers)."
+
+
+def _cohort_line(r: StudyResult) -> str:
+    c = r.cohort
+    n_table = c.get("n_in_table", c["n_patients"])
+    line = (f"{n_table} patients in the table; {c['n_patients']} in the study ({c['n_responders']} responders, "
+            f"{c['n_patients'] - c['n_responders']} non-responders)")  # fmt: skip
+    if r.excluded:
+        line += f"; {len(r.excluded)} left out, each named with the reason in the cohort section"
+    ag = r.agreement
+    if ag is not None and ag.fleiss_categories is not None:
+        k = ag.fleiss_categories
+        line += (f". Readers' mRECIST agreement: Fleiss' κ {k.value:.2f} [{k.ci_low:.2f}–{k.ci_high:.2f}] on the four "
+                 f"categories ({k.n} patients read by all {len(ag.readers)})")  # fmt: skip
+    return line + "."
+
+
+def _key_results(r: StudyResult) -> list[str]:
     opt = {o["model"]: o for o in (r.fitted.optimism or ())}
     tested = r.split.evaluation
-    key = [f"Super-resolution of each tumour: {_esc(sr_note)}; features on the {rad['spacing']} grids.", _sets_line(r)]
-    for m in MODEL_NAMES:
+    key = [_cohort_line(r), _features_line(r), _sets_line(r)]
+    for e in r.roster.models:
+        if e.family != "study":
+            continue
+        m = e.name
         aucs = "; ".join(f"{_esc(s)} AUC {fmt_auc(r.metrics[s].roc[m])}" for s in tested)
-        line = f"{MODEL_LABELS[m]}: {aucs}"
+        line = f"{_esc(e.label)}: {aucs}"
         if m in opt and np.isfinite(opt[m]["corrected_auc"]):
             line += f"; optimism-corrected AUC {opt[m]['corrected_auc']:.3f} (bootstrap, development patients)"
         key.append(line + ".")
     post, pre = RADSCORE_MODELS[1], RADSCORE_MODELS[0]
-    diffs = "; ".join(
-        f"{_esc(s)}: ΔAUC {_signed(r.metrics[s].delong_pair(post, pre).difference)}, DeLong "
-        f"{_esc(fmt_p_eq(r.metrics[s].delong_pair(post, pre).p_value))}" for s in tested
-    )
-    key.append(f"Post- vs pre-SR radiomics: {diffs}. {SIGN_CONVENTION} With "
-               f"{r.metrics[r.split.primary].n} {_esc(r.split.primary)} patients the intervals are wide.")  # fmt: skip
+    if _has(r, post) and _has(r, pre):
+        diffs = "; ".join(
+            f"{_esc(s)}: ΔAUC {_signed(r.metrics[s].delong_pair(post, pre).difference)}, DeLong "
+            f"{_esc(fmt_p_eq(r.metrics[s].delong_pair(post, pre).p_value))}" for s in tested
+        )
+        key.append(f"Post- vs pre-SR radiomics: {diffs}. {SIGN_CONVENTION} With "
+                   f"{r.metrics[r.split.primary].n} {_esc(r.split.primary)} patients the intervals are wide.")  # fmt: skip
+    for line in r.absent.values():
+        key.append(_esc(line))
     best = r.roster.best
     key.append(f"Best model ({_esc(r.roster.best_rule)}): {_esc(r.roster.best_label)}.")
     dca = "; ".join(
@@ -242,12 +277,49 @@ def _model_name(fit_key: str) -> str:
     return MODEL_LABELS.get(fit_key, fit_key)
 
 
+def _agreement_parts(r: StudyResult) -> list[str]:
+    ag = r.agreement
+    if ag is None:
+        return []
+    reads = ", ".join(f"{_esc(k)} {v}" for k, v in ag.reads_per_reader.items())
+    parts = [f"<p><b>Readers' mRECIST.</b> The label is {_esc(ag.label_rule)}; {_esc(ag.ties)}. Patients read: "
+             f"{reads}; {ag.n_read_by_all} of {ag.n_patients} read by all {len(ag.readers)} readers (Fleiss' κ is "
+             "computed on them; each pair on the patients both read).</p>"]  # fmt: skip
+    rows = []
+    for k in (ag.fleiss_categories, ag.fleiss_responder):
+        if k is not None:
+            rows.append({"Statistic": k.statistic, "κ [95% CI]": f"{k.value:.3f} [{k.ci_low:.3f}–{k.ci_high:.3f}]",
+                         "Patients": k.n, "CI": k.ci_method})  # fmt: skip
+    if rows:
+        parts.append(_table(pd.DataFrame(rows), left=("Statistic", "CI")))
+    rows = []
+    for pair in ag.pairs:
+        w = pair.weighted_kappa
+        rows.append({
+            "Readers": f"{pair.reader_a} – {pair.reader_b}", "Patients": pair.n,
+            "Weighted κ, categories [95% CI]": f"{w.value:.3f} [{w.ci_low:.3f}–{w.ci_high:.3f}]" if w else "–",
+            "κ, responder calls [95% CI]": (f"{pair.kappa_responder.value:.3f} [{pair.kappa_responder.ci_low:.3f}–"
+                                            f"{pair.kappa_responder.ci_high:.3f}]"),
+            "Agreement, responder calls [95% CI]": (f"{100 * pair.agreement:.1f}% [{100 * pair.agreement_ci[0]:.1f}–"
+                                                    f"{100 * pair.agreement_ci[1]:.1f}%]"),
+        })  # fmt: skip
+    if rows:
+        parts.append("<b>Each pair of readers</b> (Cohen's κ linear-weighted on CR &lt; PR &lt; SD &lt; PD, CI from the "
+                     "large-sample variance of Fleiss, Cohen &amp; Everitt, as R's psych; percentage agreement with "
+                     "Wilson's interval)" + _table(pd.DataFrame(rows), left=("Readers",)))  # fmt: skip
+    return parts
+
+
 def _cohort_section(r: StudyResult) -> Section:
     c = r.cohort
-    parts = [f"<p>{c['n_patients']} patients, {c['n_responders']} responders (mRECIST CR + PR) and "
-             f"{c['n_patients'] - c['n_responders']} non-responders (SD + PD)."
-             + (f" Left out after failed feature extraction: {', '.join(map(_esc, c['failed']))}." if c.get("failed") else "")
-             + "</p>"]  # fmt: skip
+    n_table = c.get("n_in_table", c["n_patients"])
+    parts = [f"<p>{n_table} patients in the cohort table; {c['n_patients']} in the study: {c['n_responders']} "
+             f"responders (mRECIST CR + PR) and {c['n_patients'] - c['n_responders']} non-responders (SD + PD).</p>"]  # fmt: skip
+    if r.excluded:
+        left = pd.DataFrame([{"Patient": e.patient_id, "Why it was left out": e.reason} for e in r.excluded])
+        parts.append(f"<b>Left out of the study: {len(r.excluded)} patient{'s' if len(r.excluded) != 1 else ''}</b>"
+                     + _table(left, left=("Patient", "Why it was left out")))  # fmt: skip
+    parts += _agreement_parts(r)
     rows = [{"Set": name, "Patients": m.n, "Responders": m.n_responders, "Non-responders": m.n - m.n_responders,
              "Role": "fitting" if name == TRAIN else ("internal test" if name == "test" else "external test")}
             for name, m in r.metrics.items()]  # fmt: skip
@@ -274,12 +346,14 @@ def _clinical_section(r: StudyResult) -> Section:
            f"{', '.join(_esc(_var(v)) for v in others)}." if others else "")
         + f" Univariable logistic regression of each candidate on the training set; those with p &lt; "
         f"{cfg['clinical_p_enter']} enter the multivariable model (all candidates if none does). "
-        f"Entered: <b>{', '.join(_esc(_var(v)) for v in entered)}</b>. Odds ratios per unit of each variable (per mm of "
-        "diameter; enhancement yes vs no).</p>",
+        f"Entered: <b>{', '.join(_esc(_var(v)) for v in entered)}</b>. Odds ratios per unit of each variable as the "
+        "table gives it (yes vs no for yes/no variables).</p>",
         "<b>Univariable</b>" + _table(_or_table(r.fitted.clinical_univariable), left=("Variable",)),
         "<b>Multivariable</b>" + _table(_or_table(r.fitted.clinical_multivariable), left=("Variable",)),
-        "<b>RCR: clinical-radiological + post-SR radscore</b>" + _table(_or_table(r.fitted.combined_model), left=("Variable",)),
     ]  # fmt: skip
+    if r.fitted.combined_model:
+        parts.append("<b>RCR: clinical-radiological + post-SR radscore</b>"
+                     + _table(_or_table(r.fitted.combined_model), left=("Variable",)))  # fmt: skip
     separated = r.fitted.separated
     parts.append("<p class='small'>Separation checked in every logistic model by the linear program of Konis (as R's "
                  "detectseparation): " + (" ".join(_fit_line(_model_name(k), v) for k, v in separated.items())
@@ -289,11 +363,18 @@ def _clinical_section(r: StudyResult) -> Section:
 
 def _radiomics_section(r: StudyResult) -> Section:
     rad, cfg = r.radiomics, r.config["modeling"]
+    if "radiomics" in r.absent:
+        return "Radiomics signatures", [f"<p>{_esc(r.absent['radiomics'])}</p>"]
+    if rad.get("source", "extracted") != "extracted":
+        source = (f"{rad['n_features']} features per patient read from <code>"
+                  f"{_esc(r.features_source.split(': ', 1)[1])}</code> (computed elsewhere; diagnostics columns dropped)")  # fmt: skip
+    else:
+        source = (f"{rad['n_features']} pyradiomics features of the tumour per image (parameter file "
+                  f"<code>{_esc(rad['params'])}</code>)"
+                  + (f"; with the peritumoral rings {rad['n_features_with_rings']} in all, used only in their own section"
+                     if rad.get("n_features_with_rings", rad["n_features"]) != rad["n_features"] else ""))  # fmt: skip
     parts = [
-        f"<p>{rad['n_features']} pyradiomics features of the tumour per image (parameter file "
-        f"<code>{_esc(rad['params'])}</code>)"
-        + (f"; with the peritumoral rings {rad['n_features_with_rings']} in all, used only in their own section"
-           if rad.get("n_features_with_rings", rad["n_features"]) != rad["n_features"] else "")
+        f"<p>{source}"
         + ". On the training set only: features that are constant or not finite are dropped; Mann–Whitney U screening "
         f"(p &lt; {cfg['screen_p']}, at least {cfg['min_screened']} and at most {cfg['max_screened']} features); of two "
         f"features with |Spearman ρ| &gt; {cfg['max_abs_spearman']} the less significant is dropped; LASSO-logistic "
@@ -301,15 +382,19 @@ def _radiomics_section(r: StudyResult) -> Section:
         "log-odds; z(x) = (x − training mean) / training SD.</p>"
     ]  # fmt: skip
     for name in RADSCORE_MODELS:
+        if name not in r.fitted.radscore:
+            continue
         rs = r.fitted.radscore[name]
         parts.append(
-            f"<p><b>{MODEL_LABELS[name]}</b>: {rs.n_features_in} features extracted; {rs.n_variance_kept} of them "
+            f"<p><b>{MODEL_LABELS[name]}</b>: {rs.n_features_in} features; {rs.n_variance_kept} of them "
             f"finite and not constant; {rs.n_screen_passed} pass the Mann–Whitney screen (p &lt; {cfg['screen_p']}); "
             f"{rs.n_after_redundancy} remain after the redundancy filter; LASSO keeps <b>{len(rs.features)}</b> (C = {rs.C:.3g}"
             + ("; the cross-validated optimum selected none, so the strongest penalty keeping one feature was used"
                if rs.fallback else "")
             + f").<br><code>{_esc(rs.formula)}</code></p>"
         )  # fmt: skip
+    if "post_sr" in r.absent:
+        parts.append(f"<p>{_esc(r.absent['post_sr'])}</p>")
     return "Radiomics signatures", parts
 
 
@@ -350,13 +435,17 @@ def _discrimination_section(r: StudyResult) -> Section:
         for s in r.sets:
             row.update(_delong_cells(r.metrics[s].delong_pair(a, b), f"{s}: A − B"))
         rows.append(row)
-    parts.append("<b>DeLong tests, every pair, each set</b> (A − B, A the model listed later in the roster)"
-                 + _table(pd.DataFrame(rows), left=("Model A", "Model B")))
+    if rows:
+        parts.append("<b>DeLong tests, every pair, each set</b> (A − B, A the model listed later in the roster)"
+                     + _table(pd.DataFrame(rows), left=("Model A", "Model B")))
     return "Discrimination", parts
 
 
 def _panel_section(r: StudyResult) -> Section | None:
     from srgan3d.study.panel import CLASSIFIER_LABELS
+
+    if "panel" in r.absent:
+        return "Classifier panel", [f"<p>{_esc(r.absent['panel'])}</p>"]
 
     panel = r.panel
     if panel is None:
@@ -420,7 +509,8 @@ def _comparators_section(r: StudyResult) -> Section | None:
         return None
     rows = []
     for c in r.comparators:
-        row = {"Comparator": _var(c.comparator), "Direction (from training set)": c.direction}
+        row = {"Comparator": _var(c.comparator), "Ranked as": c.order or "numbers",
+               "Direction (from training set)": c.direction}
         for s in r.split.evaluation:
             row[f"{s} AUC [95% CI]"] = fmt_auc(c.roc[s])
             row.update(_delong_cells(c.delong_vs_best[s], f"{s}: best − comparator"))
@@ -428,10 +518,12 @@ def _comparators_section(r: StudyResult) -> Section | None:
     return "Staging systems", [
         f"<p>Each ordinal staging column as a score of its own, against the study's best model "
         f"({_esc(r.roster.best_label)}) on each test set.</p>",
-        _table(pd.DataFrame(rows), left=("Comparator", "Direction (from training set)"))]  # fmt: skip
+        _table(pd.DataFrame(rows), left=("Comparator", "Ranked as", "Direction (from training set)"))]  # fmt: skip
 
 
 def _regions_section(r: StudyResult) -> Section | None:
+    if "rings" in r.absent:
+        return "Peritumoral regions", [f"<p>{_esc(r.absent['rings'])}</p>"]
     if not r.regions:
         return None
     tested = r.split.evaluation
@@ -458,6 +550,8 @@ def _regions_section(r: StudyResult) -> Section | None:
 
 def _deep_section(r: StudyResult) -> Section | None:
     dl = r.deep
+    if "deep" in r.absent:
+        return "Deep-learning models", [f"<p>{_esc(r.absent['deep'])}</p>"]
     if dl is None:
         return None
     if dl.skipped:
@@ -526,9 +620,10 @@ def _usefulness_section(r: StudyResult) -> Section:
                  + _table(pd.DataFrame(rows), left=tuple(rows[0]) if rows else ()))  # fmt: skip
     nomo = nomogram_figure(r)
     if nomo:
-        parts.append(_fig(nomo, "Nomogram of the combined logistic model (clinical-radiological variables + post-SR "
-                          "radscore, RCR), fitted on the training set: read each predictor's points, add them, and "
-                          "read the probability of response below the total."))  # fmt: skip
+        which = ("the combined logistic model (clinical-radiological variables + post-SR radscore, RCR)"
+                 if r.fitted.combined_model else "the clinical model")  # fmt: skip
+        parts.append(_fig(nomo, f"Nomogram of {which}, fitted on the training set: read each predictor's points, add "
+                          "them, and read the probability of response below the total."))  # fmt: skip
     return "Clinical usefulness", parts
 
 
@@ -556,6 +651,8 @@ def _calibration_section(r: StudyResult) -> Section:
 
 
 def _images_section(r: StudyResult) -> Section | None:
+    if "sr" in r.absent and not r.sr_quality:
+        return "Images", [f"<p>{_esc(r.absent['sr'])}</p>"]
     parts = []
     quality = r.sr_quality
     if quality:
@@ -650,6 +747,19 @@ def _readers_section(r: StudyResult) -> Section | None:
 
 def _methods_section(r: StudyResult) -> Section:
     rad, cfg = r.radiomics, r.config
+    if rad.get("source", "extracted") != "extracted":
+        return "Methods and provenance", [
+            "<ul>"
+            f"<li>{_features_line(r)}</li>"
+            f"<li>{_sets_line(r)}</li>"
+            f"<li>Seed {cfg['modeling']['seed']}; modelling options: <code>{_esc(json.dumps(cfg['modeling']))}</code></li>"
+            f"<li>Versions: <code>{_esc(json.dumps(r.provenance['versions']))}</code></li>"
+            "</ul><p class='small'>Statistics: AUC CIs and paired comparisons by DeLong's method (fast algorithm of "
+            "Sun &amp; Xu), as pROC; net benefit TP/n − FP/n·pt/(1 − pt), as dcurves; odds ratios from statsmodels "
+            "(maximum likelihood), or Firth's penalised likelihood where the training set is separated (checked against "
+            "R's brglm2); kappas as in the cohort section. Machine-readable results: <code>results.json</code> (schema "
+            f"version {r.schema_version}), <code>predictions.csv</code> (with each patient's set), "
+            "<code>coefficients.csv</code>.</p>"]  # fmt: skip
     spacing_text = (
         "<b>native</b>: features were computed on each image's own grid (pre-SR "
         f"{_esc(rad['lr_spacing_mm'])} mm, post-SR {_esc(rad['sr_spacing_mm'])} mm). Texture matrices work at a distance of "
@@ -693,7 +803,9 @@ def render_html(results: StudyResult) -> str:
     c = r.cohort
     parts: list[str] = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
                         f"<title>srgan3d evaluation: {_esc(c['name'])}</title><style>{CSS}</style></head><body>",
-                        "<h1>Does super-resolution improve the radiomics prediction of response?</h1>",
+                        "<h1>" + ("Does super-resolution improve the radiomics prediction of response?"
+                                  if r.radiomics.get("source", "extracted") == "extracted" or _has(r, "radiomics_post_sr")
+                                  else "Predicting response: the study without super-resolution") + "</h1>",
                         f"<p class='small'>srgan3d {_esc(r.provenance['versions'].get('srgan3d', ''))} · cohort "
                         f"<code>{_esc(c['name'])}/{_esc(c.get('file', ''))}</code> · {_esc(r.created)}</p>"]  # fmt: skip
     if c.get("simulated"):
@@ -724,18 +836,26 @@ def terminal_summary(results: StudyResult) -> str:
     tested = r.split.evaluation
     head = f"{'model':30s} {'train AUC':>9s}" + "".join(f" {s + ' AUC [95% CI]':>26s}" for s in tested) + f" {'corrected':>9s}"
     lines = [head]
-    for m in MODEL_NAMES:
-        row = f"{MODEL_LABELS[m]:30s} {r.metrics[TRAIN].roc[m]['auc']:9.3f}"
+    lines.insert(0, _cohort_line(r))
+    for e in r.roster.models:
+        if e.family != "study":
+            continue
+        m = e.name
+        row = f"{e.label[:30]:30s} {r.metrics[TRAIN].roc[m]['auc']:9.3f}"
         for s in tested:
             row += f" {fmt_auc(r.metrics[s].roc[m]):>26s}"
         corrected = opt.get(m, float("nan"))
         lines.append(row + (f" {corrected:9.3f}" if np.isfinite(corrected) else f" {'–':>9s}"))
     if not opt:
         lines.append("corrected: – (no bootstrap; --bootstrap 0)")
-    for s in tested:
+    for s in tested if _has(r, RADSCORE_MODELS[1]) and _has(r, RADSCORE_MODELS[0]) else ():
         d = r.metrics[s].delong_pair(RADSCORE_MODELS[1], RADSCORE_MODELS[0])
         lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {_signed(d.difference)} (post − pre), "
                      f"{fmt_p_eq(d.p_value)}")  # fmt: skip
+    for e in r.excluded:
+        lines.append(f"left out: patient {e.patient_id}: {e.reason}")
+    for line in r.absent.values():
+        lines.append(line)
     for name, note in r.fitted.separated.items():
         lines.append(f"warning: {_model_name(name)}: {note.separation} separation in the training set; fitted by "
                      f"{note.method}")  # fmt: skip

@@ -22,7 +22,7 @@ import numpy as np
 from srgan3d.study.stats import DelongResult
 
 #: Version of results.json's layout; `StudyResult.from_dict` refuses other versions.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Set names with a fixed meaning in the cohort's `set` column; any other name is an external set.
 TRAIN, TEST = "train", "test"
@@ -343,6 +343,7 @@ class ComparatorResult(Result):
     best_model: str
     roc: dict[str, dict[str, float]]  # evaluation set -> AUC
     delong_vs_best: dict[str, dict[str, Any]]  # evaluation set -> best - comparator
+    order: str = ""  # how its values were ranked (`srgan3d.study.staging`)
 
 
 #: A deep model whose training-set AUC is below this did not learn (nor one whose inner validation
@@ -443,6 +444,64 @@ class ReaderResult(Result):
 
 
 @dataclass(frozen=True)
+class KappaResult(Result):
+    """An agreement statistic (kappa) with its 95% CI, the patients it was computed on, and how
+    its CI was obtained."""
+
+    statistic: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    ci_method: str
+
+
+@dataclass(frozen=True)
+class PairAgreement(Result):
+    """Two readers over the patients both read: linear-weighted kappa on the mRECIST categories
+    (None when either gave only responder calls), kappa and percentage agreement on responder
+    calls (Wilson CI)."""
+
+    reader_a: str
+    reader_b: str
+    n: int
+    weighted_kappa: KappaResult | None
+    kappa_responder: KappaResult
+    agreement: float
+    agreement_ci: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ReaderAgreement(Result):
+    """Several readers' mRECIST: their agreement and how the study's label came from them.
+
+    Attributes:
+        readers: the response columns (``response_1`` ...).
+        reads_per_reader: patients each reader read.
+        n_read_by_all: patients every reader read (Fleiss' kappa is computed on them).
+        label_rule, ties: the majority rule and what was done with ties and unread patients.
+    """
+
+    readers: tuple[str, ...]
+    reads_per_reader: dict[str, int]
+    n_patients: int
+    n_read_by_all: int
+    fleiss_categories: KappaResult | None
+    fleiss_responder: KappaResult | None
+    pairs: tuple[PairAgreement, ...]
+    label_rule: str
+    ties: str
+
+
+@dataclass(frozen=True)
+class ExcludedPatient(Result):
+    """A patient of the cohort table that the study could not use, and why."""
+
+    patient_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Example(Result):
     """An axial slice through a tumour's VOI centre before (``lr``) and after (``sr``) SR: each
     with ``image``, ``mask`` (2D lists), ``spacing_mm`` and ``flip`` (axes shown flipped)."""
@@ -479,6 +538,11 @@ class StudyResult(Result):
     readers: ReaderResult | None = None
     examples: tuple[Example, ...] = ()
     sr_quality: dict[str, Any] | None = None
+    agreement: ReaderAgreement | None = None  # several readers' mRECIST (response_1 ... response_k)
+    excluded: tuple[ExcludedPatient, ...] = ()  # patients of the table the study could not use
+    # section -> the one line saying why it is absent (no images, no post-SR features ...)
+    absent: dict[str, str] = field(default_factory=dict)
+    features_source: str = "extracted"  # "extracted", or the feature tables given (--features)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyResult:

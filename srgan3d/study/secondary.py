@@ -53,8 +53,9 @@ def region_models(
 
 
 def compare_staging(
-    comparators: pd.DataFrame, y: np.ndarray, sets: dict[str, np.ndarray], best_name: str, best: np.ndarray
-) -> tuple[ComparatorResult, ...]:
+    comparators: pd.DataFrame, y: np.ndarray, sets: dict[str, np.ndarray], best_name: str, best: np.ndarray,
+    orders: dict[str, str] | None = None,
+) -> tuple[ComparatorResult, ...]:  # fmt: skip
     """AUC with DeLong CI of each ordinal comparator on each test set, and DeLong of the best model
     against it. The direction (does a higher stage mean response or non-response?) is fixed on the
     training set: a comparator whose training AUC is below 0.5 is negated."""
@@ -70,6 +71,7 @@ def compare_staging(
             comparator=col, direction="higher = response" if sign > 0 else "higher = non-response",
             best_model=best_name, roc={s: stats.roc_auc_ci(y[i], score[i]).to_dict() for s, i in tested.items()},
             delong_vs_best={s: stats.delong_test(y[i], best[i], score[i]).to_dict() for s, i in tested.items()},
+            order=(orders or {}).get(col, ""),
         ))  # fmt: skip
     return tuple(rows)
 

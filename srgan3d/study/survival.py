@@ -170,7 +170,29 @@ def harrell_c(
     return CIndex(c_index=c, ci_low=float(lo), ci_high=float(hi), n_bootstrap=len(boots))
 
 
-ENDPOINTS = (("overall survival", "os_time", "os_event"), ("progression-free survival", "pfs_time", "pfs_event"))
+#: Clinical names of the common endpoints; any other `NAME_time` / `NAME_event` pair keeps its NAME.
+ENDPOINT_LABELS = {
+    "os": "overall survival", "pfs": "progression-free survival", "ttp": "time to progression",
+    "rfs": "recurrence-free survival", "dfs": "disease-free survival", "efs": "event-free survival",
+    "tts": "time to surgery", "dss": "disease-specific survival", "css": "cancer-specific survival",
+}  # fmt: skip
+#: The time units `--time-unit` accepts.
+TIME_UNITS = ("days", "weeks", "months", "years")
+
+
+def survival_endpoints(columns: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Every endpoint a table's columns name: (label, time column, event column) for each
+    ``NAME_time`` or ``NAME_event`` column, in table order; a half pair is returned too (and
+    skipped with its reason by `study_survival`). Known names get their clinical label
+    (`ENDPOINT_LABELS`: ``ttp`` -> time to progression); others keep theirs."""
+    names: list[str] = []
+    for c in columns:
+        for suffix in ("_time", "_event"):
+            if c.endswith(suffix) and len(c) > len(suffix):
+                name = c[: -len(suffix)]
+                if name not in names:
+                    names.append(name)
+    return [(ENDPOINT_LABELS.get(n.lower(), n.replace("_", " ")), f"{n}_time", f"{n}_event") for n in names]
 
 
 def risk_times(t_max: float, most: int = 6) -> list[float]:
@@ -198,9 +220,9 @@ def study_survival(
     so is a set too small for a part of it. `sets`: row indices of each set, in report order;
     `time_unit`: the unit of the time columns, for the axis and the medians."""
     endpoints = []
-    for name, tcol, ecol in ENDPOINTS:
-        if tcol not in table.columns and ecol not in table.columns:
-            continue
+    if time_unit not in TIME_UNITS:
+        raise ValueError(f"--time-unit must be one of {', '.join(TIME_UNITS)}, not {time_unit!r}")
+    for name, tcol, ecol in survival_endpoints(list(table.columns)):
         base: dict[str, Any] = {"endpoint": name, "time": tcol, "event": ecol, "best_model": best_name,
                                 "threshold": threshold, "time_unit": time_unit}  # fmt: skip
         try:
