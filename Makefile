@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean real-example
 
 venv: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# The clinical half of the study on a real public TACE cohort (HCC-TACE-Seg, examples/hcc_tace_seg):
+# three readers' mRECIST, TTP and OS in weeks, staging as written. No images: see the README.
+REAL_OUT ?= real_example
+real-example: venv
+	$(BIN)/python tools/hcc_tace_seg_cohort.py -o $(REAL_OUT)/cohort.csv --study $(REAL_OUT)/study
+
 lint: venv
 	$(BIN)/ruff check srgan3d tests benchmarks
 	$(BIN)/mypy
@@ -32,7 +38,7 @@ bench: venv
 	$(BIN)/python benchmarks/cpu_generator.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) $(REAL_OUT) .pytest_cache
 
 # Rebuild the shipped weights from scratch: gather the real MRI (registry-shipped brain templates,
 # renalsegmentor's and mdreg's abdominal scans; CHAOS, ukat and CT from ../shared/data), train

@@ -493,9 +493,8 @@ def evaluate(
     from srgan3d.study.report import terminal_summary
 
     typer.echo(terminal_summary(results))
-    typer.echo(
-        f"\nreport: {output / 'report.html'}; data: results.json, predictions.csv, coefficients.csv, features_*.csv"
-    )
+    extracted = ", features_*.csv" if results.radiomics.extracted else ""
+    typer.echo(f"\nreport: {output / 'report.html'}; data: results.json, predictions.csv, coefficients.csv{extracted}")
 
 
 @app.command()

@@ -153,3 +153,36 @@ def force_bf16(monkeypatch):
 
     monkeypatch.setattr(engine, "_CPU_BF16", True)
     assert engine.use_bf16(torch.device("cpu"), True)
+
+
+def chromium_layout(html_path: Path, tmp_path: Path) -> dict:
+    """Lay a report out in headless Chromium at 1280 px: the page width, the window width, and
+    every table, figure or paragraph that reaches past the window. Skips the test where no
+    Chromium is installed (`.ci/run` installs Debian's)."""
+    import html as html_mod
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium); .ci/run installs it")
+    probe = """<script>window.addEventListener('load', () => {
+      const W = document.documentElement.clientWidth, wide = [];
+      document.querySelectorAll('table, img, figure, p, ul, h1, h2').forEach((t) => {
+        const r = t.getBoundingClientRect();
+        if (r.right > W + 0.5) wide.push(t.tagName + ': ' + t.innerText.slice(0, 60));
+      });
+      const pre = document.createElement('pre'); pre.id = 'probe';
+      pre.textContent = JSON.stringify({page: document.documentElement.scrollWidth, window: W, wide: wide});
+      document.body.appendChild(pre);});</script>"""
+    page = tmp_path / "probe_report.html"
+    page.write_text(Path(html_path).read_text().replace("</body>", probe + "</body>"))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
+                          "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                          "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=180).stdout  # fmt: skip
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    return json.loads(html_mod.unescape(found.group(1)))

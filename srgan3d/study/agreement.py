@@ -115,7 +115,7 @@ def cohen_kappa(
     """Cohen's kappa of two raters' category indices (0..k-1), unweighted or linear-weighted
     (agreement weights 1 - |i - j| / (k - 1)), with the large-sample variance of Fleiss, Cohen &
     Everitt (1969) and a normal CI, as R's psych::cohen.kappa gives them."""
-    a, b = np.asarray(a, int), np.asarray(b, int)
+    a, b = np.asarray(a, int), np.asarray(b, int)  # type: ignore[assignment]
     if len(a) != len(b) or len(a) == 0:
         raise ValueError("Cohen's kappa needs two equally long, non-empty lists of ratings")
     if weights == "none":

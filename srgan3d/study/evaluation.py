@@ -36,6 +36,7 @@ from srgan3d.study.results import (
     Example,
     ExcludedPatient,
     ModelEntry,
+    RadiomicsRecord,
     ReaderResult,
     RegionResult,
     Roster,
@@ -258,8 +259,6 @@ def evaluate_cohort(
     summary = cohort_summary(keep.reset_index(drop=True), y, clinical_cols)
     card_path = cohort_csv.with_name("cohort.json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    for e in excluded:
-        log.warning("left out of the study: patient %s: %s", e.patient_id, e.reason)
     x_nomo = clin.iloc[train].copy()
     if res.fitted.combined is not None and post is not None:
         x_nomo["radscore_post_sr"] = res.fitted.radscore_post.decision_function(post.iloc[train])  # type: ignore[union-attr]
@@ -341,26 +340,20 @@ def _picks(pred: pd.DataFrame, split: Split) -> list[tuple[str, str]]:
     return [(str(primary.index[primary["label"] == c][0]), split.primary) for c in (1, 0) if (primary["label"] == c).any()]
 
 
-def _radiomics_record(feats: StudyFeatures, tumour_cols: list[str], outdir: Path) -> dict[str, Any]:
+def _radiomics_record(feats: StudyFeatures, tumour_cols: list[str], outdir: Path) -> RadiomicsRecord:
     """What the report says of the features: extraction settings, or the tables they came from."""
     ext = feats.extracted
     if ext is None:
-        return {"source": feats.source, "n_features": len(tumour_cols)}
-    methods = sorted(set(ext.info["method"]))
+        return RadiomicsRecord(source=feats.source, n_features=len(tumour_cols))
     shas = sorted({s for s in ext.info["weights_sha256"] if isinstance(s, str)})
-    return {
-        "source": "extracted",
-        "params": _shown_path(ext.config.params, outdir),
-        "n_features": int(len(tumour_cols)),
-        "n_features_with_rings": int(ext.pre.shape[1]),
-        "spacing": ext.config.spacing,
-        "common_spacing_mm": ext.resample_mm,
-        "lr_spacing_mm": [float(v) for v in np.median(np.stack(ext.info["lr_spacing_mm"].to_list()), axis=0)],
-        "sr_spacing_mm": [float(v) for v in np.median(np.stack(ext.info["sr_spacing_mm"].to_list()), axis=0)],
-        "sr_method": ", ".join(methods),
-        "weights_sha256": ", ".join(shas) or None,
-        "margin_vox": ext.config.margin_vox,
-    }
+    return RadiomicsRecord(
+        source="extracted", n_features=int(len(tumour_cols)), params=_shown_path(ext.config.params, outdir),
+        n_features_with_rings=int(ext.pre.shape[1]), spacing=ext.config.spacing, common_spacing_mm=ext.resample_mm,
+        lr_spacing_mm=tuple(float(v) for v in np.median(np.stack(ext.info["lr_spacing_mm"].to_list()), axis=0)),
+        sr_spacing_mm=tuple(float(v) for v in np.median(np.stack(ext.info["sr_spacing_mm"].to_list()), axis=0)),
+        sr_method=", ".join(sorted(set(ext.info["method"]))), weights_sha256=", ".join(shas) or None,
+        margin_vox=ext.config.margin_vox,
+    )  # fmt: skip
 
 
 def _shown_path(path: str | Path, outdir: Path) -> str:
@@ -403,7 +396,8 @@ def _roster(
     else:
         best, rule = "clinical", "the clinical model (no radiomic features)"
     panel = res.panel
-    if panel is not None and panel.best:
+    if panel is not None and panel.best and panel.best_key and res.panel_predictions is not None \
+            and res.panel_oof is not None:
         key = panel.best_key
         b = panel.best
         entries.append(ModelEntry(key, f"Best classifier: {CLASSIFIER_LABELS[b['classifier']]}, {b['image']}-SR",

@@ -63,7 +63,7 @@ def _match_by_paths(df: pd.DataFrame, cohort: pd.DataFrame, root: Path, path: Pa
         return pd.Series([None] * len(df), index=df.index, dtype=object)
     by_path = {(_key(i, Path("/")), _key(m, Path("/"))): str(pid)
                for pid, i, m in zip(cohort["patient_id"], cohort["image"], cohort["mask"], strict=True)}  # fmt: skip
-    by_name = {}
+    by_name: dict[tuple[str, str], list[str]] = {}
     for pid, i, m in zip(cohort["patient_id"], cohort["image"], cohort["mask"], strict=True):
         by_name.setdefault((Path(str(i)).name, Path(str(m)).name), []).append(str(pid))
     out = []

@@ -196,13 +196,13 @@ def _has(r: StudyResult, model: str) -> bool:
 def _features_line(r: StudyResult) -> str:
     """Where the study's features came from, in one line."""
     rad = r.radiomics
-    if rad.get("source", "extracted") == "extracted":
-        sr_note = rad["sr_method"]
+    if rad.extracted:
+        sr_note = rad.sr_method or ""
         if "generator" not in sr_note:
             sr_note += " (zero-filled k-space interpolation: no generator weights were used, so SR adds no new information)"
-        return f"Super-resolution of each tumour: {_esc(sr_note)}; features on the {rad['spacing']} grids."
+        return f"Super-resolution of each tumour: {_esc(sr_note)}; features on the {rad.spacing} grids."
     if r.features_source.startswith("tables"):
-        return (f"Radiomic features read from {_esc(r.features_source.split(': ', 1)[1])} ({rad['n_features']} features "
+        return (f"Radiomic features read from {_esc(r.features_source.split(': ', 1)[1])} ({rad.n_features} features "
                 "each), not extracted here.")  # fmt: skip
     return "No radiomic features: the clinical half of the study (clinical model, staging, survival, readers)."
 
@@ -243,8 +243,6 @@ def _key_results(r: StudyResult) -> list[str]:
         )
         key.append(f"Post- vs pre-SR radiomics: {diffs}. {SIGN_CONVENTION} With "
                    f"{r.metrics[r.split.primary].n} {_esc(r.split.primary)} patients the intervals are wide.")  # fmt: skip
-    for line in r.absent.values():
-        key.append(_esc(line))
     best = r.roster.best
     key.append(f"Best model ({_esc(r.roster.best_rule)}): {_esc(r.roster.best_label)}.")
     dca = "; ".join(
@@ -277,11 +275,16 @@ def _model_name(fit_key: str) -> str:
     return MODEL_LABELS.get(fit_key, fit_key)
 
 
+def _reader(column: str) -> str:
+    """'response_2' -> 'Reader 2' (the column's number is the reader's)."""
+    return "Reader " + column.rsplit("_", 1)[1] if column.rsplit("_", 1)[-1].isdigit() else column
+
+
 def _agreement_parts(r: StudyResult) -> list[str]:
     ag = r.agreement
     if ag is None:
         return []
-    reads = ", ".join(f"{_esc(k)} {v}" for k, v in ag.reads_per_reader.items())
+    reads = ", ".join(f"{_reader(k)} ({_esc(k)}) {v}" for k, v in ag.reads_per_reader.items())
     parts = [f"<p><b>Readers' mRECIST.</b> The label is {_esc(ag.label_rule)}; {_esc(ag.ties)}. Patients read: "
              f"{reads}; {ag.n_read_by_all} of {ag.n_patients} read by all {len(ag.readers)} readers (Fleiss' κ is "
              "computed on them; each pair on the patients both read).</p>"]  # fmt: skip
@@ -296,7 +299,7 @@ def _agreement_parts(r: StudyResult) -> list[str]:
     for pair in ag.pairs:
         w = pair.weighted_kappa
         rows.append({
-            "Readers": f"{pair.reader_a} – {pair.reader_b}", "Patients": pair.n,
+            "Readers": f"{_reader(pair.reader_a)} – {_reader(pair.reader_b)}", "Patients": pair.n,
             "Weighted κ, categories [95% CI]": f"{w.value:.3f} [{w.ci_low:.3f}–{w.ci_high:.3f}]" if w else "–",
             "κ, responder calls [95% CI]": (f"{pair.kappa_responder.value:.3f} [{pair.kappa_responder.ci_low:.3f}–"
                                             f"{pair.kappa_responder.ci_high:.3f}]"),
@@ -365,14 +368,14 @@ def _radiomics_section(r: StudyResult) -> Section:
     rad, cfg = r.radiomics, r.config["modeling"]
     if "radiomics" in r.absent:
         return "Radiomics signatures", [f"<p>{_esc(r.absent['radiomics'])}</p>"]
-    if rad.get("source", "extracted") != "extracted":
-        source = (f"{rad['n_features']} features per patient read from <code>"
+    if not rad.extracted:
+        source = (f"{rad.n_features} features per patient read from <code>"
                   f"{_esc(r.features_source.split(': ', 1)[1])}</code> (computed elsewhere; diagnostics columns dropped)")  # fmt: skip
     else:
-        source = (f"{rad['n_features']} pyradiomics features of the tumour per image (parameter file "
-                  f"<code>{_esc(rad['params'])}</code>)"
-                  + (f"; with the peritumoral rings {rad['n_features_with_rings']} in all, used only in their own section"
-                     if rad.get("n_features_with_rings", rad["n_features"]) != rad["n_features"] else ""))  # fmt: skip
+        source = (f"{rad.n_features} pyradiomics features of the tumour per image (parameter file "
+                  f"<code>{_esc(rad.params)}</code>)"
+                  + (f"; with the peritumoral rings {rad.n_features_with_rings} in all, used only in their own section"
+                     if (rad.n_features_with_rings or rad.n_features) != rad.n_features else ""))  # fmt: skip
     parts = [
         f"<p>{source}"
         + ". On the training set only: features that are constant or not finite are dropped; Mann–Whitney U screening "
@@ -671,7 +674,7 @@ def _images_section(r: StudyResult) -> Section | None:
     ex = examples_figure(r)
     if ex:
         parts.append(_fig(ex, "Axial slice through the centre of the tumour VOI (yellow outline) before and after "
-                          f"super-resolution ({_esc(r.radiomics['sr_method'])}); the same physical field of view."))  # fmt: skip
+                          f"super-resolution ({_esc(r.radiomics.sr_method)}); the same physical field of view."))  # fmt: skip
     return ("Images", parts) if parts else None
 
 
@@ -747,7 +750,7 @@ def _readers_section(r: StudyResult) -> Section | None:
 
 def _methods_section(r: StudyResult) -> Section:
     rad, cfg = r.radiomics, r.config
-    if rad.get("source", "extracted") != "extracted":
+    if not rad.extracted:
         return "Methods and provenance", [
             "<ul>"
             f"<li>{_features_line(r)}</li>"
@@ -762,16 +765,16 @@ def _methods_section(r: StudyResult) -> Section:
             "<code>coefficients.csv</code>.</p>"]  # fmt: skip
     spacing_text = (
         "<b>native</b>: features were computed on each image's own grid (pre-SR "
-        f"{_esc(rad['lr_spacing_mm'])} mm, post-SR {_esc(rad['sr_spacing_mm'])} mm). Texture matrices work at a distance of "
+        f"{_esc(list(rad.lr_spacing_mm or ()))} mm, post-SR {_esc(list(rad.sr_spacing_mm or ()))} mm). Texture matrices work at a distance of "
         "one voxel, so pre- and post-SR texture features describe different physical scales."
-        if rad["spacing"] == "native"
+        if rad.spacing == "native"
         else f"<b>common</b>: both images were resampled (B-spline; masks nearest neighbour) to one isotropic grid of "
-        f"{rad['common_spacing_mm']:.3g} mm before extraction, so pre- and post-SR features describe the same physical scale."
+        f"{rad.common_spacing_mm:.3g} mm before extraction, so pre- and post-SR features describe the same physical scale."
     )
     return "Methods and provenance", [
         "<ul>"
-        f"<li>Super-resolution: {_esc(rad['sr_method'])}, applied to each VOI's bounding box plus "
-        f"{rad['margin_vox']} LR voxels; weights sha256 <code>{_esc(rad.get('weights_sha256') or 'n/a (no generator used)')}</code>.</li>"
+        f"<li>Super-resolution: {_esc(rad.sr_method)}, applied to each VOI's bounding box plus "
+        f"{rad.margin_vox} LR voxels; weights sha256 <code>{_esc(rad.weights_sha256 or 'n/a (no generator used)')}</code>.</li>"
         "<li>The VOI drawn on the LR image is carried to the SR grid by the affine rule (trilinear interpolation of "
         "the binary mask at the SR voxel centres, threshold 0.5), unless a re-delineated mask was given.</li>"
         f"<li>Spacing policy {spacing_text}</li>"
@@ -804,7 +807,7 @@ def render_html(results: StudyResult) -> str:
     parts: list[str] = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
                         f"<title>srgan3d evaluation: {_esc(c['name'])}</title><style>{CSS}</style></head><body>",
                         "<h1>" + ("Does super-resolution improve the radiomics prediction of response?"
-                                  if r.radiomics.get("source", "extracted") == "extracted" or _has(r, "radiomics_post_sr")
+                                  if r.radiomics.extracted or _has(r, "radiomics_post_sr")
                                   else "Predicting response: the study without super-resolution") + "</h1>",
                         f"<p class='small'>srgan3d {_esc(r.provenance['versions'].get('srgan3d', ''))} · cohort "
                         f"<code>{_esc(c['name'])}/{_esc(c.get('file', ''))}</code> · {_esc(r.created)}</p>"]  # fmt: skip
@@ -852,8 +855,8 @@ def terminal_summary(results: StudyResult) -> str:
         d = r.metrics[s].delong_pair(RADSCORE_MODELS[1], RADSCORE_MODELS[0])
         lines.append(f"DeLong, post- vs pre-SR radiomics ({s} set): ΔAUC {_signed(d.difference)} (post − pre), "
                      f"{fmt_p_eq(d.p_value)}")  # fmt: skip
-    for e in r.excluded:
-        lines.append(f"left out: patient {e.patient_id}: {e.reason}")
+    for gone in r.excluded:
+        lines.append(f"left out: patient {gone.patient_id}: {gone.reason}")
     for line in r.absent.values():
         lines.append(line)
     for name, note in r.fitted.separated.items():

@@ -226,8 +226,31 @@ VARIABLE_LABELS = {
 }
 
 
+#: Unit suffixes of column names (`afp_log10_ng_ml`, `tumour_size_cm`) as the report writes them.
+UNIT_SUFFIXES = (("_log10_ng_ml", ", log10 (ng/mL)"), ("_ng_ml", " (ng/mL)"), ("_u_l", " (U/L)"), ("_mm", " (mm)"),
+                 ("_cm", " (cm)"), ("_years", " (years)"), ("_weeks", " (weeks)"), ("_months", " (months)"),
+                 ("_days", " (days)"), ("_over_50pct", " over 50%"), ("_pct", " (%)"))  # fmt: skip
+#: Words the report writes in capitals.
+ACRONYMS = {"afp": "AFP", "bclc": "BCLC", "clip": "CLIP", "tnm": "TNM", "ast": "AST", "alt": "ALT", "hbv": "HBV",
+            "hcv": "HCV", "sr": "SR", "ct": "CT", "mri": "MRI", "cps": "CPS"}  # fmt: skip
+
+
 def variable_label(name: str) -> str:
-    return VARIABLE_LABELS.get(name, name)
+    """A column's name as the report shows it: the study's own variables by `VARIABLE_LABELS`; any
+    other column in words, its unit suffix in brackets (`afp_log10_ng_ml` -> 'AFP, log10
+    (ng/mL)', `tumour_size_cm` -> 'Tumour size (cm)', `bclc_stage` -> 'BCLC stage')."""
+    if name in VARIABLE_LABELS:
+        return VARIABLE_LABELS[name]
+    base, unit = name, ""
+    for suffix, shown in UNIT_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            base, unit = name[: -len(suffix)], shown
+            break
+    words = [ACRONYMS.get(w.lower(), w) for w in base.replace("-", "_").split("_") if w]
+    if not words:
+        return name
+    first = words[0] if words[0].isupper() else words[0].capitalize()
+    return (" ".join([first, *words[1:]]) + unit).replace("Child pugh", "Child-Pugh")
 
 
 def nomogram_figure(results: StudyResult) -> str | None:
@@ -283,9 +306,17 @@ def nomogram_figure(results: StudyResult) -> str | None:
         axis(len(preds) + 2, "Probability of response", ticks)
     ax.set(xlim=(-42, 106), ylim=(0.3, n + 0.8))
     ax.axis("off")
-    ax.set_title(f"Nomogram of the combined model (RCR); probability range {expit(lp.min()):.2f}-{expit(lp.max()):.2f}",
+    which = "the combined model (RCR)" if results.fitted.combined_model else "the clinical model (CR)"
+    ax.set_title(f"Nomogram of {which}; probability range {expit(lp.min()):.2f}-{expit(lp.max()):.2f}",
                  fontsize=10)  # fmt: skip
     return _png(fig, stamp_for(results))
+
+
+#: The KM axis of each known endpoint: what the curve is the probability of.
+KM_AXIS = {"overall survival": "Survival probability", "time to progression": "Probability without progression",
+           "progression-free survival": "Progression-free probability",
+           "recurrence-free survival": "Recurrence-free probability", "disease-free survival": "Disease-free probability",
+           "event-free survival": "Event-free probability"}  # fmt: skip
 
 
 def km_figure(results: StudyResult, endpoint: SurvivalEndpoint) -> str:
@@ -304,7 +335,7 @@ def km_figure(results: StudyResult, endpoint: SurvivalEndpoint) -> str:
             ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
             ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
         ticks = [float(t) for t in sv.kaplan_meier[0]["at_risk"]] if sv.kaplan_meier else []
-        ax.set(xlabel=f"Time ({unit})", ylabel="Survival probability", ylim=(0, 1.02),
+        ax.set(xlabel=f"Time ({unit})", ylabel=KM_AXIS.get(endpoint.endpoint, "Probability without the event"), ylim=(0, 1.02),
                title=f"{endpoint.endpoint.capitalize()}, {name} set (n = {sv.n})\nlog-rank "
                      f"{fmt_p_eq(sv.logrank['p'] if sv.logrank else None)}")  # fmt: skip
         if ticks:

@@ -514,6 +514,28 @@ class Example(Result):
 
 
 @dataclass(frozen=True)
+class RadiomicsRecord(Result):
+    """Where the study's features came from: extracted here (with the extraction's settings), read
+    from tables computed elsewhere, or none (the clinical half)."""
+
+    source: str  # "extracted", "tables: PRE.csv, POST.csv" or "none"
+    n_features: int = 0
+    params: str | None = None
+    n_features_with_rings: int | None = None
+    spacing: str | None = None
+    common_spacing_mm: float | None = None
+    lr_spacing_mm: tuple[float, ...] | None = None
+    sr_spacing_mm: tuple[float, ...] | None = None
+    sr_method: str | None = None
+    weights_sha256: str | None = None
+    margin_vox: int | None = None
+
+    @property
+    def extracted(self) -> bool:
+        return self.source == "extracted"
+
+
+@dataclass(frozen=True)
 class StudyResult(Result):
     """Everything `srgan3d evaluate` found; results.json is its `to_dict()`."""
 
@@ -521,7 +543,7 @@ class StudyResult(Result):
     created: str
     cohort: dict[str, Any]
     config: dict[str, Any]
-    radiomics: dict[str, Any]
+    radiomics: RadiomicsRecord
     split: Split
     roster: Roster
     metrics: dict[str, SetMetrics]  # set -> every roster model on it

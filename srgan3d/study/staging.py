@@ -118,14 +118,13 @@ def _rank_scheme(core: pd.Series, column: str) -> tuple[pd.Series, str] | None:
                 f"({', '.join(v for v in values if groups[v][0] == clash[0])}), so its rank is ambiguous; declare the "
                 f"order with --stage-order '{column}=...'"
             )
-        rank = {v: 10.0 * _ROMAN[g[0]] + (" ABC".index(g[1]) if g[1] else 0) for v, g in groups.items()}
+        rank = {v: 10.0 * _ROMAN[g[0]] + (float(" ABC".index(g[1])) if g[1] else 0.0) for v, g in groups.items()}
         return core.map(rank).astype(float), "Roman stages I < II < III < IV (substages A < B < C)"
     if all(_RANGE_RE.match(v) or _is_number(v) for v in values):
-        bounds = {}
+        bounds: dict[str, tuple[float, float]] = {}
         for v in values:
             m = _RANGE_RE.match(v)
-            lo, hi = (float(m.group(1)), float(m.group(2))) if m else (float(v), float(v))
-            bounds[v] = (lo, hi)
+            bounds[v] = (float(m.group(1)), float(m.group(2))) if m else (float(v), float(v))
         ordered = sorted(bounds, key=lambda v: bounds[v])
         for a, b in zip(ordered, ordered[1:], strict=False):
             if bounds[b][0] <= bounds[a][1]:

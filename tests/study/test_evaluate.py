@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import oblique_affine, tree_digest
+from conftest import chromium_layout, oblique_affine, tree_digest
 from typer.testing import CliRunner
 
 from srgan3d.cli import app
@@ -132,7 +132,15 @@ def test_evaluate_end_to_end_then_report_from_results_json_alone(tiny_cohort, ev
                  "features_post.csv"):  # fmt: skip
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
-    assert results["schema_version"] == 2
+    assert results["schema_version"] == 3
+    # a results.json of the previous layout is refused with the fix
+    from srgan3d.study.report import read_results
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps({**results, "schema_version": 2}))
+    with pytest.raises(ValueError, match=r"schema version 2.*rerun `srgan3d evaluate`"):
+        read_results(old)
     # the typed result tree rebuilds from results.json alone and writes it back unchanged
     from srgan3d.study.results import StudyResult
 
@@ -270,30 +278,8 @@ def test_report_reads_right(evaluated):
 def test_report_fits_1280_px_in_chromium(evaluated, tmp_path):
     """Headless Chromium lays the report out at 1280 px: the page is no wider than the window, and
     no table, figure or paragraph reaches past it."""
-    import shutil as sh
-    import subprocess
-
-    browser = sh.which("chromium") or sh.which("chromium-browser") or sh.which("google-chrome")
-    if browser is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium); .ci/run installs it")
     out, _, _ = evaluated
-    probe = """<script>window.addEventListener('load', () => {
-      const W = document.documentElement.clientWidth, wide = [];
-      document.querySelectorAll('table, img, figure, p, ul, h1, h2').forEach((t) => {
-        const r = t.getBoundingClientRect();
-        if (r.right > W + 0.5) wide.push(t.tagName + ': ' + t.innerText.slice(0, 60));
-      });
-      const pre = document.createElement('pre'); pre.id = 'probe';
-      pre.textContent = JSON.stringify({page: document.documentElement.scrollWidth, window: W, wide: wide});
-      document.body.appendChild(pre);});</script>"""
-    page = tmp_path / "report.html"
-    page.write_text((out / "report.html").read_text().replace("</body>", probe + "</body>"))
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-                          "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=180).stdout  # fmt: skip
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-    assert found, dom[-2000:]
-    layout = json.loads(html_mod.unescape(found.group(1)))
+    layout = chromium_layout(out / "report.html", tmp_path)
     assert layout["page"] <= layout["window"] and layout["window"] > 1200, layout
     assert layout["wide"] == [], layout["wide"]
 
@@ -370,3 +356,43 @@ def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort
     assert bad_time in res.output and bad_read in res.output  # on the terminal too
     # the synthetic second phase feeds the deep model's second branch
     assert results["deep"]["config"]["dual"] == "image_2" and set(results["deep"]["models"]) == {"pre", "post"}
+
+
+def test_features_from_a_pyradiomics_batch_table_give_the_same_aucs(tiny_cohort, evaluated, tmp_path):
+    """The study's own extracted features, written in pyradiomics' batch layout (Image, Mask,
+    diagnostics_*, features) and read back with --features/--features-sr, give the same AUCs as
+    the extraction did, to 1e-9, on every set."""
+    from srgan3d.study.cohort import read_cohort
+    from srgan3d.study.feature_tables import write_batch_layout
+
+    out, _, _ = evaluated
+    results = json.loads((out / "results.json").read_text())
+    table = read_cohort(tiny_cohort).table
+    for name in ("pre", "post"):
+        feats = pd.read_csv(out / f"features_{name}.csv", index_col="patient_id")
+        write_batch_layout(feats, table, tmp_path / f"{name}.csv")
+    head = (tmp_path / "pre.csv").read_text().splitlines()[0].split(",")
+    assert head[:3] == ["Image", "Mask", "diagnostics_Versions_PyRadiomics"]
+    res = runner.invoke(app, ["evaluate", str(tiny_cohort), "-o", str(tmp_path / "t"), "--features", str(tmp_path / "pre.csv"),
+                              "--features-sr", str(tmp_path / "post.csv"), "--bootstrap", "0", "--classifiers", "",
+                              "--workers", "2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "t" / "results.json").read_text())
+    assert again["features_source"] == "tables: pre.csv, post.csv" and again["excluded"] == []
+    for s in ("train", "test", "centre_B"):
+        for m in ("radiomics_pre_sr", "radiomics_post_sr", "clinical", "clinical_post_sr"):
+            for k in ("auc", "ci_low", "ci_high"):
+                assert abs(again["metrics"][s]["roc"][m][k] - results["metrics"][s]["roc"][m][k]) < 1e-9, (s, m, k)
+    html = (tmp_path / "t" / "report.html").read_text()
+    assert "read from pre.csv, post.csv" in html and "No super-resolution here" in html
+    assert "No deep models" not in html  # --dl was not asked for
+
+    # --features alone: the post-SR models are absent, and the report says so once
+    res = runner.invoke(app, ["evaluate", str(tiny_cohort), "-o", str(tmp_path / "p"), "--features", str(tmp_path / "pre.csv"),
+                              "--bootstrap", "0", "--classifiers", "lr", "--workers", "2"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    pre_only = json.loads((tmp_path / "p" / "results.json").read_text())
+    assert [m["name"] for m in pre_only["roster"]["models"]] == ["radiomics_pre_sr", "clinical"]
+    assert pre_only["metrics"]["test"]["roc"]["radiomics_pre_sr"] == pytest.approx(results["metrics"]["test"]["roc"]["radiomics_pre_sr"])
+    html = (tmp_path / "p" / "report.html").read_text()
+    assert html.count("No post-SR models") == 1 and "add --features-sr" in html
