@@ -39,6 +39,7 @@ from srgan3d.sr.pairs import (
     predict_patch,
 )
 from srgan3d.sr.weights import (
+    SITE_KEY,
     check_finite_state,
     find_weights,
     load_generator,
@@ -98,6 +99,11 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     channels_last: bool | None = None
+    # wall-time bound of the run in minutes (None: the step counts alone end it)
+    minutes: float | None = None
+    # without --val: the fraction of the scans (by subject), or of one scan's slices (a slab), held
+    # out to validate and pick the best checkpoint
+    holdout: float = 0.3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
@@ -112,6 +118,10 @@ class TrainConfig:
             raise ValueError(f"patch_size must be >= 8 low-resolution voxels, not {self.patch_size}")
         if self.pretrain_steps < 0 or self.gan_steps < 0:
             raise ValueError("pretrain_steps and gan_steps must be >= 0")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"minutes must be > 0, not {self.minutes}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must lie in [0, 1), not {self.holdout}")
 
     @property
     def generator(self) -> GeneratorConfig:
@@ -171,7 +181,7 @@ class TrainConfig:
 
 
 def load_training_volumes(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | Volume],
     *,
     phantoms: int = 0,
     seed: int = 0,
@@ -186,11 +196,13 @@ def load_training_volumes(
     from srgan3d.volume import find_scans
 
     scans = []
-    for src in find_scans(paths) if paths else []:
-        vol = src.read()
+    given = [p for p in paths if isinstance(p, Volume)]
+    files = [p for p in paths if not isinstance(p, Volume)]
+    for vol in [*given, *(src.read() for src in (find_scans(files) if files else []))]:
+        src_name = vol.meta.get("source", "scan")
         if min_shape and min(vol.shape) < min_shape:  # only coarsened copies may be left out
             raise ValueError(
-                f"{src.path}: shape {vol.shape} has an axis shorter than "
+                f"{src_name}: shape {vol.shape} has an axis shorter than "
                 f"{min_shape} voxels, too few to train on after the 2x reduction; leave it out or give a larger scan"
             )
         scans.append(vol)
@@ -315,6 +327,41 @@ def validate(
     return {**{k: float(np.mean(vs)) for k, vs in res.items()}, **per_volume}
 
 
+def split_for_validation(
+    volumes: Sequence[Volume], *, holdout: float, min_slab: int
+) -> tuple[list[Volume], list[Volume], str]:
+    """Hold out part of the training data to validate on when no --val is given.
+
+    Several scans: the last `holdout` of them in name order (at least one), by subject (one scan
+    per subject assumed). One scan: a slab, the last `holdout` of its slices along the slice axis
+    (array axis 2; the longest axis when that one is too short), at least `min_slab` voxels on each
+    side; the training slab keeps the rest, so no training patch touches the validation slab.
+    Returns (training volumes, validation volumes, what was done in words)."""
+    vols = sorted(volumes, key=lambda v: str(v.meta.get("source", "")))
+    if len(vols) >= 2:
+        k = max(1, int(round(holdout * len(vols))))
+        names = ", ".join(Path(str(v.meta.get("source", "?"))).name for v in vols[-k:])
+        return vols[:-k], vols[-k:], f"held out by subject: {names}"
+    (vol,) = vols
+    axis = 2 if vol.shape[2] >= 2 * min_slab else int(np.argmax(vol.shape))
+    n = vol.shape[axis]
+    cut = n - max(min_slab, int(round(holdout * n)))
+    if cut < min_slab:
+        raise ValueError(
+            f"{vol.meta.get('source', 'scan')}: {n} voxels along axis {axis} are too few to split into a training and "
+            f"a validation slab of at least {min_slab} each; give --val SCAN, or a larger scan"
+        )
+    def part(a: int, b: int) -> Volume:
+        index = [slice(None)] * 3
+        index[axis] = slice(a, b)
+        origin = vol.affine @ np.array([*(a if i == axis else 0 for i in range(3)), 1.0])
+        affine = vol.affine.copy()
+        affine[:3, 3] = origin[:3]
+        meta = {**vol.meta, "source": f"{vol.meta.get('source', 'scan')}[slab {a}:{b} of axis {axis}]"}
+        return Volume(np.ascontiguousarray(vol.data[tuple(index)]), affine, meta)
+    return [part(0, cut)], [part(cut, n)], f"held out by slab: slices {cut}-{n - 1} of axis {axis} ({n - cut} of {n})"
+
+
 # --------------------------------------------------------------------------------------------
 # The loop
 
@@ -422,7 +469,7 @@ def _restore(run: _Run, config: TrainConfig, ckpt_path: Path, *, resume: bool, i
 
 
 def _write_run_record(
-    run_dir: Path, config: TrainConfig, data, val, *, resume: bool, init, device: torch.device
+    run_dir: Path, config: TrainConfig, data, val, *, resume: bool, init, device: torch.device, split: str = ""
 ) -> None:
     """`config.json`: the recipe and what trained and validated it (a resumed run keeps its record)."""
     info: dict[str, Any] = {
@@ -430,6 +477,7 @@ def _write_run_record(
         # What the generator's convolutions ran in (the discriminator and losses are always fp32).
         "precision": "bf16" if use_bf16(device, config.amp) else "fp32",
         "device": str(device),
+        "validation_split": split or ("--val" if val else "none"),
     }  # fmt: skip
     if init is not None:
         w = find_weights(init)
@@ -558,15 +606,36 @@ def train(
     run = _setup(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     _restore(run, config, ckpt_path, resume=resume, init=init)
+    from srgan3d.volume import find_scans
+
+    min_shape = 4 * max(config.scale)
+    train_data: list[str | Path | Volume] = list(data)
+    val_vols = [read_volume(p) for p in val]
+    split_note = ""
+    # without --val: validate on a held-out part of the user's own scans
+    scans = [src.read() for src in find_scans(data)] if not val and data and config.holdout > 0 else []
+    if scans and all(min(v.shape) >= min_shape for v in scans):
+        kept, held, split_note = split_for_validation(scans, holdout=config.holdout,
+                                                      min_slab=max(min_shape, config.patch_size * min(config.scale)))  # fmt: skip
+        train_data, val_vols = list(kept), held
+        log.info("no --val given: %s", split_note)
+    elif scans:
+        train_data = list(scans)  # too thin to split: the loader names the scan and why
     volumes = load_training_volumes(
-        data, phantoms=config.phantoms, seed=config.seed, hr_scales=config.hr_scales,
-        phantom_coarsening=config.phantom_coarsening, min_shape=4 * max(config.scale),
+        train_data, phantoms=config.phantoms, seed=config.seed, hr_scales=config.hr_scales,
+        phantom_coarsening=config.phantom_coarsening, min_shape=min_shape,
     )  # fmt: skip
     # Reseeded from the step, so a resumed run draws fresh patches deterministically.
     sampler = make_sampler(volumes, config, seed=config.seed * 100_003 + run.rank * 7 + run.step)
-    val_set = prepare_validation([read_volume(p) for p in val], config) if run.main else []
+    val_set = prepare_validation(val_vols, config) if run.main else []
     if run.main:
-        _write_run_record(run_dir, config, data, val, resume=resume, init=init, device=run.device)
+        val_names = [str(v.meta.get("source", "?")) for v in val_vols]
+        _write_run_record(run_dir, config, data, val_names, resume=resume, init=init, device=run.device,
+                          split=split_note)  # fmt: skip
+        if val_set and init is not None and not (resume and (run_dir / "init_validation.json").exists()):
+            # the model it starts from, on the same held-out part: what the fine-tune must beat
+            start = validate(run.gen_ema, val_set, run.device, amp=config.amp)
+            write_text_atomic(run_dir / "init_validation.json", json.dumps(start, indent=2) + "\n")
     total = config.pretrain_steps + config.gan_steps
     log_path = run_dir / "log.csv"
     new_log = not log_path.exists() or not resume
@@ -579,6 +648,7 @@ def train(
     best_psnr = json.loads(best_path.read_text())["psnr"] if resume and best_path.exists() else -math.inf
     bar = tqdm(total=total, initial=run.step, desc="train", unit="step", disable=not (progress and run.main))
     t0 = time.perf_counter()
+    budget_s = config.minutes * 60 if config.minutes else math.inf
     try:
         while run.step < total:
             losses = _step(run, config, sampler.sample(config.batch_size))
@@ -588,7 +658,8 @@ def train(
                 "edge": f"{losses['edge']:.6f}", "g_adv": f"{losses['g_adv']:.5f}",
                 "d_loss": f"{losses['d_loss']:.5f}", "seconds": f"{time.perf_counter() - t0:.1f}",
             }  # fmt: skip
-            if run.main and (run.step % config.val_every == 0 or run.step == total) and val_set:
+            last = run.step == total or time.perf_counter() - t0 >= budget_s
+            if run.main and (run.step % config.val_every == 0 or last) and val_set:
                 last_val = validate(run.gen_ema, val_set, run.device, amp=config.amp)
                 row.update({f"val_{k}": f"{v:.4f}" for k, v in last_val.items() if f"val_{k}" in LOG_COLUMNS})
                 bar.set_postfix(psnr=f"{last_val['psnr']:.2f}", sinc=f"{last_val['psnr_sinc']:.2f}")
@@ -599,8 +670,11 @@ def train(
             if writer:
                 writer.writerow(row)
                 log_file.flush()  # type: ignore[union-attr]
-            if run.main and (run.step % config.checkpoint_every == 0 or run.step == total):
+            if run.main and (run.step % config.checkpoint_every == 0 or last):
                 _save_checkpoint(ckpt_path, run, config)
+            if last and run.step < total:
+                log.info("stopped at step %d of %d: the %g-minute budget is spent", run.step, total, config.minutes)
+                break
     finally:
         bar.close()
         if log_file:
@@ -667,6 +741,8 @@ def export_weights(
     run_info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
     val_path = run_dir / ("last_validation.json" if checkpoint == "last" else "best.json")
     validation = json.loads(val_path.read_text()) if val_path.exists() else {}
+    init_path = run_dir / "init_validation.json"
+    site = _site_heldout(validation, json.loads(init_path.read_text()) if init_path.exists() else None, run_info)
     card = {
         "description": description,
         "scale": list(config.scale),
@@ -683,6 +759,8 @@ def export_weights(
         "validation": validation,
         "versions": versions(),
     }
+    if site is not None:
+        card[SITE_KEY] = site
     path = save_weights(model, out, card)
     full = json.loads(path.with_suffix(".json").read_text())
     md = [
@@ -705,11 +783,40 @@ def export_weights(
         f"- Validation data (held out): {', '.join(card['validation_data']) or 'none'}",
         f"- Validation at step {card['steps']} (central crops, 2x k-space degradation, foreground PSNR dB):",
         *_validation_lines(validation),
+        *([f"- Held-out part of the site's scans ({site['split']}): {site['psnr_db']:.2f} dB, "
+           f"{site['gain_vs_sinc_db']:+.2f} dB over zero-filled k-space, {site['gain_vs_init_db']:+.2f} dB over the "
+           f"weights it started from; SSIM {site['ssim']:.4f} (zero-fill {site['ssim_sinc']:.4f}, start "
+           f"{site['ssim_init']:.4f}). `--method auto` uses these weights only if both gains are positive."]
+          if site else []),
         f"- sha256: {full['sha256']}",
         "",
     ]
     write_text_atomic(path.with_suffix(".md"), "\n".join(md))
     return path
+
+
+def _site_heldout(
+    validation: dict[str, Any], start: dict[str, Any] | None, run_info: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A fine-tune's held-out result for its model card: on the part of the user's scans that no
+    training patch touched (`split_for_validation`, or --val), the exported checkpoint's PSNR/SSIM
+    against zero-filled k-space and against the weights it started from (None when the run did
+    not start from weights or has no validation)."""
+    if not validation or start is None or "psnr" not in validation:
+        return None
+    return {
+        "split": run_info.get("validation_split", ""),
+        "volumes": run_info.get("val", []),
+        "psnr_db": round(float(validation["psnr"]), 4),
+        "psnr_sinc_db": round(float(validation["psnr_sinc"]), 4),
+        "psnr_init_db": round(float(start["psnr"]), 4),
+        "ssim": round(float(validation["ssim"]), 5),
+        "ssim_sinc": round(float(validation["ssim_sinc"]), 5),
+        "ssim_init": round(float(start["ssim"]), 5),
+        "gain_vs_sinc_db": round(float(validation["psnr"] - validation["psnr_sinc"]), 4),
+        "gain_vs_init_db": round(float(validation["psnr"] - start["psnr"]), 4),
+        "protocol": "central crops of the held-out part, 2x grid-consistent k-space truncation, foreground PSNR",
+    }
 
 
 def _validation_lines(validation: dict[str, Any]) -> list[str]:

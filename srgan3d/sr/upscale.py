@@ -28,6 +28,7 @@ from srgan3d.sr.engine import (
     METHODS,
     GeneratorEngine,
     StageClock,
+    _say_once,
     matching_permutation,
     resolve_device,
     resolve_method_and_weights,
@@ -310,6 +311,16 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
     the manifest values every row shares."""
     resolve_device(config.device)  # --device cuda without CUDA is refused whatever the method
     method, weights = resolve_method_and_weights(config.method, config.weights)
+    if config.through_plane and method == "generator" and config.method == "auto" and not config.adapt_steps:
+        scale = tuple(find_weights(weights).card.get("generator", {}).get("scale", (2, 2, 2)))
+        if sorted(scale) != [1, 1, max(config.scale)]:
+            # Never fail a scan for want of through-plane weights: cubic along the slices, said once.
+            _say_once(
+                f"--method auto with --scale through-plane: the installed weights {find_weights(weights).name} are "
+                f"{'x'.join(map(str, scale))}, not a through-plane model; using cubic interpolation along the slice "
+                "axis (--method tricubic, which is cubic along that axis only)"
+            )
+            method = "tricubic"
     if config.adapt_steps and method != "generator":
         if config.method not in ("auto", "generator"):
             raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")

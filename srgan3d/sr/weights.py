@@ -119,10 +119,29 @@ HELDOUT_KEY = "heldout_abdominal_mri"
 "min_gain_db", "data_consistency"}; gains are PSNR over zero-filled k-space (sinc)."""
 
 
+SITE_KEY = "site_heldout"
+"""Model-card key of a fine-tune's held-out result on the site's own scans (written by
+`srgan3d export` for a run started with --init): PSNR/SSIM of the weights, of zero-filled
+k-space and of the weights it started from, on the part no training patch touched."""
+
+
 def auto_eligibility(info: WeightsInfo) -> tuple[bool, str]:
     """May `--method auto` use these weights? Only when their card records, on held-out real
     abdominal MRI, a mean PSNR gain over zero-filled k-space, no volume below it by more than
-    0.05 dB, and a mean SSIM at least zero-filled k-space's. Returns (eligible, the reason)."""
+    0.05 dB, and a mean SSIM at least zero-filled k-space's; or, for weights fine-tuned on a site's
+    own scans (`SITE_KEY`), a PSNR gain on the held-out part over zero-filled k-space *and* over the
+    weights they started from, with SSIM at least zero-fill's. Returns (eligible, the reason)."""
+    site = info.card.get(SITE_KEY)
+    if isinstance(site, dict) and HELDOUT_KEY not in info.card:
+        if site["gain_vs_sinc_db"] <= 0:
+            return False, f"on the held-out part of its site's scans it is {site['gain_vs_sinc_db']:+.2f} dB against zero-filled k-space"
+        if site["gain_vs_init_db"] <= 0:
+            return False, (f"on the held-out part of its site's scans it is {site['gain_vs_init_db']:+.2f} dB against the "
+                           "weights it was fine-tuned from: use those instead")  # fmt: skip
+        if site["ssim"] < site["ssim_sinc"]:
+            return False, "on the held-out part of its site's scans its SSIM is below zero-filled k-space's"
+        return True, (f"{site['gain_vs_sinc_db']:+.2f} dB over zero-filled k-space and {site['gain_vs_init_db']:+.2f} dB "
+                      "over its starting weights on the held-out part of its site's scans")  # fmt: skip
     test = info.card.get(HELDOUT_KEY)
     if not isinstance(test, dict) or not test.get("volumes"):
         return False, "its model card records no test on held-out real abdominal MRI"

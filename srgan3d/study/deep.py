@@ -64,7 +64,7 @@ class DeepConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
-            raise ValueError(f"--dl-arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
+            raise ValueError(f"--dl must be none or one of {', '.join(ARCHS)}, not {self.arch!r}")
         if self.dual not in (None, "ring", "image_2"):
             raise ValueError(f"--dl-dual must be ring or image_2, not {self.dual!r}")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import smooth_volume
@@ -200,3 +201,82 @@ def test_validation_keeps_the_best_checkpoint_and_export_can_take_it(tmp_path):
     assert card["steps"] == step and card["checkpoint"] == "best"
     with pytest.raises(ValueError, match="'last' or 'best'"):
         export_weights(tmp_path / "run", tmp_path / "w" / "x.pt", checkpoint="middle")
+
+
+def test_a_single_scan_is_split_into_slabs_no_patch_crosses(tmp_path):
+    from srgan3d.sr.train import split_for_validation
+    from srgan3d.volume import Volume
+
+    aff = np.diag([1.5, 1.5, 2.0, 1.0])
+    aff[:3, 3] = (-10.0, 5.0, 30.0)
+    vol = Volume(np.arange(20 * 18 * 40, dtype=np.float32).reshape(20, 18, 40), aff, {"source": "scan.nii.gz"})
+    (train_part,), (held,), note = split_for_validation([vol], holdout=0.3, min_slab=8)
+    assert train_part.shape == (20, 18, 28) and held.shape == (20, 18, 12)
+    assert "slices 28-39 of axis 2" in note
+    # the parts are the scan's own voxels, each at its own place in the world
+    np.testing.assert_array_equal(np.concatenate([train_part.data, held.data], axis=2), vol.data)
+    np.testing.assert_allclose(held.affine[:3, 3], (vol.affine @ [0, 0, 28, 1])[:3])
+    np.testing.assert_allclose(train_part.affine, vol.affine)
+    # several scans: by subject, the last in name order
+    a, b, c = (Volume(vol.data, aff, {"source": f"{n}.nii.gz"}) for n in ("c", "a", "b"))
+    kept, out, note = split_for_validation([a, b, c], holdout=0.3, min_slab=8)
+    assert [v.meta["source"] for v in kept] == ["a.nii.gz", "b.nii.gz"] and [v.meta["source"] for v in out] == ["c.nii.gz"]
+    assert note == "held out by subject: c.nii.gz"
+    with pytest.raises(ValueError, match="too few to split"):
+        split_for_validation([Volume(vol.data[:10, :10, :10], aff)], holdout=0.3, min_slab=8)
+
+
+def test_minutes_bound_the_wall_time(tmp_path, monkeypatch):
+    """A run with a time budget stops at the first step past it, checkpoints and validates there."""
+    from srgan3d.sr import train as train_module
+
+    clock = {"t": 0.0}
+
+    def fake_clock() -> float:  # each call is 10 s later: the budget of 0.5 minutes lasts 3 steps
+        clock["t"] += 10.0
+        return clock["t"]
+
+    ph = make_phantom((48, 48, 32), (2.0, 2.0, 2.0), seed=5)
+    val = write_volume(ph.image, tmp_path / "val.nii.gz")
+    monkeypatch.setattr(train_module.time, "perf_counter", fake_clock)
+    cfg = TrainConfig(**TINY, pretrain_steps=50, val_every=100, checkpoint_every=100, minutes=0.5)
+    result = train([], tmp_path / "run", cfg, val=[val])
+    assert 1 <= result["step"] < 50
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == result["step"] and result["validation"]["psnr"] > 0
+    with pytest.raises(ValueError, match="minutes must be > 0"):
+        TrainConfig(minutes=0)
+
+
+def test_a_site_fine_tune_records_its_gains_and_auto_needs_both(tmp_path):
+    """Fine-tuning from weights without --val: the scan is split, the starting weights are scored
+    on the held-out slab, and the card records the gain against zero-fill and against them;
+    `--method auto` takes the weights only when both gains are positive."""
+    from srgan3d.sr.weights import SITE_KEY, WeightsInfo, auto_eligibility
+
+    base_cfg = TrainConfig(**TINY, pretrain_steps=2, val_every=100, checkpoint_every=100, holdout=0)
+    train([], tmp_path / "base", base_cfg)
+    base = export_weights(tmp_path / "base", tmp_path / "w" / "base_x2.pt")
+    scan = write_volume(make_phantom((40, 40, 48), (2.0, 2.0, 2.0), seed=3).image, tmp_path / "site.nii.gz")
+    cfg = TrainConfig(**{**TINY, "phantoms": 0}, pretrain_steps=4, val_every=2, checkpoint_every=100)
+    train([scan], tmp_path / "ft", cfg, init=base)
+    run_info = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert run_info["validation_split"].startswith("held out by slab: slices 32-47 of axis 2")
+    start = json.loads((tmp_path / "ft" / "init_validation.json").read_text())
+    card = json.loads(export_weights(tmp_path / "ft", tmp_path / "w" / "site_x2.pt", checkpoint="best")
+                      .with_suffix(".json").read_text())  # fmt: skip
+    site = card[SITE_KEY]
+    best = json.loads((tmp_path / "ft" / "best.json").read_text())
+    assert site["psnr_init_db"] == pytest.approx(start["psnr"], abs=1e-4)
+    assert site["gain_vs_init_db"] == pytest.approx(best["psnr"] - start["psnr"], abs=1e-3)
+    assert site["gain_vs_sinc_db"] == pytest.approx(best["psnr"] - best["psnr_sinc"], abs=1e-3)
+
+    def verdict(**gains: float) -> tuple[bool, str]:
+        info = WeightsInfo("x", tmp_path, {SITE_KEY: {**site, "ssim": 0.9, "ssim_sinc": 0.8, **gains}})
+        return auto_eligibility(info)
+
+    assert verdict(gain_vs_sinc_db=0.3, gain_vs_init_db=0.2)[0]
+    ok, why = verdict(gain_vs_sinc_db=0.3, gain_vs_init_db=-0.1)
+    assert not ok and "against the weights it was fine-tuned from" in why
+    ok, why = verdict(gain_vs_sinc_db=-0.2, gain_vs_init_db=0.4)
+    assert not ok and "against zero-filled k-space" in why

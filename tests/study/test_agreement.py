@@ -40,7 +40,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from srgan3d.study.agreement import CATEGORIES, cohen_kappa, fleiss_kappa, fleiss_kappa_ci, majority_label, reader_agreement
+from srgan3d.study.agreement import (
+    CATEGORIES,
+    cohen_kappa,
+    fleiss_kappa,
+    fleiss_kappa_ci,
+    majority_label,
+    reader_agreement,
+)
 from srgan3d.study.cohort import CohortError, read_cohort
 
 REPO = Path(__file__).resolve().parents[2]

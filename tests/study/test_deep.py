@@ -66,7 +66,7 @@ def test_too_few_patients_per_class_is_a_clear_error():
 
 
 def test_unknown_arch_is_named():
-    with pytest.raises(ValueError, match="--dl-arch must be one of resnet10, resnet18, resnet34"):
+    with pytest.raises(ValueError, match="--dl must be none or one of resnet10, resnet18, resnet34"):
         DeepConfig(arch="vgg")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html as html_mod
 import json
 import re
 import shutil
