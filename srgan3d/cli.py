@@ -98,8 +98,9 @@ def upscale(
         str,
         typer.Option(
             help="auto (the generator where its model card records a gain over sinc on held-out real "
-            "abdominal MRI, else sinc), generator, or a baseline: "
-            "sinc, tricubic, trilinear, nearest."
+            "abdominal MRI, else sinc; with --scale through-plane cubic along the slices), generator, "
+            "self-supervised (through-plane SR learnt from each scan's own in-plane slices, opt-in: see "
+            "the README), or a baseline: sinc, tricubic, trilinear, nearest."
         ),
     ] = "auto",
     weights: Annotated[
@@ -152,6 +153,9 @@ def upscale(
             "kept exactly, the network adds only what lies beyond it (--no-dc: the raw network output)."
         ),
     ] = True,
+    self_supervised_minutes: Annotated[
+        float, typer.Option(help="--method self-supervised: training minutes per scan.")
+    ] = 4.0,
     adapt: Annotated[
         int,
         typer.Option(
@@ -179,6 +183,7 @@ def upscale(
         window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
         overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
         adapt_steps=adapt, dc=dc, dtype=dtype, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
+        self_supervised_minutes=self_supervised_minutes,
     )  # fmt: skip
     from srgan3d.sr.upscale import BatchInterrupted
 

@@ -1,4 +1,5 @@
-"""Scans in and out: the `Volume` type, NIfTI and DICOM series, and the geometry of scaled grids.
+"""Scans in and out: the `Volume` type, NIfTI, DICOM series and NRRD/MetaImage (through SimpleITK), and the
+geometry of scaled grids.
 
 Voxel order is NIfTI's (X, Y, Z); the affine maps voxel indices to RAS+ millimetres. This module
 imports no torch.
@@ -141,11 +142,13 @@ def _is_dicom_candidate(path: Path) -> bool:
 
 
 def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
-    """Read a NIfTI file or a DICOM series as a float32 `Volume` in RAS+.
+    """Read a NIfTI file, a DICOM series, or an NRRD/MetaImage file as a float32 `Volume` in RAS+.
 
     Args:
-        path: a `.nii`/`.nii.gz` file; a folder holding one DICOM series; or one file of a
-            DICOM series (the other files of that series are taken from its folder).
+        path: a `.nii`/`.nii.gz` file; a folder holding one DICOM series; one file of a DICOM
+            series (the other files of that series are taken from its folder); or a `.nrrd`,
+            `.nhdr`, `.mha`, `.mhd` file (read through SimpleITK, LPS converted to RAS), a Slicer
+            `.seg.nrrd` naming its segment after `#`.
         series_uid: for a folder with several series, the SeriesInstanceUID to read.
 
     Raises:
@@ -526,7 +529,9 @@ def write_volume(
     """Write `volume` as NIfTI atomically: to a temporary file in the same folder, then renamed.
 
     The sform and qform both hold the affine, with the codes of the source (scanner = 1 when
-    unknown; a code of 0 is kept, so a sform-only input gives a sform-only output). `description` goes into the header's 80-character descrip field.
+    unknown; a qform code of 0 is kept, so a sform-only input gives a sform-only output; a volume
+    with neither code gets sform code 2, "aligned", so its geometry is never dropped). `description`
+    goes into the header's 80-character descrip field.
     """
     path = Path(path)
     if not _is_nifti(path):
@@ -610,10 +615,11 @@ class ScanSource:
 
 
 def find_scans(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = ()) -> list[ScanSource]:
-    """Discover NIfTI files and DICOM series under files and folders, recursively.
+    """Discover NIfTI files, DICOM series and NRRD/MetaImage files under files and folders,
+    recursively.
 
     Each folder's DICOM files make one scan per SeriesInstanceUID. Files that are neither NIfTI
-    nor DICOM are ignored (logged), except known image formats we cannot read, which are
+    nor DICOM nor NRRD/MetaImage are ignored (logged), except known image formats we cannot read, which are
     returned with kind "unsupported" so the caller can report them. A damaged file with a DICOM
     suffix is returned as a DICOM scan so that reading it reports the damage.
 

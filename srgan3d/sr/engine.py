@@ -1,9 +1,10 @@
 """One volume through the generator: intensity scaling, sliding windows, the k-space skip and data
 consistency on the device, and the device itself.
 
-This is the SR wing's one door: the batch over files (`srgan3d.sr.upscale`), training, adaptation,
-the benchmark and the study's radiomics all run the generator through `GeneratorEngine`, built once
-by `GeneratorEngine.from_weights`.
+This is the SR wing's one door: the batch over files (`srgan3d.sr.upscale`), training's
+validation, adaptation, the benchmark and the study's radiomics all run the generator through a
+`GeneratorEngine`: built from installed weights by `GeneratorEngine.from_weights`, or around a
+model in memory (training, adaptation, the benchmark) by its constructor.
 """
 
 from __future__ import annotations
@@ -270,8 +271,8 @@ class GeneratorEngine:
             GPU run measures it.
         cudnn_benchmark: let cuDNN time its algorithms for each new input shape (pays off only
             when many scans share one shape; the first scan of each shape costs seconds).
-        weights: the weights' record (name, path, card) when built by `from_weights`.
-        clock: a `StageClock` to time the stages of `run` (None: not timed).
+    Attributes set after construction: `weights` (the weights' record: name, path, card; set by
+    `from_weights`) and `clock` (a `StageClock` timing the stages of `run`; None: not timed).
     """
 
     def __init__(

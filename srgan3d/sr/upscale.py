@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = (
     "input", "output", "status", "error", "note", "method", "scale", "input_shape", "output_shape",
     "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "date", "device", "precision", "weights",
-    "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "output_dtype",
+    "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "slice_profile",
+    "self_supervised_budget_min", "self_supervised_steps", "self_supervised_seconds", "output_dtype",
     "nonfinite_voxels", "clipped_voxels", "dtype_clipped_voxels", "srgan3d", "torch", "monai",
 )  # fmt: skip
 #: Row statuses: the output exists and this row's provenance made it (ok); it existed before this
@@ -96,12 +97,14 @@ class UpscaleConfig:
             fp32 elsewhere (`srgan3d.sr.engine.use_bf16`). The manifest's `precision` says which.
         overwrite: replace existing outputs instead of skipping them.
         suffix: appended to the input's name.
-        compress: write .nii.gz (True; gzip level 1, nibabel's fast default) or .nii.
+        compress: write .nii.gz (True; gzip level 1 by ISA-L's threaded igzip, `srgan3d.volume`)
+            or .nii.
         shard: (K, N): process only the K-th of N interleaved parts of the sorted scan list, so
             that N GPUs or nodes share a cohort; the manifest is `manifest.shard-K-of-N.csv`
             (join them with `merge_manifests`).
         adapt_steps: > 0: fine-tune a copy of the generator on each scan for this many steps
-            before upscaling it (internal learning, `srgan3d.sr.train.adapt_generator`). Without
+            before upscaling it (internal learning, `srgan3d.sr.adapt.adapt_generator`; no measured
+            gain, see the README). Without
             installed weights it starts from an untrained generator whose detail branch is zero,
             i.e. from zero-filled k-space.
         dc: k-space data consistency of the generator's output (see
@@ -110,6 +113,8 @@ class UpscaleConfig:
         channels_last: run the generator in the channels_last_3d memory format (None: on the CPU,
             off on CUDA).
         cudnn_benchmark: let cuDNN autotune per input shape (pays when many scans share a shape).
+        self_supervised_minutes: with method "self-supervised" (through-plane only): the training
+            budget per scan of `srgan3d.sr.through_plane.upscale_through_plane`.
     """
 
     method: str = "auto"
@@ -130,6 +135,7 @@ class UpscaleConfig:
     dtype: str = "float32"
     channels_last: bool | None = None
     cudnn_benchmark: bool = False
+    self_supervised_minutes: float = 4.0
 
     def __post_init__(self) -> None:
         if self.adapt_steps < 0:
@@ -138,8 +144,14 @@ class UpscaleConfig:
             k, n = self.shard
             if not (n >= 1 and 1 <= k <= n):
                 raise ValueError(f"shard must be K/N with 1 <= K <= N, not {k}/{n}")
-        if self.method not in (*METHODS, "auto"):
-            raise ValueError(f"unknown method {self.method!r}; choose from auto (the default), {', '.join(METHODS)}")
+        if self.method not in (*METHODS, "auto", SELF_SUPERVISED):
+            raise ValueError(f"unknown method {self.method!r}; choose from auto (the default), {', '.join(METHODS)}, "
+                             f"{SELF_SUPERVISED} (through-plane)")  # fmt: skip
+        if self.method == SELF_SUPERVISED and not self.through_plane and sorted(self.scale)[:2] != [1, 1]:
+            raise ValueError(f"--method {SELF_SUPERVISED} upscales along one axis only: give --scale through-plane "
+                             "(or 1,1,2)")  # fmt: skip
+        if self.self_supervised_minutes <= 0:
+            raise ValueError(f"the self-supervised budget must be > 0 minutes, not {self.self_supervised_minutes}")
         if self.dtype not in OUTPUT_DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {self.dtype!r}")
         if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
@@ -232,6 +244,28 @@ def _weights_installed(name: str) -> bool:
     return True
 
 
+SELF_SUPERVISED = "self-supervised"
+
+
+def _self_supervised(vol: Volume, factors: Sequence[int], config: UpscaleConfig) -> tuple[Volume, dict[str, Any]]:
+    """Through-plane SR of one scan learnt from its own in-plane planes (`upscale_through_plane`),
+    with the manifest values that say how: slice profile, budget, steps, seconds."""
+    from srgan3d.sr.through_plane import ThroughPlaneConfig, upscale_through_plane
+
+    axes = [a for a, f in enumerate(factors) if f > 1]
+    if len(axes) != 1:
+        raise ValueError(f"--method {SELF_SUPERVISED} upscales along one axis; this scan's factors are {tuple(factors)}")
+    axis = axes[0]
+    cfg = ThroughPlaneConfig(factor=int(factors[axis]), minutes=config.self_supervised_minutes)
+    sr, fit = upscale_through_plane(vol, cfg, axis=axis, device=str(resolve_device(config.device)))
+    spacing = vol.spacing_mm[axis]
+    return sr, {
+        "slice_profile": f"boxcar {spacing:.3g} mm (thickness = slice spacing; data consistency to it)",
+        "self_supervised_budget_min": f"{config.self_supervised_minutes:g}",
+        "self_supervised_steps": fit.steps, "self_supervised_seconds": f"{fit.seconds:.1f}",
+    }
+
+
 def _adapt_and_upscale(
     vol: Volume, factors: tuple[int, ...], engine: GeneratorEngine, config: UpscaleConfig
 ) -> tuple[Volume, dict[str, float]]:
@@ -310,6 +344,11 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
     """The method `config` resolves to, the engine for it (weights and device resolved once), and
     the manifest values every row shares."""
     resolve_device(config.device)  # --device cuda without CUDA is refused whatever the method
+    if config.method == SELF_SUPERVISED:
+        vers = versions()
+        return SELF_SUPERVISED, None, {"method": SELF_SUPERVISED, "srgan3d": vers["srgan3d"], "torch": vers["torch"],
+                                       "monai": vers["monai"], "device": str(resolve_device(config.device)),
+                                       "data_consistency": "slice profile"}  # fmt: skip
     method, weights = resolve_method_and_weights(config.method, config.weights)
     if config.through_plane and method == "generator" and config.method == "auto" and not config.adapt_steps:
         scale = tuple(find_weights(weights).card.get("generator", {}).get("scale", (2, 2, 2)))
@@ -579,7 +618,10 @@ def _run_batch(
                 vol = reads[i].result()
                 reads[i] = None  # type: ignore[call-overload]  # free the input early
                 factors = config.factors_for(vol)
-                if config.adapt_steps and engine is not None:
+                if method == SELF_SUPERVISED:
+                    sr, ssl = _self_supervised(vol, factors, config)
+                    row.values.update(ssl)
+                elif config.adapt_steps and engine is not None:
                     sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
                     row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}")
                 else:

@@ -17,7 +17,7 @@ import pandas as pd
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.study import stats
 from srgan3d.study.agreement import reader_agreement
-from srgan3d.study.cohort import READ_COLUMN, Cohort, make_split, read_cohort
+from srgan3d.study.cohort import MIN_PER_CLASS, READ_COLUMN, Cohort, make_split, read_cohort
 from srgan3d.study.feature_tables import check_same_features, read_feature_table
 from srgan3d.study.modeling import (
     ROSTER,
@@ -215,9 +215,10 @@ def evaluate_cohort(
     keep.index.name = "patient_id"
     y = keep["label"].to_numpy(int)
     for cls, n in ((1, int(y.sum())), (0, int(len(y) - y.sum()))):
-        if n < 5:
+        if n < MIN_PER_CLASS:  # the cohort's own floor, after the patients left out
             raise RuntimeError(
-                f"only {n} {'responders' if cls else 'non-responders'} are left after leaving out "
+                f"only {n} {'responders' if cls else 'non-responders'} are left (at least {MIN_PER_CLASS} are needed) "
+                f"after leaving out "
                 f"{len(excluded)} patient(s) ({'; '.join(f'{e.patient_id}: {e.reason}' for e in excluded[:5])}); "
                 "cannot fit models"
             )

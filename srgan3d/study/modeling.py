@@ -2,9 +2,13 @@
 radscore, fitted on the study's training set, evaluated on every other set (internal test,
 external sets) and by bootstrap internal validation.
 
-Nothing from the test sets reaches any fitting or selection step: `fit_models` is only ever given
-the training rows, and `tests/test_modeling.py` shuffles the test labels and checks that every
-fitted coefficient stays the same. Imports neither torch nor pyradiomics.
+The models that every set is scored with are fitted on the training rows only: `fit_models` is
+only ever given those, and `tests/study/test_modeling.py` shuffles the test labels and checks that
+every fitted coefficient stays the same. One step does see the internal test set on purpose:
+Harrell's optimism bootstrap (`optimism_corrected_auc`) resamples and refits over the development
+patients (train + internal test; external sets stay out), as the bootstrap internal validation it
+is; its corrected AUC is reported beside, never instead of, the test-set AUCs. Imports neither
+torch nor pyradiomics.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 external resources), rendered from the study's result tree (`results.json`) alone, so that
 `srgan3d report OUT` can redo it. Each section is one function in `SECTIONS`, numbered in that
 order; each set of the split is a column of the tables and a panel of the figures, named as the
-cohort table names it. The report renders results and computes nothing.
+cohort table names it. The report renders results and fits nothing: its figures redraw ROC and
+calibration curves from the stored predictions, and every number in its text comes from results.json.
 """
 
 from __future__ import annotations

@@ -206,7 +206,7 @@ def test_stage_clock_times_every_stage_of_a_volume():
     upscale_volume(vol, engine=engine)
     sec = clock.seconds
     assert set(sec) == {"normalise", "to_device", "network_stitch", "network", "kspace", "copy_back", "denormalise"}
-    assert all(v >= 0 for v in sec.values())
+    assert all(v > 0 for v in sec.values()), sec  # every stage ran and was timed
     assert sec["network"] <= sec["network_stitch"]  # the forward passes are inside the windowed pass
 
 

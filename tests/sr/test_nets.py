@@ -95,9 +95,10 @@ def test_discriminator_and_config():
         GeneratorConfig.from_dict({"channels": 8, "width": 3})
     with pytest.raises(ValueError, match="scale must be three positive integers"):
         GeneratorConfig(scale=(2, 2))
-    # Default channel counts suit tensor cores.
-    d = GeneratorConfig()
-    assert d.channels % 8 == 0 and d.upsample_channels % 8 == 0
+    # The default architecture is the shipped model's, so `srgan3d train` fine-tunes it as it is.
+    from srgan3d.sr.weights import find_weights
+
+    assert GeneratorConfig.from_dict(find_weights("srgan3d_x2").card["generator"]) == GeneratorConfig()
 
 
 def test_flops_per_input_voxel_counts_every_convolution():

@@ -82,3 +82,22 @@ def test_through_plane_output_keeps_the_slice_profile_geometry_and_budget(monkey
     out_x, _ = upscale_through_plane(Volume(np.transpose(vol.data, (2, 0, 1)).copy(), np.eye(4)), cfg, axis=0)
     assert out_x.shape == (16, 40, 36)
     np.testing.assert_allclose(out_x.data.reshape(8, 2, 40, 36).mean(1), np.transpose(vol.data, (2, 0, 1)), rtol=1e-4, atol=0.05)
+
+
+def test_upscale_method_self_supervised_records_how_in_the_manifest(tmp_path):
+    from srgan3d.sr.upscale import UpscaleConfig, upscale_files
+    from srgan3d.volume import read_volume, write_volume
+
+    vol = Volume(smooth_volume((56, 52, 8), seed=2), np.diag([1.2, 1.2, 2.4, 1.0]))
+    src = write_volume(vol, tmp_path / "thick.nii.gz")
+    cfg = UpscaleConfig(method="self-supervised", through_plane=True, device="cpu", self_supervised_minutes=0.05)
+    res = upscale_files([src], tmp_path / "o", cfg)
+    row = res.rows[0]
+    assert row.status == "ok", row.error
+    assert row.values["method"] == "self-supervised" and row.values["scale"] == "1x1x2"
+    assert row.values["slice_profile"].startswith("boxcar 2.4 mm") and int(row.values["self_supervised_steps"]) >= 1
+    out = read_volume(row.output)
+    assert out.shape == (56, 52, 16)
+    np.testing.assert_allclose(out.data.reshape(56, 52, 8, 2).mean(-1), read_volume(src).data, rtol=1e-3, atol=1.0)
+    with pytest.raises(ValueError, match="upscales along one axis only"):
+        UpscaleConfig(method="self-supervised", scale=(2, 2, 2))

@@ -89,7 +89,9 @@ def test_augmentation_rotates_in_the_axial_plane_only():
 def test_a_model_that_did_not_learn_is_named_with_its_reason():
     from srgan3d.study.results import LEARNED_AUC_FLOOR, learning_verdict
 
-    assert LEARNED_AUC_FLOOR == 0.6
+    # the floor itself learned; a hair below it did not
+    assert learning_verdict(LEARNED_AUC_FLOOR, 2) is None
+    assert learning_verdict(LEARNED_AUC_FLOOR - 1e-9, 2) is not None
     assert learning_verdict(0.79, 6) is None
     assert learning_verdict(0.52, 4) == "training AUC 0.52 is below the floor of 0.60"
     assert learning_verdict(float("nan"), 4) is not None  # an undefined AUC is no evidence of learning
