@@ -32,8 +32,17 @@ UNSUPPORTED_SUFFIXES = (".mgz", ".mgh", ".hdr", ".img")
 #: Relative tolerance on slice spacing before a DICOM series counts as unevenly spaced.
 SPACING_RTOL = 0.01
 
-# LPS (DICOM) <-> RAS (NIfTI): flip the first two world axes.
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: LPS (DICOM, ITK) <-> RAS (NIfTI): flip the first two world axes; its own inverse. The one home of
+#: the conversion (readers here, `srgan3d.study.radiomics.to_sitk`).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def crop_affine(affine: np.ndarray, start: Sequence[float]) -> np.ndarray:
+    """The affine of a sub-grid whose voxel 0 is voxel `start` (per axis, may be negative for a
+    padded crop) of `affine`'s grid: same axes, origin moved. The one home of the crop rule."""
+    out = np.array(affine, float, copy=True)
+    out[:3, 3] = out[:3, :3] @ np.asarray(start, float) + out[:3, 3]
+    return out
 
 
 class VolumeError(ValueError):
@@ -257,7 +266,7 @@ def _read_itk(path: Path, segment: str | None = None) -> Volume:
     lps[:3, 3] = img.GetOrigin()
     meta = {"source": str(path), "format": "itk", "source_dtype": img.GetPixelIDTypeAsString(),
             "nonfinite_voxels": n_bad, **({"segment": chosen["name"]} if segments else {})}  # fmt: skip
-    return Volume(data, _LPS_TO_RAS @ lps, meta)
+    return Volume(data, LPS_TO_RAS @ lps, meta)
 
 
 def gzip_threads() -> int:
@@ -477,7 +486,7 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
     if len(scalings) == 1:  # one stored type and scaling for the series: an output can keep them
         (slope, inter), = scalings
         meta.update(source_dtype=str(items[0][1].pixel_array.dtype), scl_slope=slope, scl_inter=inter)
-    return Volume(data, _LPS_TO_RAS @ lps, meta)
+    return Volume(data, LPS_TO_RAS @ lps, meta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,6 +494,12 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
 
 
 OUTPUT_DTYPES = ("float32", "input")
+
+
+def check_dtype_policy(policy: str) -> None:
+    """The one check of `--dtype`: float32 or input."""
+    if policy not in OUTPUT_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {policy!r}")
 
 
 def output_array(volume: Volume, policy: str = "float32") -> tuple[np.ndarray, dict[str, Any]]:
@@ -497,8 +512,7 @@ def output_array(volume: Volume, policy: str = "float32") -> tuple[np.ndarray, d
     or unknown source stays float32. The info dict holds `output_dtype`, `dtype_clipped_voxels`
     and `dtype_note`.
     """
-    if policy not in OUTPUT_DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {policy!r}")
+    check_dtype_policy(policy)
     data = np.asarray(volume.data, dtype=np.float32)
     info: dict[str, Any] = {"output_dtype": "float32", "dtype_clipped_voxels": 0, "dtype_note": ""}
     src = volume.meta.get("source_dtype")

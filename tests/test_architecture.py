@@ -124,3 +124,13 @@ def test_the_study_passes_typed_results_not_nested_dicts():
                 if "dict[str,Any]" in text and node.name != "to_dict":
                     offenders.append(f"{path.name}:{node.lineno} {node.name} -> {ast.unparse(node.returns)}")
     assert not offenders, "functions returning untyped dict results:\n" + "\n".join(offenders)
+
+
+def test_the_report_renders_results_and_imports_no_fitting_module():
+    """report.py and report_figures.py read the result tree (and stats' formatters) only: the
+    model descriptors live in `srgan3d.study.results`, so the report needs nothing that fits."""
+    graph = import_graph()
+    fitting = {"srgan3d.study.modeling", "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.deep",
+               "srgan3d.study.secondary", "srgan3d.study.evaluation", "srgan3d.study.radiomics", "srgan3d.study.firth"}
+    for mod in ("srgan3d.study.report", "srgan3d.study.report_figures"):
+        assert not graph[mod] & fitting, f"{mod} imports {sorted(graph[mod] & fitting)}"

@@ -35,7 +35,7 @@ from srgan3d.sr.weights import (
     find_weights,
     load_generator,
 )
-from srgan3d.volume import Volume, upscaled_affine
+from srgan3d.volume import Volume, crop_affine, upscaled_affine
 
 log = logging.getLogger(__name__)
 
@@ -497,11 +497,7 @@ def upscale_volume(
         return out
     if engine is None:
         raise ValueError("method 'generator' needs a GeneratorEngine")
-    scale = tuple(engine.scale)
-    # Move axes so that the scan's factors line up with the network's.
-    perm = matching_permutation(factors, scale)
-    if perm is None:
-        raise ValueError(f"the generator's scale is {scale}; it cannot upscale by {factors}")
+    perm = axes_for_generator(factors, tuple(engine.scale))
     with engine._stage("normalise"):
         scaling = scaling or IntensityScaling.fit(volume.data)
         x = scaling.forward(np.transpose(volume.data, perm))
@@ -537,16 +533,21 @@ def upscale_box(
     # Reflection needs fewer pad voxels than the axis has; a thin crop at a volume edge repeats.
     reflect = all(p0 < n and p1 < n for (p0, p1), n in zip(pad, data.shape, strict=True))
     data = np.pad(data, pad, mode="symmetric") if reflect else np.pad(data, pad, mode="edge")
-    start = np.array([sl.start - context for sl in box], float)
-    affine = volume.affine.copy()
-    affine[:3, 3] = volume.affine[:3, :3] @ start + volume.affine[:3, 3]
+    affine = crop_affine(volume.affine, [sl.start - context for sl in box])
     scaling = IntensityScaling.fit(volume.data) if method == "generator" else None
     sr = upscale_volume(Volume(np.ascontiguousarray(data), affine, dict(volume.meta)),
                         method=method, factors=factors, engine=engine, scaling=scaling)  # fmt: skip
     cut = tuple(slice(context * f, sr.shape[k] - context * f) for k, f in enumerate(factors))
-    out_affine = sr.affine.copy()
-    out_affine[:3, 3] = sr.affine[:3, :3] @ np.array([c.start for c in cut], float) + sr.affine[:3, 3]
-    return Volume(np.ascontiguousarray(sr.data[cut]), out_affine, sr.meta)
+    return Volume(np.ascontiguousarray(sr.data[cut]), crop_affine(sr.affine, [c.start for c in cut]), sr.meta)
+
+
+def axes_for_generator(factors: tuple[int, ...], scale: tuple[int, ...]) -> tuple[int, int, int]:
+    """The axis order that lines the scan's `factors` up with the generator's `scale`; the one
+    guard that refuses factors the generator cannot give."""
+    perm = matching_permutation(factors, scale)
+    if perm is None:
+        raise ValueError(f"the generator's scale is {scale}; it cannot upscale by {factors}")
+    return perm
 
 
 def matching_permutation(factors: tuple[int, ...], scale: tuple[int, ...]) -> tuple[int, int, int] | None:

@@ -47,7 +47,7 @@ from srgan3d.sr.weights import (
     save_weights,
     sha256_file,
 )
-from srgan3d.volume import Volume, read_volume
+from srgan3d.volume import Volume, crop_affine, read_volume
 
 log = logging.getLogger(__name__)
 
@@ -354,9 +354,7 @@ def split_for_validation(
     def part(a: int, b: int) -> Volume:
         index = [slice(None)] * 3
         index[axis] = slice(a, b)
-        origin = vol.affine @ np.array([*(a if i == axis else 0 for i in range(3)), 1.0])
-        affine = vol.affine.copy()
-        affine[:3, 3] = origin[:3]
+        affine = crop_affine(vol.affine, [a if i == axis else 0 for i in range(3)])
         meta = {**vol.meta, "source": f"{vol.meta.get('source', 'scan')}[slab {a}:{b} of axis {axis}]"}
         return Volume(np.ascontiguousarray(vol.data[tuple(index)]), affine, meta)
     return [part(0, cut)], [part(cut, n)], f"held out by slab: slices {cut}-{n - 1} of axis {axis} ({n - cut} of {n})"

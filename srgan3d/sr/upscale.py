@@ -29,7 +29,7 @@ from srgan3d.sr.engine import (
     GeneratorEngine,
     StageClock,
     _say_once,
-    matching_permutation,
+    axes_for_generator,
     resolve_device,
     resolve_method_and_weights,
     thickest_axis,
@@ -38,10 +38,10 @@ from srgan3d.sr.engine import (
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights
 from srgan3d.volume import (
-    OUTPUT_DTYPES,
     ScanSource,
     Volume,
     VolumeError,
+    check_dtype_policy,
     find_scans,
     output_array,
     write_volume,
@@ -152,8 +152,7 @@ class UpscaleConfig:
                              "(or 1,1,2)")  # fmt: skip
         if self.self_supervised_minutes <= 0:
             raise ValueError(f"the self-supervised budget must be > 0 minutes, not {self.self_supervised_minutes}")
-        if self.dtype not in OUTPUT_DTYPES:
-            raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {self.dtype!r}")
+        check_dtype_policy(self.dtype)
         if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
             raise ValueError(f"scale must be three positive integers, not {self.scale}")
 
@@ -273,9 +272,7 @@ def _adapt_and_upscale(
     model is left as it was for the next scan)."""
     from srgan3d.sr.adapt import adapt_generator
 
-    perm = matching_permutation(factors, tuple(engine.scale))
-    if perm is None:
-        raise ValueError(f"the generator's scale is {tuple(engine.scale)}; it cannot upscale by {factors}")
+    perm = axes_for_generator(factors, tuple(engine.scale))
     moved = Volume(np.ascontiguousarray(np.transpose(vol.data, perm)), vol.affine, vol.meta)
     adapted, info = adapt_generator(engine.model, moved, steps=config.adapt_steps, device=engine.device)
     original = engine.model

@@ -20,7 +20,6 @@ from srgan3d.study.agreement import reader_agreement
 from srgan3d.study.cohort import MIN_PER_CLASS, READ_COLUMN, Cohort, make_split, read_cohort
 from srgan3d.study.feature_tables import check_same_features, read_feature_table
 from srgan3d.study.modeling import (
-    ROSTER,
     ModelingConfig,
     ModelingResult,
     cohort_summary,
@@ -30,7 +29,9 @@ from srgan3d.study.modeling import (
 from srgan3d.study.radiomics import FeatureTables, RadiomicsConfig, crop, extract_cohort, sr_images
 from srgan3d.study.report import write_report
 from srgan3d.study.results import (
+    CLASSIFIER_LABELS,
     SCHEMA_VERSION,
+    STUDY_MODELS,
     TRAIN,
     DeepResult,
     Example,
@@ -383,10 +384,8 @@ def _roster(
     """The models every set reports: the study's four, the panel's pick and DLRCR when present;
     their probabilities (one column each), their out-of-fold probabilities of the training
     patients, the thresholds chosen on those, and the best model."""
-    from srgan3d.study.panel import CLASSIFIER_LABELS
-
     names = res.fitted.names
-    entries = [ModelEntry(m.name, m.label, m.colour, "study") for m in ROSTER if m.name in names]
+    entries = [m for m in STUDY_MODELS if m.name in names]
     probs = res.predictions[list(names)].copy()
     oof = res.oof[list(names)].copy()  # type: ignore[index]
     thresholds = dict(res.thresholds)

@@ -25,6 +25,8 @@ from scipy.special import expit
 
 from srgan3d.study import stats
 from srgan3d.study.results import (
+    MODEL_NAMES,
+    RADSCORE_MODELS,
     TEST,
     TRAIN,
     FitNote,
@@ -38,28 +40,6 @@ from srgan3d.study.stats import stratified_folds
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of the study: its key in results, its label and colour in the report."""
-
-    name: str
-    label: str
-    colour: str
-
-
-# The study's four models, in report order. The report's full roster (with the panel's pick and
-# DLRCR) is `srgan3d.study.results.Roster`, built by `srgan3d.study.evaluation`.
-ROSTER = (
-    ModelSpec("radiomics_pre_sr", "Radiomics, pre-SR", "#1f77b4"),
-    ModelSpec("radiomics_post_sr", "Radiomics, post-SR", "#d62728"),
-    ModelSpec("clinical", "Clinical-radiological (CR)", "#2ca02c"),
-    ModelSpec("clinical_post_sr", "RCR: CR + post-SR radscore", "#9467bd"),
-)
-MODEL_NAMES = tuple(m.name for m in ROSTER)
-MODEL_LABELS = {m.name: m.label for m in ROSTER}
-MODEL_COLOURS = {m.name: m.colour for m in ROSTER}
-RADSCORE_MODELS = ("radiomics_pre_sr", "radiomics_post_sr")
-"""The radscore models; the study's question is whether the second beats the first."""
 
 
 def present_models(*, pre: bool, post: bool) -> tuple[str, ...]:

@@ -26,13 +26,6 @@ from srgan3d.study.results import TRAIN, ClassifierResult, PanelResult, tested_s
 log = logging.getLogger(__name__)
 
 CLASSIFIER_NAMES = ("lr", "svm", "knn", "xgboost", "mlp")
-CLASSIFIER_LABELS = {
-    "lr": "Logistic regression",
-    "svm": "SVM (RBF, Platt-calibrated)",
-    "knn": "k-nearest neighbours",
-    "xgboost": "Gradient boosting (XGBoost)",
-    "mlp": "Multilayer perceptron",
-}
 IMAGES = ("pre", "post")
 
 

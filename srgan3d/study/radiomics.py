@@ -43,7 +43,7 @@ from srgan3d.sr.engine import (
     upscale_volume,
 )
 from srgan3d.study.results import Result
-from srgan3d.volume import Volume, read_volume, write_volume
+from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, read_volume, write_volume
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ def voi_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
 
 def crop(volume: Volume, box: Sequence[slice]) -> Volume:
     """The sub-volume `box`, with its affine moved to the crop's first voxel."""
-    affine = volume.affine.copy()
-    affine[:3, 3] = volume.affine[:3, :3] @ np.array([s.start for s in box], float) + volume.affine[:3, 3]
+    affine = crop_affine(volume.affine, [s.start for s in box])
     return Volume(np.ascontiguousarray(volume.data[tuple(box)]), affine, dict(volume.meta))
 
 
@@ -170,7 +169,7 @@ def to_sitk(volume: Volume) -> Any:
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(volume.data, (2, 1, 0))))
-    lps = np.diag([-1.0, -1.0, 1.0])
+    lps = LPS_TO_RAS[:3, :3]  # its own inverse: RAS -> LPS
     spacing = np.asarray(volume.spacing_mm, float)
     direction = lps @ (volume.affine[:3, :3] / spacing)
     img.SetSpacing(tuple(float(s) for s in spacing))

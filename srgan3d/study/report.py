@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
-from srgan3d.study.modeling import MODEL_LABELS, RADSCORE_MODELS
 from srgan3d.study.report_figures import (
     calibration_figure,
     dca_figure,
@@ -33,7 +32,15 @@ from srgan3d.study.report_figures import (
     stamp_for,
     variable_label,
 )
-from srgan3d.study.results import LEARNED_AUC_FLOOR, TRAIN, FitNote, StudyResult
+from srgan3d.study.results import (
+    CLASSIFIER_LABELS,
+    LEARNED_AUC_FLOOR,
+    MODEL_LABELS,
+    RADSCORE_MODELS,
+    TRAIN,
+    FitNote,
+    StudyResult,
+)
 from srgan3d.study.stats import DelongResult
 
 CSS = """
@@ -446,8 +453,6 @@ def _discrimination_section(r: StudyResult) -> Section:
 
 
 def _panel_section(r: StudyResult) -> Section | None:
-    from srgan3d.study.panel import CLASSIFIER_LABELS
-
     if "panel" in r.absent:
         return "Classifier panel", [f"<p>{_esc(r.absent['panel'])}</p>"]
 

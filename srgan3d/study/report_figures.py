@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
-from srgan3d.study.results import StudyResult, SurvivalEndpoint
-from srgan3d.study.survival import GROUP_COVARIATE
+from srgan3d.study.results import CLASSIFIER_LABELS, GROUP_COVARIATE, StudyResult, SurvivalEndpoint
 
 
 def fmt_p(p: float | None) -> str:
@@ -177,8 +176,6 @@ def panel_roc_figure(results: StudyResult) -> str | None:
     """ROC of each panel classifier on each test set, pre-SR (dashed) and post-SR (solid), with
     the clinical model: one panel per test set."""
     import matplotlib.pyplot as plt
-
-    from srgan3d.study.panel import CLASSIFIER_LABELS
 
     panel = results.panel
     if panel is None or not panel.models:

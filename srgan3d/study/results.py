@@ -164,6 +164,31 @@ class ModelEntry(Result):
     family: str  # "study" (the four models), "panel" (the panel's pick), "deep" (DLRCR)
 
 
+#: The study's four models, in report order: the one descriptor (key, label, colour) of each. The
+#: report's full roster (with the panel's pick and DLRCR) is `Roster`, built by
+#: `srgan3d.study.evaluation`; the fitting modules and the report both read these names from here.
+STUDY_MODELS = (
+    ModelEntry("radiomics_pre_sr", "Radiomics, pre-SR", "#1f77b4", "study"),
+    ModelEntry("radiomics_post_sr", "Radiomics, post-SR", "#d62728", "study"),
+    ModelEntry("clinical", "Clinical-radiological (CR)", "#2ca02c", "study"),
+    ModelEntry("clinical_post_sr", "RCR: CR + post-SR radscore", "#9467bd", "study"),
+)
+MODEL_NAMES = tuple(m.name for m in STUDY_MODELS)
+MODEL_LABELS = {m.name: m.label for m in STUDY_MODELS}
+RADSCORE_MODELS = ("radiomics_pre_sr", "radiomics_post_sr")
+"""The radscore models; the study's question is whether the second beats the first."""
+#: The classifier panel's members (`srgan3d.study.panel`) as the report names them.
+CLASSIFIER_LABELS = {
+    "lr": "Logistic regression",
+    "svm": "SVM (RBF, Platt-calibrated)",
+    "knn": "k-nearest neighbours",
+    "xgboost": "Gradient boosting (XGBoost)",
+    "mlp": "Multilayer perceptron",
+}
+#: The name of the risk-group covariate in the survival section's Cox models.
+GROUP_COVARIATE = "predicted_responder"
+
+
 @dataclass(frozen=True)
 class Roster(Result):
     """The models compared in every set, in report order, and the study's best model.

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srgan3d.study.results import CIndex, SurvivalEndpoint, SurvivalResult, SurvivalSet
+from srgan3d.study.results import GROUP_COVARIATE, CIndex, SurvivalEndpoint, SurvivalResult, SurvivalSet
 from srgan3d.study.stats import round_ticks
 
 log = logging.getLogger(__name__)
@@ -201,8 +201,6 @@ def risk_times(t_max: float, most: int = 6) -> list[float]:
     return round_ticks(0.0, t_max, t_max / most) if t_max > 0 else [0.0]
 
 
-#: The name of the risk-group covariate in the Cox model (the report names it in words).
-GROUP_COVARIATE = "predicted_responder"
 
 
 def study_survival(

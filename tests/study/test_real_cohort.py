@@ -109,3 +109,9 @@ def test_absent_images_sections_say_why_in_one_line(real_study, tmp_path):
     res = CliRunner().invoke(app, ["evaluate", str(real_study / "cohort.csv"), "-o", str(tmp_path / "z"), "--clinical",
                                    "afp_log10_ng_ml", "--response-ties", "drop", "--time-unit", "fortnights"])  # fmt: skip
     assert res.exit_code == 2 and "--time-unit must be one of days, weeks, months, years" in res.output
+
+
+def test_post_sr_features_need_the_pre_sr_table(real_study, tmp_path):
+    res = CliRunner().invoke(app, ["evaluate", str(real_study / "cohort.csv"), "-o", str(tmp_path / "f"),
+                                   "--features-sr", str(real_study / "cohort.csv")])  # fmt: skip
+    assert res.exit_code == 2 and "--features-sr was given without --features" in res.output
