@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv demo test lint bench clean real-example
+.PHONY: venv demo test test-slow lint bench clean real-example
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# The slow tests (end-to-end evaluate, the demo, Chromium layouts, the heaviest model checks); CI runs them after `make test`.
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
 
 # The clinical half of the study on a real public TACE cohort (HCC-TACE-Seg, examples/hcc_tace_seg):
 # three readers' mRECIST, TTP and OS in weeks, staging as written. No images: see the README.

@@ -104,6 +104,7 @@ def test_console_script_as_subprocess(tmp_path):
     assert nib.load(str(tmp_path / "o" / "totalseg_example_mr_sm_sr2x.nii.gz")).shape == (234, 182, 40)
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):
     out = tmp_path / "demo"
     args = [

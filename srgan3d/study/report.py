@@ -708,18 +708,19 @@ def _survival_section(r: StudyResult) -> Section | None:
                 continue
             risk = []
             for k in sv.kaplan_meier:
-                median = f"{k['median']:.1f} {ep.time_unit}" if np.isfinite(k["median"]) else "not reached"
-                risk.append({"Group": k["group"], "Median": median,
-                             **{f"{float(t):g} {ep.time_unit}": n for t, n in k["at_risk"].items()}})  # fmt: skip
+                median = f"{k.median:.1f} {ep.time_unit}" if np.isfinite(k.median) else "not reached"
+                risk.append({"Group": k.group, "Median": median,
+                             **{f"{float(t):g} {ep.time_unit}": n for t, n in k.at_risk}})  # fmt: skip
             parts.append(f"<b>Numbers at risk, {_esc(ep.endpoint)}, {_esc(s)} set</b>"
                          + _table(pd.DataFrame(risk), left=("Group",)))  # fmt: skip
-            rows = [{"Covariate": _var(c["covariate"]), "HR [95% CI]": f"{_num(c['hr'])} [{_num(c['hr_low'])}-{_num(c['hr_high'])}]",
-                     "coef": _num(c["coef"], 4), "SE": _num(c["se"], 4), "z": _num(c["z"], 2), "p": fmt_p(c["p"])}
-                    for c in sv.cox]  # fmt: skip
-            a, ci = sv.cox_attrs or {}, sv.c_index
-            lr = a["log_likelihood_ratio_test"]
-            parts.append(f"<b>Cox model, {_esc(ep.endpoint)}, {_esc(s)} set</b> (n = {a['n']}, {a['events']} events; "
-                         f"likelihood-ratio test χ² {lr['statistic']:.2f} on {lr['df']} df, p {fmt_p(lr['p'])}"
+            if sv.cox is None:
+                continue
+            rows = [{"Covariate": _var(c.covariate), "HR [95% CI]": f"{_num(c.hr)} [{_num(c.hr_low)}-{_num(c.hr_high)}]",
+                     "coef": _num(c.coef, 4), "SE": _num(c.se, 4), "z": _num(c.z, 2), "p": fmt_p(c.p)}
+                    for c in sv.cox.terms]  # fmt: skip
+            ci, lr = sv.c_index, sv.cox.likelihood_ratio
+            parts.append(f"<b>Cox model, {_esc(ep.endpoint)}, {_esc(s)} set</b> (n = {sv.cox.n}, {sv.cox.events} events; "
+                         f"likelihood-ratio test χ² {lr.statistic:.2f} on {lr.df} df, p {fmt_p(lr.p)}"
                          + (f"; Harrell's C of the response model {ci.c_index:.3f} [{ci.ci_low:.3f}-{ci.ci_high:.3f}]" if ci else "")
                          + ")"
                          + _table(pd.DataFrame(rows), left=("Covariate",)))  # fmt: skip

@@ -327,16 +327,16 @@ def km_figure(results: StudyResult, endpoint: SurvivalEndpoint) -> str:
     unit = endpoint.time_unit
     for ax, (name, sv) in zip(axes[0], shown, strict=True):
         for k in sv.kaplan_meier:
-            c = colours.get(k["group"], "#333")
-            median = f"{k['median']:.1f} {unit}" if np.isfinite(k["median"]) else "not reached"
-            ax.step(k["times"], k["survival"], where="post", color=c, lw=2, label=f"{k['group']} (median {median})")
-            ax.fill_between(k["times"], k["ci_low"], k["ci_high"], step="post", color=c, alpha=0.12)
-        ticks = [float(t) for t in sv.kaplan_meier[0]["at_risk"]] if sv.kaplan_meier else []
+            c = colours.get(k.group, "#333")
+            median = f"{k.median:.1f} {unit}" if np.isfinite(k.median) else "not reached"
+            ax.step(k.times, k.survival, where="post", color=c, lw=2, label=f"{k.group} (median {median})")
+            ax.fill_between(k.times, k.ci_low, k.ci_high, step="post", color=c, alpha=0.12)
+        ticks = [float(t) for t, _ in sv.kaplan_meier[0].at_risk] if sv.kaplan_meier else []
         ax.set(xlabel=f"Time ({unit})", ylabel=KM_AXIS.get(endpoint.endpoint, "Probability without the event"), ylim=(0, 1.02),
                title=f"{endpoint.endpoint.capitalize()}, {name} set (n = {sv.n})\nlog-rank "
-                     f"{fmt_p_eq(sv.logrank['p'] if sv.logrank else None)}")  # fmt: skip
+                     f"{fmt_p_eq(sv.logrank.p if sv.logrank else None)}")  # fmt: skip
         if ticks:
-            t_end = max([ticks[-1], *(max(k["times"]) for k in sv.kaplan_meier)])
+            t_end = max([ticks[-1], *(max(k.times) for k in sv.kaplan_meier)])
             ax.set_xticks(ticks)
             ax.set_xlim(-0.02 * t_end, t_end * 1.03)
         ax.title.set_fontsize(9)
@@ -345,9 +345,9 @@ def km_figure(results: StudyResult, endpoint: SurvivalEndpoint) -> str:
         ax.text(-0.02, -0.2, "Numbers at risk", transform=ax.transAxes, fontsize=7, weight="bold", ha="left")
         for row, k in enumerate(sv.kaplan_meier):
             yy = -0.27 - 0.065 * row
-            ax.text(-0.02, yy, k["group"].replace("predicted ", ""), transform=ax.transAxes, fontsize=7, ha="right",
-                    color=colours.get(k["group"], "#333"))  # fmt: skip
-            for t, n in k["at_risk"].items():
+            ax.text(-0.02, yy, k.group.replace("predicted ", ""), transform=ax.transAxes, fontsize=7, ha="right",
+                    color=colours.get(k.group, "#333"))  # fmt: skip
+            for t, n in k.at_risk:
                 ax.text(float(t), yy, str(n), transform=ax.get_xaxis_transform(), fontsize=7, ha="center")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.27 - 0.065 * len(sv.kaplan_meier)))
     fig.subplots_adjust(bottom=0.38, wspace=0.45)

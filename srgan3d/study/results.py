@@ -422,15 +422,69 @@ class CIndex(Result):
 
 
 @dataclass(frozen=True)
+class ChiSquareTest(Result):
+    """A chi-square test: the log-rank test across groups, or a Cox model's likelihood-ratio test."""
+
+    statistic: float
+    df: int
+    p: float
+
+
+@dataclass(frozen=True)
+class KaplanMeier(Result):
+    """One group's product-limit curve, its 95% CI (Greenwood, log-log) and numbers at risk
+    (`at_risk`: (time, patients at risk) pairs)."""
+
+    group: str
+    times: tuple[float, ...]
+    survival: tuple[float, ...]
+    ci_low: tuple[float, ...]
+    ci_high: tuple[float, ...]
+    at_risk: tuple[tuple[float, int], ...]
+    median: float
+
+
+@dataclass(frozen=True)
+class CoxTerm(Result):
+    """One covariate of a Cox model: Wald statistics and the hazard ratio with its 95% CI."""
+
+    covariate: str
+    coef: float
+    se: float
+    z: float
+    p: float
+    hr: float
+    hr_low: float
+    hr_high: float
+
+
+@dataclass(frozen=True)
+class CoxResult(Result):
+    """A Cox proportional-hazards fit (Efron ties): its terms, Harrell's C of the linear
+    predictor, the likelihood-ratio test, and the patients and events it saw."""
+
+    terms: tuple[CoxTerm, ...]
+    concordance: float
+    likelihood_ratio: ChiSquareTest
+    n: int
+    events: int
+
+    def term(self, covariate: str) -> CoxTerm:
+        for t in self.terms:
+            if t.covariate == covariate:
+                return t
+        raise KeyError(f"no covariate {covariate!r} in the Cox model ({', '.join(t.covariate for t in self.terms)})")
+
+
+@dataclass(frozen=True)
 class SurvivalSet(Result):
     """One endpoint on one set: KM per risk group, log-rank, Cox and Harrell's C."""
 
     n: int
     events: int
-    kaplan_meier: tuple[dict[str, Any], ...] = ()
-    logrank: dict[str, float] | None = None
-    cox: tuple[dict[str, Any], ...] = ()
-    cox_attrs: dict[str, Any] | None = None
+    kaplan_meier: tuple[KaplanMeier, ...] = ()
+    logrank: ChiSquareTest | None = None
+    cox: CoxResult | None = None
     c_index: CIndex | None = None
     skipped: str | None = None
 

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from srgan3d.study.results import GROUP_COVARIATE, CIndex, SurvivalEndpoint, SurvivalResult, SurvivalSet
+from srgan3d.study.results import (
+    GROUP_COVARIATE,
+    ChiSquareTest,
+    CIndex,
+    CoxResult,
+    CoxTerm,
+    KaplanMeier,
+    SurvivalEndpoint,
+    SurvivalResult,
+    SurvivalSet,
+)
 from srgan3d.study.stats import round_ticks
 
 log = logging.getLogger(__name__)
@@ -53,13 +62,11 @@ def check_survival(df: pd.DataFrame, duration: str, event: str) -> None:
         raise SurvivalDataError(f"bad survival values: {shown}. Correct them or drop those patients")
 
 
-def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) -> pd.DataFrame:
+def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) -> CoxResult:
     """Cox proportional-hazards regression (Efron's method for ties, as R's coxph).
 
-    Returns a DataFrame indexed by covariate with columns ``coef, se, z, p, hr, hr_low, hr_high``
-    (Wald statistics, 95% CI of the hazard ratio); ``.attrs`` holds ``concordance`` (Harrell's C of
-    the linear predictor), ``log_likelihood_ratio_test`` ({statistic, df, p}), ``n`` and
-    ``events``.
+    Returns a `CoxResult`: one `CoxTerm` per covariate (Wald statistics, the hazard ratio and its
+    95% CI), Harrell's C of the linear predictor, the likelihood-ratio test, n and events.
     """
     from lifelines import CoxPHFitter
 
@@ -71,40 +78,18 @@ def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) 
     fitter = CoxPHFitter()  # lifelines' partial likelihood uses Efron's approximation for ties
     fitter.fit(data, duration_col=duration, event_col=event)
     s = fitter.summary
-    out = pd.DataFrame(
-        {
-            "coef": s["coef"],
-            "se": s["se(coef)"],
-            "z": s["z"],
-            "p": s["p"],
-            "hr": s["exp(coef)"],
-            "hr_low": s["exp(coef) lower 95%"],
-            "hr_high": s["exp(coef) upper 95%"],
-        }
-    )
-    out.index.name = "covariate"
+    terms = tuple(
+        CoxTerm(covariate=str(c), coef=float(s.loc[c, "coef"]), se=float(s.loc[c, "se(coef)"]), z=float(s.loc[c, "z"]),
+                p=float(s.loc[c, "p"]), hr=float(s.loc[c, "exp(coef)"]), hr_low=float(s.loc[c, "exp(coef) lower 95%"]),
+                hr_high=float(s.loc[c, "exp(coef) upper 95%"]))
+        for c in s.index
+    )  # fmt: skip
     lr = fitter.log_likelihood_ratio_test()
-    out.attrs = {
-        "concordance": float(fitter.concordance_index_),
-        "log_likelihood_ratio_test": {"statistic": float(lr.test_statistic), "df": int(lr.degrees_freedom),
-                                      "p": float(lr.p_value)},  # fmt: skip
-        "n": int(len(data)),
-        "events": int(data[event].sum()),
-    }
-    return out
-
-
-@dataclass(frozen=True)
-class KaplanMeier:
-    """One group's product-limit curve, its 95% CI (Greenwood, log-log) and numbers at risk."""
-
-    group: str
-    times: list[float]
-    survival: list[float]
-    ci_low: list[float]
-    ci_high: list[float]
-    at_risk: dict[float, int]
-    median: float
+    return CoxResult(
+        terms=terms, concordance=float(fitter.concordance_index_),
+        likelihood_ratio=ChiSquareTest(float(lr.test_statistic), int(lr.degrees_freedom), float(lr.p_value)),
+        n=int(len(data)), events=int(data[event].sum()),
+    )  # fmt: skip
 
 
 def kaplan_meier(
@@ -128,24 +113,24 @@ def kaplan_meier(
         out.append(
             KaplanMeier(
                 group=name,
-                times=[float(v) for v in sf.index],
-                survival=[float(v) for v in sf.to_numpy()],
-                ci_low=[float(v) for v in ci.iloc[:, 0]],
-                ci_high=[float(v) for v in ci.iloc[:, 1]],
-                at_risk={float(rt): int((t >= rt).sum()) for rt in risk_times},
+                times=tuple(float(v) for v in sf.index),
+                survival=tuple(float(v) for v in sf.to_numpy()),
+                ci_low=tuple(float(v) for v in ci.iloc[:, 0]),
+                ci_high=tuple(float(v) for v in ci.iloc[:, 1]),
+                at_risk=tuple((float(rt), int((t >= rt).sum())) for rt in risk_times),
                 median=float(km.median_survival_time_),
             )
         )
     return out
 
 
-def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> dict[str, float]:
+def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> ChiSquareTest:
     """Log-rank test across the groups of `group` (chi-square with groups - 1 df)."""
     from lifelines.statistics import multivariate_logrank_test
 
     check_survival(df, duration, event)
     r = multivariate_logrank_test(df[duration].astype(float), df[group], df[event].astype(int))
-    return {"statistic": float(r.test_statistic), "df": int(r.degrees_of_freedom), "p": float(r.p_value)}
+    return ChiSquareTest(float(r.test_statistic), int(r.degrees_of_freedom), float(r.p_value))
 
 
 def harrell_c(
@@ -250,10 +235,9 @@ def _survival_of_set(
         km = kaplan_meier(df, tcol, ecol, "group", risk_times=risk_times(float(df[tcol].max())))
         if df["group"].nunique() < 2:
             raise ValueError(f"every patient of this set is a {df['group'].iloc[0]}: no second group to compare")
-        res = cox(df, tcol, ecol, [GROUP_COVARIATE, *covariates])
         return SurvivalSet(
-            n=n, events=events, kaplan_meier=tuple(k.__dict__ for k in km), logrank=logrank(df, tcol, ecol, "group"),
-            cox=tuple(res.reset_index().to_dict(orient="records")), cox_attrs=res.attrs,
+            n=n, events=events, kaplan_meier=tuple(km), logrank=logrank(df, tcol, ecol, "group"),
+            cox=cox(df, tcol, ecol, [GROUP_COVARIATE, *covariates]),
             c_index=harrell_c(df[tcol], df[ecol], 1 - p_best, n_bootstrap=200),
         )  # fmt: skip
     except (SurvivalDataError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:

@@ -130,6 +130,7 @@ def _results(evaluated) -> tuple[Path, dict, str]:
     return out, json.loads((out / "results.json").read_text()), (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_writes_its_outputs_and_a_typed_tree(evaluated, tmp_path):
     out, results, _ = _results(evaluated)
     for name in ("report.html", "results.json", "predictions.csv", "coefficients.csv", "features_pre.csv",
@@ -155,6 +156,7 @@ def test_evaluate_writes_its_outputs_and_a_typed_tree(evaluated, tmp_path):
     assert results["excluded"] == [] and results["absent"] == {} and results["agreement"] is None
 
 
+@pytest.mark.slow
 def test_the_split_is_the_table_set_column_and_external_aucs_are_the_models_own(tiny_cohort, evaluated):
     out, results, html = _results(evaluated)
     table = pd.read_csv(tiny_cohort)
@@ -178,6 +180,7 @@ def test_the_split_is_the_table_set_column_and_external_aucs_are_the_models_own(
     assert "<td class=\"l\">centre_B</td>" in html and "left to right: train, test, centre_B" in html
 
 
+@pytest.mark.slow
 def test_the_training_thresholds_apply_unchanged_to_every_set(evaluated):
     _, results, html = _results(evaluated)
     thresholds = results["roster"]["thresholds"]
@@ -189,6 +192,7 @@ def test_the_training_thresholds_apply_unchanged_to_every_set(evaluated):
     assert "out-of-fold predictions on the training set" in html
 
 
+@pytest.mark.slow
 def test_the_report_has_every_section_in_order(evaluated):
     _, results, html = _results(evaluated)
     assert "Candidates considered: <b>Tumour diameter (mm), Arterial enhancement (0 = no, 1 = yes)</b>" in html
@@ -206,6 +210,7 @@ def test_the_report_has_every_section_in_order(evaluated):
     assert "Net benefit at three threshold probabilities" in html and "Nomogram of the combined" in html
 
 
+@pytest.mark.slow
 def test_peritumoral_regions(evaluated):
     out, results, html = _results(evaluated)
     regions = {r["region"]: r for r in results["regions"]}
@@ -218,6 +223,7 @@ def test_peritumoral_regions(evaluated):
     assert not any(c.startswith("ring") for c in results["fitted"]["radscore"]["radiomics_post_sr"]["features"])
 
 
+@pytest.mark.slow
 def test_deep_models_and_dlrcr(evaluated):
     """The dual-branch deep model before and after SR. On this tiny cohort (4 epochs of a
     quarter-width ResNet-10, seeded and deterministic on the CPU) the post-SR model does not learn:
@@ -238,12 +244,14 @@ def test_deep_models_and_dlrcr(evaluated):
     assert "Best classifier: " in html
 
 
+@pytest.mark.slow
 def test_survival_and_readers_per_set(evaluated):
     _, results, html = _results(evaluated)
     (os_,) = results["survival"]["endpoints"]
     assert os_["endpoint"] == "overall survival" and list(os_["sets"]) == ["train", "test", "centre_B"]
     tr = os_["sets"]["train"]
-    assert [c["covariate"] for c in tr["cox"]] == ["predicted_responder", "diameter_mm", "arterial_enhancement"]
+    assert [c["covariate"] for c in tr["cox"]["terms"]] == ["predicted_responder", "diameter_mm", "arterial_enhancement"]
+    assert tr["cox"]["n"] == 19 and tr["cox"]["likelihood_ratio"]["df"] == 3
     assert {k["group"] for k in tr["kaplan_meier"]} <= {"predicted responder", "predicted non-responder"}
     assert 0 <= tr["logrank"]["p"] <= 1 and 0 <= tr["c_index"]["c_index"] <= 1 and tr["n"] == 19
     readers = results["readers"]["sets"]
@@ -253,11 +261,13 @@ def test_survival_and_readers_per_set(evaluated):
     assert "Survival</h2>" in html and "Readers</h2>" in html
 
 
+@pytest.mark.slow
 def test_the_users_cohort_folder_is_untouched(tiny_cohort, evaluated):
     _, _, before = evaluated
     assert tree_digest(tiny_cohort.parent) == before, "evaluate modified the user's cohort folder"
 
 
+@pytest.mark.slow
 def test_every_figure_of_a_simulated_cohort_carries_the_stamp(evaluated):
     from srgan3d.study import report as report_mod
     from srgan3d.study import report_figures as figs
@@ -271,6 +281,7 @@ def test_every_figure_of_a_simulated_cohort_carries_the_stamp(evaluated):
     assert len(stamps) >= 6 and set(stamps) == {figs.SIMULATED_STAMP}
 
 
+@pytest.mark.slow
 def test_the_report_rerenders_from_results_json_alone(evaluated, tmp_path):
     out, _, html = _results(evaluated)
     alone = tmp_path / "alone"
@@ -281,6 +292,7 @@ def test_the_report_rerenders_from_results_json_alone(evaluated, tmp_path):
     assert (alone / "report.html").read_text() == html
 
 
+@pytest.mark.slow
 def test_a_second_run_reuses_the_cache_and_test_size_with_sets_is_refused(evaluated, tmp_path):
     out, args, _ = evaluated
     results = json.loads((out / "results.json").read_text())
@@ -296,6 +308,7 @@ def test_a_second_run_reuses_the_cache_and_test_size_with_sets_is_refused(evalua
     assert res.exit_code != 0 and "has a 'set' column" in res.output and "drop --test-size" in res.output
 
 
+@pytest.mark.slow
 def test_report_reads_right(evaluated):
     """No internal code, stray sign or absolute path in the report's text; DCA ranges per set in
     the key results; one sign convention stated."""
@@ -312,6 +325,7 @@ def test_report_reads_right(evaluated):
     assert "Threshold ranges of each model" in html
 
 
+@pytest.mark.slow
 def test_report_fits_1280_px_in_chromium(evaluated, tmp_path):
     """Headless Chromium lays the report out at 1280 px: the page is no wider than the window, and
     no table, figure or paragraph reaches past it."""
@@ -395,6 +409,7 @@ def test_bad_survival_and_reader_columns_are_skipped_with_the_reason(tiny_cohort
     assert results["deep"]["config"]["dual"] == "image_2" and set(results["deep"]["models"]) == {"pre", "post"}
 
 
+@pytest.mark.slow
 def test_features_from_a_pyradiomics_batch_table_give_the_same_aucs(tiny_cohort, evaluated, tmp_path):
     """The study's own extracted features, written in pyradiomics' batch layout (Image, Mask,
     diagnostics_*, features) and read back with --features/--features-sr, give the same AUCs as

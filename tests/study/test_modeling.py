@@ -52,6 +52,7 @@ def _split(pre: pd.DataFrame, train: np.ndarray, test: np.ndarray, external: np.
     return Split(sets=sets, source="table", seed=0)
 
 
+@pytest.mark.slow
 def test_nothing_from_the_test_set_reaches_any_fit():
     pre, post, clin, y = _cohort()
     train, test = split_patients(y, test_size=0.2, seed=CFG.seed)
@@ -84,6 +85,7 @@ def test_nothing_from_the_test_set_reaches_any_fit():
     assert base.panel.models["lr"]["post"].roc["test"] != other.panel.models["lr"]["post"].roc["test"]
 
 
+@pytest.mark.slow
 def test_pipeline_finds_the_signal_and_is_reproducible():
     pre, post, clin, y = _cohort(n=120, seed=1)
     a = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0, classifiers=()))
@@ -130,6 +132,7 @@ def test_cohort_summary_uses_the_right_tests():
     assert s[s.variable == "bclc"].iloc[0].test == "chi-square"
 
 
+@pytest.mark.slow
 def test_the_classifier_panel_finds_the_signal_and_picks_its_best_on_training_data():
     from srgan3d.study import stats
 
@@ -199,6 +202,7 @@ def test_staging_comparator_orientation_is_fixed_on_training_data():
     assert row.roc["test"]["auc"] > 0.6 and 0 <= row.delong_vs_best["test"]["p_value"] <= 1
 
 
+@pytest.mark.slow
 def test_without_a_set_column_the_results_are_those_of_the_previous_release():
     """The drawn split and every figure stay as they were before sets came from the table: the
     values below were printed by srgan3d at commit 2c2928e (before the set column) for this cohort."""
@@ -254,6 +258,7 @@ def test_thresholds_come_from_out_of_fold_predictions():
     assert a.panel.models["lr"]["post"].threshold == stats.youden_threshold(y[train], a.panel_oof["lr_post"].to_numpy()[train])
 
 
+@pytest.mark.slow
 def test_an_external_set_is_tested_but_never_fitted_nor_bootstrapped():
     """Patients of an external set change no fitted coefficient, threshold or optimism-corrected
     AUC; their own AUCs are those of the stats module on their rows."""

@@ -65,6 +65,7 @@ def test_the_clinical_study_on_the_real_cohort(real_study):
     assert "left out: patient HCC_024: no reader read this patient" in terminal and "Fleiss' κ" in terminal
 
 
+@pytest.mark.slow
 def test_the_real_report_reads_right_and_fits_1280_px(real_study, tmp_path):
     html = (real_study / "study" / "report.html").read_text()
     # (the methods' options dump, in <code>, is machine-readable by design and left out)

@@ -44,15 +44,17 @@ R_LOGRANK_FIN = 3.83756957654905
 def test_cox_matches_r_coxph_on_the_rossi_data():
     df = pd.read_csv(DATA / "rossi.csv")
     res = cox(df, "week", "arrest", list(R_ROSSI.index))
-    assert list(res.columns) == ["coef", "se", "z", "p", "hr", "hr_low", "hr_high"]
+    assert [t.covariate for t in res.terms] == list(R_ROSSI.index)
     for col in R_ROSSI.columns:
-        np.testing.assert_allclose(res.loc[R_ROSSI.index, col], R_ROSSI[col], rtol=1e-6, err_msg=col)
-    lr = res.attrs["log_likelihood_ratio_test"]
-    assert lr["df"] == R_LOGTEST[1]
-    assert lr["statistic"] == pytest.approx(R_LOGTEST[0], rel=1e-6) and lr["p"] == pytest.approx(R_LOGTEST[2], rel=1e-6)
-    assert res.attrs["concordance"] == pytest.approx(R_CONCORDANCE, rel=1e-6)
-    assert res.attrs["n"] == 432 and res.attrs["events"] == 114
-    assert logrank(df, "week", "arrest", "fin")["statistic"] == pytest.approx(R_LOGRANK_FIN, rel=1e-6)
+        ours = [getattr(res.term(c), col) for c in R_ROSSI.index]
+        np.testing.assert_allclose(ours, R_ROSSI[col], rtol=1e-6, err_msg=col)
+    lr = res.likelihood_ratio
+    assert lr.df == R_LOGTEST[1]
+    assert lr.statistic == pytest.approx(R_LOGTEST[0], rel=1e-6) and lr.p == pytest.approx(R_LOGTEST[2], rel=1e-6)
+    assert res.concordance == pytest.approx(R_CONCORDANCE, rel=1e-6)
+    assert res.n == 432 and res.events == 114
+    assert type(res).from_dict(res.to_dict()) == res  # a typed leaf of the result tree
+    assert logrank(df, "week", "arrest", "fin").statistic == pytest.approx(R_LOGRANK_FIN, rel=1e-6)
 
 
 def test_kaplan_meier_and_logrank_match_a_hand_calculation():
@@ -64,7 +66,7 @@ def test_kaplan_meier_and_logrank_match_a_hand_calculation():
     # group a: at t=1 5/6, t=2 (5/6)(4/5), t=3 x(2/3), t=5 x 0
     assert s_a[1.0] == pytest.approx(5 / 6) and s_a[2.0] == pytest.approx(4 / 6)
     assert s_a[3.0] == pytest.approx(4 / 6 * 2 / 3) and s_a[5.0] == pytest.approx(0.0)
-    assert a.at_risk == {0.0: 6, 3.0: 3} and b.at_risk == {0.0: 4, 3.0: 3}
+    assert a.at_risk == ((0.0, 6), (3.0, 3)) and b.at_risk == ((0.0, 4), (3.0, 3))
     # log-rank by hand: sum over event times of (observed - expected) in group a, and its variance
     o_e, var = 0.0, 0.0
     for t in sorted(df.loc[df.e == 1, "t"].unique()):
@@ -76,7 +78,7 @@ def test_kaplan_meier_and_logrank_match_a_hand_calculation():
         if n > 1:
             var += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
     r = logrank(df, "t", "e", "g")
-    assert r["df"] == 1 and r["statistic"] == pytest.approx(o_e**2 / var, rel=1e-9)
+    assert r.df == 1 and r.statistic == pytest.approx(o_e**2 / var, rel=1e-9)
 
 
 def test_harrell_c_counts_concordant_pairs():
