@@ -77,7 +77,7 @@ def main() -> None:
                   for m, o in outs.items()}  # fmt: skip
         row = {
             "scan": Path(path).name, "shape": list(vol.shape), "spacing_mm": [round(float(v), 4) for v in vol.spacing_mm],
-            "held_out": note, "train_seconds": round(seconds, 1), "steps": result["step"],
+            "held_out": note, "train_seconds": round(seconds, 1), "steps": result.step,
             "best_step": card["steps"], "scores": scores,
             "gain_vs_sinc_db": scores["fine-tuned"]["psnr_db"] - scores["sinc"]["psnr_db"],
             "gain_vs_shipped_db": scores["fine-tuned"]["psnr_db"] - scores["srgan3d_x2"]["psnr_db"],
@@ -85,7 +85,7 @@ def main() -> None:
             "card_site_heldout": card.get("site_heldout"),
         }  # fmt: skip
         rows.append(row)
-        print(f"{row['scan']}: {result['step']} steps in {seconds:.0f} s (best {card['steps']}); held-out slab: "
+        print(f"{row['scan']}: {result.step} steps in {seconds:.0f} s (best {card['steps']}); held-out slab: "
               + ", ".join(f"{m} {v['psnr_db']:.2f} dB / {v['ssim']:.4f}" for m, v in scores.items())
               + f"; fine-tuned {row['gain_vs_shipped_db']:+.2f} dB over srgan3d_x2, {row['gain_vs_sinc_db']:+.2f} over sinc",
               flush=True)  # fmt: skip

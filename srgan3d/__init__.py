@@ -31,6 +31,8 @@ _EXPORTS = {
     "upscale_volume": "srgan3d.sr.engine",
     "TrainConfig": "srgan3d.sr.train",
     "train": "srgan3d.sr.train",
+    "TrainResult": "srgan3d.sr.train",
+    "upscale_through_plane": "srgan3d.sr.through_plane",
     "export_weights": "srgan3d.sr.train",
     "degrade_volume": "srgan3d.sr.degrade",
     # the response study
@@ -46,6 +48,10 @@ _EXPORTS = {
     "wilson_ci": "srgan3d.study.stats",
     "youden_threshold": "srgan3d.study.stats",
     "operating_point": "srgan3d.study.stats",
+    "fleiss_kappa": "srgan3d.study.agreement",
+    "cohen_kappa": "srgan3d.study.agreement",
+    "rank_stages": "srgan3d.study.staging",
+    "read_feature_table": "srgan3d.study.feature_tables",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

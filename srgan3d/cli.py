@@ -587,7 +587,11 @@ def train(
     cfg = TrainConfig.from_yaml(config, **overrides) if config else TrainConfig(**overrides)
     with logging_redirect_tqdm():
         result = run_training(data, output, cfg, val=val or [], resume=resume, init=init, progress=True)
-    typer.echo(f"trained to step {result['step']}; validation: {result['validation']}")
+    metrics = result.validation
+    shown = (f"validation PSNR {metrics['psnr']:.2f} dB (zero-filled k-space {metrics['psnr_sinc']:.2f})"
+             if "psnr" in metrics else "no validation data")  # fmt: skip
+    typer.echo(f"trained to step {result.step}{' (the --minutes budget ended it)' if result.stopped_by_budget else ''}; "
+               f"{shown}; held out: {result.validation_split}")
 
 
 @app.command(short_help="Write a run's generator as weights + model card.")

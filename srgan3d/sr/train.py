@@ -364,6 +364,25 @@ def split_for_validation(
 # The loop
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run did.
+
+    Attributes:
+        step: the step it stopped at.
+        validation: the last validation's metrics (`validate`: means over the volumes, then each
+            volume's), empty without validation data.
+        stopped_by_budget: the `minutes` budget, not the step count, ended the run.
+        validation_split: "--val", "none", or how part of the data was held out
+            (`split_for_validation`).
+    """
+
+    step: int
+    validation: dict[str, float]
+    stopped_by_budget: bool = False
+    validation_split: str = ""
+
+
 def _is_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
@@ -581,7 +600,7 @@ def train(
     resume: bool = False,
     init: str | Path | None = None,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train a generator on high-resolution volumes; checkpoints, config and a CSV log in `run_dir`.
 
     Args:
@@ -594,7 +613,8 @@ def train(
             with its model card, e.g. the shipped `srgan3d_x2`) instead of from scratch; the
             recipe's architecture must be the weights' (`srgan3d train --init` takes it from their model card).
 
-    Returns the last validation metrics and the step count.
+    Returns a `TrainResult`: the step count, the last validation metrics, whether the
+    `minutes` budget ended the run, and how validation data were chosen.
     """
     config = config or TrainConfig()
     run_dir = Path(run_dir)
@@ -681,7 +701,8 @@ def train(
             torch.distributed.destroy_process_group()
     if run.main:
         write_text_atomic(run_dir / "last_validation.json", json.dumps({"step": run.step, **last_val}, indent=2) + "\n")
-    return {"step": run.step, "validation": last_val}
+    return TrainResult(step=run.step, validation=last_val, stopped_by_budget=run.step < total,
+                       validation_split=split_note or ("--val" if val else "none"))
 
 
 def _save_checkpoint(path: Path, run: _Run, config: TrainConfig) -> None:

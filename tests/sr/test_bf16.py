@@ -63,7 +63,7 @@ def test_gan_steps_in_bf16_are_finite(tmp_path, force_bf16):
     val = write_volume(make_phantom((48, 48, 32), (2.0, 2.0, 2.0), seed=5).image, tmp_path / "val.nii.gz")
     cfg = TrainConfig(**TINY, pretrain_steps=2, gan_steps=4, val_every=1, checkpoint_every=2)
     result = train([], tmp_path / "run", cfg, val=[val])
-    assert result["step"] == 6
+    assert result.step == 6
     with (tmp_path / "run" / "log.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["stage"] for r in rows] == ["pixel"] * 2 + ["gan"] * 4

@@ -68,7 +68,7 @@ def test_train_resume_export_and_use(tmp_path):
     val = write_volume(ph.image, tmp_path / "val.nii.gz")
     cfg = TrainConfig(**TINY, pretrain_steps=4, gan_steps=3, val_every=7, checkpoint_every=3)
     result = train([], tmp_path / "run", cfg, val=[val])
-    assert result["step"] == 7 and "psnr_sinc" in result["validation"]
+    assert result.step == 7 and "psnr_sinc" in result.validation and not result.stopped_by_budget
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert {"params", "params_ema", "params_d", "opt_g", "opt_d"} <= set(state)
     with (tmp_path / "run" / "log.csv").open() as f:
@@ -78,7 +78,7 @@ def test_train_resume_export_and_use(tmp_path):
     with pytest.raises(FileExistsError, match="--resume"):
         train([], tmp_path / "run", cfg)
     longer = TrainConfig(**TINY, pretrain_steps=4, gan_steps=5, val_every=100, checkpoint_every=100)
-    assert train([], tmp_path / "run", longer, resume=True)["step"] == 9
+    assert train([], tmp_path / "run", longer, resume=True).step == 9
     weights = export_weights(tmp_path / "run", tmp_path / "w" / "mine_x2.pt", description="test run")
     card = json.loads(weights.with_suffix(".json").read_text())
     assert card["steps"] == 9 and card["stage"] == "gan" and card["validation_data"] == [str(val)]
@@ -241,9 +241,9 @@ def test_minutes_bound_the_wall_time(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module.time, "perf_counter", fake_clock)
     cfg = TrainConfig(**TINY, pretrain_steps=50, val_every=100, checkpoint_every=100, minutes=0.5)
     result = train([], tmp_path / "run", cfg, val=[val])
-    assert 1 <= result["step"] < 50
+    assert 1 <= result.step < 50 and result.stopped_by_budget
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert state["step"] == result["step"] and result["validation"]["psnr"] > 0
+    assert state["step"] == result.step and result.validation["psnr"] > 0
     with pytest.raises(ValueError, match="minutes must be > 0"):
         TrainConfig(minutes=0)
 
