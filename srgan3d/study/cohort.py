@@ -48,14 +48,23 @@ DEFAULT_TEST_SIZE = 0.2
 AMBIGUOUS_SETS = {"training", "trn", "testing", "tst", "val", "valid", "validation", "internal", "development"}
 
 
-class CohortError(ValueError):
-    """The cohort table has problems; `problems` lists every one with its row and column."""
+class TableProblems(ValueError):
+    """A table the user gave has problems; `problems` lists every one (row, patient, column and
+    the fix), all at once. `what` names the table in the message."""
+
+    what = "table"
 
     def __init__(self, path: Path, problems: list[str]):
         self.path = path
         self.problems = problems
-        head = f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the cohort table"
+        head = f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the {self.what}"
         super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class CohortError(TableProblems):
+    """The cohort table has problems; `problems` lists every one with its row and column."""
+
+    what = "cohort table"
 
 
 def mrecist_category(baseline_mm: float, followup_mm: Sequence[float], *, new_lesion: bool = False) -> str:

@@ -24,20 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from srgan3d.study.cohort import TableProblems
 from srgan3d.study.results import ExcludedPatient
 
 #: Columns pyradiomics' batch mode copies from its input CSV (case as pyradiomics writes them).
 INPUT_COLUMNS = ("Image", "Mask", "Label", "label", "Reader", "ID", "id")
 
 
-class FeatureTableError(ValueError):
+class FeatureTableError(TableProblems):
     """A feature table that cannot be used; `problems` lists every one with the patient/column."""
 
-    def __init__(self, path: Path, problems: list[str]):
-        self.path = path
-        self.problems = problems
-        head = f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''} in the feature table"
-        super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
+    what = "feature table"
 
 
 @dataclass
