@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -280,6 +280,10 @@ def upscale_through_plane(
     config = config or ThroughPlaneConfig()
     order = [a for a in range(3) if a != axis] + [axis]
     data = np.transpose(volume.data, order)
+    side = min(data.shape[:2])  # a small field of view gets patches that fit it
+    if side < max(config.patch):
+        along = max(config.factor, side - side % config.factor)
+        config = replace(config, patch=(min(config.patch[0], side), min(config.patch[1], along)))
     scaling = IntensityScaling.fit(data)
     x = scaling.forward(data).astype(np.float32)
     planes = np.moveaxis(x, 2, 0)  # (Z, X, Y): the in-plane planes

@@ -101,3 +101,17 @@ def test_upscale_method_self_supervised_records_how_in_the_manifest(tmp_path):
     np.testing.assert_allclose(out.data.reshape(56, 52, 8, 2).mean(-1), read_volume(src).data, rtol=1e-3, atol=1.0)
     with pytest.raises(ValueError, match="upscales along one axis only"):
         UpscaleConfig(method="self-supervised", scale=(2, 2, 2))
+
+
+def test_a_small_field_of_view_gets_patches_that_fit(monkeypatch):
+    clock = {"t": 0.0}
+
+    def fake_clock() -> float:
+        clock["t"] += 2.0
+        return clock["t"]
+
+    monkeypatch.setattr(tp.time, "perf_counter", fake_clock)
+    vol = Volume(smooth_volume((30, 26, 6)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    cfg = ThroughPlaneConfig(minutes=0.1, channels=8, n_blocks=1, upsample_channels=8, init=None)  # 48x48 patches
+    out, fit = upscale_through_plane(vol, cfg, axis=2)
+    assert out.shape == (30, 26, 12) and fit.steps >= 1
