@@ -7,7 +7,8 @@ A reader's read is one of the ordered mRECIST categories CR < PR < SD < PD, or a
   over the patients every reader read; its CI is a percentile bootstrap over patients (seeded).
 - Cohen's kappa for every pair of readers, linear-weighted on the ordered categories (weights
   1 - |i - j| / (k - 1)) and unweighted on responder calls, with the large-sample variance of
-  Fleiss, Cohen & Everitt (1969), as R's psych::cohen.kappa computes it.
+  Fleiss, Cohen & Everitt (1969), as R's vcd::Kappa and statsmodels compute it (psych::cohen.kappa gives
+  the same kappas and unweighted CIs; its weighted CI differs, see tests/study/test_agreement.py).
 - Percentage agreement for every pair, with Wilson's interval.
 
 numpy/scipy only; imports no torch.
@@ -114,7 +115,8 @@ def cohen_kappa(
 ) -> KappaResult:
     """Cohen's kappa of two raters' category indices (0..k-1), unweighted or linear-weighted
     (agreement weights 1 - |i - j| / (k - 1)), with the large-sample variance of Fleiss, Cohen &
-    Everitt (1969) and a normal CI, as R's psych::cohen.kappa gives them."""
+    Everitt (1969) and a normal CI, as R's vcd::Kappa gives them (psych::cohen.kappa: the same
+    kappas and unweighted CI)."""
     a, b = np.asarray(a, int), np.asarray(b, int)  # type: ignore[assignment]
     if len(a) != len(b) or len(a) == 0:
         raise ValueError("Cohen's kappa needs two equally long, non-empty lists of ratings")

@@ -316,7 +316,7 @@ def _agreement_parts(r: StudyResult) -> list[str]:
         })  # fmt: skip
     if rows:
         parts.append("<b>Each pair of readers</b> (Cohen's κ linear-weighted on CR &lt; PR &lt; SD &lt; PD, CI from the "
-                     "large-sample variance of Fleiss, Cohen &amp; Everitt, as R's psych; percentage agreement with "
+                     "large-sample variance of Fleiss, Cohen &amp; Everitt, as R's vcd::Kappa; percentage agreement with "
                      "Wilson's interval)" + _table(pd.DataFrame(rows), left=("Readers",)))  # fmt: skip
     return parts
 
