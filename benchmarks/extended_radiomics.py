@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from srgan3d.study.radiomics import SHIPPED_PARAMS, crop, extract_features, make_extractor, voi_box
+from srgan3d.study.config import SHIPPED_PARAMS
+from srgan3d.study.radiomics import crop, extract_features, make_extractor, voi_box
 from srgan3d.volume import Volume, read_volume
 
 

@@ -471,9 +471,8 @@ def evaluate(
     or --features, the clinical half: clinical model, staging, survival, readers."""
     import os
 
+    from srgan3d.study.config import ModelingConfig, RadiomicsConfig, resolve_params
     from srgan3d.study.evaluation import evaluate_cohort
-    from srgan3d.study.modeling import ModelingConfig
-    from srgan3d.study.radiomics import RadiomicsConfig, resolve_params
     from srgan3d.study.staging import parse_stage_order
 
     rcfg = RadiomicsConfig(
@@ -481,6 +480,7 @@ def evaluate(
         weights=weights, margin_vox=margin, device=device, workers=workers or os.cpu_count() or 1,
         peritumoral=tuple(float(w) for w in peritumoral.split(",") if w.strip()),
     )  # fmt: skip
+    rcfg.check_params()
     mcfg = ModelingConfig(
         test_size=test_size, seed=seed, n_bootstrap=bootstrap,
         clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),
@@ -490,7 +490,7 @@ def evaluate(
     )  # fmt: skip
     deep = None
     if dl != "none":
-        from srgan3d.study.deep import DeepConfig
+        from srgan3d.study.config import DeepConfig
 
         deep = DeepConfig(arch=dl, dual=dl_dual, epochs=dl_epochs, crop_vox=dl_crop_vox, widen_factor=dl_widen, seed=seed,
                           device="cuda" if device.startswith("cuda") else "cpu")  # fmt: skip

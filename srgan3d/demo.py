@@ -111,11 +111,10 @@ def run_demo(
 
     The synthetic cohort is reused when `outdir/cohort` already holds one of the same spec and seed.
     """
-    from srgan3d.study.deep import DeepConfig
+    from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
     from srgan3d.study.evaluation import evaluate_cohort, write_results
-    from srgan3d.study.modeling import ModelingConfig
-    from srgan3d.study.radiomics import RadiomicsConfig
     from srgan3d.study.report import terminal_summary
+    from srgan3d.study.results import SrQuality
     from srgan3d.study.synthetic import COHORT_FORMAT, CohortSpec, make_cohort
 
     outdir = Path(outdir)
@@ -155,7 +154,7 @@ def run_demo(
 
     from srgan3d.study.report import write_report
 
-    quality = {k: summary[k] for k in ("method", "note", "hr_shape", "hr_spacing_mm", "results")}
+    quality = SrQuality.from_dict({k: summary[k] for k in ("method", "note", "hr_shape", "hr_spacing_mm", "results")})
     write_results(outdir / "evaluation", replace(results, sr_quality=quality))
     write_report(outdir / "evaluation")
     t3 = time.perf_counter()

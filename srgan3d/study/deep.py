@@ -12,66 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from srgan3d.study.config import DeepConfig
 from srgan3d.study.results import TRAIN, DeepModelResult, DeepResult, learning_verdict, tested_sets
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
 
-ARCHS = ("resnet10", "resnet18", "resnet34")
 
 
-
-@dataclass(frozen=True)
-class DeepConfig:
-    """Options of the deep models; one per `evaluate --dl-*` option.
-
-    Attributes:
-        arch: resnet10, resnet18 or resnet34 (MONAI).
-        crop_mm: edge of the cube around the tumour centroid, in mm.
-        crop_vox: voxels per edge after resampling (the same for the LR and SR images).
-        widen_factor: channel width of the ResNet relative to the standard one.
-        epochs: at most this many passes over the training patients.
-        patience: epochs without a better inner-validation loss before stopping.
-        batch_size, lr: Adam's batch and learning rate.
-        val_fraction: share of the training patients held out for early stopping.
-        dual: None, "ring" (a shell of `ring_mm` around the tumour as the second branch's
-            input) or "image_2" (a second-phase image column, same grid as `image`).
-        ring_mm: the shell's width for dual="ring".
-        seed: seeds the inner split, the initialisation, the batches and the augmentation.
-        device: "cpu" or "cuda".
-    """
-
-    arch: str = "resnet18"
-    crop_mm: float = 96.0
-    crop_vox: int = 32
-    widen_factor: float = 1.0
-    epochs: int = 40
-    patience: int = 8
-    batch_size: int = 8
-    lr: float = 3e-4
-    val_fraction: float = 0.2
-    dual: str | None = None
-    ring_mm: float = 10.0
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"--dl must be none or one of {', '.join(ARCHS)}, not {self.arch!r}")
-        if self.dual not in (None, "ring", "image_2"):
-            raise ValueError(f"--dl-dual must be ring or image_2, not {self.dual!r}")
-
-    @classmethod
-    def tiny(cls, **kw: Any) -> DeepConfig:
-        """A CPU setting of seconds (tests, the demo)."""
-        return cls(**{"arch": "resnet10", "crop_vox": 16, "widen_factor": 0.25, "epochs": 6, "patience": 3, **kw})
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,10 +195,10 @@ def deep_models(
         train_auc = stats.roc_auc_ci(y[train], p[train]).auc
         models[image] = DeepModelResult(
             epochs=r.epochs, best_val_loss=r.best_val_loss, n_fit=r.n_fit, n_val=r.n_val, train_auc=train_auc,
-            roc={s: stats.roc_auc_ci(y[i], p[i]).to_dict() for s, i in tested.items()},
+            roc={s: stats.roc_auc_ci(y[i], p[i]) for s, i in tested.items()},
             best_epoch=r.best_epoch, not_learned=learning_verdict(train_auc, r.best_epoch),
         )  # fmt: skip
     delong = {}
     if {"pre", "post"} <= set(probs):
-        delong = {s: stats.delong_test(y[i], probs["post"][i], probs["pre"][i]).to_dict() for s, i in tested.items()}
-    return DeepResult(config=asdict(config), models=models, delong_post_vs_pre=delong), probs
+        delong = {s: stats.delong_test(y[i], probs["post"][i], probs["pre"][i]) for s, i in tested.items()}
+    return DeepResult(config=config, models=models, delong_post_vs_pre=delong), probs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,36 +18,49 @@ from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.study import stats
 from srgan3d.study.agreement import reader_agreement
 from srgan3d.study.cohort import MIN_PER_CLASS, READ_COLUMN, Cohort, make_split, read_cohort
+from srgan3d.study.config import PARAMS_DIR, DeepConfig, ModelingConfig, RadiomicsConfig
 from srgan3d.study.feature_tables import check_same_features, read_feature_table
 from srgan3d.study.modeling import (
-    ModelingConfig,
     ModelingResult,
     cohort_summary,
     run_modeling,
     set_metrics,
 )
-from srgan3d.study.radiomics import FeatureTables, RadiomicsConfig, crop, extract_cohort, sr_images
+from srgan3d.study.radiomics import FeatureTables, crop, extract_cohort, sr_images
 from srgan3d.study.report import write_report
+from srgan3d.study.result_base import rows_of
 from srgan3d.study.results import (
     CLASSIFIER_LABELS,
     SCHEMA_VERSION,
     STUDY_MODELS,
     TRAIN,
+    CohortRecord,
+    ComparatorResult,
     DeepResult,
+    DlrcrModel,
     Example,
+    ExampleSlice,
     ExcludedPatient,
     ModelEntry,
+    OddsRatio,
+    Provenance,
     RadiomicsRecord,
+    ReaderAgreement,
     ReaderResult,
     RegionResult,
     Roster,
+    SetMetrics,
     Split,
+    StudyConfig,
     StudyResult,
+    SummaryRow,
+    SurvivalResult,
     tested_sets,
 )
 from srgan3d.study.secondary import compare_staging, nomogram, region_models
 from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
+from srgan3d.study.validation import out_of_fold
 from srgan3d.volume import Volume, read_volume
 
 log = logging.getLogger(__name__)
@@ -79,12 +92,16 @@ def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, picks: list
         z_sr = int(round(np.argwhere(sr_mask.data > 0.5)[:, 2].mean()))
         out.append(Example(
             patient_id=pid, response=str(row["response"]), set=set_name,
-            lr={"image": np.round(lr.data[:, :, z_lr], 2).tolist(), "mask": lr_mask.data[:, :, z_lr].astype(int).tolist(),
-                "spacing_mm": list(lr.spacing_mm), "flip": flip},
-            sr={"image": np.round(sr.data[:, :, z_sr], 2).tolist(), "mask": (sr_mask.data[:, :, z_sr] > 0.5).astype(int).tolist(),
-                "spacing_mm": list(sr.spacing_mm), "flip": flip},
+            lr=_slice(lr.data[:, :, z_lr], lr_mask.data[:, :, z_lr] > 0.5, lr.spacing_mm, flip),
+            sr=_slice(sr.data[:, :, z_sr], sr_mask.data[:, :, z_sr] > 0.5, sr.spacing_mm, flip),
         ))  # fmt: skip
     return tuple(out)
+
+
+def _slice(image: np.ndarray, mask: np.ndarray, spacing_mm: Sequence[float], flip: Sequence[bool]) -> ExampleSlice:
+    return ExampleSlice(image=tuple(tuple(r) for r in np.round(image, 2).tolist()),
+                        mask=tuple(tuple(r) for r in mask.astype(int).tolist()),
+                        spacing_mm=tuple(float(v) for v in spacing_mm), flip=tuple(flip))  # fmt: skip
 
 
 #: Colours of the models beyond the study's four.
@@ -146,7 +163,7 @@ def _read_features(
     )  # fmt: skip
 
 
-def _absent_sections(mode: str, feats: StudyFeatures, deep: Any, radiomics: RadiomicsConfig) -> dict[str, str]:
+def _absent_sections(mode: str, feats: StudyFeatures, deep: DeepConfig | None, radiomics: RadiomicsConfig) -> dict[str, str]:
     """One line per section the study could not fill, saying why."""
     absent: dict[str, str] = {}
     if mode == "clinical":
@@ -172,7 +189,7 @@ def evaluate_cohort(
     *,
     radiomics: RadiomicsConfig | None = None,
     modeling: ModelingConfig | None = None,
-    deep: Any = None,
+    deep: DeepConfig | None = None,
     time_unit: str = "months",
     features: str | Path | None = None,
     features_sr: str | Path | None = None,
@@ -196,25 +213,90 @@ def evaluate_cohort(
     radiomics = radiomics or RadiomicsConfig()
     modeling = modeling or ModelingConfig()
     cohort_csv, outdir = Path(cohort_csv), Path(outdir)
-    if outdir.resolve() == cohort_csv.parent.resolve():
-        raise ValueError(f"the output folder {outdir} is the cohort's own folder; choose a separate one")
+    options = _Options(cohort_csv, outdir, radiomics, modeling, deep, time_unit, response_ties, dict(stage_order or {}))
+    cohort, mode = _read_and_check(options, features, features_sr)
+    outdir.mkdir(parents=True, exist_ok=True)
+    feats = _read_features(mode, cohort, outdir, radiomics, features, features_sr, progress=progress)
+    data = _study_data(options, cohort, feats, mode)
+    log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
+    res = run_modeling(data.pre, data.post, data.clin, data.y, modeling, split=data.split, progress=progress)
+    study = _analyse(options, data, res)
+    write_results(outdir, study)
+    write_report(outdir)
+    return study
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What `evaluate_cohort` was asked: the files and every option, passed to its steps as one."""
+
+    cohort_csv: Path
+    outdir: Path
+    radiomics: RadiomicsConfig
+    modeling: ModelingConfig
+    deep: DeepConfig | None
+    time_unit: str
+    response_ties: str | None
+    stage_order: dict[str, tuple[str, ...]]
+
+
+@dataclass
+class _StudyData:
+    """The patients the study uses and their data: the table's rows (`keep`, indexed by
+    patient_id), labels, split, clinical variables, tumour features and staging columns."""
+
+    cohort: Cohort
+    feats: StudyFeatures
+    mode: str
+    keep: pd.DataFrame
+    y: np.ndarray
+    split: Split
+    sets: dict[str, np.ndarray]
+    clin: pd.DataFrame
+    tumour_cols: list[str]
+    staging: pd.DataFrame | None
+    orders: dict[str, str]
+
+    @property
+    def excluded(self) -> list[ExcludedPatient]:
+        return [*self.cohort.excluded, *self.feats.excluded]
+
+    @property
+    def pre(self) -> pd.DataFrame | None:
+        """The tumour's own pre-SR features (ring features have their own section)."""
+        return self.feats.pre[self.tumour_cols] if self.feats.pre is not None else None
+
+    @property
+    def post(self) -> pd.DataFrame | None:
+        return self.feats.post[self.tumour_cols] if self.feats.post is not None else None
+
+
+def _read_and_check(options: _Options, features: str | Path | None, features_sr: str | Path | None) -> tuple[Cohort, str]:
+    """The cohort table, read and checked, and the study's mode; the split and the staging columns
+    are checked here too, before the long extraction, so that a bad one fails at once."""
+    cohort_csv, modeling = options.cohort_csv, options.modeling
+    if options.outdir.resolve() == cohort_csv.parent.resolve():
+        raise ValueError(f"the output folder {options.outdir} is the cohort's own folder; choose a separate one")
     head = pd.read_csv(cohort_csv, nrows=0).columns if cohort_csv.is_file() else []
     mode = _study_mode([str(c).strip() for c in head], features, features_sr)
     cohort = read_cohort(cohort_csv, clinical_columns=modeling.clinical, need_images=mode == "images",
-                         response_ties=response_ties)  # fmt: skip
-    table = cohort.table
-    given = "set" in table.columns
-    if given:  # checked before the long extraction: a bad split fails at once
-        make_split(table, test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
-    if modeling.comparators:  # and the staging columns
-        rank_stages(table, modeling.comparators, source=cohort_csv, declared=stage_order)
-    outdir.mkdir(parents=True, exist_ok=True)
-    feats = _read_features(mode, cohort, outdir, radiomics, features, features_sr, progress=progress)
-    excluded = [*cohort.excluded, *feats.excluded]
+                         response_ties=options.response_ties)  # fmt: skip
+    if "set" in cohort.table.columns:
+        make_split(cohort.table, test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
+    if modeling.comparators:
+        rank_stages(cohort.table, modeling.comparators, source=cohort_csv, declared=options.stage_order)
+    return cohort, mode
+
+
+def _study_data(options: _Options, cohort: Cohort, feats: StudyFeatures, mode: str) -> _StudyData:
+    """The patients with features (all of them in the clinical half), their labels, the split and
+    the clinical and staging columns; too few of a class left is an error naming who went."""
+    table, modeling = cohort.table, options.modeling
     used = [str(p) for p in (feats.pre.index if feats.pre is not None else table["patient_id"].astype(str))]
     keep = table.set_index(table["patient_id"].astype(str)).loc[used]
     keep.index.name = "patient_id"
     y = keep["label"].to_numpy(int)
+    excluded = [*cohort.excluded, *feats.excluded]
     for cls, n in ((1, int(y.sum())), (0, int(len(y) - y.sum()))):
         if n < MIN_PER_CLASS:  # the cohort's own floor, after the patients left out
             raise RuntimeError(
@@ -223,88 +305,103 @@ def evaluate_cohort(
                 f"{len(excluded)} patient(s) ({'; '.join(f'{e.patient_id}: {e.reason}' for e in excluded[:5])}); "
                 "cannot fit models"
             )
-    split = make_split(keep.reset_index(drop=True), test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
-    sets = split.indices(used)
-    log.info("split (%s): %s", "from the table's set column" if given else "drawn", split.describe())
-    clin = keep[list(modeling.clinical)].astype(float)
-    staging, orders = (rank_stages(keep, modeling.comparators, source=cohort_csv, declared=stage_order)
+    split = make_split(keep.reset_index(drop=True), test_size=modeling.test_size, seed=modeling.seed,
+                       source=options.cohort_csv)  # fmt: skip
+    log.info("split (%s): %s", "from the table's set column" if "set" in table.columns else "drawn", split.describe())
+    staging, orders = (rank_stages(keep, modeling.comparators, source=options.cohort_csv, declared=options.stage_order)
                        if modeling.comparators else (None, {}))  # fmt: skip
-    log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
-    # The tumour's own features drive the study's models; ring features have their own section.
     tumour_cols = [c for c in feats.pre.columns if not c.startswith("ring")] if feats.pre is not None else []
-    pre = feats.pre[tumour_cols] if feats.pre is not None else None
-    post = feats.post[tumour_cols] if feats.post is not None else None
-    res = run_modeling(pre, post, clin, y, modeling, split=split, progress=progress)
+    return _StudyData(cohort=cohort, feats=feats, mode=mode, keep=keep, y=y, split=split, sets=split.indices(used),
+                      clin=keep[list(modeling.clinical)].astype(float), tumour_cols=tumour_cols, staging=staging,
+                      orders=orders)  # fmt: skip
+
+
+def _analyse(options: _Options, data: _StudyData, res: ModelingResult) -> StudyResult:
+    """Everything after the study models: the deep models and DLRCR, the roster and its metrics on
+    every set, staging, rings, survival, readers and their agreement; the tables; the result."""
+    modeling, y, sets, keep = options.modeling, data.y, data.sets, data.keep
     train = sets[TRAIN]
-    absent = _absent_sections(mode, feats, deep, radiomics)
-    if modeling.classifiers and res.panel is None and "post_sr" not in absent and mode != "clinical":
-        absent["panel"] = "No classifier panel: it needs both pre- and post-SR features."
-    deep_result, deep_probs, deep_oof = (_deep(table, keep, feats.extracted, res, clin, y, sets, outdir, deep, modeling)
-                                         if deep is not None and mode == "images" else (None, pd.DataFrame(index=keep.index),
-                                                                                       pd.DataFrame(index=keep.index)))  # fmt: skip
+    empty = pd.DataFrame(index=keep.index)
+    deep_result, deep_probs, deep_oof = None, empty, empty.copy()
+    if options.deep is not None and data.feats.extracted is not None:
+        deep_result, deep_probs, deep_oof = _deep(data.cohort.table, keep, data.feats.extracted, res, data.clin, y,
+                                                  sets, options.outdir, options.deep, modeling)  # fmt: skip
     roster, probs, oof = _roster(res, deep_probs, deep_oof, y, train)
-    metrics = set_metrics(y, probs[list(roster.names)], sets, roster.thresholds)
     p_best = probs[roster.best].to_numpy()
     # held-out predictions of the best model: out-of-fold for the training patients
     p_best_held = p_best.copy()
     p_best_held[train] = oof[roster.best].to_numpy()[train]
-    comparators = compare_staging(staging, y, sets, roster.best, p_best, orders) if staging is not None else ()
-    regions = _regions(feats, tumour_cols, y, sets, modeling) if mode == "images" else None
-    survival = study_survival(keep, p_best_held, roster.thresholds[roster.best], roster.best_label,
-                              list(modeling.clinical), sets, time_unit=time_unit)  # fmt: skip
-    readers = _readers(keep, y, tested_sets(sets), roster, p_best)
-    agreement = (reader_agreement(cohort.reads, seed=modeling.seed, label_rule=cohort.label_rule, ties=cohort.ties)
-                 if cohort.reads is not None else None)  # fmt: skip
-    pred = _write_tables(outdir, res, probs, deep_probs, oof)
-    clinical_cols = [c for c in table.columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))
-                     and not READ_COLUMN.match(c) and not c.endswith(("_time", "_event"))]  # fmt: skip
-    summary = cohort_summary(keep.reset_index(drop=True), y, clinical_cols)
+    cohort = data.cohort
+    pred = _write_tables(options.outdir, res, probs, deep_probs, oof)
+    return _study_result(
+        options, data, res, roster, pred,
+        metrics=set_metrics(y, probs[list(roster.names)], sets, roster.thresholds),
+        comparators=(compare_staging(data.staging, y, sets, roster.best, p_best, data.orders)
+                     if data.staging is not None else ()),
+        regions=_regions(data.feats, data.tumour_cols, y, sets, modeling) if data.mode == "images" else None,
+        deep=deep_result,
+        survival=study_survival(keep, p_best_held, roster.thresholds[roster.best], roster.best_label,
+                                list(modeling.clinical), sets, time_unit=options.time_unit),
+        readers=_readers(keep, y, tested_sets(sets), roster, p_best),
+        agreement=(reader_agreement(cohort.reads, seed=modeling.seed, label_rule=cohort.label_rule, ties=cohort.ties)
+                   if cohort.reads is not None else None),
+    )  # fmt: skip
+
+
+def _study_result(
+    options: _Options, data: _StudyData, res: ModelingResult, roster: Roster, pred: pd.DataFrame, *,
+    metrics: dict[str, SetMetrics], comparators: tuple[ComparatorResult, ...], regions: tuple[RegionResult, ...] | None,
+    deep: DeepResult | None, survival: SurvivalResult | None, readers: ReaderResult | None,
+    agreement: ReaderAgreement | None,
+) -> StudyResult:  # fmt: skip
+    """The result tree of the study's parts, with its records of the cohort, options and provenance."""
+    cohort_csv, outdir, modeling = options.cohort_csv, options.outdir, options.modeling
+    feats, y, train = data.feats, data.y, data.sets[TRAIN]
     card_path = cohort_csv.with_name("cohort.json")
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    x_nomo = clin.iloc[train].copy()
-    if res.fitted.combined is not None and post is not None:
-        x_nomo["radscore_post_sr"] = res.fitted.radscore_post.decision_function(post.iloc[train])  # type: ignore[union-attr]
-    study = StudyResult(
+    x_nomo = data.clin.iloc[train].copy()
+    if res.fitted.combined is not None and data.post is not None and res.fitted.radscore_post is not None:
+        x_nomo["radscore_post_sr"] = res.fitted.radscore_post.decision_function(data.post.iloc[train])
+    ext = feats.extracted
+    return StudyResult(
         schema_version=SCHEMA_VERSION,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        cohort={
-            "name": cohort_csv.parent.name or cohort_csv.name,
-            "file": cohort_csv.name,
-            "simulated": bool(card.get("simulated", False)),
-            "n_in_table": int(len(table) + len(cohort.excluded)),
-            "n_patients": int(len(y)),
-            "n_responders": int(y.sum()),
-            "failed": sorted(feats.extracted.failed) if feats.extracted else [],
-            "failed_errors": feats.extracted.failed if feats.extracted else {},
-        },
-        config={"radiomics": ({**asdict(feats.extracted.config), "params": _shown_path(feats.extracted.config.params, outdir)}
-                              if feats.extracted else {}),
-                "modeling": asdict(modeling), "mode": mode, "response_ties": response_ties,
-                "stage_order": {k: list(v) for k, v in (stage_order or {}).items()}},  # fmt: skip
-        radiomics=_radiomics_record(feats, tumour_cols, outdir),
-        split=split,
-        roster=roster,
-        metrics=metrics,
-        fitted=res.summary(),
+        cohort=CohortRecord(
+            name=cohort_csv.parent.name or cohort_csv.name, file=cohort_csv.name,
+            simulated=bool(card.get("simulated", False)), n_in_table=int(len(data.cohort.table) + len(data.cohort.excluded)),
+            n_patients=int(len(y)), n_responders=int(y.sum()),
+            failed=tuple(sorted(ext.failed)) if ext else (), failed_errors=dict(ext.failed) if ext else {},
+        ),
+        config=StudyConfig(
+            radiomics=replace(ext.config, params=_shown_path(ext.config.params, outdir)) if ext else None,
+            modeling=modeling, mode=data.mode, response_ties=options.response_ties, stage_order=options.stage_order,
+        ),
+        radiomics=_radiomics_record(feats, data.tumour_cols, outdir),
+        split=data.split, roster=roster, metrics=metrics, fitted=res.summary(),
         predictions={k: v for k, v in pred.reset_index().to_dict(orient="list").items()},
-        cohort_summary=tuple(summary.to_dict(orient="records")),
-        provenance={"versions": versions(), "seed": modeling.seed, "cohort_card": card},
-        panel=res.panel,
-        regions=regions,
-        comparators=comparators,
+        cohort_summary=rows_of(SummaryRow, cohort_summary(data.keep.reset_index(drop=True), y, _summary_columns(data))),
+        provenance=Provenance(versions=versions(), seed=modeling.seed, cohort_card=card),
+        panel=res.panel, regions=regions, comparators=comparators,
         nomogram=nomogram(res.fitted.combined or res.fitted.clinical, x_nomo),
-        deep=deep_result,
-        survival=survival,
-        readers=readers,
-        examples=_examples(table, feats.extracted.info, outdir, _picks(pred, split)) if feats.extracted else (),
-        agreement=agreement,
-        excluded=tuple(excluded),
-        absent=absent,
+        deep=deep, survival=survival, readers=readers,
+        examples=_examples(data.cohort.table, ext.info, outdir, _picks(pred, data.split)) if ext else (),
+        agreement=agreement, excluded=tuple(data.excluded), absent=_absent(options, data, res),
         features_source=feats.source,
     )  # fmt: skip
-    write_results(outdir, study)
-    write_report(outdir)
-    return study
+
+
+def _summary_columns(data: _StudyData) -> list[str]:
+    """The cohort table's clinical columns for the summary table (not images, labels, reads,
+    survival endpoints or the synthetic cohort's truths)."""
+    return [c for c in data.cohort.table.columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))
+            and not READ_COLUMN.match(c) and not c.endswith(("_time", "_event"))]  # fmt: skip
+
+
+def _absent(options: _Options, data: _StudyData, res: ModelingResult) -> dict[str, str]:
+    absent = _absent_sections(data.mode, data.feats, options.deep, options.radiomics)
+    if options.modeling.classifiers and res.panel is None and "post_sr" not in absent and data.mode != "clinical":
+        absent["panel"] = "No classifier panel: it needs both pre- and post-SR features."
+    return absent
 
 
 def _regions(
@@ -363,7 +460,6 @@ def _shown_path(path: str | Path, outdir: Path) -> str:
     name ('built-in arterial_mri.yaml'), any other relative to the output folder."""
     import os
 
-    from srgan3d.study.radiomics import PARAMS_DIR
 
     p = Path(path).resolve()
     if p.parent == PARAMS_DIR.resolve():
@@ -400,12 +496,12 @@ def _roster(
             and res.panel_oof is not None:
         key = panel.best_key
         b = panel.best
-        entries.append(ModelEntry(key, f"Best classifier: {CLASSIFIER_LABELS[b['classifier']]}, {b['image']}-SR",
+        entries.append(ModelEntry(key, f"Best classifier: {CLASSIFIER_LABELS[b.classifier]}, {b.image}-SR",
                                   PANEL_COLOUR, "panel"))  # fmt: skip
         probs[key] = res.panel_predictions[key]
         oof[key] = res.panel_oof[key]
-        thresholds[key] = panel.models[b["classifier"]][b["image"]].threshold
-        best, rule = key, "the classifier panel's pick: " + b["rule"]
+        thresholds[key] = panel.models[b.classifier][b.image].threshold
+        best, rule = key, "the classifier panel's pick: " + b.rule
     if "dlrcr" in deep_probs:
         entries.append(ModelEntry("dlrcr", "DLRCR: deep score + RCR", DLRCR_COLOUR, "deep"))
         probs["dlrcr"] = deep_probs["dlrcr"]
@@ -416,77 +512,96 @@ def _roster(
     return roster, probs, oof
 
 
-def _deep(
-    table: pd.DataFrame, keep: pd.DataFrame, feats: Any, res: Any, clin: pd.DataFrame, y: np.ndarray,
-    sets: dict[str, np.ndarray], outdir: Path, config: Any, modeling: ModelingConfig,
-) -> tuple[DeepResult, pd.DataFrame, pd.DataFrame]:  # fmt: skip
-    """Crops before and after SR, the deep models, and DLRCR (only on a post-SR deep score that
-    learned); a failure is reported, not fatal. Returns the results, the probabilities
-    (``deep_pre``, ``deep_post``, ``dlrcr``) and DLRCR's out-of-fold training probabilities."""
-    from srgan3d.study.deep import deep_models, tumour_centre_mm, tumour_crop
-    from srgan3d.study.modeling import Logistic
+def _deep_inputs(
+    table: pd.DataFrame, keep: pd.DataFrame, feats: FeatureTables, outdir: Path, config: DeepConfig
+) -> dict[str, list[np.ndarray]]:
+    """The deep models' inputs before (``pre``) and after (``post``) SR: one stack of tumour cubes
+    per branch (the tumour; the ring or the second phase of a dual-branch model)."""
+    from srgan3d.study.deep import tumour_centre_mm, tumour_crop
     from srgan3d.study.radiomics import ring_mask
 
+    rows = table.set_index("patient_id").loc[keep.index]
+    crops: dict[str, list[list[np.ndarray]]] = {"pre": [[], []], "post": [[], []]}
+    for pid, row in rows.iterrows():
+        box = tuple(slice(a, b) for a, b in feats.info.loc[pid, "crop_lr"])
+        image, mask = read_volume(row["image"]), read_volume(row["mask"])
+        sr_path, srm_path = sr_images({**row.to_dict(), "patient_id": pid}, outdir)
+        sr, sr_mask = read_volume(sr_path), read_volume(srm_path)
+        centre = tumour_centre_mm(mask)
+
+        def cube(img: Volume, m: Volume, centre: np.ndarray = centre) -> np.ndarray:
+            return tumour_crop(img, m, crop_mm=config.crop_mm, crop_vox=config.crop_vox, centre_mm=centre)
+
+        crops["pre"][0].append(cube(image, mask))
+        crops["post"][0].append(cube(sr, sr_mask))
+        if config.dual == "ring":
+            for key, img, m in (("pre", crop(image, box), crop(mask, box)), ("post", sr, sr_mask)):
+                shell = ring_mask(m, config.ring_mm)
+                crops[key][1].append(cube(Volume(img.data * shell.data, img.affine, {}), m))
+        elif config.dual == "image_2":
+            if not row.get("image_2"):
+                raise ValueError(f"--dl-dual image_2 needs an image_2 column; patient {pid} has none")
+            second = cube(read_volume(row["image_2"]), mask)
+            crops["pre"][1].append(second)
+            crops["post"][1].append(second)  # the second phase is not super-resolved
+    return {k: [np.stack(v) for v in branches if v] for k, branches in crops.items()}
+
+
+def _dlrcr(
+    feats: FeatureTables, res: ModelingResult, clin: pd.DataFrame, y: np.ndarray, train: np.ndarray,
+    deep_post: np.ndarray, modeling: ModelingConfig,
+) -> tuple[DlrcrModel, np.ndarray, np.ndarray]:  # fmt: skip
+    """DLRCR: the deep score (post-SR, log-odds) + the post-SR radscore + the clinical model's
+    variables, fitted on the training set. Returns the model, its probabilities and its
+    out-of-fold training probabilities (the logistic layer refitted per fold; its deep and
+    radscore inputs come from the models fitted on the whole training set)."""
+    from srgan3d.study.modeling import Logistic
+
+    if res.fitted.radscore_post is None:
+        raise ValueError("DLRCR needs the post-SR radscore")
+    p_dl = np.clip(deep_post, 1e-6, 1 - 1e-6)
+    X = clin.copy()
+    X["radscore_post_sr"] = res.fitted.radscore_post.decision_function(feats.post.loc[clin.index])
+    X["dl_score"] = np.log(p_dl / (1 - p_dl))
+    variables = [*res.fitted.clinical.variables, "radscore_post_sr", "dl_score"]
+    model = Logistic(variables).fit(X.iloc[train], y[train])
+
+    def fit_predict(fit_rows: np.ndarray, held: np.ndarray) -> np.ndarray:
+        part = Logistic(variables).fit(X.iloc[train[fit_rows]], y[train[fit_rows]])
+        return part.predict_proba(X.iloc[train[held]])
+
+    oof = np.full(len(y), np.nan)
+    oof[train] = out_of_fold(y[train], modeling.cv_folds, modeling.seed, fit_predict, what="DLRCR")
+    record = DlrcrModel(variables=tuple(variables), table=rows_of(OddsRatio, model.table_), fit=model.fit_note())
+    return record, model.predict_proba(X), oof
+
+
+def _deep(
+    table: pd.DataFrame, keep: pd.DataFrame, feats: FeatureTables, res: ModelingResult, clin: pd.DataFrame,
+    y: np.ndarray, sets: dict[str, np.ndarray], outdir: Path, config: DeepConfig, modeling: ModelingConfig,
+) -> tuple[DeepResult, pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """The deep models before and after SR, and DLRCR (only on a post-SR deep score that
+    learned); a failure is reported, not fatal. Returns the results, the probabilities
+    (``deep_pre``, ``deep_post``, ``dlrcr``) and DLRCR's out-of-fold training probabilities."""
+    from srgan3d.study.deep import deep_models
+
     probs = pd.DataFrame(index=keep.index)
+    oof = pd.DataFrame(index=keep.index)
     try:
-        rows = table.set_index("patient_id").loc[keep.index]
-        crops: dict[str, list[list[np.ndarray]]] = {"pre": [[], []], "post": [[], []]}
-        for pid, row in rows.iterrows():
-            box = tuple(slice(a, b) for a, b in feats.info.loc[pid, "crop_lr"])
-            image, mask = read_volume(row["image"]), read_volume(row["mask"])
-            sr_path, srm_path = sr_images({**row.to_dict(), "patient_id": pid}, outdir)
-            sr, sr_mask = read_volume(sr_path), read_volume(srm_path)
-            centre = tumour_centre_mm(mask)
-            kw = {"crop_mm": config.crop_mm, "crop_vox": config.crop_vox, "centre_mm": centre}
-            crops["pre"][0].append(tumour_crop(image, mask, **kw))
-            crops["post"][0].append(tumour_crop(sr, sr_mask, **kw))
-            if config.dual == "ring":
-                for key, img, m in (("pre", crop(image, box), crop(mask, box)), ("post", sr, sr_mask)):
-                    shell = ring_mask(m, config.ring_mm)
-                    crops[key][1].append(tumour_crop(Volume(img.data * shell.data, img.affine, {}), m, **kw))
-            elif config.dual == "image_2":
-                if not row.get("image_2"):
-                    raise ValueError(f"--dl-dual image_2 needs an image_2 column; patient {pid} has none")
-                second = tumour_crop(read_volume(row["image_2"]), mask, **kw)
-                crops["pre"][1].append(second)
-                crops["post"][1].append(second)  # the second phase is not super-resolved
-        inputs = {k: [np.stack(v) for v in branches if v] for k, branches in crops.items()}
-        result, deep_p = deep_models(inputs, y, sets, config)
+        result, deep_p = deep_models(_deep_inputs(table, keep, feats, outdir, config), y, sets, config)
         for which, v in deep_p.items():
             probs[f"deep_{which}"] = v
-        oof = pd.DataFrame(index=keep.index)
         post = result.models.get("post")
         if post is None or not post.learned:
             why = "no post-SR deep model" if post is None else f"the post-SR deep model did not learn: {post.not_learned}"
             log.warning("DLRCR not built: %s", why)
             return replace(result, dlrcr_skipped=why), probs, oof
-        # DLRCR: deep score (post-SR, log-odds) + post-SR radscore + the clinical model's variables
-        p_dl = np.clip(deep_p["post"], 1e-6, 1 - 1e-6)
-        X = clin.copy()
-        X["radscore_post_sr"] = res.fitted.radscore_post.decision_function(feats.post.loc[keep.index])
-        X["dl_score"] = np.log(p_dl / (1 - p_dl))
-        variables = [*res.fitted.clinical.variables, "radscore_post_sr", "dl_score"]
-        train = sets[TRAIN]
-        dlrcr = Logistic(variables).fit(X.iloc[train], y[train])
-        probs["dlrcr"] = dlrcr.predict_proba(X)
-        # out-of-fold: the logistic layer refitted per fold (its deep and radscore inputs come from
-        # the models fitted on the whole training set)
-        held_p = np.full(len(y), np.nan)
-        for fit_rows, held in stats.stratified_folds(y[train], modeling.cv_folds, modeling.seed):
-            try:
-                part = Logistic(variables).fit(X.iloc[train[fit_rows]], y[train[fit_rows]])
-            except (ValueError, np.linalg.LinAlgError) as exc:  # its patients stay without a prediction
-                log.warning("DLRCR out-of-fold fit failed: %s", exc)
-                continue
-            held_p[train[held]] = part.predict_proba(X.iloc[train[held]])
-        oof["dlrcr"] = held_p
-        result = replace(result, dlrcr={"variables": variables, "table": dlrcr.table_.to_dict(orient="records"),
-                                        "fit": dlrcr.fit_note().to_dict()})  # fmt: skip
-        return result, probs, oof
+        record, probs["dlrcr"], oof["dlrcr"] = _dlrcr(feats, res, clin, y, sets[TRAIN], deep_p["post"], modeling)
+        return replace(result, dlrcr=record), probs, oof
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
         log.warning("deep models skipped: %s", exc)
         empty = pd.DataFrame(index=keep.index)
-        return DeepResult(config=asdict(config), skipped=f"{type(exc).__name__}: {exc}"), empty, empty.copy()
+        return DeepResult(config=config, skipped=f"{type(exc).__name__}: {exc}"), empty, empty.copy()
 
 
 def _readers(

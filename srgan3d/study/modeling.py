@@ -17,26 +17,33 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 from scipy.special import expit
 
-from srgan3d.study import stats
+from srgan3d.study import stats, validation
+from srgan3d.study.config import ModelingConfig
+from srgan3d.study.result_base import rows_of
 from srgan3d.study.results import (
     MODEL_NAMES,
     RADSCORE_MODELS,
     TEST,
     TRAIN,
+    DelongPair,
     FitNote,
     FittedSummary,
+    OddsRatio,
+    Optimism,
     PanelResult,
+    RadscoreCoefficient,
     RadscoreSummary,
     SetMetrics,
     Split,
 )
-from srgan3d.study.stats import stratified_folds
+from srgan3d.study.validation import bootstrap_optimism, resamples
 
 log = logging.getLogger(__name__)
 
@@ -54,59 +61,6 @@ THRESHOLD_RULE = (
     "the Youden point of the model's out-of-fold predictions on the training set ({folds}-fold stratified "
     "cross-validation, the whole pipeline refitted in each fold), then applied unchanged to every other set"
 )
-
-
-@dataclass(frozen=True)
-class ModelingConfig:
-    """Options of the modelling; one per `evaluate` option.
-
-    Attributes:
-        test_size: fraction of patients held out (stratified by response) when the cohort table
-            has no `set` column; None = 0.2. Given with a `set` column, it is an error.
-        seed: seeds the split, the cross-validation folds and the bootstrap.
-        screen_p: Mann-Whitney p-value below which a feature passes univariate screening.
-        min_screened: if fewer pass, the features with the smallest p-values are kept instead.
-        max_screened: at most this many (smallest p) go on to the redundancy filter.
-        max_abs_spearman: of two features correlated more than this, the one with the larger
-            screening p-value is dropped.
-        cv_folds: folds of the LASSO's cross-validation (scored by ROC AUC).
-        n_cs: size of the grid of inverse penalties C (log-spaced 0.005 to 10).
-        clinical: candidate clinical variables (numeric or 0/1 columns).
-        clinical_p_enter: univariable p-value below which a clinical variable enters the
-            multivariable model; if none does, all candidates enter.
-        n_bootstrap: bootstrap resamples for the optimism-corrected AUC (0 = skip).
-        classifiers: the classifier panel (`srgan3d.study.panel`) on each image's selected
-            features; () = no panel.
-        panel_bootstrap: resamples of the panel's optimism correction (0 = skip).
-        comparators: ordinal columns (staging systems such as BCLC or Child-Pugh) compared with
-            the best model by AUC and DeLong.
-        workers: processes for the bootstrap refits (the numbers do not depend on it).
-    """
-
-    test_size: float | None = None
-    seed: int = 0
-    screen_p: float = 0.05
-    min_screened: int = 5
-    max_screened: int = 30
-    max_abs_spearman: float = 0.9
-    cv_folds: int = 5
-    n_cs: int = 20
-    clinical: tuple[str, ...] = ("diameter_mm", "arterial_enhancement")
-    clinical_p_enter: float = 0.10
-    n_bootstrap: int = 100
-    classifiers: tuple[str, ...] = ("lr", "svm", "knn", "xgboost", "mlp")
-    panel_bootstrap: int = 25
-    comparators: tuple[str, ...] = ()
-    workers: int = 1
-
-    def __post_init__(self) -> None:
-        from srgan3d.study.panel import parse_classifiers
-
-        object.__setattr__(self, "classifiers", parse_classifiers(self.classifiers))
-        if self.test_size is not None and not 0.05 <= self.test_size <= 0.5:
-            raise ValueError(f"test size must lie between 0.05 and 0.5, not {self.test_size}")
-        if not self.clinical:
-            raise ValueError("at least one clinical variable is needed for the clinical model")
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,70 +351,37 @@ def optimism_corrected_auc(
     *,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Harrell's bootstrap: apparent AUC of the whole pipeline fitted on all patients, minus the
-    mean optimism (AUC on the bootstrap sample - AUC on the original patients, each time with
-    selection and fitting redone on the bootstrap sample). Resamples are stratified by response.
-    """
-    from tqdm.auto import tqdm
-
+    """Harrell's bootstrap (`validation.bootstrap_optimism`, the study models' seed stream): the
+    apparent AUC of the whole pipeline fitted on these patients, minus the mean optimism, with
+    selection and fitting redone on each stratified resample."""
     y = np.asarray(y, int)
     names = present_models(pre=pre is not None, post=post is not None)
     full = fit_models(pre, post, clin, y, config).predict(pre, post, clin)
     apparent = {m: _auc(y, full[m].to_numpy()) for m in names}
-    rng = np.random.default_rng(config.seed + 1)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    optimism: dict[str, list[float]] = {m: [] for m in names}
-    failures = 0
-    # Resamples are drawn first, in order, then fitted (in `config.workers` processes): the same
-    # seed gives the same resamples and the same numbers whatever the number of workers.
-    draws = [np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]) for _ in range(config.n_bootstrap)]
-    jobs = ((pre, post, clin, y, b, config) for b in draws)
-    if config.workers > 1 and len(draws) > 1:
-        from joblib import Parallel, delayed
-
-        runs = Parallel(n_jobs=config.workers, return_as="generator")(delayed(_bootstrap_optimism)(*j) for j in jobs)
-    else:
-        runs = (_bootstrap_optimism(*j) for j in jobs)
-    for one in tqdm(runs, total=len(draws), desc="bootstrap", unit="fit", disable=not progress):
-        if one is None:
-            failures += 1
-            continue
-        for m in names:
-            optimism[m].append(one[m])
-    rows = []
-    for m in names:
-        o = np.array(optimism[m]) if optimism[m] else np.array([np.nan])
-        rows.append(
-            {
-                "model": m,
-                "apparent_auc": apparent[m],
-                "optimism": float(np.mean(o)),
-                "corrected_auc": apparent[m] - float(np.mean(o)),
-                "n_bootstrap": len(optimism[m]),
-                "failed_fits": failures,
-            }
-        )
-    return pd.DataFrame(rows)
+    draws = resamples(y, config.n_bootstrap, config.seed, "study bootstrap")
+    refit = partial(_bootstrap_optimism, pre, post, clin, y, config)
+    estimates = bootstrap_optimism(apparent, refit, draws, workers=config.workers, progress=progress)
+    return pd.DataFrame([{"model": m, "apparent_auc": e.apparent_auc, "optimism": e.optimism,
+                          "corrected_auc": e.corrected_auc, "n_bootstrap": e.n_bootstrap, "failed_fits": e.failed_fits}
+                         for m, e in estimates.items()])  # fmt: skip
 
 
 def out_of_fold(
     pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
 ) -> pd.DataFrame:
     """Each (training) patient's probability from the whole pipeline (selection, LASSO, clinical
-    and combined models) fitted on the other folds (`stats.stratified_folds`): the predictions the operating
-    thresholds and the training set's survival risk groups are chosen on, so that neither
-    rewards a model for fitting its own patients."""
+    and combined models) fitted on the other folds (`validation.out_of_fold`): the predictions
+    the operating thresholds and the training set's survival risk groups are chosen on, so that
+    neither rewards a model for fitting its own patients."""
     y = np.asarray(y, int)
     names = present_models(pre=pre is not None, post=post is not None)
-    out = pd.DataFrame(np.nan, index=clin.index, columns=list(names))
-    for k, (fit_rows, held) in enumerate(stratified_folds(y, config.cv_folds, config.seed), start=1):
-        try:
-            fitted = fit_models(_rows(pre, fit_rows), _rows(post, fit_rows), clin.iloc[fit_rows], y[fit_rows], config)
-        except (ValueError, np.linalg.LinAlgError) as exc:  # its patients stay without a prediction
-            log.warning("out-of-fold fit %d failed (%s); its %d patients have no out-of-fold prediction", k, exc, len(held))
-            continue
-        out.iloc[held] = fitted.predict(_rows(pre, held), _rows(post, held), clin.iloc[held]).to_numpy()
-    return out
+
+    def fit_predict(fit_rows: np.ndarray, held: np.ndarray) -> np.ndarray:
+        fitted = fit_models(_rows(pre, fit_rows), _rows(post, fit_rows), clin.iloc[fit_rows], y[fit_rows], config)
+        return fitted.predict(_rows(pre, held), _rows(post, held), clin.iloc[held])[list(names)].to_numpy()
+
+    oof = validation.out_of_fold(y, config.cv_folds, config.seed, fit_predict, columns=len(names), what="the study models")
+    return pd.DataFrame(oof, index=clin.index, columns=list(names))
 
 
 def set_metrics(
@@ -479,13 +400,13 @@ def set_metrics(
         delong = []
         for i, a in enumerate(models):
             for b in models[i + 1 :]:
-                delong.append({"model_a": a, "model_b": b, **stats.delong_test(yy, p[a], p[b]).to_dict()})
+                delong.append(DelongPair.of(a, b, stats.delong_test(yy, p[a], p[b])))
         dc = stats.decision_curve(yy, p, grid)
         out[name] = SetMetrics(
             name=name, n=len(idx), n_responders=int(yy.sum()),
-            roc={m: stats.roc_auc_ci(yy, p[m]).to_dict() for m in models},
-            operating_points={m: stats.operating_point(yy, p[m], thresholds[m]).to_dict() for m in models},
-            calibration={m: stats.calibration(yy, p[m], n_bins=10 if len(idx) >= 100 else 5).to_dict() for m in models},
+            roc={m: stats.roc_auc_ci(yy, p[m]) for m in models},
+            operating_points={m: stats.operating_point(yy, p[m], thresholds[m]) for m in models},
+            calibration={m: stats.calibration(yy, p[m], n_bins=10 if len(idx) >= 100 else 5) for m in models},
             delong=tuple(delong),
             decision_curve={"threshold": [float(t) for t in dc.index], **{c: dc[c].tolist() for c in dc.columns}},
             decision_ranges={m: {k: [list(r) for r in v] for k, v in d.items()}
@@ -495,8 +416,8 @@ def set_metrics(
 
 
 def _bootstrap_optimism(
-    pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, y: np.ndarray, b: np.ndarray,
-    config: ModelingConfig,
+    pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig,
+    b: np.ndarray,
 ) -> dict[str, float] | None:  # fmt: skip
     """One bootstrap resample `b`: every model refitted on it; its AUC there minus its AUC on the
     original patients (None when the fit fails)."""
@@ -544,7 +465,7 @@ class ModelingResult:
         radscores = {
             name: RadscoreSummary(
                 formula=r.formula(), features=tuple(r.features_),
-                coefficients=tuple(r.coefficients().to_dict(orient="records")),
+                coefficients=rows_of(RadscoreCoefficient, r.coefficients()),
                 n_features_in=r.n_features_in_, n_variance_kept=r.n_variance_kept_,
                 n_screen_passed=r.n_screen_passed_, n_after_redundancy=len(r.screened_), C=r.C_, fallback=r.fallback_,
             )
@@ -552,11 +473,10 @@ class ModelingResult:
         }  # fmt: skip
         return FittedSummary(
             radscore=radscores,
-            clinical_univariable=tuple(self.fitted.clinical_univariable.to_dict(orient="records")),
-            clinical_multivariable=tuple(self.fitted.clinical.table_.to_dict(orient="records")),
-            combined_model=(tuple(self.fitted.combined.table_.to_dict(orient="records"))
-                            if self.fitted.combined is not None else ()),  # fmt: skip
-            optimism=None if self.optimism is None else tuple(self.optimism.to_dict(orient="records")),
+            clinical_univariable=rows_of(OddsRatio, self.fitted.clinical_univariable),
+            clinical_multivariable=rows_of(OddsRatio, self.fitted.clinical.table_),
+            combined_model=rows_of(OddsRatio, self.fitted.combined.table_) if self.fitted.combined is not None else (),
+            optimism=None if self.optimism is None else rows_of(Optimism, self.optimism),
             fits=self.fitted.fit_notes(),
             threshold_rule=self.threshold_rule,
         )
@@ -626,7 +546,7 @@ def run_modeling(
     return ModelingResult(
         config=config, split=split, fitted=fitted, predictions=pred, thresholds=thresholds, metrics=metrics,
         optimism=optimism, panel=panel, panel_predictions=panel_pred, oof=oof, panel_oof=panel_oof,
-        threshold_rule=THRESHOLD_RULE.format(folds=len(stratified_folds(y[train], config.cv_folds, config.seed))),
+        threshold_rule=THRESHOLD_RULE.format(folds=len(stats.stratified_folds(y[train], config.cv_folds, config.seed))),
     )  # fmt: skip
 
 

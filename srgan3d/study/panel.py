@@ -15,30 +15,27 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from srgan3d.study import stats
-from srgan3d.study.results import TRAIN, ClassifierResult, PanelResult, tested_sets
+from srgan3d.study import stats, validation
+from srgan3d.study.config import CLASSIFIER_NAMES
+from srgan3d.study.result_base import plain
+from srgan3d.study.results import (
+    TRAIN,
+    ClassifierComparison,
+    ClassifierResult,
+    PanelPick,
+    PanelResult,
+    tested_sets,
+)
+from srgan3d.study.validation import bootstrap_optimism, resamples
 
 log = logging.getLogger(__name__)
-
-CLASSIFIER_NAMES = ("lr", "svm", "knn", "xgboost", "mlp")
 IMAGES = ("pre", "post")
-
-
-def parse_classifiers(text: str | Sequence[str]) -> tuple[str, ...]:
-    """`lr,svm,...` (or a sequence) -> a tuple of known names; an unknown name is an error naming
-    the option and the choices."""
-    names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    unknown = [n for n in names if n not in CLASSIFIER_NAMES]
-    if unknown:
-        raise ValueError(
-            f"--classifiers: unknown classifier(s) {', '.join(unknown)}; choose from {', '.join(CLASSIFIER_NAMES)}"
-        )
-    return tuple(dict.fromkeys(names))
 
 
 def _search(name: str, seed: int, folds: int) -> Any:
@@ -164,7 +161,8 @@ def run_panel(
     folds = _inner_folds(y[train], cv_folds)
     probs = pd.DataFrame(index=pre.index)
 
-    def result(models: dict, skipped: dict, delong: dict, best: dict | None) -> PanelResult:
+    def result(models: dict[str, dict[str, ClassifierResult]], skipped: dict[str, str],
+               delong: dict[str, list[ClassifierComparison]], best: PanelPick | None) -> PanelResult:  # fmt: skip
         return PanelResult(classifiers=tuple(classifiers), features={k: tuple(v) for k, v in features.items()},
                            inner_cv_folds=folds, n_bootstrap=n_bootstrap, models=models, skipped=skipped,
                            delong={k: tuple(v) for k, v in delong.items()}, best=best)  # fmt: skip
@@ -201,31 +199,31 @@ def run_panel(
         oof[f"{name}_{image}"] = _out_of_fold(fit, data[image], y, train, seed=seed, folds=cv_folds)
         thr = stats.held_out_threshold(y[train], oof[f"{name}_{image}"].to_numpy()[train], p[train])
         models.setdefault(name, {})[image] = ClassifierResult(
-            cv_auc=fit.cv_auc, params={k.split("__", 1)[1]: v for k, v in fit.params.items()},
+            cv_auc=fit.cv_auc, params={k.split("__", 1)[1]: plain(v) for k, v in fit.params.items()},
             warnings=tuple(fit.warnings), train_auc=stats.roc_auc_ci(y[train], p[train]).auc, threshold=thr,
-            roc={s: stats.roc_auc_ci(y[i], p[i]).to_dict() for s, i in tested.items()},
-            operating_points={s: stats.operating_point(y[i], p[i], thr).to_dict() for s, i in tested.items()},
+            roc={s: stats.roc_auc_ci(y[i], p[i]) for s, i in tested.items()},
+            operating_points={s: stats.operating_point(y[i], p[i], thr) for s, i in tested.items()},
             corrected_auc=corrected.get((name, image), float("nan")),
             separation=_separation(data[image].iloc[train], y[train], fit.features) if name == "lr" else None,
         )  # fmt: skip
-    delong: dict[str, list[dict[str, Any]]] = {s: [] for s in tested}
+    delong: dict[str, list[ClassifierComparison]] = {s: [] for s in tested}
     for s, i in tested.items():
         for name in classifiers:
             if (name, "pre") in fits and (name, "post") in fits:
                 a, b = probs[f"{name}_post"].to_numpy()[i], probs[f"{name}_pre"].to_numpy()[i]
-                delong[s].append({"classifier": name, "a": "post", "b": "pre", **stats.delong_test(y[i], a, b).to_dict()})
+                delong[s].append(ClassifierComparison.of(name, "post", "pre", stats.delong_test(y[i], a, b)))
             for image in IMAGES:
                 if (name, image) not in fits:
                     continue
                 p = probs[f"{name}_{image}"].to_numpy()[i]
                 for ref_name, ref in reference.items():
-                    d = stats.delong_test(y[i], p, np.asarray(ref)[i]).to_dict()
-                    delong[s].append({"classifier": name, "a": image, "b": ref_name, **d})
+                    d = stats.delong_test(y[i], p, np.asarray(ref)[i])
+                    delong[s].append(ClassifierComparison.of(name, image, ref_name, d))
     best = None
     if fits:
         (bn, bi), bf = max(fits.items(), key=lambda kv: (kv[1].cv_auc, kv[0][1] == "post"))
-        best = {"classifier": bn, "image": bi, "cv_auc": bf.cv_auc,
-                "rule": "highest training-set cross-validated AUC (inner CV); the test sets play no part"}  # fmt: skip
+        best = PanelPick(classifier=bn, image=bi, cv_auc=bf.cv_auc,
+                         rule="highest training-set cross-validated AUC (inner CV); the test sets play no part")
     return result(models, skipped, delong, best), probs, oof
 
 
@@ -240,24 +238,25 @@ def _separation(X: pd.DataFrame, y: np.ndarray, features: list[str]) -> str:
 
 def _out_of_fold(fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, *, seed: int, folds: int) -> np.ndarray:
     """The classifier's out-of-fold probabilities of the training rows (NaN elsewhere): refitted
-    with its chosen hyperparameters on the study's folds (`stats.stratified_folds`), each fold
+    with its chosen hyperparameters on the study's folds (`validation.out_of_fold`), each fold
     predicted by the fit that did not see it. Its operating threshold is chosen on these."""
+
+    def fit_predict(fit_rows: np.ndarray, held: np.ndarray) -> np.ndarray:
+        rows = train[fit_rows]
+        refit = fit_classifier(fit.name, fit.image, X.iloc[rows], y[rows], fit.features, seed=seed,
+                               folds=_inner_folds(y[rows], folds), params=fit.params)  # fmt: skip
+        return refit.predict_proba(X.iloc[train[held]])
+
     out = np.full(len(y), np.nan)
-    for fit_rows, held in stats.stratified_folds(y[train], folds, seed):
-        rows, other = train[fit_rows], train[held]
-        try:
-            refit = fit_classifier(fit.name, fit.image, X.iloc[rows], y[rows], fit.features, seed=seed,
-                                   folds=_inner_folds(y[rows], folds), params=fit.params)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - a fold that cannot be fitted leaves its patients without one
-            log.warning("out-of-fold refit of %s/%s failed: %s", fit.name, fit.image, exc)
-            continue
-        out[other] = refit.predict_proba(X.iloc[other])
+    # any failure of one fold's refit leaves its patients without a prediction, the rest go on
+    out[train] = validation.out_of_fold(y[train], folds, seed, fit_predict, what=f"{fit.name}/{fit.image}",
+                                        errors=(Exception,))  # fmt: skip
     return out
 
 
 def _refit_optimism(
-    data: dict[str, pd.DataFrame], y: np.ndarray, b: np.ndarray, specs: list[tuple[str, str, list[str], dict]],
-    seed: int, folds: int,
+    data: dict[str, pd.DataFrame], y: np.ndarray, specs: list[tuple[str, str, list[str], dict[str, Any]]],
+    seed: int, folds: int, b: np.ndarray,
 ) -> dict[tuple[str, str], float]:  # fmt: skip
     """One bootstrap resample `b`: each classifier refitted on it (features and hyperparameters
     fixed); its AUC there minus its AUC on the original rows. A refit that fails is left out."""
@@ -278,25 +277,14 @@ def _optimism(
     data: dict[str, pd.DataFrame], y: np.ndarray, fits: dict[tuple[str, str], PanelFit], *, seed: int, folds: int,
     n_bootstrap: int, workers: int = 1,
 ) -> dict[tuple[str, str], float]:  # fmt: skip
-    """Harrell's optimism-corrected AUC over all patients, each classifier refitted on each
-    stratified bootstrap resample with its features and hyperparameters fixed."""
-    rng = np.random.default_rng(seed + 2)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    """Harrell's optimism-corrected AUC over these patients (`validation.bootstrap_optimism`, the
+    panel's seed stream), each classifier refitted on each stratified resample with its features
+    and hyperparameters fixed."""
     apparent: dict[tuple[str, str], float] = {}
-    optimism: dict[tuple[str, str], list[float]] = {k: [] for k in fits}
     for (name, image), fit in fits.items():
         full = fit_classifier(name, image, data[image], y, fit.features, seed=seed, folds=folds, params=fit.params)
         apparent[(name, image)] = stats.roc_auc_ci(y, full.predict_proba(data[image])).auc
-    # resamples drawn first, in order, then refitted (in `workers` processes): same numbers for any count
-    draws = [np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]) for _ in range(n_bootstrap)]
+    draws = resamples(y, n_bootstrap, seed, "panel bootstrap")
     specs = [(name, image, fit.features, fit.params) for (name, image), fit in fits.items()]
-    if workers > 1 and len(draws) > 1:
-        from joblib import Parallel, delayed
-
-        runs = Parallel(n_jobs=workers)(delayed(_refit_optimism)(data, y, b, specs, seed, folds) for b in draws)
-    else:
-        runs = [_refit_optimism(data, y, b, specs, seed, folds) for b in draws]
-    for one in runs:
-        for key, value in one.items():
-            optimism[key].append(value)
-    return {k: apparent[k] - float(np.mean(v)) if v else float("nan") for k, v in optimism.items()}
+    refit = partial(_refit_optimism, data, y, specs, seed, folds)
+    return {k: e.corrected_auc for k, e in bootstrap_optimism(apparent, refit, draws, workers=workers).items()}

@@ -36,72 +36,16 @@ import pandas as pd
 
 from srgan3d.provenance import write_text_atomic
 from srgan3d.sr.engine import (
-    DEFAULT_WEIGHTS,
     GeneratorEngine,
     resolve_method_and_weights,
     upscale_box,
     upscale_volume,
 )
-from srgan3d.study.results import Result
+from srgan3d.study.config import RadiomicsConfig
+from srgan3d.study.result_base import Result
 from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, read_volume, write_volume
 
 log = logging.getLogger(__name__)
-
-PARAMS_DIR = Path(__file__).parent / "params"
-DEFAULT_PARAMS = PARAMS_DIR / "arterial_mri.yaml"
-#: Parameter files shipped with srgan3d, by the name `--params` accepts.
-SHIPPED_PARAMS = {"default": DEFAULT_PARAMS, "arterial_mri": DEFAULT_PARAMS, "extended": PARAMS_DIR / "extended.yaml"}
-
-
-def resolve_params(name_or_path: str | Path | None) -> str:
-    """A shipped parameter file's name ("default", "extended") or a path, as a path."""
-    if name_or_path is None:
-        return str(DEFAULT_PARAMS)
-    return str(SHIPPED_PARAMS.get(str(name_or_path), name_or_path))
-
-
-SPACINGS = ("native", "common")
-
-
-@dataclass(frozen=True)
-class RadiomicsConfig:
-    """Options of the feature extraction; one per `evaluate` option.
-
-    Attributes:
-        params: pyradiomics parameter file (YAML).
-        spacing: "native" or "common" (see the module docstring).
-        common_spacing_mm: the isotropic spacing of "common"; None = the finest SR spacing of the
-            cohort's first patient.
-        method: upscale method for the VOI crops ("auto", "generator" or an interpolation).
-        weights: generator weights name or path.
-        margin_vox: LR voxels added around the VOI's bounding box.
-        device: torch device for the generator.
-        workers: patients processed in parallel (processes).
-        peritumoral: ring widths in mm (`ring_mask`); features of each ring, before and after SR,
-            go into the tables with the prefix ``ring<W>mm_``. The crop's margin grows to hold
-            the widest ring.
-    """
-
-    params: str = str(DEFAULT_PARAMS)
-    spacing: str = "native"
-    common_spacing_mm: float | None = None
-    method: str = "auto"
-    weights: str = DEFAULT_WEIGHTS
-    margin_vox: int = 16
-    device: str = "cpu"
-    workers: int = 1
-    peritumoral: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if any(not 0 < w <= 50 for w in self.peritumoral):
-            raise ValueError(f"--peritumoral widths must lie in (0, 50] mm, not {list(self.peritumoral)}")
-        if self.spacing not in SPACINGS:
-            raise ValueError(f"spacing must be 'native' or 'common', not {self.spacing!r}")
-        if not Path(self.params).is_file():
-            raise FileNotFoundError(f"pyradiomics parameter file {self.params} does not exist")
-        if self.margin_vox < 0:
-            raise ValueError(f"margin must be >= 0 voxels, not {self.margin_vox}")
-
 
 # --------------------------------------------------------------------------------------------
 # Geometry
@@ -412,6 +356,7 @@ def extract_cohort(
     `outdir/sr/` and per-patient features to `outdir/features_cache/`, both reused when nothing
     they depend on changed. A patient that fails is logged and left out; the rest go on.
     """
+    config.check_params()
     from tqdm.auto import tqdm
 
     outdir = Path(outdir)

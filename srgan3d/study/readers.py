@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
-from srgan3d.study.results import ReaderResult, ReaderSet
+from srgan3d.study.results import MeanOfReaders, ReaderRead, ReaderResult, ReaderSet
 
 READER_COLUMN = re.compile(r"^reader_\d+$")
 
@@ -63,15 +63,15 @@ def compare_readers(
             p = probs[col][idx]
             called = p >= 0.5
             tp, fp = int((called & (yt == 1)).sum()), int((called & (yt == 0)).sum())
-            rows.append({
-                "reader": col, "scale": scales[col], "roc": stats.roc_auc_ci(yt, p).to_dict(),
-                "delong_best_vs_reader": stats.delong_test(yt, best[idx], p).to_dict(),
-                "sensitivity": tp / max(1, int((yt == 1).sum())), "specificity": 1 - fp / max(1, int((yt == 0).sum())),
-            })  # fmt: skip
+            rows.append(ReaderRead(
+                reader=col, scale=scales[col], roc=stats.roc_auc_ci(yt, p),
+                delong_best_vs_reader=stats.delong_test(yt, best[idx], p),
+                sensitivity=tp / max(1, int((yt == 1).sum())), specificity=1 - fp / max(1, int((yt == 0).sum())),
+            ))  # fmt: skip
         mean_of = None
         if len(cols) > 1:
             mean = np.mean([probs[c] for c in cols], axis=0)[idx]
-            mean_of = {"roc": stats.roc_auc_ci(yt, mean).to_dict(),
-                       "delong_best_vs_mean": stats.delong_test(yt, best[idx], mean).to_dict()}  # fmt: skip
-        out[name] = ReaderSet(best=stats.roc_auc_ci(yt, best[idx]).to_dict(), readers=tuple(rows), mean_of_readers=mean_of)
+            mean_of = MeanOfReaders(roc=stats.roc_auc_ci(yt, mean),
+                                    delong_best_vs_mean=stats.delong_test(yt, best[idx], mean))  # fmt: skip
+        out[name] = ReaderSet(best=stats.roc_auc_ci(yt, best[idx]), readers=tuple(rows), mean_of_readers=mean_of)
     return ReaderResult(best_model=best_name, sets=out)

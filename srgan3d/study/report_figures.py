@@ -12,31 +12,14 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
-from srgan3d.study.results import CLASSIFIER_LABELS, GROUP_COVARIATE, StudyResult, SurvivalEndpoint
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None or not np.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def fmt_auc(r: dict) -> str:
-    """An AUC result (`stats.RocResult.to_dict`) as '0.812 [0.700-0.920]'."""
-    return f"{r['auc']:.3f} [{r['ci_low']:.3f}-{r['ci_high']:.3f}]"
-
-
-def fmt_p_eq(p: float | None) -> str:
-    """'p = 0.032' or 'p < 0.001'."""
-    text = fmt_p(p)
-    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
-
+from srgan3d.study.report_format import fmt_auc, fmt_p_eq, variable_label
+from srgan3d.study.results import CLASSIFIER_LABELS, StudyResult, SurvivalEndpoint
 
 SIMULATED_STAMP = "SIMULATED DATA: srgan3d synthetic cohort, not patients"
 
 
 def stamp_for(results: StudyResult) -> str | None:
-    return SIMULATED_STAMP if results.cohort.get("simulated") else None
+    return SIMULATED_STAMP if results.cohort.simulated else None
 
 
 def _png(fig: Any, stamp: str | None = None) -> str:
@@ -92,8 +75,8 @@ def roc_figure(results: StudyResult) -> str:
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1)
         if readers is not None and name in readers.sets:
             for i, rd in enumerate(readers.sets[name].readers):
-                ax.plot(1 - rd["specificity"], rd["sensitivity"], marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
-                        label=f"{rd['reader'].replace('reader_', 'Reader ')}: AUC {rd['roc']['auc']:.3f}")  # fmt: skip
+                ax.plot(1 - rd.specificity, rd.sensitivity, marker="osD^v"[i % 5], color="#222", ms=7, ls="none",
+                        label=f"{rd.reader.replace('reader_', 'Reader ')}: AUC {rd.roc.auc:.3f}")  # fmt: skip
         ax.set(title=set_title(results, name), xlabel="1 − specificity", ylabel="Sensitivity",
                xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))  # fmt: skip
         ax.title.set_fontsize(10)
@@ -127,7 +110,7 @@ def calibration_figure(results: StudyResult) -> str:
     fig, axes = _panels(len(results.sets))
     for ax, name in zip(axes, results.sets, strict=True):
         for e in results.roster.models:
-            c = results.metrics[name].calibration[e.name]["curve"]
+            c = results.metrics[name].calibration[e.name].curve
             ax.plot(c["mean_predicted"], c["observed"], "o-" if e.family == "study" else "s-.", color=e.colour,
                     label=e.label, ms=4)  # fmt: skip
         ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="Ideal")
@@ -149,14 +132,14 @@ def examples_figure(results: StudyResult) -> str | None:
     fig, axes = plt.subplots(len(examples), 2, figsize=(8, 4 * len(examples)), squeeze=False)
     for row, ex in zip(axes, examples, strict=True):
         for ax, key, title in ((row[0], "lr", "before SR"), (row[1], "sr", "after SR")):
-            part = getattr(ex, key)
-            img = np.asarray(part["image"], float)
-            mask = np.asarray(part["mask"], float)
+            part = ex.lr if key == "lr" else ex.sr
+            img = np.asarray(part.image, float)
+            mask = np.asarray(part.mask, float)
             # shown in radiological convention: patient's right on the left, anterior at the top
-            for axis, flip in enumerate(part.get("flip", [False, False])):
+            for axis, flip in enumerate(part.flip):
                 if flip:
                     img, mask = np.flip(img, axis), np.flip(mask, axis)
-            sp = part["spacing_mm"]
+            sp = part.spacing_mm
             extent = (0, img.shape[0] * sp[0], 0, img.shape[1] * sp[1])
             lo, hi = np.percentile(img, [1, 99.5])
             ax.imshow(
@@ -206,50 +189,6 @@ def panel_roc_figure(results: StudyResult) -> str | None:
     return _png(fig, stamp_for(results))
 
 
-#: Names of the models' variables as the report shows them; the user's own columns keep their names.
-VARIABLE_LABELS = {
-    "const": "Intercept",
-    "diameter_mm": "Tumour diameter (mm)",
-    "arterial_enhancement": "Arterial enhancement (0 = no, 1 = yes)",
-    "radscore_post_sr": "Post-SR radscore",
-    "dl_score": "Deep score, post-SR (log-odds)",
-    GROUP_COVARIATE: "Predicted responder (vs non-responder)",
-    "bclc": "BCLC stage",
-    "child_pugh": "Child-Pugh class",
-    "afp_ng_ml": "AFP (ng/mL)",
-    "ast_u_l": "AST (U/L)",
-    "age": "Age (years)",
-    "sex": "Sex",
-}
-
-
-#: Unit suffixes of column names (`afp_log10_ng_ml`, `tumour_size_cm`) as the report writes them.
-UNIT_SUFFIXES = (("_log10_ng_ml", ", log10 (ng/mL)"), ("_ng_ml", " (ng/mL)"), ("_u_l", " (U/L)"), ("_mm", " (mm)"),
-                 ("_cm", " (cm)"), ("_years", " (years)"), ("_weeks", " (weeks)"), ("_months", " (months)"),
-                 ("_days", " (days)"), ("_over_50pct", " over 50%"), ("_pct", " (%)"))  # fmt: skip
-#: Words the report writes in capitals.
-ACRONYMS = {"afp": "AFP", "bclc": "BCLC", "clip": "CLIP", "tnm": "TNM", "ast": "AST", "alt": "ALT", "hbv": "HBV",
-            "hcv": "HCV", "sr": "SR", "ct": "CT", "mri": "MRI", "cps": "CPS"}  # fmt: skip
-
-
-def variable_label(name: str) -> str:
-    """A column's name as the report shows it: the study's own variables by `VARIABLE_LABELS`; any
-    other column in words, its unit suffix in brackets (`afp_log10_ng_ml` -> 'AFP, log10
-    (ng/mL)', `tumour_size_cm` -> 'Tumour size (cm)', `bclc_stage` -> 'BCLC stage')."""
-    if name in VARIABLE_LABELS:
-        return VARIABLE_LABELS[name]
-    base, unit = name, ""
-    for suffix, shown in UNIT_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            base, unit = name[: -len(suffix)], shown
-            break
-    words = [ACRONYMS.get(w.lower(), w) for w in base.replace("-", "_").split("_") if w]
-    if not words:
-        return name
-    first = words[0] if words[0].isupper() else words[0].capitalize()
-    return (" ".join([first, *words[1:]]) + unit).replace("Child pugh", "Child-Pugh")
-
-
 def nomogram_figure(results: StudyResult) -> str | None:
     """The combined (RCR) logistic model as a nomogram: a points axis per predictor (round values,
     labels never closer than their width), total points, and the probability of response."""
@@ -260,7 +199,7 @@ def nomogram_figure(results: StudyResult) -> str | None:
     if nomo is None:
         return None
     preds = nomo.predictors
-    total_max = sum(r["max_points"] for r in preds)
+    total_max = sum(r.max_points for r in preds)
     n = len(preds) + 3
     fig, ax = plt.subplots(figsize=(10, 0.75 * n + 0.8))
     scale_x = 100.0 / max(total_max, 1e-9)  # total-points axis drawn on the same 0-100 width
@@ -285,12 +224,12 @@ def nomogram_figure(results: StudyResult) -> str | None:
 
     axis(0, "Points", [(x, f"{x:g}") for x in range(0, 101, 10)])
     for i, r in enumerate(preds, start=1):
-        lo, hi, ppu = r["min"], r["max"], abs(r["points_per_unit"])
+        lo, hi, ppu = r.min, r.max, abs(r.points_per_unit)
         binary = {lo, hi} <= {0.0, 1.0}
         width = max(len(t) for t in labels([lo, hi])) + 2
         values = [lo, hi] if binary else stats.round_ticks(lo, hi, width * char / max(ppu, 1e-12))
-        axis(i, variable_label(r["variable"]),
-             [(r["points_per_unit"] * (v - r["ref"]), t) for v, t in zip(values, labels(values), strict=True)])  # fmt: skip
+        axis(i, variable_label(r.variable),
+             [(r.points_per_unit * (v - r.ref), t) for v, t in zip(values, labels(values), strict=True)])  # fmt: skip
     tot = stats.round_ticks(0, total_max, 6 * char / scale_x)
     axis(len(preds) + 1, "Total points", [(t * scale_x, f"{t:g}") for t in tot])
     ticks: list[tuple[float, str]] = []

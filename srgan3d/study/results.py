@@ -2,24 +2,26 @@
 and that `results.json` serialises (with `SCHEMA_VERSION`).
 
 Each object has `to_dict()` (JSON-ready: lists, numbers, strings) and `from_dict()`, which rebuilds
-it from that dict alone, so `srgan3d report` renders from results.json without the images. The
-leaves that come from `srgan3d.study.stats` (an AUC with its CI, an operating point, a calibration,
-a DeLong comparison) are kept as those objects' own `to_dict()` forms. Imports no torch.
+it from that dict alone, so `srgan3d report` renders from results.json without the images. Every
+leaf is typed: the statistics are `srgan3d.study.stats`' own results (`RocResult`, `DelongResult`,
+`OperatingPoint`, `CalibrationResult`), the options are `srgan3d.study.config`'s, and the tables
+(odds ratios, coefficients, the nomogram, the cohort summary) are rows of their own type. The one
+free-form value is a synthetic or real cohort's card (`JsonValue`). Imports no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from srgan3d.study.stats import DelongResult
+from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
+from srgan3d.study.result_base import JsonValue, Result
+from srgan3d.study.stats import CalibrationResult, DelongResult, OperatingPoint, RocResult
 
 #: Version of results.json's layout; `StudyResult.from_dict` refuses other versions.
 SCHEMA_VERSION = 3
@@ -27,7 +29,6 @@ SCHEMA_VERSION = 3
 #: Set names with a fixed meaning in the cohort's `set` column; any other name is an external set.
 TRAIN, TEST = "train", "test"
 
-R = TypeVar("R", bound="Result")
 T = TypeVar("T")
 
 
@@ -36,58 +37,8 @@ def tested_sets(sets: dict[str, T]) -> dict[str, T]:
     return {name: v for name, v in sets.items() if name != TRAIN}
 
 
-def _plain(v: Any) -> Any:
-    """A value as JSON-ready Python: results by `to_dict`, numpy scalars and arrays as numbers and
-    lists, tuples as lists."""
-    if isinstance(v, Result):
-        return v.to_dict()
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return [_plain(x) for x in v.tolist()]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _build(tp: Any, v: Any) -> Any:
-    """`v` (from JSON) as the annotated type `tp`: results rebuilt, tuples made tuples."""
-    if v is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _build(inner[0], v) if len(inner) == 1 else v
-    if isinstance(tp, type) and issubclass(tp, Result):
-        return tp.from_dict(v)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        item = args[0] if args else Any
-        return tuple(_build(item, x) for x in v)
-    if origin is dict:
-        _, item = typing.get_args(tp)
-        return {k: _build(item, x) for k, x in v.items()}
-    return v
-
-
-class Result:
-    """Base of the result objects (frozen dataclasses): generic `to_dict` / `from_dict`."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls: type[R], d: dict[str, Any]) -> R:
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(sorted(unknown))}")
-        return cls(**{k: _build(hints[k], v) for k, v in d.items()})
+def _delong_fields(result: DelongResult) -> dict[str, float]:
+    return {f.name: getattr(result, f.name) for f in dataclasses.fields(DelongResult)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,38 +172,50 @@ class Roster(Result):
 
 
 @dataclass(frozen=True)
+class DelongPair(DelongResult):
+    """A DeLong comparison of two roster models on one set (A - B)."""
+
+    model_a: str
+    model_b: str
+
+    @classmethod
+    def of(cls, a: str, b: str, result: DelongResult) -> DelongPair:
+        return cls(model_a=a, model_b=b, **_delong_fields(result))
+
+
+@dataclass(frozen=True)
 class SetMetrics(Result):
     """Every roster model on one set: AUC with DeLong CI, operating point at the training
     threshold, calibration, pairwise DeLong tests and decision curves.
 
     Attributes:
-        roc, operating_points, calibration: model -> the stats result's `to_dict()`.
-        delong: one dict per pair (``model_a``, ``model_b`` and the `DelongResult`, A - B).
+        roc, operating_points, calibration: model -> the stats result.
+        delong: one comparison per pair of models (A - B).
         decision_curve: ``threshold`` and one net-benefit list per model, ``treat_all`` and
             ``treat_none``.
+        decision_ranges: model -> ``useful`` (above treat-all and treat-none) and ``highest``
+            (and the best of the models): [first, last] threshold of each run on the curve's grid
+            (`stats.decision_ranges`).
     """
 
     name: str
     n: int
     n_responders: int
-    roc: dict[str, dict[str, float]]
-    operating_points: dict[str, dict[str, Any]]
-    calibration: dict[str, dict[str, Any]]
-    delong: tuple[dict[str, Any], ...]
+    roc: dict[str, RocResult]
+    operating_points: dict[str, OperatingPoint]
+    calibration: dict[str, CalibrationResult]
+    delong: tuple[DelongPair, ...]
     decision_curve: dict[str, list[float]]
-    # model -> "useful" (above treat-all and treat-none) and "highest" (and the best of the models):
-    # [first, last] threshold of each run on the curve's grid (`stats.decision_ranges`)
     decision_ranges: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
 
     def delong_pair(self, a: str, b: str) -> DelongResult:
         """The DeLong comparison of A against B, oriented as A - B whichever way it was stored."""
-        fields = [f.name for f in dataclasses.fields(DelongResult)]
         for d in self.delong:
-            if (d["model_a"], d["model_b"]) == (a, b):
-                return DelongResult(**{k: d[k] for k in fields})
-            if (d["model_a"], d["model_b"]) == (b, a):
-                return DelongResult(auc_a=d["auc_b"], auc_b=d["auc_a"], difference=-d["difference"], z=-d["z"],
-                                    p_value=d["p_value"], ci_low=-d["ci_high"], ci_high=-d["ci_low"], level=d["level"])  # fmt: skip
+            if (d.model_a, d.model_b) == (a, b):
+                return d
+            if (d.model_a, d.model_b) == (b, a):
+                return DelongResult(auc_a=d.auc_b, auc_b=d.auc_a, difference=-d.difference, z=-d.z,
+                                    p_value=d.p_value, ci_low=-d.ci_high, ci_high=-d.ci_low, level=d.level)  # fmt: skip
         raise KeyError(f"no DeLong comparison of {a} and {b} on the {self.name} set")
 
 
@@ -261,10 +224,46 @@ class SetMetrics(Result):
 
 
 @dataclass(frozen=True)
+class RadscoreCoefficient(Result):
+    """One term of a radscore: its LASSO coefficient (on the standardised feature), the training
+    mean and SD that standardise it, and its screening p-value (NaN for the intercept)."""
+
+    feature: str
+    coefficient: float
+    train_mean: float
+    train_sd: float
+    screen_p: float
+
+
+@dataclass(frozen=True)
+class OddsRatio(Result):
+    """One row of a logistic model's table: coefficient, odds ratio with its 95% CI, Wald p."""
+
+    variable: str
+    coefficient: float
+    odds_ratio: float
+    or_ci_low: float
+    or_ci_high: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Optimism(Result):
+    """Harrell's bootstrap optimism of one model's training-set AUC."""
+
+    model: str
+    apparent_auc: float
+    optimism: float
+    corrected_auc: float
+    n_bootstrap: int
+    failed_fits: int
+
+
+@dataclass(frozen=True)
 class RadscoreSummary(Result):
     formula: str
     features: tuple[str, ...]
-    coefficients: tuple[dict[str, Any], ...]
+    coefficients: tuple[RadscoreCoefficient, ...]
     n_features_in: int
     n_variance_kept: int
     n_screen_passed: int
@@ -294,10 +293,10 @@ class FittedSummary(Result):
     """What the training set fitted: the radscores and the logistic models' odds-ratio tables."""
 
     radscore: dict[str, RadscoreSummary]
-    clinical_univariable: tuple[dict[str, Any], ...]
-    clinical_multivariable: tuple[dict[str, Any], ...]
-    combined_model: tuple[dict[str, Any], ...]
-    optimism: tuple[dict[str, Any], ...] | None = None  # Harrell's bootstrap over the development sets
+    clinical_univariable: tuple[OddsRatio, ...]
+    clinical_multivariable: tuple[OddsRatio, ...]
+    combined_model: tuple[OddsRatio, ...]
+    optimism: tuple[Optimism, ...] | None = None  # Harrell's bootstrap over the development sets
     # model ("clinical", "clinical_post_sr", "univariable: <variable>") -> how it was fitted:
     # separation (none / quasi-complete / complete), separating variables, method, remedy
     fits: dict[str, FitNote] = field(default_factory=dict)
@@ -308,13 +307,29 @@ class FittedSummary(Result):
         """The logistic models whose training data were separated."""
         return {k: v for k, v in self.fits.items() if v.separated}
 
+    def optimism_of(self, model: str) -> Optimism | None:
+        return next((o for o in self.optimism or () if o.model == model), None)
+
+
+@dataclass(frozen=True)
+class NomogramPredictor(Result):
+    """One axis of a nomogram: the predictor's range, its reference value (0 points) and points
+    per unit."""
+
+    variable: str
+    coefficient: float
+    min: float
+    max: float
+    ref: float
+    points_per_unit: float
+    max_points: float
+
 
 @dataclass(frozen=True)
 class Nomogram(Result):
-    """A logistic model's nomogram: per predictor (``variable``, ``coefficient``, ``min``, ``max``,
-    ``ref``, ``points_per_unit``, ``max_points``); linear predictor = offset + points * scale."""
+    """A logistic model's nomogram; linear predictor = offset + points * scale."""
 
-    predictors: tuple[dict[str, Any], ...]
+    predictors: tuple[NomogramPredictor, ...]
     scale: float
     offset: float
 
@@ -324,14 +339,42 @@ class ClassifierResult(Result):
     """One panel classifier on one image's features."""
 
     cv_auc: float
-    params: dict[str, Any]
+    params: dict[str, JsonValue]  # the hyperparameters the inner CV chose
     warnings: tuple[str, ...]
     train_auc: float
     threshold: float
-    roc: dict[str, dict[str, float]]  # evaluation set -> AUC with CI
-    operating_points: dict[str, dict[str, Any]]  # evaluation set -> at the training threshold
+    roc: dict[str, RocResult]  # evaluation set -> AUC with CI
+    operating_points: dict[str, OperatingPoint]  # evaluation set -> at the training threshold
     corrected_auc: float = math.nan
     separation: str | None = None  # logistic regression only: none / quasi-complete / complete
+
+
+@dataclass(frozen=True)
+class ClassifierComparison(DelongResult):
+    """A DeLong comparison within the panel: one classifier on image A against image B (``post``
+    against ``pre``), or on one image against a study model (B is then the model's name)."""
+
+    classifier: str
+    a: str
+    b: str
+
+    @classmethod
+    def of(cls, classifier: str, a: str, b: str, result: DelongResult) -> ClassifierComparison:
+        return cls(classifier=classifier, a=a, b=b, **_delong_fields(result))
+
+
+@dataclass(frozen=True)
+class PanelPick(Result):
+    """The panel's best classifier and image, and the rule that chose it (training set only)."""
+
+    classifier: str
+    image: str
+    cv_auc: float
+    rule: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.classifier}_{self.image}"
 
 
 @dataclass(frozen=True)
@@ -342,12 +385,21 @@ class PanelResult(Result):
     n_bootstrap: int
     models: dict[str, dict[str, ClassifierResult]]  # classifier -> image -> result
     skipped: dict[str, str]
-    delong: dict[str, tuple[dict[str, Any], ...]]  # evaluation set -> comparisons
-    best: dict[str, Any] | None = None  # classifier, image, cv_auc, rule
+    delong: dict[str, tuple[ClassifierComparison, ...]]  # evaluation set -> comparisons
+    best: PanelPick | None = None
 
     @property
     def best_key(self) -> str | None:
-        return f"{self.best['classifier']}_{self.best['image']}" if self.best else None
+        return self.best.key if self.best else None
+
+
+@dataclass(frozen=True)
+class RegionImage(Result):
+    """One region's radscore on one image: its features, training AUC and AUC per tested set."""
+
+    features: tuple[str, ...]
+    train_auc: float
+    roc: dict[str, RocResult]
 
 
 @dataclass(frozen=True)
@@ -356,8 +408,8 @@ class RegionResult(Result):
 
     region: str
     n_features: int
-    images: dict[str, dict[str, Any]] = field(default_factory=dict)  # image -> features, train_auc, roc per set
-    delong_post_vs_pre: dict[str, dict[str, Any]] = field(default_factory=dict)  # set -> DeLong
+    images: dict[str, RegionImage] = field(default_factory=dict)  # "pre", "post"
+    delong_post_vs_pre: dict[str, DelongResult] = field(default_factory=dict)  # set -> DeLong
     error: str | None = None
 
 
@@ -366,8 +418,8 @@ class ComparatorResult(Result):
     comparator: str
     direction: str
     best_model: str
-    roc: dict[str, dict[str, float]]  # evaluation set -> AUC
-    delong_vs_best: dict[str, dict[str, Any]]  # evaluation set -> best - comparator
+    roc: dict[str, RocResult]  # evaluation set -> AUC
+    delong_vs_best: dict[str, DelongResult]  # evaluation set -> best - comparator
     order: str = ""  # how its values were ranked (`srgan3d.study.staging`)
 
 
@@ -392,7 +444,7 @@ class DeepModelResult(Result):
     n_fit: int
     n_val: int
     train_auc: float
-    roc: dict[str, dict[str, float]]  # evaluation set -> AUC
+    roc: dict[str, RocResult]  # evaluation set -> AUC
     best_epoch: int = 0
     not_learned: str | None = None  # why the model did not learn (`deep.learning_verdict`), or None
 
@@ -402,11 +454,22 @@ class DeepModelResult(Result):
 
 
 @dataclass(frozen=True)
+class DlrcrModel(Result):
+    """DLRCR, the logistic model on the post-SR deep score, the post-SR radscore and the clinical
+    variables: its variables, odds-ratio table and how it was fitted (its metrics are the
+    ``dlrcr`` model of each `SetMetrics`)."""
+
+    variables: tuple[str, ...]
+    table: tuple[OddsRatio, ...]
+    fit: FitNote
+
+
+@dataclass(frozen=True)
 class DeepResult(Result):
-    config: dict[str, Any]
+    config: DeepConfig
     models: dict[str, DeepModelResult] = field(default_factory=dict)  # "pre", "post"
-    delong_post_vs_pre: dict[str, dict[str, Any]] = field(default_factory=dict)
-    dlrcr: dict[str, Any] | None = None  # variables, odds-ratio table, fit (its metrics: SetMetrics, 'dlrcr')
+    delong_post_vs_pre: dict[str, DelongResult] = field(default_factory=dict)
+    dlrcr: DlrcrModel | None = None
     skipped: str | None = None
     dlrcr_skipped: str | None = None  # why DLRCR was not built (the post-SR deep model did not learn)
 
@@ -507,12 +570,33 @@ class SurvivalResult(Result):
 
 
 @dataclass(frozen=True)
+class ReaderRead(Result):
+    """One reader on one set: AUC of the reads, the best model against them (best - reader), and
+    the reader's operating point (a probability >= 0.5 or a score >= 3 calls a responder)."""
+
+    reader: str
+    scale: str  # "score" (1-5) or "probability"
+    roc: RocResult
+    delong_best_vs_reader: DelongResult
+    sensitivity: float
+    specificity: float
+
+
+@dataclass(frozen=True)
+class MeanOfReaders(Result):
+    """The readers' mean (scores mapped to 0-1) as one more reader."""
+
+    roc: RocResult
+    delong_best_vs_mean: DelongResult
+
+
+@dataclass(frozen=True)
 class ReaderSet(Result):
     """The best model against each reader on one evaluation set."""
 
-    best: dict[str, float]  # the best model's AUC
-    readers: tuple[dict[str, Any], ...]
-    mean_of_readers: dict[str, Any] | None = None
+    best: RocResult  # the best model's AUC
+    readers: tuple[ReaderRead, ...]
+    mean_of_readers: MeanOfReaders | None = None
 
 
 @dataclass(frozen=True)
@@ -581,15 +665,25 @@ class ExcludedPatient(Result):
 
 
 @dataclass(frozen=True)
+class ExampleSlice(Result):
+    """One axial slice of an example: intensities and tumour mask (rows of the slice), the pixel
+    spacing and which axes are shown flipped."""
+
+    image: tuple[tuple[float, ...], ...]
+    mask: tuple[tuple[int, ...], ...]
+    spacing_mm: tuple[float, ...]
+    flip: tuple[bool, ...] = (False, False)
+
+
+@dataclass(frozen=True)
 class Example(Result):
-    """An axial slice through a tumour's VOI centre before (``lr``) and after (``sr``) SR: each
-    with ``image``, ``mask`` (2D lists), ``spacing_mm`` and ``flip`` (axes shown flipped)."""
+    """An axial slice through a tumour's VOI centre before (``lr``) and after (``sr``) SR."""
 
     patient_id: str
     response: str
     set: str
-    lr: dict[str, Any]
-    sr: dict[str, Any]
+    lr: ExampleSlice
+    sr: ExampleSlice
 
 
 @dataclass(frozen=True)
@@ -615,21 +709,102 @@ class RadiomicsRecord(Result):
 
 
 @dataclass(frozen=True)
+class CohortRecord(Result):
+    """The cohort table the study read: its name and file, whether it is simulated, patients in
+    the table and studied, responders, and the patients whose extraction failed (with why)."""
+
+    name: str
+    file: str
+    simulated: bool
+    n_in_table: int
+    n_patients: int
+    n_responders: int
+    failed: tuple[str, ...] = ()
+    failed_errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudyConfig(Result):
+    """The options the study ran with: extraction (None when no features were extracted here:
+    results.json writes ``{}``), modelling, the mode (``images``, ``features`` or ``clinical``),
+    the readers' tie policy and the declared stage orders."""
+
+    radiomics: RadiomicsConfig | None
+    modeling: ModelingConfig
+    mode: str
+    response_ties: str | None = None
+    stage_order: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["radiomics"] = d["radiomics"] or {}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
+        return super().from_dict({**d, "radiomics": d.get("radiomics") or None})
+
+
+@dataclass(frozen=True)
+class SummaryRow(Result):
+    """One row of the cohort's summary table (responders against non-responders)."""
+
+    variable: str
+    level: str
+    responders: str
+    non_responders: str
+    test: str
+    p_value: float | None
+
+
+@dataclass(frozen=True)
+class Provenance(Result):
+    """Versions of the software, the seed, and the cohort's card (cohort.json beside the table,
+    free-form: a synthetic cohort's generator settings or a real cohort's source and licence)."""
+
+    versions: dict[str, str]
+    seed: int
+    cohort_card: dict[str, JsonValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SrMethodQuality(Result):
+    """One upscale method on the demo's phantom against the true high resolution."""
+
+    method: str
+    psnr_db: float
+    ssim: float
+    psnr_tumour_db: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SrQuality(Result):
+    """The demo's phantom: SR quality of each method against the true high resolution."""
+
+    method: str
+    note: str
+    hr_shape: tuple[int, ...]
+    hr_spacing_mm: tuple[float, ...]
+    results: tuple[SrMethodQuality, ...]
+
+
+@dataclass(frozen=True)
 class StudyResult(Result):
     """Everything `srgan3d evaluate` found; results.json is its `to_dict()`."""
 
     schema_version: int
     created: str
-    cohort: dict[str, Any]
-    config: dict[str, Any]
+    cohort: CohortRecord
+    config: StudyConfig
     radiomics: RadiomicsRecord
     split: Split
     roster: Roster
     metrics: dict[str, SetMetrics]  # set -> every roster model on it
     fitted: FittedSummary
-    predictions: dict[str, list[Any]]  # patient_id, set, label, one column per model
-    cohort_summary: tuple[dict[str, Any], ...]
-    provenance: dict[str, Any]
+    predictions: dict[str, list[str | int | float]]  # patient_id, set, label, one column per model
+    cohort_summary: tuple[SummaryRow, ...]
+    provenance: Provenance
     panel: PanelResult | None = None
     regions: tuple[RegionResult, ...] | None = None
     comparators: tuple[ComparatorResult, ...] = ()
@@ -638,7 +813,7 @@ class StudyResult(Result):
     survival: SurvivalResult | None = None
     readers: ReaderResult | None = None
     examples: tuple[Example, ...] = ()
-    sr_quality: dict[str, Any] | None = None
+    sr_quality: SrQuality | None = None
     agreement: ReaderAgreement | None = None  # several readers' mRECIST (response_1 ... response_k)
     excluded: tuple[ExcludedPatient, ...] = ()  # patients of the table the study could not use
     # section -> the one line saying why it is absent (no images, no post-SR features ...)

@@ -10,8 +10,17 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats
-from srgan3d.study.modeling import Logistic, ModelingConfig, Radscore
-from srgan3d.study.results import TRAIN, ComparatorResult, Nomogram, RegionResult, tested_sets
+from srgan3d.study.config import ModelingConfig
+from srgan3d.study.modeling import Logistic, Radscore
+from srgan3d.study.results import (
+    TRAIN,
+    ComparatorResult,
+    Nomogram,
+    NomogramPredictor,
+    RegionImage,
+    RegionResult,
+    tested_sets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +42,15 @@ def region_models(
     rows = []
     for region, cols in groups.items():
         try:
-            preds, images = {}, {}
+            preds: dict[str, np.ndarray] = {}
+            images: dict[str, RegionImage] = {}
             for image, X in (("pre", pre[cols]), ("post", post[cols])):
                 r = Radscore(seed=config.seed, config=config).fit(X.iloc[train], y[train])
                 p = r.predict_proba(X)
                 preds[image] = p
-                images[image] = {"features": r.features_, "train_auc": stats.roc_auc_ci(y[train], p[train]).auc,
-                                 "roc": {s: stats.roc_auc_ci(y[i], p[i]).to_dict() for s, i in tested.items()}}  # fmt: skip
-            delong = {s: stats.delong_test(y[i], preds["post"][i], preds["pre"][i]).to_dict() for s, i in tested.items()}
+                images[image] = RegionImage(features=tuple(r.features_), train_auc=stats.roc_auc_ci(y[train], p[train]).auc,
+                                            roc={s: stats.roc_auc_ci(y[i], p[i]) for s, i in tested.items()})  # fmt: skip
+            delong = {s: stats.delong_test(y[i], preds["post"][i], preds["pre"][i]) for s, i in tested.items()}
             rows.append(RegionResult(region=region, n_features=len(cols), images=images, delong_post_vs_pre=delong))
         except (ValueError, np.linalg.LinAlgError) as exc:
             log.warning("region %s: model failed: %s", region, exc)
@@ -69,8 +79,8 @@ def compare_staging(
         score = sign * v
         rows.append(ComparatorResult(
             comparator=col, direction="higher = response" if sign > 0 else "higher = non-response",
-            best_model=best_name, roc={s: stats.roc_auc_ci(y[i], score[i]).to_dict() for s, i in tested.items()},
-            delong_vs_best={s: stats.delong_test(y[i], best[i], score[i]).to_dict() for s, i in tested.items()},
+            best_model=best_name, roc={s: stats.roc_auc_ci(y[i], score[i]) for s, i in tested.items()},
+            delong_vs_best={s: stats.delong_test(y[i], best[i], score[i]) for s, i in tested.items()},
             order=(orders or {}).get(col, ""),
         ))  # fmt: skip
     return tuple(rows)
@@ -100,9 +110,9 @@ def nomogram(model: Logistic, X_train: pd.DataFrame) -> Nomogram:
         lo, hi = spans[v]
         ref = lo if b[v] >= 0 else hi
         offset += float(b[v]) * ref
-        rows.append({"variable": v, "coefficient": float(b[v]), "min": lo, "max": hi, "ref": ref,
-                     "points_per_unit": 100.0 * float(b[v]) / R,
-                     "max_points": 100.0 * abs(float(b[v])) * (hi - lo) / R})  # fmt: skip
+        rows.append(NomogramPredictor(variable=v, coefficient=float(b[v]), min=lo, max=hi, ref=ref,
+                                      points_per_unit=100.0 * float(b[v]) / R,
+                                      max_points=100.0 * abs(float(b[v])) * (hi - lo) / R))  # fmt: skip
     return Nomogram(predictors=tuple(rows), scale=R / 100.0, offset=offset)
 
 
@@ -110,7 +120,7 @@ def nomogram_points(nomo: Nomogram, X: pd.DataFrame) -> np.ndarray:
     """Total points of each row."""
     total = np.zeros(len(X))
     for r in nomo.predictors:
-        total += r["points_per_unit"] * (X[r["variable"]].to_numpy(float) - r["ref"])
+        total += r.points_per_unit * (X[r.variable].to_numpy(float) - r.ref)
     return total
 
 

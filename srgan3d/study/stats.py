@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from srgan3d.study.result_base import Result
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ def _delong_cov(v10: np.ndarray, v01: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class RocResult:
+class RocResult(Result):
     """AUC with its DeLong variance and Wald interval (clipped to [0, 1], as pROC)."""
 
     auc: float
@@ -115,9 +117,6 @@ class RocResult:
     level: float
     n_positive: int
     n_negative: int
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
     def __str__(self) -> str:
         return f"{self.auc:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"
@@ -154,7 +153,7 @@ def roc_auc_ci(
 
 
 @dataclass(frozen=True)
-class DelongResult:
+class DelongResult(Result):
     """Paired DeLong comparison of two AUCs on the same patients."""
 
     auc_a: float
@@ -165,9 +164,6 @@ class DelongResult:
     ci_low: float
     ci_high: float
     level: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def delong_test(
@@ -341,7 +337,7 @@ def round_ticks(lo: float, hi: float, min_step: float) -> list[float]:
 
 
 @dataclass(frozen=True)
-class CalibrationResult:
+class CalibrationResult(Result):
     """Calibration of predicted probabilities against outcomes.
 
     Attributes:
@@ -364,11 +360,6 @@ class CalibrationResult:
     hl_df: int
     hl_p_value: float
     hl_valid: bool = True
-
-    def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "curve"}
-        d["curve"] = self.curve.to_dict(orient="list")
-        return d
 
 
 def _logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -491,7 +482,7 @@ def youden_threshold(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float
 
 
 @dataclass(frozen=True)
-class OperatingPoint:
+class OperatingPoint(Result):
     """Accuracy, sensitivity and specificity at one threshold, with Wilson intervals."""
 
     threshold: float
@@ -505,9 +496,6 @@ class OperatingPoint:
     fp: int
     tn: int
     fn: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def operating_point(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from srgan3d.study.deep import DeepConfig, deep_models, tumour_crop
+from srgan3d.study.config import DeepConfig
+from srgan3d.study.deep import deep_models, tumour_crop
 from srgan3d.volume import Volume, upscaled_affine
 
 
@@ -50,7 +51,7 @@ def test_deep_model_learns_a_visible_signal_deterministically():
     cfg = DeepConfig.tiny(epochs=8, patience=8, lr=1e-3)
     a, pa = deep_models({"post": [x]}, y, {"train": train, "test": test}, cfg)
     b, _ = deep_models({"post": [x]}, y, {"train": train, "test": test}, cfg)
-    assert a.models["post"].roc["test"]["auc"] == b.models["post"].roc["test"]["auc"]  # same seed, same AUC
+    assert a.models["post"].roc["test"].auc == b.models["post"].roc["test"].auc  # same seed, same AUC
     assert a.models["post"].train_auc > 0.8  # a bigger blob is a responder
     # labels of the test patients play no part in the fit: flipping them changes nothing it predicts
     y2 = y.copy()

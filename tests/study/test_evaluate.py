@@ -361,7 +361,8 @@ def test_radiomics_with_the_generator_records_its_weights_and_reuses_its_cache(
 ):
     from srgan3d.sr.weights import sha256_file
     from srgan3d.study.cohort import read_cohort
-    from srgan3d.study.radiomics import RadiomicsConfig, extract_cohort
+    from srgan3d.study.config import RadiomicsConfig
+    from srgan3d.study.radiomics import extract_cohort
 
     table = read_cohort(tiny_cohort).table.head(2)
     cfg = RadiomicsConfig(

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from srgan3d.study.cohort import split_patients
-from srgan3d.study.modeling import MODEL_NAMES, ModelingConfig, cohort_summary, run_modeling
+from srgan3d.study.config import ModelingConfig
+from srgan3d.study.modeling import MODEL_NAMES, cohort_summary, run_modeling
 from srgan3d.study.results import Split
 
 
@@ -92,8 +93,8 @@ def test_pipeline_finds_the_signal_and_is_reproducible():
     assert "f1" in a.fitted.radscore_post.features_
     assert "const" not in a.fitted.radscore_pre.screened_
     roc = a.metrics["test"].roc
-    assert roc["radiomics_post_sr"]["auc"] > 0.75
-    assert roc["radiomics_post_sr"]["auc"] > roc["radiomics_pre_sr"]["auc"]
+    assert roc["radiomics_post_sr"].auc > 0.75
+    assert roc["radiomics_post_sr"].auc > roc["radiomics_pre_sr"].auc
     opt = a.optimism.set_index("model")
     assert (opt["corrected_auc"] <= opt["apparent_auc"] + 0.02).all()
     b = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=5, seed=0, classifiers=()))
@@ -143,16 +144,16 @@ def test_the_classifier_panel_finds_the_signal_and_picks_its_best_on_training_da
     test = np.isin(np.arange(len(y)), split_patients(y, test_size=0.2, seed=0)[1])
     for name, images in panel.models.items():
         assert set(images) == {"pre", "post"}
-        post_auc = images["post"].roc["test"]["auc"]
+        post_auc = images["post"].roc["test"].auc
         assert post_auc > 0.7, (name, post_auc)  # f1 carries a 2-SD signal after SR
         assert 0 <= images["post"].corrected_auc <= 1
         # the DeLong numbers in the panel are those of srgan3d.stats on the same scores
         p = res.panel_predictions[f"{name}_post"].to_numpy()
-        assert images["post"].roc["test"]["auc"] == stats.roc_auc_ci(y[test], p[test]).auc
+        assert images["post"].roc["test"].auc == stats.roc_auc_ci(y[test], p[test]).auc
     best = panel.best
     cv = {(n, i): m.cv_auc for n, ims in panel.models.items() for i, m in ims.items()}
-    assert cv[(best["classifier"], best["image"])] == max(cv.values())
-    pairs = {(d["classifier"], d["a"], d["b"]) for d in panel.delong["test"]}
+    assert cv[(best.classifier, best.image)] == max(cv.values())
+    pairs = {(d.classifier, d.a, d.b) for d in panel.delong["test"]}
     assert ("svm", "post", "pre") in pairs and ("knn", "pre", "clinical") in pairs
 
 
@@ -184,8 +185,8 @@ def test_nomogram_points_reproduce_the_linear_predictor():
     nomo = nomogram(model, X.iloc[split_patients(y, test_size=0.2, seed=3)[0]])
     total = nomogram_points(nomo, X)
     np.testing.assert_allclose(nomogram_linear_predictor(nomo, total), model.decision_function(X), rtol=1e-10, atol=1e-10)
-    assert max(r["max_points"] for r in nomo.predictors) == pytest.approx(100)
-    assert nomo.predictors[0]["variable"] in model.variables
+    assert max(r.max_points for r in nomo.predictors) == pytest.approx(100)
+    assert nomo.predictors[0].variable in model.variables
 
 
 def test_staging_comparator_orientation_is_fixed_on_training_data():
@@ -199,7 +200,7 @@ def test_staging_comparator_orientation_is_fixed_on_training_data():
     best = res.predictions["radiomics_post_sr"].to_numpy()
     (row,) = compare_staging(stage, y, sets, "radiomics_post_sr", best)
     assert row.comparator == "bclc" and row.direction == "higher = non-response"
-    assert row.roc["test"]["auc"] > 0.6 and 0 <= row.delong_vs_best["test"]["p_value"] <= 1
+    assert row.roc["test"].auc > 0.6 and 0 <= row.delong_vs_best["test"].p_value <= 1
 
 
 @pytest.mark.slow
@@ -216,12 +217,12 @@ def test_without_a_set_column_the_results_are_those_of_the_previous_release():
         "test": [0.58041958042, 0.937062937063, 0.713286713287, 0.951048951049],
     }
     for name, aucs in old.items():
-        assert [res.metrics[name].roc[m]["auc"] for m in MODEL_NAMES] == pytest.approx(aucs, abs=1e-11)
+        assert [res.metrics[name].roc[m].auc for m in MODEL_NAMES] == pytest.approx(aucs, abs=1e-11)
     # (the thresholds were in-sample Youden points then; they are out-of-fold now: see the next test)
     assert res.optimism["corrected_auc"].tolist() == pytest.approx(
         [0.630151131137, 0.943208485873, 0.813949122313, 0.975124378109], abs=1e-11)
     lr = res.panel.models["lr"]["post"]
-    assert lr.roc["test"]["auc"] == pytest.approx(0.937062937062937, abs=1e-12)
+    assert lr.roc["test"].auc == pytest.approx(0.937062937062937, abs=1e-12)
     assert lr.corrected_auc == pytest.approx(0.9564911292593633, abs=1e-12)
     # the bootstraps in two processes give the same numbers
     two = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=3, seed=0, classifiers=("lr",), panel_bootstrap=2,
