@@ -28,7 +28,7 @@ def differences(a: Any, b: Any, tol: float, path: str = "") -> list[str]:
         return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in differences(x, y, tol, f"{path}[{i}]")]
     numbers = (int, float)
     if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
-        if (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol:
+        if a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol:
             return []
         return [f"{path}: {a!r} -> {b!r}"]
     return [] if a == b else [f"{path}: {a!r} -> {b!r}"]

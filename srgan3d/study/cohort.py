@@ -249,9 +249,33 @@ def read_cohort(
     """
     if response_ties is not None and response_ties not in TIE_POLICIES:
         raise ValueError(f"--response-ties must be one of {', '.join(TIE_POLICIES)}, not {response_ties!r}")
-    from srgan3d.volume import read_volume
-
     path = Path(path)
+    df = _read_csv(path)
+    required = REQUIRED if need_images else ("patient_id",)
+    readers = read_columns(df.columns)
+    _check_columns(path, df, required, readers)
+    clinical = list(clinical_columns or [])
+    rows = _Rows(root=path.parent, readers=readers, required=required, response_ties=response_ties,
+                 paths={c: [] for c in PATH_COLUMNS if c in df.columns}, clinical=clinical,
+                 problems=[f"clinical column {c!r} is not in the table (columns: {', '.join(df.columns)})"
+                           for c in clinical if c not in df.columns])  # fmt: skip
+    for i, row in df.iterrows():
+        rows.check(int(i), row, need_images=need_images, check_images=check_images and need_images)
+    kept = [k for k in range(len(df)) if k not in rows.excluded]
+    n_pos = rows.check_counts(kept, has_sets="set" in df.columns, min_per_class=min_per_class)
+    if rows.problems:
+        raise CohortError(path, rows.problems)
+    out = rows.table(df).iloc[kept].reset_index(drop=True)
+    for e in rows.excluded.values():
+        log.warning("patient %s left out: %s", e.patient_id, e.reason)
+    log.info("cohort %s: %d patients, %d responders", path, len(out), n_pos)
+    rule, ties = _label_rule(readers, response_ties)
+    return Cohort(path=path, table=out, clinical_columns=clinical, excluded=list(rows.excluded.values()),
+                  reads=rows.read_table(), label_rule=rule, ties=ties)  # fmt: skip
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """The table's cells as written (strings, empty cells empty); an unreadable file is one problem."""
     if not path.is_file():
         raise FileNotFoundError(f"cohort table {path} does not exist")
     try:
@@ -262,10 +286,13 @@ def read_cohort(
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CohortError(path, [f"not a readable CSV file: {exc}"]) from None
     df.columns = [c.strip() for c in df.columns]
-    problems: list[str] = []
-    required = REQUIRED if need_images else ("patient_id",)
+    return df
+
+
+def _check_columns(path: Path, df: pd.DataFrame, required: Sequence[str], readers: list[str]) -> None:
+    """The columns the study needs, and one source of the label (refused at once: nothing else
+    can be checked without them)."""
     missing = [c for c in required if c not in df.columns]
-    readers = read_columns(df.columns)
     if readers and "response" in df.columns:
         raise CohortError(path, [
             f"the table has both 'response' and the readers' columns {', '.join(readers)}; the label comes from "
@@ -279,129 +306,149 @@ def read_cohort(
             [f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
              f"the table has {', '.join(df.columns) or 'no columns'}"],
         )  # fmt: skip
-    clinical = list(clinical_columns or [])
-    for c in clinical:
-        if c not in df.columns:
-            problems.append(f"clinical column {c!r} is not in the table (columns: {', '.join(df.columns)})")
 
-    root = path.parent
-    labels: list[int | None] = []
-    reads: dict[str, list[str | int | None]] = {}
-    excluded: dict[int, ExcludedPatient] = {}
-    abs_paths: dict[str, list[str]] = {c: [] for c in PATH_COLUMNS if c in df.columns}
-    seen: dict[str, int] = {}
-    sets: list[str | None] = []
-    for i, row in df.iterrows():
-        line = int(i) + 2  # header is line 1
+
+def _label_rule(readers: list[str], response_ties: str | None) -> tuple[str, str]:
+    """How the label came from several readers, and what was done with ties (empty without readers)."""
+    if not readers:
+        return "", ""
+    rule = f"the majority of {len(readers)} readers' responder calls (CR + PR) among those who read the patient"
+    ties = {None: "no ties or unread patients (none allowed)",
+            "drop": "ties and unread patients left out (--response-ties drop)",
+            "responder": "ties called responders (--response-ties responder); unread patients left out",
+            "non-responder": "ties called non-responders (--response-ties non-responder); unread patients "
+                             "left out"}[response_ties]  # fmt: skip
+    return rule, ties
+
+
+@dataclass
+class _Rows:
+    """What the row-by-row check of a cohort table collects: every problem (with its row and
+    column), each patient's label, reads, set and absolute paths, and who is left out."""
+
+    root: Path
+    readers: list[str]
+    required: Sequence[str]
+    response_ties: str | None
+    paths: dict[str, list[str]]
+    clinical: list[str]
+    problems: list[str] = field(default_factory=list)
+    labels: list[int | None] = field(default_factory=list)
+    reads: dict[str, list[str | int | None]] = field(default_factory=dict)
+    excluded: dict[int, ExcludedPatient] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    sets: list[str | None] = field(default_factory=list)
+
+    def check(self, i: int, row: pd.Series, *, need_images: bool, check_images: bool) -> None:
+        line = i + 2  # header is line 1
         pid = row["patient_id"].strip()
         where = f"row {line} (patient {pid or '?'})"
         if not pid:
-            problems.append(f"row {line}, column 'patient_id': empty")
-        elif pid in seen:
-            problems.append(f"{where}, column 'patient_id': duplicate of row {seen[pid]}")
+            self.problems.append(f"row {line}, column 'patient_id': empty")
+        elif pid in self.seen:
+            self.problems.append(f"{where}, column 'patient_id': duplicate of row {self.seen[pid]}")
         else:
-            seen[pid] = line
-        if readers:
-            label, row_reads, left_out = _majority_of(row, readers, where, response_ties, problems)
-            reads[pid] = row_reads
+            self.seen[pid] = line
+        if self.readers:
+            label, row_reads, left_out = _majority_of(row, self.readers, where, self.response_ties, self.problems)
+            self.reads[pid] = row_reads
             if left_out:
-                excluded[int(i)] = ExcludedPatient(pid, left_out)
-            labels.append(label)
+                self.excluded[i] = ExcludedPatient(pid, left_out)
+            self.labels.append(label)
         else:
-            labels.append(_response_of(row, where, problems))
-        if "set" in df.columns:
-            sets.append(_set_of(row["set"], where, problems))
-        for c in abs_paths:
+            self.labels.append(_response_of(row, where, self.problems))
+        if "set" in row.index:
+            self.sets.append(_set_of(row["set"], where, self.problems))
+        self._check_paths(row, where, need_images)
+        self._check_clinical(row, where)
+        if check_images:
+            self._check_grids(where)
+
+    def _check_paths(self, row: pd.Series, where: str, need_images: bool) -> None:
+        for c in self.paths:
             raw = row[c].strip()
             if not raw:
-                if c in required:
-                    problems.append(f"{where}, column {c!r}: empty")
-                abs_paths[c].append("")
+                if c in self.required:
+                    self.problems.append(f"{where}, column {c!r}: empty")
+                self.paths[c].append("")
                 continue
-            p = Path(raw) if Path(raw).is_absolute() else root / raw
-            abs_paths[c].append(str(p))
+            p = Path(raw) if Path(raw).is_absolute() else self.root / raw
+            self.paths[c].append(str(p))
             file, _ = split_segment(p)  # a Slicer segmentation may name its segment: file.seg.nrrd#tumour
             if need_images and not file.exists():  # without extraction the files are only names
-                problems.append(f"{where}, column {c!r}: file {raw} not found (looked at {file})")
-        for c in clinical:
-            if c in df.columns:
-                v = row[c].strip()
-                if v == "":
-                    problems.append(f"{where}, column {c!r}: empty; fill it or drop the patient")
-                else:
-                    try:
-                        float(v)
-                    except ValueError:
-                        if _truthy(v) is None:
-                            problems.append(f"{where}, column {c!r}: {v!r} is neither a number nor yes/no")
+                self.problems.append(f"{where}, column {c!r}: file {raw} not found (looked at {file})")
 
-        if check_images and need_images:
-            for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr"), ("image", "liver_mask")):
-                if img_col not in abs_paths or mask_col not in abs_paths:
-                    continue
-                ip, mp = abs_paths[img_col][-1], abs_paths[mask_col][-1]
-                if not ip or not mp or not split_segment(ip)[0].exists() or not split_segment(mp)[0].exists():
-                    continue
-                try:
-                    ishape, iaff = _geometry(Path(ip))
-                    mvol = read_volume(mp)
-                except Exception as exc:  # noqa: BLE001 - any unreadable file is one reported problem
-                    problems.append(f"{where}, columns {img_col!r}/{mask_col!r}: cannot read: {exc}")
-                    continue
-                if mvol.shape != ishape:
-                    problems.append(
-                        f"{where}, column {mask_col!r}: mask grid {mvol.shape} does not match the image's "
-                        f"{ishape}; resample the mask onto the image"
-                    )
-                elif not np.allclose(mvol.affine, iaff, atol=1e-3):
-                    problems.append(f"{where}, column {mask_col!r}: {_affine_difference(mvol.affine, iaff)}")
-                elif not np.any(mvol.data > 0.5):
-                    problems.append(f"{where}, column {mask_col!r}: the mask is empty (no voxel > 0.5)")
+    def _check_clinical(self, row: pd.Series, where: str) -> None:
+        for c in self.clinical:
+            if c not in row.index:
+                continue
+            v = row[c].strip()
+            if v == "":
+                self.problems.append(f"{where}, column {c!r}: empty; fill it or drop the patient")
+            elif not _is_float(v) and _truthy(v) is None:
+                self.problems.append(f"{where}, column {c!r}: {v!r} is neither a number nor yes/no")
 
-    kept = [k for k in range(len(df)) if k not in excluded]
-    known = [labels[k] for k in kept if labels[k] is not None]
-    n_pos, n_neg = sum(known), len(known) - sum(known)  # type: ignore[arg-type]
-    if "set" in df.columns:
-        if all(labels[k] is not None for k in kept) and all(v is not None for v in sets):
-            problems += split_problems([str(sets[k]) for k in kept], [int(labels[k]) for k in kept],  # type: ignore[arg-type]
-                                       min(min_per_class, MIN_TRAIN_PER_CLASS))
-    elif not problems and (n_pos < min_per_class or n_neg < min_per_class):
-        problems.append(
-            f"column 'response': {n_pos} responders and {n_neg} non-responders; at least {min_per_class} "
-            "of each are needed for the models"
-        )
-    if problems:
-        raise CohortError(path, problems)
-    out = df.copy()
-    for c, vals in abs_paths.items():
-        out[c] = vals
-    out["label"] = [-1 if v is None else int(v) for v in labels]
-    if "set" in df.columns:
-        out["set"] = sets
-    for c in clinical:
-        out[c] = [float(v) if _is_float(v) else float(bool(_truthy(v))) for v in df[c].str.strip()]
-    if readers:
-        out["response"] = out["label"].astype(str)  # the majority's responder call, as the report shows it
-    out = out.iloc[kept].reset_index(drop=True)
-    for e in excluded.values():
-        log.warning("patient %s left out: %s", e.patient_id, e.reason)
-    log.info("cohort %s: %d patients, %d responders", path, len(out), n_pos)
-    read_table = None
-    if readers:
-        read_table = pd.DataFrame.from_dict(reads, orient="index", columns=readers, dtype=object)
-        read_table = read_table.where(read_table.notna(), None)
-        read_table.index.name = "patient_id"
-    rule = (f"the majority of {len(readers)} readers' responder calls (CR + PR) among those who read the patient"
-            if readers else "")  # fmt: skip
-    tie_note = ""
-    if readers:
-        tie_note = {None: "no ties or unread patients (none allowed)",
-                    "drop": "ties and unread patients left out (--response-ties drop)",
-                    "responder": "ties called responders (--response-ties responder); unread patients left out",
-                    "non-responder": "ties called non-responders (--response-ties non-responder); unread patients "
-                                     "left out"}[response_ties]  # fmt: skip
-    return Cohort(path=path, table=out, clinical_columns=clinical, excluded=list(excluded.values()),
-                  reads=read_table, label_rule=rule, ties=tie_note)  # fmt: skip
+    def _check_grids(self, where: str) -> None:
+        """Each mask of this row opens and lies on its image's grid, and is not empty."""
+        from srgan3d.volume import read_volume
+
+        for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr"), ("image", "liver_mask")):
+            if img_col not in self.paths or mask_col not in self.paths:
+                continue
+            ip, mp = self.paths[img_col][-1], self.paths[mask_col][-1]
+            if not ip or not mp or not split_segment(ip)[0].exists() or not split_segment(mp)[0].exists():
+                continue
+            try:
+                ishape, iaff = _geometry(Path(ip))
+                mvol = read_volume(mp)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is one reported problem
+                self.problems.append(f"{where}, columns {img_col!r}/{mask_col!r}: cannot read: {exc}")
+                continue
+            if mvol.shape != ishape:
+                self.problems.append(f"{where}, column {mask_col!r}: mask grid {mvol.shape} does not match the "
+                                     f"image's {ishape}; resample the mask onto the image")  # fmt: skip
+            elif not np.allclose(mvol.affine, iaff, atol=1e-3):
+                self.problems.append(f"{where}, column {mask_col!r}: {_affine_difference(mvol.affine, iaff)}")
+            elif not np.any(mvol.data > 0.5):
+                self.problems.append(f"{where}, column {mask_col!r}: the mask is empty (no voxel > 0.5)")
+
+    def check_counts(self, kept: list[int], *, has_sets: bool, min_per_class: int) -> int:
+        """Enough responders and non-responders (in each set, with a `set` column); returns the
+        responders."""
+        known = [self.labels[k] for k in kept if self.labels[k] is not None]
+        n_pos = int(sum(v for v in known if v is not None))
+        n_neg = len(known) - n_pos
+        if has_sets:
+            if all(self.labels[k] is not None for k in kept) and all(v is not None for v in self.sets):
+                self.problems += split_problems([str(self.sets[k]) for k in kept], [int(self.labels[k] or 0) for k in kept],
+                                                min(min_per_class, MIN_TRAIN_PER_CLASS))  # fmt: skip
+        elif not self.problems and (n_pos < min_per_class or n_neg < min_per_class):
+            self.problems.append(f"column 'response': {n_pos} responders and {n_neg} non-responders; at least "
+                                 f"{min_per_class} of each are needed for the models")  # fmt: skip
+        return n_pos
+
+    def table(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The validated table: absolute paths, `label`, the set, clinical columns as numbers."""
+        out = df.copy()
+        for c, vals in self.paths.items():
+            out[c] = vals
+        out["label"] = [-1 if v is None else int(v) for v in self.labels]
+        if "set" in df.columns:
+            out["set"] = self.sets
+        for c in self.clinical:
+            out[c] = [float(v) if _is_float(v) else float(bool(_truthy(v))) for v in df[c].str.strip()]
+        if self.readers:
+            out["response"] = out["label"].astype(str)  # the majority's responder call, as the report shows it
+        return out
+
+    def read_table(self) -> pd.DataFrame | None:
+        """Each reader's read of each patient (None: not read), indexed by patient_id."""
+        if not self.readers:
+            return None
+        table = pd.DataFrame.from_dict(self.reads, orient="index", columns=self.readers, dtype=object)
+        table = table.where(table.notna(), None)
+        table.index.name = "patient_id"
+        return table
 
 
 def _set_of(raw: str, where: str, problems: list[str]) -> str | None:

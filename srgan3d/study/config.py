@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from srgan3d.sr import DEFAULT_WEIGHTS
 from srgan3d.study.result_base import Result
@@ -189,6 +188,6 @@ class DeepConfig(Result):
             raise ValueError(f"--dl-dual must be ring or image_2, not {self.dual!r}")
 
     @classmethod
-    def tiny(cls, **kw: Any) -> DeepConfig:
+    def tiny(cls, *, seed: int = 0, epochs: int = 6, patience: int = 3, lr: float = 3e-4) -> DeepConfig:
         """A CPU setting of seconds (tests, the demo)."""
-        return cls(**{"arch": "resnet10", "crop_vox": 16, "widen_factor": 0.25, "epochs": 6, "patience": 3, **kw})
+        return cls(arch="resnet10", crop_vox=16, widen_factor=0.25, epochs=epochs, patience=patience, lr=lr, seed=seed)

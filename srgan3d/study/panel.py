@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -34,11 +34,17 @@ from srgan3d.study.results import (
 )
 from srgan3d.study.validation import bootstrap_optimism, resamples
 
+if TYPE_CHECKING:
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
 log = logging.getLogger(__name__)
 IMAGES = ("pre", "post")
+#: A classifier's hyperparameters (scikit-learn's `step__name` keys, as the grid search names them).
+HyperParams: TypeAlias = "dict[str, float | int | str | tuple[int, ...] | None]"
 
 
-def _search(name: str, seed: int, folds: int) -> Any:
+def _search(name: str, seed: int, folds: int) -> GridSearchCV:
     """A grid search (inner CV on the rows it is fitted on) over one classifier's pipeline."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -82,9 +88,9 @@ class PanelFit:
     name: str
     image: str
     features: list[str]
-    model: Any  # predict_proba on the features
+    model: Pipeline  # predict_proba on the features
     cv_auc: float
-    params: dict[str, Any]
+    params: HyperParams
     warnings: list[str]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -93,7 +99,7 @@ class PanelFit:
 
 def fit_classifier(
     name: str, image: str, X: pd.DataFrame, y: np.ndarray, features: list[str], *, seed: int, folds: int,
-    params: dict[str, Any] | None = None,
+    params: HyperParams | None = None,
 ) -> PanelFit:  # fmt: skip
     """Fit `name` on these (training) rows. With `params` the hyperparameters are fixed (the
     bootstrap refits), otherwise chosen by the inner grid search. Convergence warnings are kept."""
@@ -255,7 +261,7 @@ def _out_of_fold(fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarra
 
 
 def _refit_optimism(
-    data: dict[str, pd.DataFrame], y: np.ndarray, specs: list[tuple[str, str, list[str], dict[str, Any]]],
+    data: dict[str, pd.DataFrame], y: np.ndarray, specs: list[tuple[str, str, list[str], HyperParams]],
     seed: int, folds: int, b: np.ndarray,
 ) -> dict[tuple[str, str], float]:  # fmt: skip
     """One bootstrap resample `b`: each classifier refitted on it (features and hyperparameters

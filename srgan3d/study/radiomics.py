@@ -25,11 +25,11 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,12 @@ from srgan3d.sr.engine import (
     upscale_volume,
 )
 from srgan3d.study.config import RadiomicsConfig
-from srgan3d.study.result_base import Result
+from srgan3d.study.result_base import JsonValue, Result
 from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, read_volume, write_volume
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,7 @@ def ring_leaves_image(mask: np.ndarray, spacing_mm: Sequence[float], width_mm: f
     return bool(np.any(idx.min(axis=0) - reach < 0) or np.any(idx.max(axis=0) + reach >= np.asarray(mask.shape)))
 
 
-def to_sitk(volume: Volume) -> Any:
+def to_sitk(volume: Volume) -> sitk.Image:
     """A SimpleITK image (LPS) of a Volume (RAS affine, (X, Y, Z) array)."""
     import SimpleITK as sitk
 
@@ -126,7 +130,7 @@ def to_sitk(volume: Volume) -> Any:
 # Extraction
 
 
-def make_extractor(params: str | Path, *, resample_mm: float | None = None) -> Any:
+def make_extractor(params: str | Path, *, resample_mm: float | None = None) -> RadiomicsFeatureExtractor:
     import radiomics
     from radiomics import featureextractor
 
@@ -141,7 +145,7 @@ def make_extractor(params: str | Path, *, resample_mm: float | None = None) -> A
     return extractor
 
 
-def extract_features(extractor: Any, image: Volume, mask: Volume) -> dict[str, float]:
+def extract_features(extractor: RadiomicsFeatureExtractor, image: Volume, mask: Volume) -> dict[str, float]:
     """Feature name -> value (pyradiomics' diagnostics left out)."""
     binary = Volume((mask.data > 0.5).astype(np.uint8), mask.affine, mask.meta)
     result = extractor.execute(to_sitk(image), to_sitk(binary), label=1)
@@ -159,18 +163,18 @@ def sr_files(outdir: str | Path, patient_id: str) -> tuple[Path, Path]:
     return folder / f"{patient_id}.nii.gz", folder / f"{patient_id}_mask.nii.gz"
 
 
-def sr_images(row: dict | pd.Series, outdir: str | Path) -> tuple[Path, Path]:
+def sr_images(row: Mapping[str, object] | pd.Series, outdir: str | Path) -> tuple[Path, Path]:
     """A patient's SR image and mask: the table's `image_sr`/`mask_sr` when given, else the crop
     that `extract_cohort` made."""
     made = sr_files(outdir, str(row["patient_id"]))
-    image = Path(row["image_sr"]) if row.get("image_sr") else made[0]
-    mask = Path(row["mask_sr"]) if row.get("mask_sr") else made[1]
+    image = Path(str(row["image_sr"])) if row.get("image_sr") else made[0]
+    mask = Path(str(row["mask_sr"])) if row.get("mask_sr") else made[1]
     return image, mask
 
-_WORKER: dict[str, Any] = {}
+_WORKER: dict[str, object] = {}
 
 
-def _engine(config: RadiomicsConfig) -> tuple[str, Any, str | None]:
+def _engine(config: RadiomicsConfig) -> tuple[str, GeneratorEngine | None, str | None]:
     """(method, engine or None, weights sha256 or None) for this process, built once."""
     key = (config.method, config.weights, config.device)
     if _WORKER.get("key") != key:
@@ -183,14 +187,14 @@ def _engine(config: RadiomicsConfig) -> tuple[str, Any, str | None]:
             engine = GeneratorEngine.from_weights(weights, device=config.device)
             sha = engine.weights.sha256 if engine.weights else None
         _WORKER.update(key=key, value=(method, engine, sha))
-    return _WORKER["value"]
+    return _WORKER["value"]  # type: ignore[return-value]
 
 
-def _digest(*parts: Any) -> str:
+def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
+def _atomic_json(path: Path, obj: dict[str, object]) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1))
 
 
@@ -202,7 +206,7 @@ class PatientFeatures(Result):
     patient_id: str
     pre: dict[str, float] = field(default_factory=dict)
     post: dict[str, float] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, JsonValue] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -212,7 +216,7 @@ class RingFeatures:
 
     pre: dict[str, float]
     post: dict[str, float]
-    info: dict[str, Any]
+    info: dict[str, JsonValue]
 
 
 def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> PatientFeatures:
@@ -301,14 +305,14 @@ def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> Pa
 
 
 def _ring_features(
-    extractor: Any, config: RadiomicsConfig, row: dict, box: Sequence[slice], lr: Volume, lr_mask: Volume,
+    extractor: RadiomicsFeatureExtractor, config: RadiomicsConfig, row: Mapping[str, object], box: Sequence[slice], lr: Volume, lr_mask: Volume,
     sr: Volume, sr_mask: Volume, factors: Sequence[int],
 ) -> dict[float, RingFeatures]:  # fmt: skip
     """Features of each peritumoral ring before and after SR; the rings are made on each grid
     (`ring_mask`), clipped to the liver mask when the table gives one."""
     liver_lr = liver_sr = None
     if row.get("liver_mask"):
-        liver_lr = crop(read_volume(row["liver_mask"]), box)
+        liver_lr = crop(read_volume(str(row["liver_mask"])), box)
         if liver_lr.shape != lr.shape:
             raise ValueError(f"liver_mask {row['liver_mask']} does not lie on the image's grid")
         liver_sr = mask_to_sr_grid(liver_lr, factors)

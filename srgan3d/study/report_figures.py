@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,10 @@ from srgan3d.study import stats
 from srgan3d.study.report_format import fmt_auc, fmt_p_eq, variable_label
 from srgan3d.study.results import CLASSIFIER_LABELS, StudyResult, SurvivalEndpoint
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 SIMULATED_STAMP = "SIMULATED DATA: srgan3d synthetic cohort, not patients"
 
 
@@ -22,7 +26,7 @@ def stamp_for(results: StudyResult) -> str | None:
     return SIMULATED_STAMP if results.cohort.simulated else None
 
 
-def _png(fig: Any, stamp: str | None = None) -> str:
+def _png(fig: Figure, stamp: str | None = None) -> str:
     """The figure as a data URI; `stamp` is written across its head, so that a copied figure
     carries it (the simulated-data note)."""
     import matplotlib.pyplot as plt
@@ -41,7 +45,7 @@ def _predictions(results: StudyResult) -> pd.DataFrame:
     return pd.DataFrame(results.predictions)
 
 
-def _panels(n: int, size: float = 5.0) -> tuple[Any, list[Any]]:
+def _panels(n: int, size: float = 5.0) -> tuple[Figure, list[Axes]]:
     """A row of `n` square panels (one per set)."""
     import matplotlib
 

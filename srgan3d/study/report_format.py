@@ -6,8 +6,7 @@ functions of their arguments; imports neither matplotlib nor any fitting module.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,7 +95,7 @@ def figure_html(uri: str, caption: str) -> str:
     )
 
 
-def esc(v: Any) -> str:
+def esc(v: object) -> str:
     return html.escape(str(v))
 
 
@@ -105,9 +104,9 @@ def fmt_ci(v: float, lohi: Sequence[float]) -> str:
     return f"{v:.3f} [{lohi[0]:.3f}-{lohi[1]:.3f}]" if np.isfinite(v) else "–"
 
 
-def fmt_num(v: Any, digits: int = 3) -> str:
+def fmt_num(v: object, digits: int = 3) -> str:
     try:
-        f = float(v)
+        f = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return esc(v)
     if not np.isfinite(f):
@@ -116,7 +115,7 @@ def fmt_num(v: Any, digits: int = 3) -> str:
     return text.lstrip("-") if float(text) == 0 else text  # never '-0.00'
 
 
-def table_html(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, Any] | None = None) -> str:
+def table_html(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, Callable[[float], str]] | None = None) -> str:
     formats = formats or {}
     head = "".join(f'<th class="{"l" if c in left else ""}">{esc(c)}</th>' for c in df.columns)
     body = []

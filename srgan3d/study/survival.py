@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from srgan3d.study.results import (
     GROUP_COVARIATE,
@@ -33,12 +34,12 @@ class SurvivalDataError(ValueError):
     """Survival columns that cannot be analysed; the message names the column, the rows and the fix."""
 
 
-def _shown(v: Any) -> str:
+def _shown(v: object) -> str:
     """A cell as the user wrote it: numbers plainly (-5, 2.5), empty cells as 'empty'."""
     if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "":
         return "empty"
     try:
-        return f"{float(v):g}"
+        return f"{float(v):g}"  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return repr(str(v))
 
@@ -134,7 +135,7 @@ def logrank(df: pd.DataFrame, duration: str, event: str, group: str) -> ChiSquar
 
 
 def harrell_c(
-    time: Any, event: Any, risk: Any, *, n_bootstrap: int = 1000, seed: int = 0,
+    time: ArrayLike, event: ArrayLike, risk: ArrayLike, *, n_bootstrap: int = 1000, seed: int = 0,
     level: float = 0.95,
 ) -> CIndex:  # fmt: skip
     """Harrell's C of a risk score (higher risk = earlier event), with a percentile bootstrap CI."""
@@ -206,8 +207,8 @@ def study_survival(
     if time_unit not in TIME_UNITS:
         raise ValueError(f"--time-unit must be one of {', '.join(TIME_UNITS)}, not {time_unit!r}")
     for name, tcol, ecol in survival_endpoints(list(table.columns)):
-        base: dict[str, Any] = {"endpoint": name, "time": tcol, "event": ecol, "best_model": best_name,
-                                "threshold": threshold, "time_unit": time_unit}  # fmt: skip
+        base = SurvivalEndpoint(endpoint=name, time=tcol, event=ecol, best_model=best_name, threshold=threshold,
+                                time_unit=time_unit)  # fmt: skip
         try:
             if tcol not in table.columns or ecol not in table.columns:
                 raise SurvivalDataError(f"{name} needs both {tcol!r} and {ecol!r}")
@@ -215,7 +216,7 @@ def study_survival(
             check_survival(df, tcol, ecol)
         except SurvivalDataError as exc:
             log.warning("%s skipped: %s", name, exc)
-            endpoints.append(SurvivalEndpoint(**base, skipped=str(exc)))
+            endpoints.append(replace(base, skipped=str(exc)))
             continue
         df[[tcol, ecol]] = df[[tcol, ecol]].astype(float)
         df[GROUP_COVARIATE] = (np.asarray(p_held) >= threshold).astype(int)
@@ -223,7 +224,7 @@ def study_survival(
         per_set = {}
         for set_name, rows in sets.items():
             per_set[set_name] = _survival_of_set(df.iloc[rows], tcol, ecol, covariates, np.asarray(p_held)[rows])
-        endpoints.append(SurvivalEndpoint(**base, sets=per_set))
+        endpoints.append(replace(base, sets=per_set))
     return SurvivalResult(endpoints=tuple(endpoints)) if endpoints else None
 
 

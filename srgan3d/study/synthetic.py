@@ -78,7 +78,7 @@ class CohortSpec:
             )
 
 
-def draw_cohort_table(spec: CohortSpec, *, seed: int = 0, prefix: str = "P") -> list[dict]:
+def draw_cohort_table(spec: CohortSpec, *, seed: int = 0, prefix: str = "P") -> list[dict[str, object]]:
     """Patients' tumour parameters, clinical variables and mRECIST responses (no images); patient
     ids are `prefix` and a number."""
     if not 0 < spec.n_responders < spec.n_patients:
@@ -121,7 +121,7 @@ def draw_cohort_table(spec: CohortSpec, *, seed: int = 0, prefix: str = "P") -> 
         f"reader_{k + 1}": np.clip(np.round(3 + (skill * logit + srng.normal(0, 1, n)) / 1.2), 1, 5).astype(int)
         for k, skill in enumerate((1.5, 1.0, 0.5))
     }
-    rows = []
+    rows: list[dict[str, object]] = []
     for i in range(n):
         if resp[i]:
             category = "CR" if rng.random() < 0.25 else "PR"
@@ -273,9 +273,10 @@ def make_cohort(
         fields.insert(fields.index("response") + 1, "set")
     table = []
     for r in rows:
-        t: TumourSpec = r["_tumour"]
+        t = r["_tumour"]
+        assert isinstance(t, TumourSpec)
         out = {k: v for k, v in r.items() if not k.startswith("_")}
-        out.update(results[r["patient_id"]])
+        out.update(results[str(r["patient_id"])])
         out.update(
             true_diameter_mm=round(t.diameter_mm, 2),
             true_enhancement=round(t.enhancement, 4),
@@ -283,7 +284,7 @@ def make_cohort(
             true_halo=round(t.halo, 4),
             true_necrosis=round(t.necrosis, 4),
             true_capsule=int(t.capsule),
-            true_response_probability=round(r["_probability"], 4),
+            true_response_probability=round(float(r["_probability"]), 4),  # type: ignore[arg-type]
         )
         table.append(out)
     write_csv_atomic(outdir / "cohort.csv", table, fields)
