@@ -4,6 +4,7 @@ study wing enters the SR wing only through the engine, and no torch where none b
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,18 +113,65 @@ def test_survival_and_the_panel_run_without_torch():
     assert run.returncode == 0, f"torch was imported{run.stderr}"
 
 
-def test_the_study_passes_typed_results_not_nested_dicts():
-    """No function of the study wing returns a `dict[str, Any]` (or a list or tuple of them) to
-    the next step: results are the frozen objects of `srgan3d.study.results`, whose `to_dict` is
-    the one place a result becomes a dict."""
+#: Annotations that say nothing of what a value holds.
+_UNTYPED = re.compile(r"\bAny\b|\bdict\b(?!\[)|\blist\b(?!\[)|\btuple\b(?!\[)")
+#: The only free-form (JsonValue) fields of the result tree: metadata whose keys the study does not read.
+_FREE_FORM = {"Provenance.cohort_card", "ClassifierResult.params", "PatientFeatures.info", "RingFeatures.info"}
+
+
+def _study_modules() -> list[Path]:
+    return sorted((PKG / "study").glob("*.py"))
+
+
+def test_the_result_tree_has_typed_leaves():
+    """Every field of the study's results and options is a type the reader can follow to its
+    leaves: no `Any`, no bare `dict`/`list`/`tuple`, and `JsonValue` only where listed."""
     offenders = []
-    for path in sorted((PKG / "study").glob("*.py")):
+    for path in _study_modules():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
-                text = ast.unparse(node.returns).replace(" ", "")
-                if "dict[str,Any]" in text and node.name != "to_dict":
-                    offenders.append(f"{path.name}:{node.lineno} {node.name} -> {ast.unparse(node.returns)}")
-    assert not offenders, "functions returning untyped dict results:\n" + "\n".join(offenders)
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    text = ast.unparse(item.annotation)
+                    name = f"{node.name}.{item.target.id}"
+                    if text.startswith("ClassVar"):
+                        continue
+                    if _UNTYPED.search(text) or ("JsonValue" in text and name not in _FREE_FORM):
+                        offenders.append(f"{path.name}:{item.lineno} {name}: {text}")
+    assert not offenders, "untyped fields:\n" + "\n".join(offenders)
+
+
+def test_study_functions_take_and_return_typed_values():
+    """No function of the study wing takes or returns `Any` or a bare `dict`/`list`/`tuple`: the
+    steps pass the frozen results of `srgan3d.study.results` (or arrays and data frames). The
+    JSON conversion itself (`to_dict`, `from_dict`, `result_base.plain`/`build`) is the exception."""
+    exempt = {"to_dict", "from_dict", "plain", "build"}
+    offenders = []
+    for path in _study_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name in exempt:
+                continue
+            a = node.args
+            params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(p for p in (a.vararg, a.kwarg) if p)]
+            annotations = [(p.arg, p.annotation) for p in params] + [("return", node.returns)]
+            for name, ann in annotations:
+                if ann is not None and _UNTYPED.search(ast.unparse(ann)):
+                    offenders.append(f"{path.name}:{node.lineno} {node.name}({name}: {ast.unparse(ann)})")
+    assert not offenders, "untyped parameters or returns:\n" + "\n".join(offenders)
+
+
+def test_no_study_function_is_longer_than_60_lines():
+    """A function of the study wing reads as one job: at most 60 lines of code (its docstring
+    and signature not counted)."""
+    offenders = []
+    for path in _study_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                if body and body[-1].end_lineno - body[0].lineno + 1 > 60:
+                    offenders.append(f"{path.name}:{node.lineno} {node.name}: {body[-1].end_lineno - body[0].lineno + 1}")
+    assert not offenders, "functions over 60 lines:\n" + "\n".join(offenders)
 
 
 def test_the_report_renders_results_and_imports_no_fitting_module():
@@ -131,6 +179,10 @@ def test_the_report_renders_results_and_imports_no_fitting_module():
     model descriptors live in `srgan3d.study.results`, so the report needs nothing that fits."""
     graph = import_graph()
     fitting = {"srgan3d.study.modeling", "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.deep",
-               "srgan3d.study.secondary", "srgan3d.study.evaluation", "srgan3d.study.radiomics", "srgan3d.study.firth"}
-    for mod in ("srgan3d.study.report", "srgan3d.study.report_figures"):
+               "srgan3d.study.secondary", "srgan3d.study.evaluation", "srgan3d.study.radiomics", "srgan3d.study.firth",
+               "srgan3d.study.radscore", "srgan3d.study.logistic", "srgan3d.study.validation", "srgan3d.study.readers",
+               "srgan3d.study.agreement", "srgan3d.study.cohort", "srgan3d.study.feature_tables"}
+    report = [m for m in graph if m.startswith("srgan3d.study.report")]
+    assert len(report) >= 4, report
+    for mod in report:
         assert not graph[mod] & fitting, f"{mod} imports {sorted(graph[mod] & fitting)}"

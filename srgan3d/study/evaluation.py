@@ -554,7 +554,7 @@ def _dlrcr(
     variables, fitted on the training set. Returns the model, its probabilities and its
     out-of-fold training probabilities (the logistic layer refitted per fold; its deep and
     radscore inputs come from the models fitted on the whole training set)."""
-    from srgan3d.study.modeling import Logistic
+    from srgan3d.study.logistic import Logistic
 
     if res.fitted.radscore_post is None:
         raise ValueError("DLRCR needs the post-SR radscore")

@@ -102,7 +102,28 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame) -> FeatureTable:
                     if c != "patient_id" and c not in INPUT_COLUMNS and not c.startswith("diagnostics_")]  # fmt: skip
     if not feature_cols:
         problems.append("no feature columns (every column is patient_id, an input column or diagnostics_*)")
-    known = set(cohort["patient_id"].astype(str))
+    problems += _id_problems(ids, set(cohort["patient_id"].astype(str)))
+    values = df[feature_cols].apply(lambda col: pd.to_numeric(col.str.strip().replace({"": "nan"}), errors="coerce"))
+    for c in feature_cols:
+        text = df[c].str.strip()
+        bad = values[c].isna() & ~text.str.lower().isin(["", "nan", "inf", "-inf", "infinity", "-infinity"])
+        if bad.any():
+            k = bad.idxmax()
+            problems.append(f"column {c!r} is not numeric (patient {ids[k] or '?'}, row {int(k) + 2}: {text[k]!r}); "
+                            "drop it or give numbers")  # fmt: skip
+    if problems:
+        raise FeatureTableError(path, problems)
+    values.index = pd.Index(ids.to_list(), name="patient_id")
+    order = [str(p) for p in cohort["patient_id"]]
+    excluded = _unusable(values, order, path.name)
+    usable = [p for p in order if p not in {e.patient_id for e in excluded}]
+    return FeatureTable(path=path, features=values.loc[usable].astype(float), excluded=excluded, layout=layout)
+
+
+def _id_problems(ids: pd.Series, known: set[str]) -> list[str]:
+    """Empty, duplicate and unknown patient ids, each with its row (None: a row matched to no
+    patient, already reported)."""
+    problems: list[str] = []
     seen: dict[str, int] = {}
     for k, pid in ids.items():
         if pid is None:
@@ -116,30 +137,22 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame) -> FeatureTable:
             seen[pid] = line
             if pid not in known:
                 problems.append(f"row {line}: patient {pid} is not in the cohort table")
-    values = df[feature_cols].apply(lambda col: pd.to_numeric(col.str.strip().replace({"": "nan"}), errors="coerce"))
-    for c in feature_cols:
-        text = df[c].str.strip()
-        bad = values[c].isna() & ~text.str.lower().isin(["", "nan", "inf", "-inf", "infinity", "-infinity"])
-        if bad.any():
-            k = bad.idxmax()
-            problems.append(f"column {c!r} is not numeric (patient {ids[k] or '?'}, row {int(k) + 2}: {text[k]!r}); "
-                            "drop it or give numbers")  # fmt: skip
-    if problems:
-        raise FeatureTableError(path, problems)
-    values.index = pd.Index(ids.to_list(), name="patient_id")
+    return problems
+
+
+def _unusable(values: pd.DataFrame, order: list[str], name: str) -> list[ExcludedPatient]:
+    """The cohort's patients without a row, or with NaN or infinite features, and why."""
     excluded: list[ExcludedPatient] = []
-    order = [str(p) for p in cohort["patient_id"]]
     for pid in order:
         if pid not in values.index:
-            excluded.append(ExcludedPatient(pid, f"no features in {path.name}"))
+            excluded.append(ExcludedPatient(pid, f"no features in {name}"))
             continue
         row = values.loc[pid].to_numpy(float)
-        bad_cols = [c for c, v in zip(feature_cols, row, strict=True) if not np.isfinite(v)]
+        bad_cols = [c for c, v in zip(values.columns, row, strict=True) if not np.isfinite(v)]
         if bad_cols:
             shown = ", ".join(bad_cols[:3]) + (f" and {len(bad_cols) - 3} more" if len(bad_cols) > 3 else "")
-            excluded.append(ExcludedPatient(pid, f"NaN or infinite feature(s) in {path.name}: {shown}"))
-    usable = [p for p in order if p not in {e.patient_id for e in excluded}]
-    return FeatureTable(path=path, features=values.loc[usable].astype(float), excluded=excluded, layout=layout)
+            excluded.append(ExcludedPatient(pid, f"NaN or infinite feature(s) in {name}: {shown}"))
+    return excluded
 
 
 def check_same_features(pre: FeatureTable, post: FeatureTable) -> None:

@@ -1,6 +1,7 @@
-"""The response models: radiomics signatures (radscores), the clinical model and clinical +
-radscore, fitted on the study's training set, evaluated on every other set (internal test,
-external sets) and by bootstrap internal validation.
+"""The study's four models: the radscores (`srgan3d.study.radscore`), the clinical model and
+clinical + post-SR radscore (RCR; `srgan3d.study.logistic`), fitted on the study's training set and
+evaluated on every other set (internal test, external sets) and by bootstrap internal validation
+(`srgan3d.study.validation`); and the cohort's summary table.
 
 The models that every set is scored with are fitted on the training rows only: `fit_models` is
 only ever given those, and `tests/study/test_modeling.py` shuffles the test labels and checks that
@@ -14,7 +15,6 @@ torch nor pyradiomics.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,10 +22,11 @@ from functools import partial
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from scipy.special import expit
 
 from srgan3d.study import stats, validation
 from srgan3d.study.config import ModelingConfig
+from srgan3d.study.logistic import Logistic
+from srgan3d.study.radscore import Radscore
 from srgan3d.study.result_base import rows_of
 from srgan3d.study.results import (
     MODEL_NAMES,
@@ -61,197 +62,6 @@ THRESHOLD_RULE = (
     "the Youden point of the model's out-of-fold predictions on the training set ({folds}-fold stratified "
     "cross-validation, the whole pipeline refitted in each fold), then applied unchanged to every other set"
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Radscore
-
-
-@dataclass
-class Radscore:
-    """Feature selection and LASSO-logistic signature, fitted on training rows only.
-
-    Steps: drop features that are not finite or constant; Mann-Whitney screening; redundancy
-    removal by |Spearman|; standardisation; L1-penalised logistic regression with C chosen by
-    stratified cross-validated ROC AUC. The radscore is the model's linear predictor
-    ``intercept + sum(coef * (x - mean) / sd)`` over the features with non-zero coefficients.
-    """
-
-    seed: int = 0
-    config: ModelingConfig = field(default_factory=ModelingConfig)
-
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Radscore:
-        from sklearn.linear_model import LogisticRegressionCV
-        from sklearn.model_selection import StratifiedKFold
-
-        cfg = self.config
-        y = np.asarray(y, int)
-        Xv = X.to_numpy(float)
-        finite = np.all(np.isfinite(Xv), axis=0)
-        sd = np.nanstd(Xv, axis=0)
-        keep = finite & (sd > 1e-12 * np.maximum(1.0, np.abs(np.nanmean(Xv, axis=0))))
-        self.n_features_in_ = X.shape[1]
-        self.n_variance_kept_ = int(keep.sum())
-        cols = X.columns[keep]
-        Xk = Xv[:, keep]
-        pvals = sps.mannwhitneyu(Xk[y == 1], Xk[y == 0], axis=0, alternative="two-sided").pvalue
-        order = np.argsort(pvals, kind="mergesort")
-        passed = order[pvals[order] < cfg.screen_p]
-        self.n_screen_passed_ = int(len(passed))
-        if len(passed) < cfg.min_screened:
-            passed = order[: cfg.min_screened]
-        passed = passed[: cfg.max_screened]
-        # redundancy: walk features from the smallest p, keep one unless too correlated to a kept one
-        rho = sps.spearmanr(Xk[:, passed]).statistic if len(passed) > 1 else np.ones((1, 1))
-        rho = np.atleast_2d(rho)
-        kept: list[int] = []
-        for i in range(len(passed)):
-            if all(abs(rho[i, j]) <= cfg.max_abs_spearman for j in kept):
-                kept.append(i)
-        candidates = passed[kept]
-        self.screened_ = [str(cols[i]) for i in candidates]
-        self.screen_p_ = {str(cols[i]): float(pvals[i]) for i in candidates}
-        Xc = Xk[:, candidates]
-        self.mean_ = Xc.mean(axis=0)
-        self.sd_ = Xc.std(axis=0, ddof=0)
-        Z = (Xc - self.mean_) / self.sd_
-        cv = StratifiedKFold(
-            n_splits=min(cfg.cv_folds, int(np.bincount(y).min())), shuffle=True, random_state=self.seed
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            lasso = LogisticRegressionCV(
-                Cs=np.logspace(np.log10(0.005), 1, cfg.n_cs),
-                l1_ratios=(1.0,),
-                solver="liblinear",
-                cv=cv,
-                scoring="roc_auc",
-                max_iter=5000,
-                random_state=self.seed,  # liblinear draws random numbers: seed them for reproducibility
-                use_legacy_attributes=False,
-            ).fit(Z, y)
-        coef = lasso.coef_.ravel()
-        intercept = float(lasso.intercept_[0])
-        self.C_ = float(np.ravel(lasso.C_)[0])
-        if not np.any(coef != 0):
-            # The CV optimum shrank every coefficient to zero; take the strongest penalty that
-            # keeps one feature rather than a constant score (recorded in `fallback_`).
-            from sklearn.linear_model import LogisticRegression
-
-            for c in lasso.Cs_:
-                m = LogisticRegression(
-                    C=c, l1_ratio=1.0, solver="liblinear", max_iter=5000, random_state=self.seed
-                ).fit(Z, y)
-                if np.any(m.coef_ != 0):
-                    coef, intercept, self.C_ = m.coef_.ravel(), float(m.intercept_[0]), float(c)
-                    break
-            self.fallback_ = True
-        else:
-            self.fallback_ = False
-        nz = coef != 0
-        self.features_ = [f for f, k in zip(self.screened_, nz, strict=True) if k]
-        self.coef_ = coef[nz]
-        self.intercept_ = intercept
-        self.mean_, self.sd_ = self.mean_[nz], self.sd_[nz]
-        return self
-
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """Radscore of each row (log-odds scale)."""
-        Z = (X[self.features_].to_numpy(float) - self.mean_) / self.sd_
-        return self.intercept_ + Z @ self.coef_
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return expit(self.decision_function(X))
-
-    def formula(self) -> str:
-        terms = [f"{self.intercept_:+.4f}"] + [
-            f"{c:+.4f} x z({f})" for f, c in zip(self.features_, self.coef_, strict=True)
-        ]
-        return "radscore = " + " ".join(terms)
-
-    def coefficients(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "feature": ["(intercept)", *self.features_],
-                "coefficient": [self.intercept_, *self.coef_],
-                "train_mean": [np.nan, *self.mean_],
-                "train_sd": [np.nan, *self.sd_],
-                "screen_p": [np.nan, *(self.screen_p_[f] for f in self.features_)],
-            }
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Logistic models with odds ratios (statsmodels)
-
-
-@dataclass
-class Logistic:
-    """Logistic regression with odds ratios, 95% CIs and p-values.
-
-    Maximum likelihood (statsmodels; Wald CIs and p) when the estimate exists. When the predictors
-    separate the outcome (complete or quasi-complete separation, found exactly by
-    `srgan3d.study.firth.detect_separation`), the maximum-likelihood estimate does not exist and
-    Firth's penalised likelihood is fitted instead: `separation_` says which, `method_` is "ml" or
-    "firth", and every odds ratio stays finite.
-    """
-
-    variables: list[str]
-
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Logistic:
-        import statsmodels.api as sm
-
-        from srgan3d.study.firth import detect_separation, firth_logit
-
-        design = sm.add_constant(X[self.variables].astype(float), has_constant="add")
-        yv = np.asarray(y, float)
-        self.separation_ = detect_separation(design.to_numpy(), yv.astype(int), list(self.variables))
-        self._data = (design.to_numpy(), yv.astype(int))  # for `fit_note`
-        if not self.separation_.separated:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    res = sm.Logit(yv, design).fit(disp=0, maxiter=200, method="newton")
-                except (np.linalg.LinAlgError, ValueError) as exc:  # near-singular: Firth still fits
-                    log.debug("maximum likelihood failed (%s); Firth's penalised likelihood instead", exc)
-                    res = None
-            if res is not None and np.all(np.isfinite(res.bse)):
-                self.method_ = "ml"
-                self.params_ = res.params
-                ci = res.conf_int(0.05)
-                self.table_ = self._table(res.params.to_numpy(), ci[0].to_numpy(), ci[1].to_numpy(), res.pvalues.to_numpy())
-                return self
-        self.method_ = "firth"
-        fit = firth_logit(design.to_numpy(), yv)
-        self.params_ = pd.Series(fit.coef, index=design.columns)
-        ci = fit.conf_int(0.95)
-        self.table_ = self._table(fit.coef, ci[:, 0], ci[:, 1], fit.p)
-        return self
-
-
-
-    def _table(self, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> pd.DataFrame:
-        with np.errstate(over="ignore"):  # a near-separated ML fit: an infinite CI bound is the honest answer
-            odds, low, high = np.exp(coef), np.exp(lo), np.exp(hi)
-        return pd.DataFrame({"variable": ["const", *self.variables], "coefficient": coef, "odds_ratio": odds,
-                             "or_ci_low": low, "or_ci_high": high, "p_value": p})  # fmt: skip
-
-    def fit_note(self) -> FitNote:
-        """How the model was fitted, for results.json and the report."""
-        from srgan3d.study.firth import FIRTH_REMEDY, smallest_separating
-
-        s = self.separation_
-        by = smallest_separating(*self._data, list(self.variables)) if s.separated else ()
-        return FitNote(separation=s.kind, separating_variables=tuple(by),
-                       method="maximum likelihood" if self.method_ == "ml" else "Firth",
-                       remedy=FIRTH_REMEDY if self.method_ == "firth" else None)  # fmt: skip
-
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        b = self.params_
-        return b["const"] + X[self.variables].astype(float).to_numpy() @ b[self.variables].to_numpy()
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return expit(self.decision_function(X))
 
 
 @dataclass
@@ -504,13 +314,7 @@ def run_modeling(
     from srgan3d.study.cohort import make_split
 
     y = np.asarray(y, int)
-    if any(f is not None and not f.index.equals(clin.index) for f in (pre, post)):
-        raise ValueError("pre-SR, post-SR and clinical tables must list the same patients in the same order")
-    missing = [c for c in config.clinical if c not in clin.columns]
-    if missing:
-        raise ValueError(
-            f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})"
-        )
+    _check_inputs(pre, post, clin, config)
     ids = [str(i) for i in clin.index]
     if split is None:
         split = make_split(pd.DataFrame({"patient_id": ids, "label": y}), test_size=config.test_size, seed=config.seed)
@@ -531,23 +335,38 @@ def run_modeling(
     if config.n_bootstrap > 0:
         d = development
         optimism = optimism_corrected_auc(_rows(pre, d), _rows(post, d), clin.iloc[d], y[d], config, progress=progress)
-    panel = panel_pred = panel_oof = None
-    if config.classifiers and pre is not None and post is not None and fitted.radscore_pre and fitted.radscore_post:
-        from srgan3d.study.panel import run_panel
-
-        log.info("classifier panel: %s", ", ".join(config.classifiers))
-        panel, panel_pred, panel_oof = run_panel(
-            pre, post, y, idx,
-            {"pre": list(fitted.radscore_pre.features_), "post": list(fitted.radscore_post.features_)},
-            {"clinical": pred["clinical"].to_numpy()},
-            classifiers=config.classifiers, seed=config.seed, cv_folds=config.cv_folds,
-            n_bootstrap=config.panel_bootstrap, development=development, workers=config.workers,
-        )  # fmt: skip
+    panel, panel_pred, panel_oof = _panel(pre, post, y, idx, fitted, pred, development, config)
     return ModelingResult(
         config=config, split=split, fitted=fitted, predictions=pred, thresholds=thresholds, metrics=metrics,
         optimism=optimism, panel=panel, panel_predictions=panel_pred, oof=oof, panel_oof=panel_oof,
         threshold_rule=THRESHOLD_RULE.format(folds=len(stats.stratified_folds(y[train], config.cv_folds, config.seed))),
     )  # fmt: skip
+
+
+def _check_inputs(pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, config: ModelingConfig) -> None:
+    if any(f is not None and not f.index.equals(clin.index) for f in (pre, post)):
+        raise ValueError("pre-SR, post-SR and clinical tables must list the same patients in the same order")
+    missing = [c for c in config.clinical if c not in clin.columns]
+    if missing:
+        raise ValueError(f"clinical variable(s) {missing} not in the cohort table ({', '.join(clin.columns)})")
+
+
+def _panel(
+    pre: pd.DataFrame | None, post: pd.DataFrame | None, y: np.ndarray, idx: dict[str, np.ndarray],
+    fitted: FittedModels, pred: pd.DataFrame, development: np.ndarray, config: ModelingConfig,
+) -> tuple[PanelResult | None, pd.DataFrame | None, pd.DataFrame | None]:  # fmt: skip
+    """The classifier panel on each image's selected features (both images needed), compared with
+    the clinical model; (None, None, None) without it."""
+    rp, rq = fitted.radscore_pre, fitted.radscore_post
+    if not config.classifiers or pre is None or post is None or not rp or not rq:
+        return None, None, None
+    from srgan3d.study.panel import run_panel
+
+    log.info("classifier panel: %s", ", ".join(config.classifiers))
+    return run_panel(pre, post, y, idx, {"pre": list(rp.features_), "post": list(rq.features_)},
+                     {"clinical": pred["clinical"].to_numpy()}, classifiers=config.classifiers, seed=config.seed,
+                     cv_folds=config.cv_folds, n_bootstrap=config.panel_bootstrap, development=development,
+                     workers=config.workers)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

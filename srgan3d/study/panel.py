@@ -12,6 +12,7 @@ the test set. Imports neither torch nor pyradiomics.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -179,6 +180,30 @@ def run_panel(
         log.warning(msg)
         return result({}, {c: msg for c in classifiers}, {}, None), probs, probs.copy()
     data = {"pre": pre, "post": post}
+    fits, skipped = _fit_panel(data, y, train, features, classifiers, seed=seed, folds=folds)
+    corrected: dict[tuple[str, str], float] = {}
+    if n_bootstrap > 0 and fits:
+        dev = np.arange(len(y)) if development is None else development
+        dev_data = {k: v.iloc[dev] for k, v in data.items()}
+        corrected = _optimism(dev_data, y[dev], fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap, workers=workers)
+    models: dict[str, dict[str, ClassifierResult]] = {}
+    oof = pd.DataFrame(index=pre.index)
+    for (name, image), fit in fits.items():
+        key = f"{name}_{image}"
+        probs[key] = fit.predict_proba(data[image])
+        oof[key] = _out_of_fold(fit, data[image], y, train, seed=seed, folds=cv_folds)
+        models.setdefault(name, {})[image] = _classifier_result(fit, data[image], y, train, tested, probs[key].to_numpy(),
+                                                                oof[key].to_numpy(), corrected.get((name, image), math.nan))  # fmt: skip
+    delong = _panel_delong(probs, y, tested, classifiers, fits, reference)
+    return result(models, skipped, delong, _pick(fits)), probs, oof
+
+
+def _fit_panel(
+    data: dict[str, pd.DataFrame], y: np.ndarray, train: np.ndarray, features: dict[str, list[str]],
+    classifiers: Sequence[str], *, seed: int, folds: int,
+) -> tuple[dict[tuple[str, str], PanelFit], dict[str, str]]:  # fmt: skip
+    """Every classifier on every image's training rows; one that fails (or an image without
+    features) is skipped with its reason, the rest go on."""
     fits: dict[tuple[str, str], PanelFit] = {}
     skipped: dict[str, str] = {}
     for name in classifiers:
@@ -192,26 +217,31 @@ def run_panel(
             except Exception as exc:  # noqa: BLE001 - one classifier failing leaves the rest of the study
                 skipped[f"{name}/{image}"] = f"{type(exc).__name__}: {exc}"
                 log.warning("classifier %s on the %s-SR features failed: %s", name, image, exc)
-    corrected: dict[tuple[str, str], float] = {}
-    if n_bootstrap > 0 and fits:
-        dev = np.arange(len(y)) if development is None else development
-        dev_data = {k: v.iloc[dev] for k, v in data.items()}
-        corrected = _optimism(dev_data, y[dev], fits, seed=seed, folds=folds, n_bootstrap=n_bootstrap, workers=workers)
-    models: dict[str, dict[str, ClassifierResult]] = {}
-    oof = pd.DataFrame(index=pre.index)
-    for (name, image), fit in fits.items():
-        p = fit.predict_proba(data[image])
-        probs[f"{name}_{image}"] = p
-        oof[f"{name}_{image}"] = _out_of_fold(fit, data[image], y, train, seed=seed, folds=cv_folds)
-        thr = stats.held_out_threshold(y[train], oof[f"{name}_{image}"].to_numpy()[train], p[train])
-        models.setdefault(name, {})[image] = ClassifierResult(
-            cv_auc=fit.cv_auc, params={k.split("__", 1)[1]: plain(v) for k, v in fit.params.items()},
-            warnings=tuple(fit.warnings), train_auc=stats.roc_auc_ci(y[train], p[train]).auc, threshold=thr,
-            roc={s: stats.roc_auc_ci(y[i], p[i]) for s, i in tested.items()},
-            operating_points={s: stats.operating_point(y[i], p[i], thr) for s, i in tested.items()},
-            corrected_auc=corrected.get((name, image), float("nan")),
-            separation=_separation(data[image].iloc[train], y[train], fit.features) if name == "lr" else None,
-        )  # fmt: skip
+    return fits, skipped
+
+
+def _classifier_result(
+    fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, tested: dict[str, np.ndarray], p: np.ndarray,
+    oof: np.ndarray, corrected_auc: float,
+) -> ClassifierResult:  # fmt: skip
+    """One classifier's results: its threshold (Youden point of its out-of-fold training
+    probabilities), AUC and operating point on each tested set."""
+    thr = stats.held_out_threshold(y[train], oof[train], p[train])
+    return ClassifierResult(
+        cv_auc=fit.cv_auc, params={k.split("__", 1)[1]: plain(v) for k, v in fit.params.items()},
+        warnings=tuple(fit.warnings), train_auc=stats.roc_auc_ci(y[train], p[train]).auc, threshold=thr,
+        roc={s: stats.roc_auc_ci(y[i], p[i]) for s, i in tested.items()},
+        operating_points={s: stats.operating_point(y[i], p[i], thr) for s, i in tested.items()},
+        corrected_auc=corrected_auc,
+        separation=_separation(X.iloc[train], y[train], fit.features) if fit.name == "lr" else None,
+    )  # fmt: skip
+
+
+def _panel_delong(
+    probs: pd.DataFrame, y: np.ndarray, tested: dict[str, np.ndarray], classifiers: Sequence[str],
+    fits: dict[tuple[str, str], PanelFit], reference: dict[str, np.ndarray],
+) -> dict[str, list[ClassifierComparison]]:  # fmt: skip
+    """On each tested set: each classifier post- against pre-SR, and each against every reference model."""
     delong: dict[str, list[ClassifierComparison]] = {s: [] for s in tested}
     for s, i in tested.items():
         for name in classifiers:
@@ -225,12 +255,16 @@ def run_panel(
                 for ref_name, ref in reference.items():
                     d = stats.delong_test(y[i], p, np.asarray(ref)[i])
                     delong[s].append(ClassifierComparison.of(name, image, ref_name, d))
-    best = None
-    if fits:
-        (bn, bi), bf = max(fits.items(), key=lambda kv: (kv[1].cv_auc, kv[0][1] == "post"))
-        best = PanelPick(classifier=bn, image=bi, cv_auc=bf.cv_auc,
-                         rule="highest training-set cross-validated AUC (inner CV); the test sets play no part")
-    return result(models, skipped, delong, best), probs, oof
+    return delong
+
+
+def _pick(fits: dict[tuple[str, str], PanelFit]) -> PanelPick | None:
+    """The best classifier and image: the highest training cross-validated AUC (post-SR on a tie)."""
+    if not fits:
+        return None
+    (name, image), fit = max(fits.items(), key=lambda kv: (kv[1].cv_auc, kv[0][1] == "post"))
+    return PanelPick(classifier=name, image=image, cv_auc=fit.cv_auc,
+                     rule="highest training-set cross-validated AUC (inner CV); the test sets play no part")
 
 
 def _separation(X: pd.DataFrame, y: np.ndarray, features: list[str]) -> str:

@@ -219,89 +219,111 @@ class RingFeatures:
     info: dict[str, JsonValue]
 
 
-def process_patient(args: tuple[dict, RadiomicsConfig, str, float | None]) -> PatientFeatures:
-    """Super-resolve one patient's VOI crop (cached) and extract pre- and post-SR features (cached)."""
+def process_patient(args: tuple[dict[str, object], RadiomicsConfig, str, float | None]) -> PatientFeatures:
+    """Super-resolve one patient's VOI crop (cached) and extract pre- and post-SR features (cached);
+    a patient that fails is returned with its error, the cohort goes on."""
     row, config, outdir_s, resample_mm = args
-    outdir = Path(outdir_s)
     pid = str(row["patient_id"])
     try:
-        method, engine, sha = _engine(config)
-        params_text = Path(config.params).read_text()
-        image = read_volume(row["image"])
-        mask = read_volume(row["mask"])
-        margin = config.margin_vox
-        if config.peritumoral:  # the crop must hold the widest ring
-            margin = max(margin, int(np.ceil(max(config.peritumoral) / min(image.spacing_mm))) + 2)
-        box = voi_box(mask.data, margin)
-        lr = crop(image, box)
-        lr_mask = crop(mask, box)
-        lr_mask.data = (lr_mask.data > 0.5).astype(np.uint8)
-
-        src_stat = [os.stat(row["image"]).st_mtime_ns, os.stat(row["mask"]).st_mtime_ns]
-        # the SR factor is the engine's (a through-plane generator has (1, 1, 2)); 2x for interpolation
-        factors = tuple(int(f) for f in engine.scale) if engine is not None else (2, 2, 2)
-        sr_key = _digest(pid, method, sha, margin, src_stat, "box-context-8", factors)
-        sr_path, sr_mask_path = sr_files(outdir, pid)
-        sr_card = sr_path.with_name(f"{pid}.json")
-        if row.get("image_sr") and row.get("mask_sr"):
-            sr, sr_mask = read_volume(row["image_sr"]), read_volume(row["mask_sr"])
-            sr_source = "table (image_sr, mask_sr)"
-        elif sr_card.is_file() and json.loads(sr_card.read_text()).get("key") == sr_key:
-            sr, sr_mask = read_volume(sr_path), read_volume(sr_mask_path)
-            sr_source = "cache"
-        else:
-            # With 8 voxels of the scan's own context around the crop, reflected at its edge: no
-            # wrap-around ringing along the crop's faces (see `upscale_box`).
-            sr = upscale_box(image, box, method=method, factors=factors, engine=engine, context=8)
-            sr_mask = mask_to_sr_grid(lr_mask, factors)
-            if row.get("mask_sr"):
-                sr_mask = read_volume(row["mask_sr"])
-                if sr_mask.shape != sr.shape:
-                    raise ValueError(
-                        f"mask_sr {row['mask_sr']} has shape {sr_mask.shape}; without image_sr it must lie on "
-                        f"the SR grid of the VOI crop {sr.shape}: give image_sr too"
-                    )
-            write_volume(sr, sr_path, description=f"srgan3d SR VOI {pid}")
-            write_volume(sr_mask, sr_mask_path, description=f"srgan3d SR VOI mask {pid}")
-            _atomic_json(sr_card, {"key": sr_key, "method": method, "weights_sha256": sha, "box": str(box)})
-            sr_source = method
-
-        liver_stat = os.stat(row["liver_mask"]).st_mtime_ns if row.get("liver_mask") else None
-        feats_key = _digest(params_text, config.spacing, resample_mm, sr_key, sr_source.startswith("table"),
-                            list(config.peritumoral), liver_stat)  # fmt: skip
-        feats_path = outdir / "features_cache" / f"{pid}.json"
-        if feats_path.is_file() and sr_source in ("cache", "table (image_sr, mask_sr)"):
-            cached = json.loads(feats_path.read_text())
-            if cached.get("key") == feats_key:
-                return PatientFeatures.from_dict(cached["result"])
-        extractor = make_extractor(config.params, resample_mm=resample_mm)
-        pre = extract_features(extractor, lr, lr_mask)
-        post = extract_features(extractor, sr, sr_mask)
-        rings = _ring_features(extractor, config, row, box, lr, lr_mask, sr, sr_mask, factors) if config.peritumoral else {}
-        for width, r in rings.items():
-            pre.update({f"ring{width:g}mm_{k}": v for k, v in r.pre.items()})
-            post.update({f"ring{width:g}mm_{k}": v for k, v in r.post.items()})
-        result = PatientFeatures(
-            patient_id=pid,
-            pre=pre,
-            post=post,
-            info={
-                "method": method,
-                "sr_source": sr_source,
-                "weights_sha256": sha,
-                "lr_spacing_mm": list(lr.spacing_mm),
-                "sr_spacing_mm": list(sr.spacing_mm),
-                "voi_voxels_lr": int(lr_mask.data.sum()),
-                "voi_voxels_sr": int((sr_mask.data > 0.5).sum()),
-                "crop_lr": [[s.start, s.stop] for s in box],
-                **{f"ring{w:g}mm_{k}": v for w, r in rings.items() for k, v in r.info.items()},
-            },
-        )
-        _atomic_json(feats_path, {"key": feats_key, "result": result.to_dict()})
-        return result
+        return _process(row, config, Path(outdir_s), resample_mm)
     except Exception as exc:  # noqa: BLE001 - one bad patient is reported, the cohort goes on
         log.debug("patient %s failed", pid, exc_info=True)
         return PatientFeatures(patient_id=pid, error=f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """One patient's VOI crop before SR, and how its SR counterpart is made and cached."""
+
+    pid: str
+    image: Volume  # the whole LR image (its context feeds the SR of the crop)
+    box: tuple[slice, ...]
+    lr: Volume
+    lr_mask: Volume
+    method: str
+    engine: GeneratorEngine | None
+    sha: str | None
+    factors: tuple[int, ...]
+    key: str  # the SR crop's cache key
+
+
+def _process(row: Mapping[str, object], config: RadiomicsConfig, outdir: Path, resample_mm: float | None) -> PatientFeatures:
+    pid = str(row["patient_id"])
+    c = _crop(row, config)
+    sr, sr_mask, sr_source = _sr_crop(row, c, outdir)
+    liver_stat = os.stat(str(row["liver_mask"])).st_mtime_ns if row.get("liver_mask") else None
+    feats_key = _digest(Path(config.params).read_text(), config.spacing, resample_mm, c.key,
+                        sr_source.startswith("table"), list(config.peritumoral), liver_stat)  # fmt: skip
+    feats_path = outdir / "features_cache" / f"{pid}.json"
+    if feats_path.is_file() and sr_source in ("cache", "table (image_sr, mask_sr)"):
+        cached = json.loads(feats_path.read_text())
+        if cached.get("key") == feats_key:
+            return PatientFeatures.from_dict(cached["result"])
+    extractor = make_extractor(config.params, resample_mm=resample_mm)
+    pre = extract_features(extractor, c.lr, c.lr_mask)
+    post = extract_features(extractor, sr, sr_mask)
+    rings = (_ring_features(extractor, config, row, c.box, c.lr, c.lr_mask, sr, sr_mask, c.factors)
+             if config.peritumoral else {})  # fmt: skip
+    for width, r in rings.items():
+        pre.update({f"ring{width:g}mm_{k}": v for k, v in r.pre.items()})
+        post.update({f"ring{width:g}mm_{k}": v for k, v in r.post.items()})
+    result = PatientFeatures(
+        patient_id=pid, pre=pre, post=post,
+        info={
+            "method": c.method, "sr_source": sr_source, "weights_sha256": c.sha,
+            "lr_spacing_mm": list(c.lr.spacing_mm), "sr_spacing_mm": list(sr.spacing_mm),
+            "voi_voxels_lr": int(c.lr_mask.data.sum()), "voi_voxels_sr": int((sr_mask.data > 0.5).sum()),
+            "crop_lr": [[s.start, s.stop] for s in c.box],
+            **{f"ring{w:g}mm_{k}": v for w, r in rings.items() for k, v in r.info.items()},
+        },
+    )  # fmt: skip
+    _atomic_json(feats_path, {"key": feats_key, "result": result.to_dict()})
+    return result
+
+
+def _crop(row: Mapping[str, object], config: RadiomicsConfig) -> _Crop:
+    """The VOI's bounding box plus the margin (wide enough for the widest ring), cropped."""
+    pid = str(row["patient_id"])
+    method, engine, sha = _engine(config)
+    image, mask = read_volume(str(row["image"])), read_volume(str(row["mask"]))
+    margin = config.margin_vox
+    if config.peritumoral:  # the crop must hold the widest ring
+        margin = max(margin, int(np.ceil(max(config.peritumoral) / min(image.spacing_mm))) + 2)
+    box = voi_box(mask.data, margin)
+    lr_mask = crop(mask, box)
+    lr_mask.data = (lr_mask.data > 0.5).astype(np.uint8)
+    src_stat = [os.stat(str(row["image"])).st_mtime_ns, os.stat(str(row["mask"])).st_mtime_ns]
+    # the SR factor is the engine's (a through-plane generator has (1, 1, 2)); 2x for interpolation
+    factors = tuple(int(f) for f in engine.scale) if engine is not None else (2, 2, 2)
+    key = _digest(pid, method, sha, margin, src_stat, "box-context-8", factors)
+    return _Crop(pid=pid, image=image, box=box, lr=crop(image, box), lr_mask=lr_mask, method=method, engine=engine,
+                 sha=sha, factors=factors, key=key)  # fmt: skip
+
+
+def _sr_crop(row: Mapping[str, object], c: _Crop, outdir: Path) -> tuple[Volume, Volume, str]:
+    """The SR crop and its mask: the table's (image_sr, mask_sr), the cache's, or made here (and
+    cached); with where they came from."""
+    sr_path, sr_mask_path = sr_files(outdir, c.pid)
+    sr_card = sr_path.with_name(f"{c.pid}.json")
+    if row.get("image_sr") and row.get("mask_sr"):
+        return read_volume(str(row["image_sr"])), read_volume(str(row["mask_sr"])), "table (image_sr, mask_sr)"
+    if sr_card.is_file() and json.loads(sr_card.read_text()).get("key") == c.key:
+        return read_volume(sr_path), read_volume(sr_mask_path), "cache"
+    # With 8 voxels of the scan's own context around the crop, reflected at its edge: no
+    # wrap-around ringing along the crop's faces (see `upscale_box`).
+    sr = upscale_box(c.image, c.box, method=c.method, factors=c.factors, engine=c.engine, context=8)
+    sr_mask = mask_to_sr_grid(c.lr_mask, c.factors)
+    if row.get("mask_sr"):
+        sr_mask = read_volume(str(row["mask_sr"]))
+        if sr_mask.shape != sr.shape:
+            raise ValueError(
+                f"mask_sr {row['mask_sr']} has shape {sr_mask.shape}; without image_sr it must lie on "
+                f"the SR grid of the VOI crop {sr.shape}: give image_sr too"
+            )
+    write_volume(sr, sr_path, description=f"srgan3d SR VOI {c.pid}")
+    write_volume(sr_mask, sr_mask_path, description=f"srgan3d SR VOI mask {c.pid}")
+    _atomic_json(sr_card, {"key": c.key, "method": c.method, "weights_sha256": c.sha, "box": str(c.box)})
+    return sr, sr_mask, c.method
 
 
 def _ring_features(

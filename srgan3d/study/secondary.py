@@ -11,7 +11,8 @@ import pandas as pd
 
 from srgan3d.study import stats
 from srgan3d.study.config import ModelingConfig
-from srgan3d.study.modeling import Logistic, Radscore
+from srgan3d.study.logistic import Logistic
+from srgan3d.study.radscore import Radscore
 from srgan3d.study.results import (
     TRAIN,
     ComparatorResult,

@@ -86,20 +86,41 @@ def draw_cohort_table(spec: CohortSpec, *, seed: int = 0, prefix: str = "P") -> 
             f"n_responders must lie between 1 and n_patients - 1, not {spec.n_responders} of {spec.n_patients}"
         )
     rng = np.random.default_rng(seed)
+    t = _draw_tumours(spec, rng)
+    # Survival and readers from their own stream, so the images and responses above stay as they were.
+    extra = _survival_and_readers(seed, t)
+    return [_patient_row(i, prefix, rng, t, extra) for i in range(spec.n_patients)]
+
+
+@dataclass(frozen=True)
+class _Tumours:
+    """The drawn tumours of a cohort (one value per patient) and their responses."""
+
+    diameter: np.ndarray
+    enhancement: np.ndarray
+    texture: np.ndarray
+    necrosis: np.ndarray
+    capsule: np.ndarray
+    prob: np.ndarray
+    resp: np.ndarray
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std()
+
+
+def _draw_tumours(spec: CohortSpec, rng: np.random.Generator) -> _Tumours:
+    """Tumour parameters, then responses from the logistic model, conditioned on `n_responders`."""
+    from scipy.optimize import brentq
+
     n = spec.n_patients
     diameter = np.clip(np.exp(rng.normal(np.log(38), 0.35, n)), 15, 75)
     enhancement = rng.uniform(0.1, 1.3, n)
     texture = rng.uniform(0.05, 0.7, n)
     necrosis = rng.uniform(0.0, 0.5, n)
     capsule = rng.random(n) < 0.6
-
-    def z(x: np.ndarray) -> np.ndarray:
-        return (x - x.mean()) / x.std()
-
-    lin = spec.b_diam * z(np.log(diameter)) + spec.b_enh * z(enhancement) + spec.b_tex * z(texture)
+    lin = spec.b_diam * _z(np.log(diameter)) + spec.b_enh * _z(enhancement) + spec.b_tex * _z(texture)
     # intercept that makes the expected number of responders match
-    from scipy.optimize import brentq
-
     b0 = brentq(lambda b: (1 / (1 + np.exp(-(b + lin)))).sum() - spec.n_responders, -10, 10)
     prob = 1 / (1 + np.exp(-(b0 + lin)))
     for _ in range(10_000):
@@ -108,65 +129,71 @@ def draw_cohort_table(spec: CohortSpec, *, seed: int = 0, prefix: str = "P") -> 
             break
     else:  # pragma: no cover - needs an absurd spec
         raise RuntimeError("could not draw the requested number of responders")
+    return _Tumours(diameter, enhancement, texture, necrosis, capsule, prob, resp)
 
-    # Survival and readers from their own stream, so the images and responses above stay as they were.
+
+def _survival_and_readers(seed: int, t: _Tumours) -> dict[str, np.ndarray]:
+    """Overall survival (shorter for non-responders and large tumours) and three simulated
+    radiologists' 1-5 confidence of response, from the seed's own stream."""
     srng = np.random.default_rng([seed, 7])
-    hazard = 0.03 * np.exp(-0.9 * resp + 0.5 * z(np.log(diameter)))  # per month
+    n = len(t.resp)
+    hazard = 0.03 * np.exp(-0.9 * t.resp + 0.5 * _z(np.log(t.diameter)))  # per month
     t_event = srng.exponential(1 / hazard)
     t_censor = srng.uniform(12, 48, n)
-    os_time = np.round(np.minimum(t_event, t_censor), 1)
-    os_event = (t_event <= t_censor).astype(int)
-    logit = np.log(prob / (1 - prob))
+    logit = np.log(t.prob / (1 - t.prob))
     readers = {  # three simulated radiologists of decreasing skill: 1-5 confidence of response
         f"reader_{k + 1}": np.clip(np.round(3 + (skill * logit + srng.normal(0, 1, n)) / 1.2), 1, 5).astype(int)
         for k, skill in enumerate((1.5, 1.0, 0.5))
     }
-    rows: list[dict[str, object]] = []
-    for i in range(n):
-        if resp[i]:
-            category = "CR" if rng.random() < 0.25 else "PR"
-        else:
-            category = "SD" if rng.random() < 0.7 else "PD"
-        rows.append(
-            {
-                "patient_id": f"{prefix}{i + 1:03d}",
-                "response": category,
-                # a radiologist's measurement of the longest diameter, to the mm
-                "diameter_mm": float(round(diameter[i] + rng.normal(0, 1.5))),
-                "arterial_enhancement": int(enhancement[i] + rng.normal(0, 0.1) > 0.45),
-                "afp_ng_ml": float(round(10 ** rng.normal(1.6 + 0.3 * z(np.log(diameter))[i], 0.8), 1)),
-                "child_pugh": "A" if rng.random() < 0.8 else "B",
-                "bclc": "B" if rng.random() < 0.6 else "C",
-                "age": int(np.clip(round(rng.normal(58, 10)), 30, 85)),
-                "sex": "M" if rng.random() < 0.85 else "F",
-                "ast_u_l": float(round(np.clip(rng.lognormal(np.log(42), 0.4), 10, 300))),
-                "os_time": float(os_time[i]),
-                "os_event": int(os_event[i]),
-                **{k: int(v[i]) for k, v in readers.items()},
-                "_tumour": TumourSpec(
-                    diameter_mm=float(diameter[i]),
-                    enhancement=float(enhancement[i]),
-                    necrosis=float(necrosis[i]),
-                    capsule=bool(capsule[i]),
-                    texture=float(texture[i]),
-                    # a peritumoral signal in half the responders (not in the response model's
-                    # probability: it marks who responded, as the texture does)
-                    halo=float(rng.uniform(0.15, 0.35)) if resp[i] and rng.random() < 0.5 else 0.0,
-                ),
-                "_probability": float(prob[i]),
-            }
-        )
-    return rows
+    return {"os_time": np.round(np.minimum(t_event, t_censor), 1), "os_event": (t_event <= t_censor).astype(int),
+            **readers}  # fmt: skip
 
 
-def _render_patient(args: tuple) -> tuple[str, dict[str, str]]:
+def _patient_row(i: int, prefix: str, rng: np.random.Generator, t: _Tumours, extra: dict[str, np.ndarray]) -> dict[str, object]:
+    """Patient `i`'s row: mRECIST category, the clinical variables as a radiologist would record
+    them, survival, reads, and the true tumour (``_tumour``) and response probability."""
+    if t.resp[i]:
+        category = "CR" if rng.random() < 0.25 else "PR"
+    else:
+        category = "SD" if rng.random() < 0.7 else "PD"
+    return {
+        "patient_id": f"{prefix}{i + 1:03d}",
+        "response": category,
+        # a radiologist's measurement of the longest diameter, to the mm
+        "diameter_mm": float(round(t.diameter[i] + rng.normal(0, 1.5))),
+        "arterial_enhancement": int(t.enhancement[i] + rng.normal(0, 0.1) > 0.45),
+        "afp_ng_ml": float(round(10 ** rng.normal(1.6 + 0.3 * _z(np.log(t.diameter))[i], 0.8), 1)),
+        "child_pugh": "A" if rng.random() < 0.8 else "B",
+        "bclc": "B" if rng.random() < 0.6 else "C",
+        "age": int(np.clip(round(rng.normal(58, 10)), 30, 85)),
+        "sex": "M" if rng.random() < 0.85 else "F",
+        "ast_u_l": float(round(np.clip(rng.lognormal(np.log(42), 0.4), 10, 300))),
+        "os_time": float(extra["os_time"][i]),
+        "os_event": int(extra["os_event"][i]),
+        **{k: int(v[i]) for k, v in extra.items() if k.startswith("reader_")},
+        "_tumour": TumourSpec(
+            diameter_mm=float(t.diameter[i]),
+            enhancement=float(t.enhancement[i]),
+            necrosis=float(t.necrosis[i]),
+            capsule=bool(t.capsule[i]),
+            texture=float(t.texture[i]),
+            # a peritumoral signal in half the responders (not in the response model's
+            # probability: it marks who responded, as the texture does)
+            halo=float(rng.uniform(0.15, 0.35)) if t.resp[i] and rng.random() < 0.5 else 0.0,
+        ),
+        "_probability": float(t.prob[i]),
+    }
+
+
+def _render_patient(args: tuple[dict[str, object], CohortSpec, int, Path]) -> tuple[str, dict[str, str]]:
     from srgan3d.sr.degrade import degrade_volume
     from srgan3d.volume import downscaled_affine, write_volume
 
     row, spec, seed, outdir = args
-    pid = row["patient_id"]
-    noise = row.get("_noise", spec.noise)
-    ph = make_phantom(spec.shape, spec.spacing_mm, tumour=row["_tumour"], seed=seed, noise=noise)
+    pid, tumour = str(row["patient_id"]), row["_tumour"]
+    noise = float(row.get("_noise", spec.noise))  # type: ignore[arg-type]
+    assert isinstance(tumour, TumourSpec)
+    ph = make_phantom(spec.shape, spec.spacing_mm, tumour=tumour, seed=seed, noise=noise)
     lr = degrade_volume(ph.image, 2, model="kspace")
     m = ph.tumour_mask.data
     sx, sy, sz = (n // 2 for n in m.shape)
@@ -189,7 +216,7 @@ def _render_patient(args: tuple) -> tuple[str, dict[str, str]]:
         description=f"srgan3d synthetic cohort {pid}, tumour VOI",
     )
     if spec.second_phase:
-        washout = replace(row["_tumour"], enhancement=0.4 * row["_tumour"].enhancement, halo=0.0)
+        washout = replace(tumour, enhancement=0.4 * tumour.enhancement, halo=0.0)
         pv = make_phantom(spec.shape, spec.spacing_mm, tumour=washout, seed=seed, noise=noise)
         paths["image_2"] = f"images/{pid}_phase2.nii.gz"
         write_volume(degrade_volume(pv.image, 2, model="kspace"), outdir / paths["image_2"],
@@ -226,13 +253,28 @@ def make_cohort(
 
     Returns the path of `cohort.csv`.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm.auto import tqdm
-
     spec = spec or CohortSpec()
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    rows = _all_rows(spec, seed)
+    results = _render_all(rows, spec, seed, outdir, workers=workers, progress=progress)
+    _write_table(rows, results, spec, outdir)
+    card = {
+        "simulated": True,
+        "generator": "srgan3d.study.synthetic.make_cohort",
+        "seed": seed,
+        "format": COHORT_FORMAT,
+        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
+        "response_model": "logit P = b0 + b_diam z(log diameter) + b_enh z(enhancement) + b_tex z(texture), "
+        "conditioned on n_responders",
+    }
+    write_text_atomic(outdir / "cohort.json", json.dumps(card, indent=2))
+    return outdir / "cohort.csv"
+
+
+def _all_rows(spec: CohortSpec, seed: int) -> list[dict[str, object]]:
+    """The development patients (split into train and test when there is an external set) and
+    the external centre's patients, drawn from their own seed."""
     rows = draw_cohort_table(spec, seed=seed)
     if spec.n_external:
         from srgan3d.study.cohort import split_patients
@@ -246,21 +288,35 @@ def make_cohort(
         for r in external:
             r.update(set=spec.external_name, _noise=spec.external_noise)
         rows += external
+    return rows
+
+
+def _render_all(
+    rows: list[dict[str, object]], spec: CohortSpec, seed: int, outdir: Path, *, workers: int, progress: bool
+) -> dict[str, dict[str, str]]:
+    """Every patient's images (in `workers` processes): patient id -> its files."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
     jobs = [(r, spec, seed * 100_003 + i + 1, outdir) for i, r in enumerate(rows)]
-    bar = tqdm(total=len(jobs), desc="synthetic cohort", unit="patient", disable=not progress)
     results: dict[str, dict[str, str]] = {}
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for pid, paths in pool.map(_render_patient, jobs):
+    with tqdm(total=len(jobs), desc="synthetic cohort", unit="patient", disable=not progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for pid, paths in pool.map(_render_patient, jobs):
+                    results[pid] = paths
+                    bar.update()
+        else:
+            for job in jobs:
+                pid, paths = _render_patient(job)
                 results[pid] = paths
                 bar.update()
-    else:
-        for job in jobs:
-            pid, paths = _render_patient(job)
-            results[pid] = paths
-            bar.update()
-    bar.close()
+    return results
 
+
+def _write_table(rows: list[dict[str, object]], results: dict[str, dict[str, str]], spec: CohortSpec, outdir: Path) -> None:
+    """cohort.csv: the patients' columns, their files and the true tumour parameters (``true_*``)."""
     fields = [
         "patient_id", "image", "mask", "liver_mask", "response", "diameter_mm", "arterial_enhancement", "afp_ng_ml",
         "child_pugh", "bclc", "age", "sex", "ast_u_l", "os_time", "os_event", "reader_1", "reader_2", "reader_3",
@@ -288,15 +344,3 @@ def make_cohort(
         )
         table.append(out)
     write_csv_atomic(outdir / "cohort.csv", table, fields)
-    card = {
-        "simulated": True,
-        "generator": "srgan3d.study.synthetic.make_cohort",
-        "seed": seed,
-        "format": COHORT_FORMAT,
-        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
-        "response_model": "logit P = b0 + b_diam z(log diameter) + b_enh z(enhancement) + b_tex z(texture), "
-        "conditioned on n_responders",
-    }
-
-    write_text_atomic(outdir / "cohort.json", json.dumps(card, indent=2))
-    return outdir / "cohort.csv"

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from srgan3d.study.firth import detect_separation, firth_logit
-from srgan3d.study.modeling import Logistic
+from srgan3d.study.logistic import Logistic
 
 D1 = pd.DataFrame({
     "y": [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1],
