@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -186,3 +187,26 @@ def chromium_layout(html_path: Path, tmp_path: Path) -> dict:
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
     assert found, dom[-2000:]
     return json.loads(html_mod.unescape(found.group(1)))
+
+
+def toy_radiomics_cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Radiomic features before and after SR (a weak signal in f0 before, a strong one in f1 after),
+    the two clinical variables and labels, for the modelling and panel tests."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.55).astype(int)
+    idx = pd.Index([f"P{i:03d}" for i in range(n)], name="patient_id")
+    noise = rng.normal(size=(n, 60))
+    pre = pd.DataFrame(noise, index=idx, columns=[f"f{i}" for i in range(60)])
+    pre["f0"] += 1.0 * y  # weak signal before SR
+    post = pre.copy()
+    post["f1"] += 2.0 * y  # stronger after
+    pre["const"] = 1.0  # removed by the variance filter
+    post["const"] = 1.0
+    clin = pd.DataFrame(
+        {
+            "diameter_mm": rng.normal(40, 10, n) - 8 * y,
+            "arterial_enhancement": (rng.random(n) < 0.4 + 0.3 * y).astype(float),
+        },
+        index=idx,
+    )
+    return pre, post, clin, y

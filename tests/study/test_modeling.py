@@ -5,32 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import toy_radiomics_cohort
 
 from srgan3d.study.cohort import split_patients
 from srgan3d.study.config import ModelingConfig
 from srgan3d.study.modeling import MODEL_NAMES, cohort_summary, run_modeling
 from srgan3d.study.results import Split
 
-
-def _cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n) < 0.55).astype(int)
-    idx = pd.Index([f"P{i:03d}" for i in range(n)], name="patient_id")
-    noise = rng.normal(size=(n, 60))
-    pre = pd.DataFrame(noise, index=idx, columns=[f"f{i}" for i in range(60)])
-    pre["f0"] += 1.0 * y  # weak signal before SR
-    post = pre.copy()
-    post["f1"] += 2.0 * y  # stronger after
-    pre["const"] = 1.0  # removed by the variance filter
-    post["const"] = 1.0
-    clin = pd.DataFrame(
-        {
-            "diameter_mm": rng.normal(40, 10, n) - 8 * y,
-            "arterial_enhancement": (rng.random(n) < 0.4 + 0.3 * y).astype(float),
-        },
-        index=idx,
-    )
-    return pre, post, clin, y
+_cohort = toy_radiomics_cohort
 
 
 CFG = ModelingConfig(n_bootstrap=0, seed=3, panel_bootstrap=0)
@@ -134,47 +116,6 @@ def test_cohort_summary_uses_the_right_tests():
 
 
 @pytest.mark.slow
-def test_the_classifier_panel_finds_the_signal_and_picks_its_best_on_training_data():
-    from srgan3d.study import stats
-
-    pre, post, clin, y = _cohort(n=120, seed=1)
-    res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=0, panel_bootstrap=3))
-    panel = res.panel
-    assert set(panel.models) == {"lr", "svm", "knn", "xgboost", "mlp"} and not panel.skipped
-    test = np.isin(np.arange(len(y)), split_patients(y, test_size=0.2, seed=0)[1])
-    for name, images in panel.models.items():
-        assert set(images) == {"pre", "post"}
-        post_auc = images["post"].roc["test"].auc
-        assert post_auc > 0.7, (name, post_auc)  # f1 carries a 2-SD signal after SR
-        assert 0 <= images["post"].corrected_auc <= 1
-        # the DeLong numbers in the panel are those of srgan3d.stats on the same scores
-        p = res.panel_predictions[f"{name}_post"].to_numpy()
-        assert images["post"].roc["test"].auc == stats.roc_auc_ci(y[test], p[test]).auc
-    best = panel.best
-    cv = {(n, i): m.cv_auc for n, ims in panel.models.items() for i, m in ims.items()}
-    assert cv[(best.classifier, best.image)] == max(cv.values())
-    pairs = {(d.classifier, d.a, d.b) for d in panel.delong["test"]}
-    assert ("svm", "post", "pre") in pairs and ("knn", "pre", "clinical") in pairs
-
-
-def test_unknown_classifier_is_named():
-    with pytest.raises(ValueError, match="unknown classifier.*forest.*choose from lr, svm"):
-        ModelingConfig(classifiers=("lr", "forest"))
-
-
-def test_too_few_patients_for_inner_cv_skip_the_panel_with_a_reason():
-    from srgan3d.study.panel import run_panel
-
-    pre, post, clin, y = _cohort(n=40, seed=4)
-    train = np.arange(30)
-    y = y.copy()
-    y[train] = 0
-    y[0] = 1  # one responder in training
-    out, probs, _ = run_panel(pre, post, y, {"train": train, "test": np.arange(30, 40)}, {"pre": ["f0"], "post": ["f1"]}, {},
-                           n_bootstrap=0)  # fmt: skip
-    assert out.models == {} and all("inner cross-validation" in v for v in out.skipped.values()) and probs.empty
-
-
 def test_nomogram_points_reproduce_the_linear_predictor():
     from srgan3d.study.secondary import nomogram, nomogram_linear_predictor, nomogram_points
 
