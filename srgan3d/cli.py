@@ -12,7 +12,11 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from srgan3d.sr import DEFAULT_WEIGHTS
+from srgan3d.sr.config import TrainConfig, UpscaleConfig
+from srgan3d.study.config import DEFAULT_TEST_SIZE, DeepConfig, ModelingConfig, RadiomicsConfig
+
+# Every option's default is its config's (one source of truth): the CLI shows, the library uses.
+_UP, _RAD, _MOD, _DEEP = UpscaleConfig(), RadiomicsConfig(), ModelingConfig(), DeepConfig()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -102,60 +106,60 @@ def upscale(
             "self-supervised (through-plane SR learnt from each scan's own in-plane slices, opt-in: see "
             "the README), or a baseline: sinc, tricubic, trilinear, nearest."
         ),
-    ] = "auto",
+    ] = _UP.method,
     weights: Annotated[
         str, typer.Option(help="Weights name (see `srgan3d info`) or path to a .pt.")
-    ] = DEFAULT_WEIGHTS,
+    ] = _UP.weights,
     scale: Annotated[
         str,
         typer.Option(help="Factor: 2, or one per axis such as 1,1,2; 'through-plane' = thickest axis only."),
     ] = "2",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = _UP.device,
     window: Annotated[
         str | None,
         typer.Option(
             help="Input window per axis for the generator, e.g. 64 or 96,96,48 (default: from memory)."
         ),
     ] = None,
-    sw_batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 1,
-    overlap: Annotated[float, typer.Option(help="Window overlap fraction (>= 0.25).")] = 0.25,
+    sw_batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = _UP.sw_batch_size,
+    overlap: Annotated[float, typer.Option(help="Window overlap fraction (>= 0.25).")] = _UP.overlap,
     amp: Annotated[
         bool,
         typer.Option(help="bfloat16 autocast on CUDA and on CPUs with bf16 matrix units (AMX/AVX512-BF16); fp32 elsewhere."),
-    ] = True,
+    ] = _UP.amp,
     dtype: Annotated[
         str,
         typer.Option(
             help="Output data type: float32, or input (the input's integer type, rounded and clipped; "
             "a scaled input keeps a fitted scl_slope/scl_inter).",
         ),
-    ] = "float32",
+    ] = _UP.dtype,
     channels_last: Annotated[
         bool | None,
         typer.Option(
             "--channels-last/--no-channels-last",
             help="channels_last_3d memory format for the generator (default: on the CPU, off on CUDA).",
         ),
-    ] = None,
+    ] = _UP.channels_last,
     cudnn_benchmark: Annotated[
         bool, typer.Option(help="Let cuDNN autotune per scan shape (pays when many scans share one shape).")
-    ] = False,
+    ] = _UP.cudnn_benchmark,
     overwrite: Annotated[
         bool, typer.Option(help="Replace existing outputs instead of skipping them.")
-    ] = False,
+    ] = _UP.overwrite,
     compress: Annotated[
         bool, typer.Option(help="Write .nii.gz (gzip level 1) or .nii (--no-compress).")
-    ] = True,
+    ] = _UP.compress,
     dc: Annotated[
         bool,
         typer.Option(
             help="k-space data consistency of the generator's output: the band the scan measured is "
             "kept exactly, the network adds only what lies beyond it (--no-dc: the raw network output)."
         ),
-    ] = True,
+    ] = _UP.dc,
     self_supervised_minutes: Annotated[
         float, typer.Option(help="--method self-supervised: training minutes per scan.")
-    ] = 4.0,
+    ] = _UP.self_supervised_minutes,
     adapt: Annotated[
         int,
         typer.Option(
@@ -165,7 +169,7 @@ def upscale(
             "abdominal MRI, and on contrast-enhanced T1 no better (benchmarks/RESULTS.md); kept for experiments. "
             "For a site's protocol, fine-tune once with `srgan3d train --init` instead.",
         ),
-    ] = 0,
+    ] = _UP.adapt_steps,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -174,7 +178,7 @@ def upscale(
     ] = None,
 ) -> None:
     """Double the resolution of every scan; geometry exact, manifest.csv beside the outputs."""
-    from srgan3d.sr.upscale import UpscaleConfig, upscale_files
+    from srgan3d.sr.upscale import upscale_files
 
     through_plane = scale == "through-plane"
     factors = (1, 1, 2) if through_plane else _parse_ints(scale, "--scale")
@@ -392,7 +396,7 @@ def evaluate(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")],
     spacing: Annotated[
         str, typer.Option(help="native: each image's own grid; common: both resampled to one isotropic grid.")
-    ] = "native",
+    ] = _RAD.spacing,
     common_spacing: Annotated[
         float | None,
         typer.Option(
@@ -405,45 +409,45 @@ def evaluate(
     ] = None,
     method: Annotated[
         str, typer.Option(help="SR of the VOIs: auto, generator, sinc, tricubic, ...")
-    ] = "auto",
-    weights: Annotated[str, typer.Option(help="Generator weights name or path.")] = DEFAULT_WEIGHTS,
+    ] = _RAD.method,
+    weights: Annotated[str, typer.Option(help="Generator weights name or path.")] = _RAD.weights,
     margin: Annotated[
         int, typer.Option(help="LR voxels around each VOI's bounding box to super-resolve.")
-    ] = 16,
+    ] = _RAD.margin_vox,
     clinical: Annotated[
         str, typer.Option(help="Candidate clinical variables, comma-separated (numeric or yes/no columns).")
-    ] = "diameter_mm,arterial_enhancement",
+    ] = ",".join(_MOD.clinical),
     test_size: Annotated[
         float | None,
-        typer.Option(help="Fraction held out for testing (stratified; default 0.2). Not with a set column."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split, cross-validation and bootstrap.")] = 0,
+        typer.Option(help=f"Fraction held out for testing (stratified; default {DEFAULT_TEST_SIZE:g}). Not with a set column."),
+    ] = _MOD.test_size,
+    seed: Annotated[int, typer.Option(help="Seed of the split, cross-validation and bootstrap.")] = _MOD.seed,
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples for the optimism-corrected AUC (0: skip).")
-    ] = 100,
+    ] = _MOD.n_bootstrap,
     workers: Annotated[int, typer.Option(help="Processes for feature extraction (default: CPU cores).")] = 0,
     device: Annotated[str, typer.Option(help="Device of the generator: auto, cpu, cuda[:N].")] = "auto",
     classifiers: Annotated[
         str, typer.Option(help="Classifier panel on the selected features: any of lr,svm,knn,xgboost,mlp ('' = none).")
-    ] = "lr,svm,knn,xgboost,mlp",
+    ] = ",".join(_MOD.classifiers),
     panel_bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples of the panel's optimism-corrected AUC (0: skip).")
-    ] = 25,
+    ] = _MOD.panel_bootstrap,
     comparators: Annotated[
         str, typer.Option(help="Ordinal staging columns (e.g. bclc,child_pugh) compared with the best model.")
-    ] = "",
+    ] = ",".join(_MOD.comparators),
     peritumoral: Annotated[
         str, typer.Option(help="Peritumoral ring widths in mm, e.g. 3,10,20 (clipped to a liver_mask column).")
-    ] = "",
+    ] = ",".join(f"{w:g}" for w in _RAD.peritumoral),
     dl: Annotated[
         str, typer.Option(help="3D ResNet response model before/after SR and DLRCR: none, resnet10, resnet18, resnet34.")
     ] = "none",
     dl_dual: Annotated[
         str | None, typer.Option(help="Second branch of the deep model: ring (a 10 mm shell) or image_2 (a column).")
     ] = None,
-    dl_epochs: Annotated[int, typer.Option(help="Deep model: at most this many epochs (early stopping).")] = 40,
-    dl_crop_vox: Annotated[int, typer.Option(help="Deep model: voxels per edge of the 96 mm tumour cube.")] = 32,
-    dl_widen: Annotated[float, typer.Option(help="Deep model: ResNet width factor (1 = standard).")] = 1.0,
+    dl_epochs: Annotated[int, typer.Option(help="Deep model: at most this many epochs (early stopping).")] = _DEEP.epochs,
+    dl_crop_vox: Annotated[int, typer.Option(help="Deep model: voxels per edge of the 96 mm tumour cube.")] = _DEEP.crop_vox,
+    dl_widen: Annotated[float, typer.Option(help="Deep model: ResNet width factor (1 = standard).")] = _DEEP.widen_factor,
     time_unit: Annotated[
         str, typer.Option(help="Unit of the survival time columns (days, weeks, months, years), for the KM axis and the medians.")
     ] = "months",
@@ -471,7 +475,7 @@ def evaluate(
     or --features, the clinical half: clinical model, staging, survival, readers."""
     import os
 
-    from srgan3d.study.config import ModelingConfig, RadiomicsConfig, resolve_params
+    from srgan3d.study.config import resolve_params
     from srgan3d.study.evaluation import evaluate_cohort
     from srgan3d.study.staging import parse_stage_order
 
@@ -490,8 +494,6 @@ def evaluate(
     )  # fmt: skip
     deep = None
     if dl != "none":
-        from srgan3d.study.config import DeepConfig
-
         deep = DeepConfig(arch=dl, dual=dl_dual, epochs=dl_epochs, crop_vox=dl_crop_vox, widen_factor=dl_widen, seed=seed,
                           device="cuda" if device.startswith("cuda") else "cpu")  # fmt: skip
     with logging_redirect_tqdm():
@@ -525,7 +527,8 @@ def train(
         Path, typer.Option("-o", "--output", help="Run folder (checkpoint, log.csv, config.json).")
     ],
     val: Annotated[
-        list[Path] | None, typer.Option(metavar="SCAN", help="Held-out high-resolution scans for validation (repeat the option); without it 30% of the scans (by subject), or a slab of a single scan, is held out.")
+        list[Path] | None, typer.Option(metavar="SCAN", help="Held-out high-resolution scans for validation (repeat the option); without it "
+                     f"{TrainConfig().holdout:.0%} of the scans (by subject), or a slab of a single scan, is held out.")
     ] = None,
     config: Annotated[
         Path | None,

@@ -496,6 +496,11 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
 OUTPUT_DTYPES = ("float32", "input")
 
 
+def thickest_axis(volume: Volume) -> int:
+    """The array axis with the largest voxel spacing: the slice axis of an anisotropic scan."""
+    return int(np.argmax(volume.spacing_mm))
+
+
 def check_dtype_policy(policy: str) -> None:
     """The one check of `--dtype`: float32 or input."""
     if policy not in OUTPUT_DTYPES:

@@ -80,7 +80,8 @@ def test_the_wings_keep_their_doors():
 @pytest.mark.parametrize(
     "module",
     ["srgan3d.volume", "srgan3d.study.stats", "srgan3d.study.modeling", "srgan3d.study.cohort",
-     "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.readers"],
+     "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.readers", "srgan3d.study.report",
+     "srgan3d.study.config", "srgan3d.sr.config", "srgan3d.cli"],
 )  # fmt: skip
 def test_no_torch_where_none_belongs(module):
     code = f"import sys, {module}; sys.exit(3 if 'torch' in sys.modules else 0)"

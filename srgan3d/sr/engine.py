@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from srgan3d.sr.config import METHODS
 from srgan3d.sr.degrade import upsample_volume
 from srgan3d.sr.nets import Generator
 from srgan3d.sr.weights import (
@@ -39,7 +40,6 @@ from srgan3d.volume import Volume, crop_affine, upscaled_affine
 
 log = logging.getLogger(__name__)
 
-METHODS = ("generator", "sinc", "tricubic", "trilinear", "nearest")
 
 # --------------------------------------------------------------------------------------------
 # Intensities
@@ -462,10 +462,6 @@ class GeneratorEngine:
 
 # --------------------------------------------------------------------------------------------
 # One volume
-
-
-def thickest_axis(volume: Volume) -> int:
-    return int(np.argmax(volume.spacing_mm))
 
 
 def upscale_volume(

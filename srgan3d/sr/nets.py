@@ -7,70 +7,12 @@ scale (sx, sy, sz) applies to (D, H, W) in that order.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Architecture of `Generator`.
-
-    Attributes:
-        channels: feature width at low resolution (a multiple of 8 suits GPU tensor cores).
-        n_blocks: residual blocks at low resolution.
-        upsample_channels: feature width after the sub-pixel shuffle, at high resolution.
-        scale: integer factor per axis, e.g. (2, 2, 2) or (1, 1, 2) for through-plane only.
-        residual_scale: each block adds 0.2 x its output, which keeps deep residual stacks stable
-            from random initialisation (as in ESRGAN).
-        negative_slope: of the LeakyReLU activations.
-        skip: the cheap interpolation the network adds detail to. "sinc": the network outputs
-            only the residual over zero-filled k-space interpolation, which the caller computes
-            on the whole volume (a window's FFT would wrap at its edges); "trilinear": the
-            network adds a trilinear interpolation of its input itself.
-    """
-
-    channels: int = 32
-    n_blocks: int = 4
-    upsample_channels: int = 16
-    scale: tuple[int, int, int] = (2, 2, 2)
-    residual_scale: float = 0.2
-    negative_slope: float = 0.2
-    skip: str = "sinc"
-
-    def __post_init__(self) -> None:
-        if self.skip not in ("sinc", "trilinear"):
-            raise ValueError(f"skip must be 'sinc' or 'trilinear', not {self.skip!r}")
-        object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
-        if len(self.scale) != 3 or any(s < 1 for s in self.scale):
-            raise ValueError(f"scale must be three positive integers, not {self.scale}")
-        for name in ("channels", "upsample_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if self.n_blocks < 0:
-            raise ValueError(f"n_blocks must be >= 0, not {self.n_blocks}")
-
-    @property
-    def receptive_radius(self) -> float:
-        """How far, in input voxels, an output voxel can see: one per 3x3x3 convolution."""
-        return 1 + 2 * self.n_blocks + 1 + 1 + 0.5
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["scale"] = list(self.scale)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown generator config keys {sorted(unknown)}; known: {sorted(known)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if k == "scale" else v for k, v in d.items()}
-        return cls(**kwargs)
+from srgan3d.sr.config import GeneratorConfig
 
 
 def _conv(cin: int, cout: int) -> nn.Conv3d:

@@ -15,37 +15,13 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from srgan3d.sr.config import Degradation
 from srgan3d.sr.degrade import DegradeModel, crop_to_multiple, degrade_array, sinc_upsample
 from srgan3d.sr.engine import IntensityScaling, out_of_band
 from srgan3d.sr.metrics import foreground_mask
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Degradation:
-    """How low-resolution copies are made.
-
-    Attributes:
-        scale: integer factor per axis.
-        n_variants: low-resolution copies per volume, each with its own random degradation.
-        noise_max: Rician noise of up to this fraction of the robust intensity range (0: none).
-        blur_max: extra Gaussian blur of up to this many fine voxels before degrading (0: none).
-        gaussian_fraction: share of copies made with a Gaussian slice profile instead of k-space
-            truncation.
-        with_base: also keep the zero-filled k-space base (for generators with skip "sinc").
-
-    The default is the clean k-space acquisition model on the volume's own grid, which is what
-    measured best on held-out real abdominal MRI (benchmarks/RESULTS.md).
-    """
-
-    scale: tuple[int, int, int] = (2, 2, 2)
-    n_variants: int = 1
-    noise_max: float = 0.0
-    blur_max: float = 0.0
-    gaussian_fraction: float = 0.0
-    with_base: bool = True
 
 
 @dataclass

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from srgan3d.provenance import atomic_path, versions, write_text_atomic
+from srgan3d.sr.config import TrainConfig
 from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
 from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, resolve_device, use_bf16
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
-from srgan3d.sr.nets import Generator, GeneratorConfig, PatchDiscriminator
+from srgan3d.sr.nets import Generator, PatchDiscriminator
 from srgan3d.sr.pairs import (
-    Degradation,
     PatchSampler,
     gradient_loss,
     interior,
@@ -50,130 +50,6 @@ from srgan3d.sr.weights import (
 from srgan3d.volume import Volume, crop_affine, read_volume
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on; written into the run folder and the model card.
-
-    `dc_loss`: the pixel losses are taken on the data-consistent output (base + the out-of-band
-    part of the network's detail), so the network is trained for what inference keeps and cannot
-    spend capacity rewriting the measured band. Loss weights: L1 1.0 carries fidelity; the gradient (edge) loss 0.1 rewards sharp edges
-    without inventing texture; the adversarial weight 5e-3 is ESRGAN's, small because the
-    relativistic loss gradients are large next to L1 on [0, 1] intensities.
-    """
-
-    # generator
-    channels: int = 32
-    n_blocks: int = 4
-    upsample_channels: int = 16
-    scale: tuple[int, int, int] = (2, 2, 2)
-    skip: str = "sinc"
-    # data (defaults: clean k-space pairs on the volume's own grid, see `Degradation`)
-    patch_size: int = 24
-    batch_size: int = 4
-    n_variants: int = 1
-    noise_max: float = 0.0
-    blur_max: float = 0.0
-    gaussian_fraction: float = 0.0
-    transpose: bool = True
-    phantoms: int = 0
-    phantom_coarsening: float = 1.0
-    hr_scales: tuple[int, ...] = (1,)
-    val_crop: int = 96
-    # schedule and losses
-    pretrain_steps: int = 2000
-    gan_steps: int = 0
-    lr_g: float = 2e-4
-    lr_g_gan: float = 1e-4
-    lr_schedule: str = "constant"
-    lr_d: float = 1e-4
-    l1_weight: float = 1.0
-    edge_weight: float = 0.1
-    dc_loss: bool = True
-    adv_weight: float = 5e-3
-    ema_decay: float = 0.999
-    val_every: int = 250
-    checkpoint_every: int = 500
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool | None = None
-    # wall-time bound of the run in minutes (None: the step counts alone end it)
-    minutes: float | None = None
-    # without --val: the fraction of the scans (by subject), or of one scan's slices (a slab), held
-    # out to validate and pick the best checkpoint
-    holdout: float = 0.3
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", tuple(int(s) for s in self.scale))
-        object.__setattr__(self, "hr_scales", tuple(int(s) for s in self.hr_scales))
-        if not self.hr_scales or any(s < 1 for s in self.hr_scales):
-            raise ValueError(f"hr_scales must be positive integers, not {self.hr_scales}")
-        if self.phantom_coarsening < 1:
-            raise ValueError(f"phantom_coarsening must be >= 1, not {self.phantom_coarsening}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
-        if self.patch_size < 8:
-            raise ValueError(f"patch_size must be >= 8 low-resolution voxels, not {self.patch_size}")
-        if self.pretrain_steps < 0 or self.gan_steps < 0:
-            raise ValueError("pretrain_steps and gan_steps must be >= 0")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, not {self.minutes}")
-        if not 0 <= self.holdout < 1:
-            raise ValueError(f"holdout must lie in [0, 1), not {self.holdout}")
-
-    @property
-    def generator(self) -> GeneratorConfig:
-        return GeneratorConfig(
-            channels=self.channels,
-            n_blocks=self.n_blocks,
-            upsample_channels=self.upsample_channels,
-            scale=self.scale,
-            skip=self.skip,
-        )
-
-    @property
-    def degradation(self) -> Degradation:
-        return Degradation(
-            scale=self.scale, n_variants=self.n_variants, noise_max=self.noise_max, blur_max=self.blur_max,
-            gaussian_fraction=self.gaussian_fraction, with_base=self.skip == "sinc",
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["scale"] = list(self.scale)
-        d["hr_scales"] = list(self.hr_scales)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if k in ("scale", "hr_scales") else v for k, v in d.items()}
-        return cls(**kwargs)
-
-    def generator_lr(self, step: int) -> float:
-        """Generator learning rate at `step` (0-based). Stage 1: `lr_g`, constant or cosine-decayed
-        to 1% over `pretrain_steps`; stage 2 (GAN): `lr_g_gan`, constant. A function of the step
-        alone, so a resumed run continues the same schedule."""
-        if step >= self.pretrain_steps:
-            return self.lr_g_gan
-        if self.lr_schedule == "constant":
-            return self.lr_g
-        t = step / max(1, self.pretrain_steps)
-        return self.lr_g * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a training config must be a mapping of keys to values")
-        return cls.from_dict({**data, **overrides})
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,24 +24,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from srgan3d.provenance import remove_stale_temps, versions, write_csv_atomic
+from srgan3d.sr.config import SELF_SUPERVISED, UpscaleConfig
 from srgan3d.sr.engine import (
-    METHODS,
     GeneratorEngine,
     StageClock,
     _say_once,
     axes_for_generator,
     resolve_device,
     resolve_method_and_weights,
-    thickest_axis,
     upscale_volume,
 )
 from srgan3d.sr.nets import Generator, GeneratorConfig
-from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, WeightsInfo, find_weights
+from srgan3d.sr.weights import WeightsError, WeightsInfo, find_weights
 from srgan3d.volume import (
     ScanSource,
     Volume,
     VolumeError,
-    check_dtype_policy,
     find_scans,
     output_array,
     write_volume,
@@ -74,101 +72,6 @@ class BatchInterrupted(Exception):
 
 # --------------------------------------------------------------------------------------------
 # Batches of files
-
-
-@dataclass(frozen=True)
-class UpscaleConfig:
-    """Options of `srgan3d upscale`; one field per CLI option.
-
-    Attributes:
-        method: "generator", an interpolation baseline (see `upscale_volume`), or "auto": the
-            generator only when the model card of `weights` records a gain over zero-filled
-            k-space on held-out real abdominal MRI (for the shipped default, its GAN companion
-            instead when that card beats the fidelity model's), else zero-filled k-space
-            ("sinc"), with the reason said once (`srgan3d.sr.engine.resolve_method_and_weights`).
-        weights: weights name or path for the generator.
-        scale: factor per array axis.
-        through_plane: upscale by the largest factor along each scan's thickest axis only.
-        device: "auto", "cpu" or "cuda[:N]".
-        window: input window per axis for the generator (None: chosen from memory).
-        sw_batch_size: windows per forward pass.
-        overlap: window overlap fraction (>= 0.25).
-        amp: bfloat16 autocast on CUDA and on CPUs with bf16 matrix units (AMX/AVX512-BF16);
-            fp32 elsewhere (`srgan3d.sr.engine.use_bf16`). The manifest's `precision` says which.
-        overwrite: replace existing outputs instead of skipping them.
-        suffix: appended to the input's name.
-        compress: write .nii.gz (True; gzip level 1 by ISA-L's threaded igzip, `srgan3d.volume`)
-            or .nii.
-        shard: (K, N): process only the K-th of N interleaved parts of the sorted scan list, so
-            that N GPUs or nodes share a cohort; the manifest is `manifest.shard-K-of-N.csv`
-            (join them with `merge_manifests`).
-        adapt_steps: > 0: fine-tune a copy of the generator on each scan for this many steps
-            before upscaling it (internal learning, `srgan3d.sr.adapt.adapt_generator`; no measured
-            gain, see the README). Without
-            installed weights it starts from an untrained generator whose detail branch is zero,
-            i.e. from zero-filled k-space.
-        dc: k-space data consistency of the generator's output (see
-            `srgan3d.sr.engine.data_consistency`); the baselines need none.
-        dtype: "float32", or "input": the input's stored type (`srgan3d.volume.output_array`).
-        channels_last: run the generator in the channels_last_3d memory format (None: on the CPU,
-            off on CUDA).
-        cudnn_benchmark: let cuDNN autotune per input shape (pays when many scans share a shape).
-        self_supervised_minutes: with method "self-supervised" (through-plane only): the training
-            budget per scan of `srgan3d.sr.through_plane.upscale_through_plane`.
-    """
-
-    method: str = "auto"
-    weights: str = DEFAULT_WEIGHTS
-    scale: tuple[int, int, int] = (2, 2, 2)
-    through_plane: bool = False
-    device: str = "auto"
-    window: tuple[int, int, int] | None = None
-    sw_batch_size: int = 1
-    overlap: float = 0.25
-    amp: bool = True
-    overwrite: bool = False
-    suffix: str | None = None
-    compress: bool = True
-    shard: tuple[int, int] | None = None
-    adapt_steps: int = 0
-    dc: bool = True
-    dtype: str = "float32"
-    channels_last: bool | None = None
-    cudnn_benchmark: bool = False
-    self_supervised_minutes: float = 4.0
-
-    def __post_init__(self) -> None:
-        if self.adapt_steps < 0:
-            raise ValueError(f"adapt steps must be >= 0, not {self.adapt_steps}")
-        if self.shard is not None:
-            k, n = self.shard
-            if not (n >= 1 and 1 <= k <= n):
-                raise ValueError(f"shard must be K/N with 1 <= K <= N, not {k}/{n}")
-        if self.method not in (*METHODS, "auto", SELF_SUPERVISED):
-            raise ValueError(f"unknown method {self.method!r}; choose from auto (the default), {', '.join(METHODS)}, "
-                             f"{SELF_SUPERVISED} (through-plane)")  # fmt: skip
-        if self.method == SELF_SUPERVISED and not self.through_plane and sorted(self.scale)[:2] != [1, 1]:
-            raise ValueError(f"--method {SELF_SUPERVISED} upscales along one axis only: give --scale through-plane "
-                             "(or 1,1,2)")  # fmt: skip
-        if self.self_supervised_minutes <= 0:
-            raise ValueError(f"the self-supervised budget must be > 0 minutes, not {self.self_supervised_minutes}")
-        check_dtype_policy(self.dtype)
-        if len(self.scale) != 3 or any(int(s) < 1 for s in self.scale):
-            raise ValueError(f"scale must be three positive integers, not {self.scale}")
-
-    def factors_for(self, volume: Volume) -> tuple[int, int, int]:
-        if not self.through_plane:
-            return tuple(int(s) for s in self.scale)  # type: ignore[return-value]
-        spacing = np.asarray(volume.spacing_mm, float)
-        if np.ptp(spacing) <= 0.01 * spacing.max():
-            mm = "x".join(f"{v:g}" for v in spacing)
-            raise ValueError(
-                f"{volume.meta.get('source', 'scan')}: --scale through-plane: the voxels are isotropic ({mm} mm), "
-                "so no axis is the slice axis; give the factors per axis instead, e.g. --scale 1,1,2 or --scale 2"
-            )
-        f = [1, 1, 1]
-        f[thickest_axis(volume)] = max(self.scale)
-        return tuple(f)  # type: ignore[return-value]
 
 
 @dataclass
@@ -243,7 +146,6 @@ def _weights_installed(name: str) -> bool:
     return True
 
 
-SELF_SUPERVISED = "self-supervised"
 
 
 def _self_supervised(vol: Volume, factors: Sequence[int], config: UpscaleConfig) -> tuple[Volume, dict[str, Any]]:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study.agreement import TIE_POLICIES, majority_label, parse_read, responder_call
+from srgan3d.study.config import DEFAULT_TEST_SIZE
 from srgan3d.study.results import TEST, TRAIN, ExcludedPatient, Split
 from srgan3d.volume import split_segment
 
@@ -43,7 +44,6 @@ MIN_PER_CLASS = 10
 #: MIN_PER_CLASS per class leaves in training (and enough for 5-fold cross-validation).
 MIN_TRAIN_PER_CLASS = 8
 #: The drawn split's test fraction when the table has no `set` column and none is given.
-DEFAULT_TEST_SIZE = 0.2
 #: Set names that look like a misspelt train/test rather than an external set's name.
 AMBIGUOUS_SETS = {"training", "trn", "testing", "tst", "val", "valid", "validation", "internal", "development"}
 
@@ -511,7 +511,7 @@ def make_split(table: pd.DataFrame, *, test_size: float | None, seed: int, sourc
 
     With a ``set`` column the sets are exactly those it gives (train, test, external sets in the
     order the table first names them); `test_size` must then be None. Without it, a stratified
-    draw of `test_size` (default 0.2) with `seed`.
+    draw of `test_size` (default `config.DEFAULT_TEST_SIZE`) with `seed`.
     """
     ids = table["patient_id"].astype(str).to_numpy()
     where = f"{source}: " if source else ""

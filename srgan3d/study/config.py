@@ -31,6 +31,9 @@ SPACINGS = ("native", "common")
 
 
 
+#: The share of the patients held out for testing when the cohort table has no `set` column.
+DEFAULT_TEST_SIZE = 0.2
+
 #: The classifier panel's members (`srgan3d.study.panel`).
 CLASSIFIER_NAMES = ("lr", "svm", "knn", "xgboost", "mlp")
 
@@ -102,7 +105,7 @@ class ModelingConfig(Result):
 
     Attributes:
         test_size: fraction of patients held out (stratified by response) when the cohort table
-            has no `set` column; None = 0.2. Given with a `set` column, it is an error.
+            has no `set` column; None = `DEFAULT_TEST_SIZE`. Given with a `set` column, it is an error.
         seed: seeds the split, the cross-validation folds and the bootstrap.
         screen_p: Mann-Whitney p-value below which a feature passes univariate screening.
         min_screened: if fewer pass, the features with the smallest p-values are kept instead.
