@@ -16,11 +16,11 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import versions
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
-from srgan3d.volume import read_volume, write_volume
 
 DEFAULT_SCAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example_mr_sm.nii.gz"
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from srgan3d.io import read_volume
 from srgan3d.study.config import SHIPPED_PARAMS
 from srgan3d.study.radiomics import crop, extract_features, make_extractor, voi_box
-from srgan3d.volume import Volume, read_volume
+from srgan3d.volume import Volume
 
 
 def main() -> None:

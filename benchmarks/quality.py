@@ -50,13 +50,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srgan3d.io import read_volume
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.sr.adapt import adapt_generator
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
 from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, upscale_volume
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.weights import HELDOUT_KEY, auto_eligibility, find_weights
-from srgan3d.volume import read_volume
 
 FEATURE_CLASSES = ("firstorder", "glcm", "glrlm", "glszm")
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srgan3d.io import read_volume
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.sr.degrade import sinc_upsample, spline_upsample
 from srgan3d.sr.engine import IntensityScaling, use_bf16
@@ -33,7 +34,7 @@ from srgan3d.sr.through_plane import (
     thick_slice_copy,
     upscale_through_plane,
 )
-from srgan3d.volume import Volume, read_volume
+from srgan3d.volume import Volume
 
 
 def _scores(truth: np.ndarray, out: np.ndarray, scaling: IntensityScaling, mask: np.ndarray) -> dict[str, float]:

@@ -19,9 +19,9 @@ _EXPORTS = {
     # volumes and geometry
     "Volume": "srgan3d.volume",
     "VolumeError": "srgan3d.volume",
-    "find_scans": "srgan3d.volume",
-    "read_volume": "srgan3d.volume",
-    "write_volume": "srgan3d.volume",
+    "find_scans": "srgan3d.discovery",
+    "read_volume": "srgan3d.io",
+    "write_volume": "srgan3d.io",
     "upscaled_affine": "srgan3d.volume",
     # super-resolution
     "UpscaleConfig": "srgan3d.sr.config",

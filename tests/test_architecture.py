@@ -73,13 +73,13 @@ def test_the_wings_keep_their_doors():
             doors = {"srgan3d.sr.engine"} | ({"srgan3d.sr.synthetic", "srgan3d.sr.degrade"}
                                              if mod == "srgan3d.study.synthetic" else set())  # fmt: skip
             assert into_sr <= doors, f"{mod} enters the SR wing other than by the engine: {into_sr}"
-        if mod in ("srgan3d.volume", "srgan3d.provenance"):
+        if mod in ("srgan3d.volume", "srgan3d.provenance", "srgan3d.discovery") or mod.startswith("srgan3d.io"):
             assert not [d for d in deps if d.startswith(("srgan3d.sr", "srgan3d.study"))], f"{mod} (hall) imports a wing"
 
 
 @pytest.mark.parametrize(
     "module",
-    ["srgan3d.volume", "srgan3d.study.stats", "srgan3d.study.modeling", "srgan3d.study.cohort",
+    ["srgan3d.volume", "srgan3d.io", "srgan3d.discovery", "srgan3d.study.stats", "srgan3d.study.modeling", "srgan3d.study.cohort",
      "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.readers", "srgan3d.study.report",
      "srgan3d.study.config", "srgan3d.sr.config", "srgan3d.cli"],
 )  # fmt: skip

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from srgan3d.io import read_volume
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
-from srgan3d.volume import VolumeError, read_volume
+from srgan3d.volume import VolumeError
 
 REAL_MR = Path(__file__).parent / "data" / "totalseg_example_mr_sm.nii.gz"
 

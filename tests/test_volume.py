@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 from conftest import REAL_SCAN, oblique_affine, write_dicom_series
 
-from srgan3d.volume import (
-    Volume,
-    VolumeError,
-    downscaled_affine,
-    find_scans,
-    read_volume,
-    upscaled_affine,
-    write_volume,
-)
+from srgan3d.discovery import find_scans
+from srgan3d.io import read_volume, write_volume
+from srgan3d.volume import Volume, VolumeError, downscaled_affine, upscaled_affine
 
 
 def world(affine, ijk):

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import versions
 from srgan3d.sr.engine import (
     GeneratorEngine,
@@ -52,7 +53,7 @@ from srgan3d.sr.engine import (
 )
 from srgan3d.sr.nets import Generator, GeneratorConfig, flops_per_input_voxel
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
-from srgan3d.volume import Volume, read_volume, write_volume
+from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
 

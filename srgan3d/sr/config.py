@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from srgan3d.io import check_dtype_policy
 from srgan3d.sr import DEFAULT_WEIGHTS
-from srgan3d.volume import Volume, check_dtype_policy, thickest_axis
+from srgan3d.volume import Volume, thickest_axis
 
 #: The upscale methods: the generator and the interpolation baselines ("sinc" is zero-filled
 #: k-space); `upscale_volume` implements them.
@@ -102,7 +103,7 @@ class UpscaleConfig:
             fp32 elsewhere (`srgan3d.sr.engine.use_bf16`). The manifest's `precision` says which.
         overwrite: replace existing outputs instead of skipping them.
         suffix: appended to the input's name.
-        compress: write .nii.gz (True; gzip level 1 by ISA-L's threaded igzip, `srgan3d.volume`)
+        compress: write .nii.gz (True; gzip level 1 by ISA-L's threaded igzip, `srgan3d.io.nifti`)
             or .nii.
         shard: (K, N): process only the K-th of N interleaved parts of the sorted scan list, so
             that N GPUs or nodes share a cohort; the manifest is `manifest.shard-K-of-N.csv`
@@ -114,7 +115,7 @@ class UpscaleConfig:
             i.e. from zero-filled k-space.
         dc: k-space data consistency of the generator's output (see
             `srgan3d.sr.engine.data_consistency`); the baselines need none.
-        dtype: "float32", or "input": the input's stored type (`srgan3d.volume.output_array`).
+        dtype: "float32", or "input": the input's stored type (`srgan3d.io.output_array`).
         channels_last: run the generator in the channels_last_3d memory format (None: on the CPU,
             off on CUDA).
         cudnn_benchmark: let cuDNN autotune per input shape (pays when many scans share a shape).

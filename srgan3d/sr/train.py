@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from srgan3d.io import read_volume
 from srgan3d.provenance import atomic_path, versions, write_text_atomic
 from srgan3d.sr.config import TrainConfig
 from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
@@ -47,7 +48,7 @@ from srgan3d.sr.weights import (
     save_weights,
     sha256_file,
 )
-from srgan3d.volume import Volume, crop_affine, read_volume
+from srgan3d.volume import Volume, crop_affine
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ def load_training_volumes(
     """High-resolution training volumes: each scan at every factor of `hr_scales`
     (`srgan3d.sr.pairs.load_volumes_at_scales`), plus phantoms drawn with a random coarsening in
     [1, `phantom_coarsening`] (the same field of view on fewer, larger voxels)."""
+    from srgan3d.discovery import find_scans
     from srgan3d.sr.synthetic import TumourSpec, make_phantom
-    from srgan3d.volume import find_scans
 
     scans = []
     given = [p for p in paths if isinstance(p, Volume)]
@@ -500,7 +501,7 @@ def train(
     run = _setup(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     _restore(run, config, ckpt_path, resume=resume, init=init)
-    from srgan3d.volume import find_scans
+    from srgan3d.discovery import find_scans
 
     min_shape = 4 * max(config.scale)
     train_data: list[str | Path | Volume] = list(data)

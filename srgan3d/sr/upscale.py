@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from srgan3d.discovery import ScanSource, find_scans
+from srgan3d.io import output_array, write_volume
 from srgan3d.provenance import remove_stale_temps, versions, write_csv_atomic
 from srgan3d.sr.config import SELF_SUPERVISED, UpscaleConfig
 from srgan3d.sr.engine import (
@@ -36,14 +38,7 @@ from srgan3d.sr.engine import (
 )
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.weights import WeightsError, WeightsInfo, find_weights
-from srgan3d.volume import (
-    ScanSource,
-    Volume,
-    VolumeError,
-    find_scans,
-    output_array,
-    write_volume,
-)
+from srgan3d.volume import Volume, VolumeError
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from srgan3d.io import split_segment
 from srgan3d.study.agreement import TIE_POLICIES, majority_label, parse_read, responder_call
 from srgan3d.study.config import DEFAULT_TEST_SIZE
 from srgan3d.study.results import TEST, TRAIN, ExcludedPatient, Split
-from srgan3d.volume import split_segment
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def _majority_of(
 
 
 def _geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
-    from srgan3d.volume import read_volume
+    from srgan3d.io import read_volume
 
     if path.is_file() and path.name.endswith((".nii", ".nii.gz")):
         import nibabel as nib
@@ -390,7 +390,7 @@ class _Rows:
 
     def _check_grids(self, where: str) -> None:
         """Each mask of this row opens and lies on its image's grid, and is not empty."""
-        from srgan3d.volume import read_volume
+        from srgan3d.io import read_volume
 
         for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr"), ("image", "liver_mask")):
             if img_col not in self.paths or mask_col not in self.paths:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from srgan3d.io import read_volume
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.study import stats
 from srgan3d.study.agreement import reader_agreement
@@ -60,7 +61,7 @@ from srgan3d.study.secondary import compare_staging, nomogram, region_models
 from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
 from srgan3d.study.validation import out_of_fold
-from srgan3d.volume import Volume, read_volume
+from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
 

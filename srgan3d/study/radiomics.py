@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import write_text_atomic
 from srgan3d.sr.engine import (
     GeneratorEngine,
@@ -43,7 +44,7 @@ from srgan3d.sr.engine import (
 )
 from srgan3d.study.config import RadiomicsConfig
 from srgan3d.study.result_base import JsonValue, Result
-from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, read_volume, write_volume
+from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine
 
 if TYPE_CHECKING:
     import SimpleITK as sitk

@@ -186,8 +186,9 @@ def _patient_row(i: int, prefix: str, rng: np.random.Generator, t: _Tumours, ext
 
 
 def _render_patient(args: tuple[dict[str, object], CohortSpec, int, Path]) -> tuple[str, dict[str, str]]:
+    from srgan3d.io import write_volume
     from srgan3d.sr.degrade import degrade_volume
-    from srgan3d.volume import downscaled_affine, write_volume
+    from srgan3d.volume import downscaled_affine
 
     row, spec, seed, outdir = args
     pid, tumour = str(row["patient_id"]), row["_tumour"]

@@ -16,8 +16,8 @@ import pytest
 from conftest import smooth_volume
 
 import srgan3d.sr.upscale as upscale_mod
+from srgan3d.io import read_volume
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
-from srgan3d.volume import read_volume
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -85,8 +85,8 @@ def test_through_plane_output_keeps_the_slice_profile_geometry_and_budget(monkey
 
 
 def test_upscale_method_self_supervised_records_how_in_the_manifest(tmp_path):
+    from srgan3d.io import read_volume, write_volume
     from srgan3d.sr.upscale import UpscaleConfig, upscale_files
-    from srgan3d.volume import read_volume, write_volume
 
     vol = Volume(smooth_volume((56, 52, 8), seed=2), np.diag([1.2, 1.2, 2.4, 1.0]))
     src = write_volume(vol, tmp_path / "thick.nii.gz")

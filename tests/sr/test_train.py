@@ -10,12 +10,12 @@ from conftest import smooth_volume
 from typer.testing import CliRunner
 
 from srgan3d.cli import app
+from srgan3d.io import write_volume
 from srgan3d.sr.pairs import gradient_loss
 from srgan3d.sr.synthetic import make_phantom
 from srgan3d.sr.train import TrainConfig, export_weights, load_training_volumes, make_sampler, train
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.sr.weights import load_generator
-from srgan3d.volume import write_volume
 
 TINY = dict(channels=8, n_blocks=1, upsample_channels=8, patch_size=8, batch_size=2, val_crop=16, phantoms=1)
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 from conftest import REAL_SCAN, smooth_volume, tree_digest, write_dicom_series
 
+from srgan3d.io import read_volume
 from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, choose_window, upscale_volume
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.sr.weights import WeightsError, load_generator
-from srgan3d.volume import Volume, read_volume, upscaled_affine
+from srgan3d.volume import Volume, upscaled_affine
 
 
 def test_intensity_scaling_inverse_is_exact():
@@ -276,8 +277,9 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
 def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
     import csv
 
+    from srgan3d.io import write_volume
     from srgan3d.sr.upscale import UpscaleConfig, merge_manifests, upscale_files
-    from srgan3d.volume import Volume, write_volume
+    from srgan3d.volume import Volume
 
     src = tmp_path / "in"
     for i in range(5):
@@ -304,9 +306,10 @@ def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
 def test_adapt_fine_tunes_a_copy_per_scan_and_records_it(tmp_path, tiny_weights):
     import csv
 
+    from srgan3d.io import write_volume
     from srgan3d.sr.adapt import adapt_generator
     from srgan3d.sr.upscale import UpscaleConfig, upscale_files
-    from srgan3d.volume import Volume, write_volume
+    from srgan3d.volume import Volume
 
     vol = Volume(smooth_volume((32, 32, 20), seed=3) * 500 + 100, np.diag([1.0, 1.0, 2.0, 1.0]), {})
     model, _ = load_generator(tiny_weights)
@@ -396,7 +399,7 @@ def test_through_plane_with_auto_falls_back_to_cubic_along_the_slices(tmp_path, 
     not fail the scan, it interpolates cubically along the slice axis and says so once."""
     from scipy import ndimage
 
-    from srgan3d.volume import write_volume
+    from srgan3d.io import write_volume
 
     vol = Volume(smooth_volume((16, 14, 6)), np.diag([1.0, 1.0, 4.0, 1.0]))
     src = write_volume(vol, tmp_path / "thick.nii.gz")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from srgan3d.io import write_volume
 from srgan3d.study.cohort import CohortError, mrecist_category, read_cohort
-from srgan3d.volume import Volume, write_volume
+from srgan3d.volume import Volume
 
 
 @pytest.mark.parametrize(

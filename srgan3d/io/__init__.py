@@ -1,0 +1,138 @@
+"""Scans in and out: `read_volume` reads a NIfTI file, a DICOM series or an NRRD/MetaImage file
+(`srgan3d.io.nifti`, `.dicom`, `.itk`) as a float32 `srgan3d.volume.Volume` in RAS+;
+`write_volume` writes NIfTI atomically, in the output type `output_array` chooses. Imports no
+torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from srgan3d.io.dicom import read_dicom_series
+from srgan3d.io.formats import is_dicom_candidate, is_itk, is_nifti
+from srgan3d.io.itk import read_itk, split_segment
+from srgan3d.io.nifti import gzip_threads, read_nifti, save_nifti
+from srgan3d.provenance import atomic_path
+from srgan3d.volume import Volume, VolumeError
+
+__all__ = ["read_volume", "write_volume", "output_array", "check_dtype_policy", "split_segment",
+           "read_dicom_series", "gzip_threads", "OUTPUT_DTYPES"]  # fmt: skip
+
+def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
+    """Read a NIfTI file, a DICOM series, or an NRRD/MetaImage file as a float32 `Volume` in RAS+.
+
+    Args:
+        path: a `.nii`/`.nii.gz` file; a folder holding one DICOM series; one file of a DICOM
+            series (the other files of that series are taken from its folder); or a `.nrrd`,
+            `.nhdr`, `.mha`, `.mhd` file (read through SimpleITK, LPS converted to RAS), a Slicer
+            `.seg.nrrd` naming its segment after `#`.
+        series_uid: for a folder with several series, the SeriesInstanceUID to read.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        VolumeError: the file is not one readable 3D volume; the message says why and what to do.
+    """
+    path, segment = split_segment(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return read_dicom_series(path, series_uid=series_uid)
+    if is_nifti(path):
+        return read_nifti(path)
+    if is_itk(path):
+        return read_itk(path, segment)
+    if is_dicom_candidate(path):
+        import pydicom
+
+        try:
+            uid = pydicom.dcmread(path, stop_before_pixels=True).get("SeriesInstanceUID")
+        except Exception as exc:  # pydicom raises several types for damaged files
+            raise VolumeError(f"{path}: not a readable DICOM file ({exc}); remove or replace it") from exc
+        return read_dicom_series(path.parent, series_uid=series_uid or uid)
+    raise VolumeError(
+        f"{path}: unsupported file type; give a NIfTI file (.nii, .nii.gz), an NRRD or MetaImage file "
+        "(.nrrd, .seg.nrrd, .mha, .mhd) or a DICOM series folder"
+    )
+
+
+OUTPUT_DTYPES = ("float32", "input")
+
+
+def check_dtype_policy(policy: str) -> None:
+    """The one check of `--dtype`: float32 or input."""
+    if policy not in OUTPUT_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {policy!r}")
+
+
+def output_array(volume: Volume, policy: str = "float32") -> tuple[np.ndarray, dict[str, Any]]:
+    """The array to store for `volume` under `--dtype` `policy`, and what was done to it.
+
+    "float32": the values as computed. "input": the source's stored type (`meta["source_dtype"]`):
+    an integer source without scaling gets the values rounded and clipped to its type (the clipped
+    voxels are counted); an integer source with scl_slope/inter is stored as float data that
+    nibabel scales into that type with the slope/intercept that keeps the output's range; a float
+    or unknown source stays float32. The info dict holds `output_dtype`, `dtype_clipped_voxels`
+    and `dtype_note`.
+    """
+    check_dtype_policy(policy)
+    data = np.asarray(volume.data, dtype=np.float32)
+    info: dict[str, Any] = {"output_dtype": "float32", "dtype_clipped_voxels": 0, "dtype_note": ""}
+    src = volume.meta.get("source_dtype")
+    if policy == "float32":
+        return data, info
+    if not src or not np.issubdtype(np.dtype(src), np.integer):
+        info["dtype_note"] = f"source type {src or 'unknown'}: kept float32"
+        return data, info
+    target = np.dtype(src)
+    info["output_dtype"] = target.name
+    if (volume.meta.get("scl_slope", 1.0), volume.meta.get("scl_inter", 0.0)) != (1.0, 0.0):
+        info["dtype_note"] = f"{target.name} with scl_slope/scl_inter fitted to the output range"
+        return data, info
+    lim = np.iinfo(target)
+    rounded = np.rint(data)
+    info["dtype_clipped_voxels"] = int(np.count_nonzero((rounded < lim.min) | (rounded > lim.max)))
+    info["dtype_note"] = f"rounded to {target.name}"
+    return np.clip(rounded, lim.min, lim.max).astype(target), info
+
+
+def write_volume(
+    volume: Volume,
+    path: str | Path,
+    *,
+    description: str = "",
+    dtype: np.dtype | type | str = np.float32,
+) -> Path:
+    """Write `volume` as NIfTI atomically: to a temporary file in the same folder, then renamed.
+
+    The sform and qform both hold the affine, with the codes of the source (scanner = 1 when
+    unknown; a qform code of 0 is kept, so a sform-only input gives a sform-only output; a volume
+    with neither code gets sform code 2, "aligned", so its geometry is never dropped). `description`
+    goes into the header's 80-character descrip field.
+    """
+    path = Path(path)
+    if not is_nifti(path):
+        raise ValueError(f"{path}: output must end in .nii or .nii.gz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.asarray(volume.data)
+    img = nib.Nifti1Image(data if data.dtype == np.dtype(dtype) else data.astype(np.float32), volume.affine)
+    img.set_data_dtype(np.dtype(dtype))  # float data into an integer type: nibabel fits scl_slope/inter
+    # Keep the source's codes (a sform-only file stays sform-only); a volume with neither gets
+    # sform code 2 ("aligned") so that its geometry is never dropped.
+    sform_code = int(volume.meta.get("sform_code", 1))
+    qform_code = int(volume.meta.get("qform_code", sform_code))
+    if sform_code == 0 and qform_code == 0:
+        sform_code = 2
+    img.set_sform(volume.affine, code=sform_code)
+    if qform_code:
+        img.set_qform(volume.affine, code=qform_code)
+    else:
+        img.set_qform(None, code=0)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = description.encode("ascii", "replace")[:79]
+    with atomic_path(path) as tmp:
+        save_nifti(img, tmp)
+    return path
