@@ -21,7 +21,7 @@ from datetime import date
 import torch
 
 from srgan3d.provenance import versions, write_text_atomic
-from srgan3d.sr.engine import cpu_has_bf16_units
+from srgan3d.sr.device import cpu_has_bf16_units
 from srgan3d.sr.nets import Generator, GeneratorConfig
 
 

@@ -24,7 +24,8 @@ import torch
 from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
-from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, upscale_volume, use_bf16
+from srgan3d.sr.device import use_bf16
+from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, upscale_volume
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.train import TrainConfig, export_weights, split_for_validation, train
 

@@ -26,7 +26,8 @@ import torch
 from srgan3d.io import read_volume
 from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.sr.degrade import sinc_upsample, spline_upsample
-from srgan3d.sr.engine import IntensityScaling, use_bf16
+from srgan3d.sr.device import use_bf16
+from srgan3d.sr.engine import IntensityScaling
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.through_plane import (
     ThroughPlaneConfig,

@@ -150,10 +150,10 @@ def force_bf16(monkeypatch):
     """The bf16 path on any CPU: `use_bf16` answers as on a CPU with bf16 units (AMX-BF16 or
     AVX512-BF16), so the engine and training autocast to bf16. Where the CPU has no such units
     bf16 is emulated and slow: keep tests that use this tiny."""
-    import srgan3d.sr.engine as engine
+    import srgan3d.sr.device as device
 
-    monkeypatch.setattr(engine, "_CPU_BF16", True)
-    assert engine.use_bf16(torch.device("cpu"), True)
+    monkeypatch.setattr(device, "_CPU_BF16", True)
+    assert device.use_bf16(torch.device("cpu"), True)
 
 
 def chromium_layout(html_path: Path, tmp_path: Path) -> dict:

@@ -147,7 +147,7 @@ def test_benchmark_quick_writes_json_and_table(tmp_path):
     result = json.loads((tmp_path / "b" / "benchmark.json").read_text())
     import torch
 
-    from srgan3d.sr.engine import use_bf16
+    from srgan3d.sr.device import use_bf16
 
     cpu_bf16 = use_bf16(torch.device("cpu"), True)
     rows = result["rows"]

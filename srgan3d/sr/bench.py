@@ -43,14 +43,8 @@ import torch
 
 from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import versions
-from srgan3d.sr.engine import (
-    GeneratorEngine,
-    StageClock,
-    choose_window,
-    resolve_device,
-    upscale_volume,
-    use_bf16,
-)
+from srgan3d.sr.device import resolve_device, use_bf16
+from srgan3d.sr.engine import GeneratorEngine, StageClock, choose_window, upscale_volume
 from srgan3d.sr.nets import Generator, GeneratorConfig, flops_per_input_voxel
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.volume import Volume

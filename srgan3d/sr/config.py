@@ -91,7 +91,7 @@ class UpscaleConfig:
             generator only when the model card of `weights` records a gain over zero-filled
             k-space on held-out real abdominal MRI (for the shipped default, its GAN companion
             instead when that card beats the fidelity model's), else zero-filled k-space
-            ("sinc"), with the reason said once (`srgan3d.sr.engine.resolve_method_and_weights`).
+            ("sinc"), with the reason said once (`srgan3d.sr.methods.resolve_method_and_weights`).
         weights: weights name or path for the generator.
         scale: factor per array axis.
         through_plane: upscale by the largest factor along each scan's thickest axis only.
@@ -100,7 +100,7 @@ class UpscaleConfig:
         sw_batch_size: windows per forward pass.
         overlap: window overlap fraction (>= 0.25).
         amp: bfloat16 autocast on CUDA and on CPUs with bf16 matrix units (AMX/AVX512-BF16);
-            fp32 elsewhere (`srgan3d.sr.engine.use_bf16`). The manifest's `precision` says which.
+            fp32 elsewhere (`srgan3d.sr.device.use_bf16`). The manifest's `precision` says which.
         overwrite: replace existing outputs instead of skipping them.
         suffix: appended to the input's name.
         compress: write .nii.gz (True; gzip level 1 by ISA-L's threaded igzip, `srgan3d.io.nifti`)
@@ -114,7 +114,7 @@ class UpscaleConfig:
             installed weights it starts from an untrained generator whose detail branch is zero,
             i.e. from zero-filled k-space.
         dc: k-space data consistency of the generator's output (see
-            `srgan3d.sr.engine.data_consistency`); the baselines need none.
+            `srgan3d.sr.kspace.data_consistency`); the baselines need none.
         dtype: "float32", or "input": the input's stored type (`srgan3d.io.output_array`).
         channels_last: run the generator in the channels_last_3d memory format (None: on the CPU,
             off on CUDA).

@@ -1,10 +1,12 @@
-"""One volume through the generator: intensity scaling, sliding windows, the k-space skip and data
-consistency on the device, and the device itself.
+"""One volume through the generator: intensity scaling, sliding windows with their weights, the
+k-space skip and data consistency (`srgan3d.sr.kspace`) on the device and in the precision
+`srgan3d.sr.device` chooses, and stage timing.
 
 This is the SR wing's one door: the batch over files (`srgan3d.sr.upscale`), training's
 validation, adaptation, the benchmark and the study's radiomics all run the generator through a
-`GeneratorEngine`: built from installed weights by `GeneratorEngine.from_weights`, or around a
-model in memory (training, adaptation, the benchmark) by its constructor.
+`GeneratorEngine`, built from installed weights by `GeneratorEngine.from_weights` or around a
+model in memory (training, adaptation, the benchmark) by its constructor. Which method and
+weights a run uses is `srgan3d.sr.methods`'.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,12 @@ from scipy import ndimage
 
 from srgan3d.sr.config import METHODS
 from srgan3d.sr.degrade import upsample_volume
+from srgan3d.sr.device import cpu_window_voxels, cuda_window_voxels, resolve_device, use_bf16
+from srgan3d.sr.kspace import data_consistency, out_of_band, sinc_upsample_t
 from srgan3d.sr.nets import Generator
 from srgan3d.sr.weights import (
     DEFAULT_WEIGHTS,
-    WeightsError,
     WeightsInfo,
-    auto_eligibility,
-    auto_weights,
-    find_weights,
     load_generator,
 )
 from srgan3d.volume import Volume, crop_affine, upscaled_affine
@@ -146,84 +145,18 @@ def choose_window(shape: Sequence[int], *, max_voxels: int, overlap: float) -> t
     return tuple(roi)  # type: ignore[return-value]
 
 
-def cpu_has_bf16_units(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 or AVX512-BF16).
-
-    Elsewhere bf16 autocast is emulated by oneDNN and far slower than fp32 (one training step of
-    the default generator: 64 s in bf16 against 0.8 s in fp32 on an AVX2-only AMD EPYC,
-    benchmarks/RESULTS.md), so the engine and training use it only where this says yes.
-    `cpuinfo`: the text of /proc/cpuinfo (read when None; an unreadable one, e.g. on macOS, is no).
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-            break
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
-def use_bf16(device: torch.device, amp: bool) -> bool:
-    """bf16 autocast on `device` when `amp` asks for it: always on CUDA, on a CPU only with bf16
-    matrix units (`cpu_has_bf16_units`)."""
-    if not amp:
-        return False
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and _CPU_BF16
 
 
-_CPU_BF16 = cpu_has_bf16_units()
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], not {device!r}")
-    return torch.device(device)
 
 
-def cuda_window_voxels(model: Generator, device: torch.device, *, fraction: float = 0.5) -> int:
-    """Input voxels per window that fit in `fraction` of the GPU's free memory.
-
-    Estimate of the activations alive at once per input voxel, in fp32 (bf16 halves it, which is
-    the margin): two feature maps of `channels` in the low-resolution trunk plus the sub-pixel
-    upsampling's `upsample_channels * prod(scale)` before and after the shuffle, and the output
-    pair. At least 32^3; no upper cap, so a clinical volume that fits runs whole, with no window
-    and no stitching (320x320x80 with the default generator: 6.2 GB in bf16 on an H100).
-    """
-    bytes_per_voxel = _window_bytes_per_voxel(model)
-    free, total = torch.cuda.mem_get_info(device)
-    # A process capped by torch.cuda.set_per_process_memory_fraction sees the cap, not the card.
-    cap = torch.cuda.get_per_process_memory_fraction(device) * total - torch.cuda.memory_reserved(device)
-    return int(max(32**3, fraction * min(free, cap) / bytes_per_voxel))
 
 
-def _window_bytes_per_voxel(model: Generator) -> int:
-    """Activations alive at once per input voxel, in fp32 (bf16 halves it, which is the margin):
-    two feature maps of `channels` in the low-resolution trunk plus the sub-pixel upsampling's
-    `upsample_channels * prod(scale)` before and after the shuffle, and the output pair."""
-    cfg = model.config
-    n_sub = math.prod(cfg.scale)
-    return 4 * (3 * cfg.channels + 2 * cfg.upsample_channels * n_sub + 4 * n_sub)
 
 
-def cpu_window_voxels(model: Generator, *, fraction: float = 0.4) -> int:
-    """Input voxels per window that fit in `fraction` of the memory the system has available,
-    between 64^3 and 384^3; 128^3 where that cannot be read (not Linux). A clinical volume that
-    fits runs whole: no window halos computed twice, nothing to stitch."""
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 128**3
-    return int(min(384**3, max(64**3, fraction * available / _window_bytes_per_voxel(model))))
 
 
 class StageClock:
@@ -553,118 +486,25 @@ def matching_permutation(factors: tuple[int, ...], scale: tuple[int, ...]) -> tu
     return None
 
 
-def resolve_method(method: str, weights: str | Path = DEFAULT_WEIGHTS) -> str:
-    """`method`, with "auto" made "generator" only when `weights` are installed *and* their model
-    card records a gain over zero-filled k-space on held-out real abdominal MRI
-    (`srgan3d.sr.weights.auto_eligibility`); otherwise "sinc", and the reason is logged once.
-
-    Raises:
-        WeightsError: `weights` other than the shipped default name cannot be found or have no
-            model card: weights a user named must exist, so a typo never turns into a silent
-            fall-back to zero-filled k-space.
-    """
-    if method != "auto":
-        return method
-    try:
-        info = find_weights(weights)
-    except WeightsError:
-        if str(weights) != DEFAULT_WEIGHTS:
-            raise
-        _say_once(f"no generator weights {str(weights)!r} installed: using zero-filled k-space (--method sinc)")
-        return "sinc"
-    ok, why = auto_eligibility(info)
-    if not ok:
-        _say_once(f"--method auto uses zero-filled k-space (sinc), not {info.name}: {why}")
-        return "sinc"
-    return "generator"
 
 
-def resolve_method_and_weights(method: str, weights: str | Path = DEFAULT_WEIGHTS) -> tuple[str, str | Path]:
-    """`resolve_method`, with "auto" on the shipped default also choosing between the fidelity
-    model and its GAN companion (`srgan3d.sr.weights.auto_weights`). Returns (method, weights)."""
-    chosen = auto_weights(weights) if method == "auto" else weights
-    return resolve_method(method, chosen), chosen
 
 
-_said: set[str] = set()
 
 
-def _say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        log.warning(message)
 
 
-# --------------------------------------------------------------------------------------------
-# k-space on the device (torch.fft): the same grid convention as `srgan3d.sr.degrade`
 
 
-def _shift_ramp_t(n: int, shift: float, *, device: torch.device) -> torch.Tensor:
-    """Multiplier along the last axis that moves a length-n signal by `shift` samples."""
-    f = torch.fft.fftfreq(n, d=1.0 / n, device=device, dtype=torch.float64)
-    return torch.polar(torch.ones_like(f), 2 * math.pi * f * shift / n).to(torch.complex64)
 
 
-def _kspace_down_last(x: torch.Tensor, s: int) -> torch.Tensor:
-    n = x.shape[-1]
-    if n % s:
-        raise ValueError(f"length {n} is not a multiple of the factor {s}")
-    m = n // s
-    spec = torch.fft.fft(x, dim=-1) * _shift_ramp_t(n, (s - 1) / 2.0, device=x.device)
-    lo, hi = spec[..., : (m + 1) // 2], spec[..., n - m // 2 :]
-    if m % 2 == 0:
-        # Fine bins +m/2 and -m/2 fold into one coarse bin (see degrade.kspace_downsample_axis).
-        hi = torch.cat([(spec[..., m // 2] + spec[..., n - m // 2])[..., None], hi[..., 1:]], dim=-1)
-    return torch.fft.ifft(torch.cat([lo, hi], dim=-1), dim=-1).real / s
 
 
-def _kspace_up_last(x: torch.Tensor, s: int) -> torch.Tensor:
-    m = x.shape[-1]
-    n = m * s
-    spec = torch.fft.fft(x, dim=-1)
-    half = (m + 1) // 2
-    pos, neg = spec[..., :half], spec[..., m - m // 2 :]
-    if m % 2 == 0:  # split the coarse Nyquist bin evenly between +m/2 and -m/2
-        nyq = 0.5 * spec[..., m // 2 : m // 2 + 1]
-        pos, neg = torch.cat([pos, nyq], dim=-1), torch.cat([nyq, neg[..., 1:]], dim=-1)
-    zeros = spec.new_zeros((*spec.shape[:-1], n - pos.shape[-1] - neg.shape[-1]))
-    big = torch.cat([pos, zeros, neg], dim=-1) * _shift_ramp_t(n, -(s - 1) / 2.0, device=x.device)
-    return torch.fft.ifft(big, dim=-1).real * s
 
 
-def _per_axis(x: torch.Tensor, factors: Sequence[int], fn: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
-    """Apply `fn` along each of the last three axes with its factor (1 = untouched)."""
-    for k, s in enumerate(factors):
-        if s != 1:
-            dim = x.ndim - 3 + k
-            x = fn(x.movedim(dim, -1), int(s)).movedim(-1, dim)
-    return x.contiguous()
 
 
-def kspace_downsample_t(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
-    """`srgan3d.sr.degrade.degrade_array` (k-space model, no noise) over the last three axes of a
-    float tensor, on its own device."""
-    return _per_axis(x.float(), factors, _kspace_down_last)
 
 
-def sinc_upsample_t(x: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
-    """Zero-filled k-space interpolation (`srgan3d.sr.degrade.sinc_upsample`) over the last three
-    axes of a float tensor, on its own device."""
-    return _per_axis(x.float(), factors, _kspace_up_last)
 
 
-def data_consistency(sr: torch.Tensor, lr: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
-    """Project `sr` onto the images whose k-space acquisition is `lr`: SR - ZF(down(SR)) + ZF(lr).
-
-    The output keeps what the network added beyond the scanner's band and takes the measured band
-    from the input, so `kspace_downsample_t(result) == lr` (to float precision). Computed on the whole
-    volume: a window's FFT would wrap at its edges.
-    """
-    return sr - sinc_upsample_t(kspace_downsample_t(sr, factors), factors) + sinc_upsample_t(lr, factors)
-
-
-def out_of_band(detail: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
-    """The part of `detail` outside the band a k-space acquisition by `factors` keeps:
-    detail - ZF(down(detail)). With a zero-filled k-space base, base + out_of_band(detail) is the
-    data-consistent output."""
-    return detail - sinc_upsample_t(kspace_downsample_t(detail, factors), factors)

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from srgan3d.sr.engine import IntensityScaling, resolve_device
+from srgan3d.sr.device import resolve_device
+from srgan3d.sr.engine import IntensityScaling
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.volume import Volume, downscaled_affine, upscaled_affine
 

@@ -29,7 +29,8 @@ from srgan3d.io import read_volume
 from srgan3d.provenance import atomic_path, versions, write_text_atomic
 from srgan3d.sr.config import TrainConfig
 from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
-from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, resolve_device, use_bf16
+from srgan3d.sr.device import resolve_device, use_bf16
+from srgan3d.sr.engine import GeneratorEngine, IntensityScaling
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.nets import Generator, PatchDiscriminator
 from srgan3d.sr.pairs import (
@@ -182,7 +183,7 @@ def validate(
 ) -> dict[str, float]:
     """PSNR/SSIM over the foreground of the model and of the baselines: the means over the
     volumes ("psnr", "psnr_sinc", ...) and each volume's ("psnr[NAME]", ...). `amp`: in the
-    precision inference would use (`srgan3d.sr.engine.use_bf16`)."""
+    precision inference would use (`srgan3d.sr.device.use_bf16`)."""
     if not val:
         return {}
     engine = GeneratorEngine(model, device=device, amp=amp)

@@ -27,15 +27,9 @@ from srgan3d.discovery import ScanSource, find_scans
 from srgan3d.io import output_array, write_volume
 from srgan3d.provenance import remove_stale_temps, versions, write_csv_atomic
 from srgan3d.sr.config import SELF_SUPERVISED, UpscaleConfig
-from srgan3d.sr.engine import (
-    GeneratorEngine,
-    StageClock,
-    _say_once,
-    axes_for_generator,
-    resolve_device,
-    resolve_method_and_weights,
-    upscale_volume,
-)
+from srgan3d.sr.device import resolve_device
+from srgan3d.sr.engine import GeneratorEngine, StageClock, axes_for_generator, upscale_volume
+from srgan3d.sr.methods import resolve_method_and_weights, say_once
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.weights import WeightsError, WeightsInfo, find_weights
 from srgan3d.volume import Volume, VolumeError
@@ -248,7 +242,7 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
         scale = tuple(find_weights(weights).card.get("generator", {}).get("scale", (2, 2, 2)))
         if sorted(scale) != [1, 1, max(config.scale)]:
             # Never fail a scan for want of through-plane weights: cubic along the slices, said once.
-            _say_once(
+            say_once(
                 f"--method auto with --scale through-plane: the installed weights {find_weights(weights).name} are "
                 f"{'x'.join(map(str, scale))}, not a through-plane model; using cubic interpolation along the slice "
                 "axis (--method tricubic, which is cubic along that axis only)"

@@ -36,12 +36,8 @@ import pandas as pd
 
 from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import write_text_atomic
-from srgan3d.sr.engine import (
-    GeneratorEngine,
-    resolve_method_and_weights,
-    upscale_box,
-    upscale_volume,
-)
+from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_volume
+from srgan3d.sr.methods import resolve_method_and_weights
 from srgan3d.study.config import RadiomicsConfig
 from srgan3d.study.result_base import JsonValue, Result
 from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine

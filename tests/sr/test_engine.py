@@ -8,13 +8,8 @@ import torch
 from conftest import smooth_volume
 
 from srgan3d.sr.degrade import degrade_array, sinc_upsample
-from srgan3d.sr.engine import (
-    GeneratorEngine,
-    data_consistency,
-    kspace_downsample_t,
-    sinc_upsample_t,
-    upscale_volume,
-)
+from srgan3d.sr.engine import GeneratorEngine, upscale_volume
+from srgan3d.sr.kspace import data_consistency, kspace_downsample_t, sinc_upsample_t
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.volume import Volume
 
@@ -114,7 +109,7 @@ SKYLAKE_X = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512vl\n"
 
 
 def test_bf16_units_are_read_from_the_cpu_flags():
-    from srgan3d.sr.engine import cpu_has_bf16_units
+    from srgan3d.sr.device import cpu_has_bf16_units
 
     assert cpu_has_bf16_units(SAPPHIRE_RAPIDS) and cpu_has_bf16_units(ZEN4)
     # AVX2 or AVX512 without BF16: oneDNN emulates bf16 there, far slower than fp32.
@@ -123,12 +118,12 @@ def test_bf16_units_are_read_from_the_cpu_flags():
 
 
 def test_cpu_precision_follows_the_bf16_units(monkeypatch):
-    from srgan3d.sr import engine as engine_mod
+    from srgan3d.sr import device as device_mod
 
     model = _noisy_generator(1)
-    monkeypatch.setattr(engine_mod, "_CPU_BF16", False)
+    monkeypatch.setattr(device_mod, "_CPU_BF16", False)
     assert GeneratorEngine(model, device=torch.device("cpu"), amp=True).precision == "fp32"
-    monkeypatch.setattr(engine_mod, "_CPU_BF16", True)
+    monkeypatch.setattr(device_mod, "_CPU_BF16", True)
     assert GeneratorEngine(model, device=torch.device("cpu"), amp=True).precision == "bf16"
     assert GeneratorEngine(model, device=torch.device("cpu"), amp=False).precision == "fp32"
     # channels_last_3d by default on the CPU (faster there), off when asked
@@ -140,12 +135,12 @@ def test_bf16_on_the_cpu_matches_fp32_within_bf16_rounding(monkeypatch):
     """bf16 keeps 8 bits of mantissa (relative step 2^-8 = 0.4%); over a few convolutions the
     output may differ from fp32 by a few of those steps of its largest value, not more. Data
     consistency takes the measured band from the input, so only the added detail carries them."""
-    from srgan3d.sr import engine as engine_mod
+    from srgan3d.sr import device as device_mod
 
     x = smooth_volume((12, 12, 8), seed=8).astype(np.float32)
     model = _noisy_generator(3)
     fp32 = GeneratorEngine(model, device=torch.device("cpu"), amp=False).run(x)
-    monkeypatch.setattr(engine_mod, "_CPU_BF16", True)  # bf16 even where it is only emulated
+    monkeypatch.setattr(device_mod, "_CPU_BF16", True)  # bf16 even where it is only emulated
     engine = GeneratorEngine(_noisy_generator(3), device=torch.device("cpu"), amp=True)
     assert engine.precision == "bf16"
     bf16 = engine.run(x)

@@ -173,7 +173,7 @@ def test_thin_volumes_get_thin_patches_and_batches_stay_aligned():
 
 
 def test_patch_prediction_with_dc_discards_the_in_band_part_of_the_detail():
-    from srgan3d.sr.engine import kspace_downsample_t, sinc_upsample_t
+    from srgan3d.sr.kspace import kspace_downsample_t, sinc_upsample_t
     from srgan3d.sr.pairs import predict_patch
 
     lr = torch.rand(2, 1, 8, 8, 6)

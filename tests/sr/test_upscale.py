@@ -90,7 +90,7 @@ def test_real_scan_upscales_with_exact_geometry(tmp_path, tiny_weights, method):
     assert (
         int(out.header["sform_code"]) == int(src.header["sform_code"]) and int(out.header["qform_code"]) == 0
     )
-    from srgan3d.sr.engine import use_bf16
+    from srgan3d.sr.device import use_bf16
 
     # The manifest records the precision the network ran in: bf16 only where the CPU has bf16 units.
     expected = ("bf16" if use_bf16(torch.device("cpu"), True) else "fp32") if method == "generator" else ""
