@@ -1,34 +1,43 @@
-"""Batches of files: discovery, the manifest, resume, shards, and reading/writing beside the device.
-
-`upscale_files` runs a folder batch through `srgan3d.sr.engine` (one volume at a time), skips
-finished outputs, reports a bad scan and goes on, and writes `manifest.csv`.
+"""Batches of files: `upscale_files` finds the scans (`srgan3d.discovery`), runs them through
+`srgan3d.sr.engine` one at a time with reading and writing in background threads, skips finished
+outputs, reports a bad scan and goes on, and keeps the folder's ledger (`srgan3d.sr.ledger`)
+true after every scan; SIGTERM/SIGINT stop it cleanly.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from srgan3d.discovery import ScanSource, find_scans
 from srgan3d.io import output_array, write_volume
-from srgan3d.provenance import remove_stale_temps, versions, write_csv_atomic
+from srgan3d.provenance import remove_stale_temps, versions
 from srgan3d.sr.config import SELF_SUPERVISED, UpscaleConfig
 from srgan3d.sr.device import resolve_device
 from srgan3d.sr.engine import GeneratorEngine, StageClock, axes_for_generator, upscale_volume
+from srgan3d.sr.ledger import (
+    STATUSES,
+    BatchResult,
+    ManifestRow,
+    check_writable,
+    ledger_key,
+    merge_manifests,
+    plan_rows,
+    read_manifest,
+    write_manifest,
+)
 from srgan3d.sr.methods import resolve_method_and_weights, say_once
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.weights import WeightsError, WeightsInfo, find_weights
@@ -36,17 +45,8 @@ from srgan3d.volume import Volume, VolumeError
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = (
-    "input", "output", "status", "error", "note", "method", "scale", "input_shape", "output_shape",
-    "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "date", "device", "precision", "weights",
-    "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "slice_profile",
-    "self_supervised_budget_min", "self_supervised_steps", "self_supervised_seconds", "output_dtype",
-    "nonfinite_voxels", "clipped_voxels", "dtype_clipped_voxels", "srgan3d", "torch", "monai",
-)  # fmt: skip
-#: Row statuses: the output exists and this row's provenance made it (ok); it existed before this
-#: run and was kept, provenance from the run that made it (skipped); the last attempt failed
-#: (failed); not processed yet (pending: queued, or left when a run was interrupted).
-STATUSES = ("ok", "skipped", "failed", "pending")
+__all__ = ["UpscaleConfig", "BatchInterrupted", "BatchResult", "merge_manifests", "upscale_files"]
+
 
 
 class BatchInterrupted(Exception):
@@ -63,67 +63,16 @@ class BatchInterrupted(Exception):
 # Batches of files
 
 
-@dataclass
-class ManifestRow:
-    input: str
-    output: str = ""
-    status: str = ""
-    error: str = ""
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = {c: "" for c in MANIFEST_COLUMNS}
-        d.update({k: v for k, v in self.values.items() if k in d})
-        d.update(input=self.input, output=self.output, status=self.status, error=self.error)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, str]) -> ManifestRow:
-        core = ("input", "output", "status", "error")
-        return cls(d["input"], d.get("output", ""), d.get("status", ""), d.get("error", ""),
-                   {k: v for k, v in d.items() if k not in core and v is not None})  # fmt: skip
 
 
-@dataclass
-class BatchResult:
-    rows: list[ManifestRow]
-    manifest: Path
-
-    @property
-    def failed(self) -> list[ManifestRow]:
-        return [r for r in self.rows if r.status == "failed"]
 
 
-def output_path_for(src: ScanSource, outdir: Path, *, suffix: str, compress: bool) -> Path:
-    ext = ".nii.gz" if compress else ".nii"
-    return outdir / src.relative.parent / f"{src.name}{suffix}{ext}"
 
 
-def write_manifest(rows: Iterable[ManifestRow], path: Path) -> Path:
-    """Write the manifest CSV atomically, one row per input, sorted by input."""
-    return write_csv_atomic(path, (r.as_dict() for r in sorted(rows, key=lambda r: r.input)), MANIFEST_COLUMNS)
 
 
-def read_manifest(path: Path) -> dict[str, ManifestRow]:
-    """The rows of an existing manifest by input (empty when there is none). A manifest that
-    cannot be parsed is set aside as `<name>.unreadable-<time>` with a warning, never lost."""
-    if not path.is_file():
-        return {}
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = [ManifestRow.from_dict(d) for d in csv.DictReader(f)]
-    except (OSError, csv.Error, KeyError, UnicodeDecodeError) as exc:
-        keep = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
-        path.rename(keep)
-        log.warning("%s: not a readable manifest (%s); kept as %s, starting a new one", path, exc, keep)
-        return {}
-    return {_key(r.input): r for r in rows}
 
 
-def _key(path: str | Path) -> str:
-    """A ledger row's key: the input's absolute path, so that `scans/a.nii.gz` and its absolute
-    spelling are one row."""
-    return str(Path(path).resolve())
 
 
 
@@ -177,51 +126,8 @@ def _adapt_and_upscale(
     return sr, info
 
 
-def merge_manifests(outdir: str | Path) -> Path:
-    """Join the `manifest.shard-K-of-N.csv` files of `outdir` into `manifest.csv` (atomically).
-
-    Raises if shards are missing or of different N, naming them.
-    """
-    import re
-
-    outdir = Path(outdir)
-    found = {}
-    for p in sorted(outdir.glob("manifest.shard-*-of-*.csv")):
-        m = re.fullmatch(r"manifest\.shard-(\d+)-of-(\d+)\.csv", p.name)
-        if m:
-            found[(int(m.group(1)), int(m.group(2)))] = p
-    if not found:
-        raise FileNotFoundError(f"no manifest.shard-K-of-N.csv files in {outdir}")
-    ns = {n for _, n in found}
-    if len(ns) != 1:
-        raise ValueError(
-            f"{outdir}: shard manifests of different N: {sorted(p.name for p in found.values())}"
-        )
-    n = ns.pop()
-    missing = [k for k in range(1, n + 1) if (k, n) not in found]
-    if missing:
-        raise FileNotFoundError(
-            f"{outdir}: shard(s) {', '.join(f'{k}/{n}' for k in missing)} have no manifest yet; run them first"
-        )
-    rows: list[dict[str, str]] = []
-    for k in range(1, n + 1):
-        with found[(k, n)].open(newline="") as f:
-            rows.extend(csv.DictReader(f))
-    rows.sort(key=lambda r: r["input"])
-    return write_csv_atomic(outdir / "manifest.csv", rows, MANIFEST_COLUMNS)
 
 
-def check_writable(outdir: Path) -> None:
-    """Create `outdir` and prove a file can be written there, or raise with the fix."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-        probe = outdir / f".srgan3d-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(
-            f"{outdir}: cannot write outputs there ({exc.strerror}); choose another -o folder"
-        ) from exc
 
 
 def _fmt(t: Sequence[float], digits: int = 4) -> str:
@@ -278,72 +184,12 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
     return method, engine, common
 
 
-def _plan(
-    sources: Sequence[ScanSource],
-    outdir: Path,
-    config: UpscaleConfig,
-    common: dict[str, Any],
-    previous: dict[str, ManifestRow],
-) -> tuple[list[ManifestRow], list[tuple[ScanSource, Path, ManifestRow]]]:
-    """This run's manifest rows, one per scan, and the scans still to do.
-
-    An output that exists is kept (unless `config.overwrite`) and its row keeps the provenance
-    of the run that made it, from `previous`; a scan to do is `pending` until its output is
-    written.
-    """
-    suffix = config.suffix or f"_sr{max(config.scale)}x"
-    input_files = {s.path.resolve() for s in sources}
-    rows: list[ManifestRow] = []
-    todo: list[tuple[ScanSource, Path, ManifestRow]] = []
-    for src in sources:
-        prev = previous.get(_key(src.path))
-        # an input the ledger knows keeps its row's output, however it is named on the command
-        # line (a file given alone, or its folder): one output per input
-        out = _known_output(prev, outdir) or output_path_for(src, outdir, suffix=suffix, compress=config.compress)
-        made_it = (prev is not None and bool(prev.output) and _same_file(prev.output, out, outdir)
-                   and prev.status in ("ok", "skipped"))  # fmt: skip
-        if out.resolve() in input_files:
-            row = ManifestRow(str(src.path), "", "failed", "output path is an input file; choose another -o folder",
-                              dict(common))  # fmt: skip
-        elif out.exists() and not config.overwrite:
-            if made_it:
-                assert prev is not None
-                row = ManifestRow(str(src.path), str(out), "skipped", "", dict(prev.values))
-                row.values["note"] = "output kept from an earlier run (use --overwrite to replace it)"
-            else:
-                row = ManifestRow(str(src.path), str(out), "skipped", "",
-                                  {"note": "output exists, made outside this manifest: provenance unknown "
-                                           "(use --overwrite to replace it)"})  # fmt: skip
-        else:
-            row = ManifestRow(str(src.path), "", "pending", "", dict(common))
-            if made_it and out.exists():  # --overwrite: the earlier provenance holds until replaced
-                assert prev is not None
-                row.values["note"] = f"replacing the output of {prev.values.get('date') or 'an earlier run'}"
-            todo.append((src, out, row))
-        rows.append(row)
-    return rows, todo
 
 
-def _resolve_output(recorded: str, outdir: Path) -> Path:
-    """A manifest's output path as a file: absolute as written; a relative one as the run that
-    wrote it saw it (from the working folder then), else inside `outdir`."""
-    p = Path(recorded)
-    if p.is_absolute():
-        return p
-    return p if p.exists() or not (outdir / p).exists() else outdir / p
 
 
-def _same_file(recorded: str, out: Path, outdir: Path) -> bool:
-    return _resolve_output(recorded, outdir).resolve() == out.resolve()
 
 
-def _known_output(prev: ManifestRow | None, outdir: Path) -> Path | None:
-    """The output a ledger row names, when it still exists inside `outdir`."""
-    if prev is None or not prev.output or prev.status not in ("ok", "skipped", "failed"):
-        return None
-    p = _resolve_output(prev.output, outdir)
-    inside = outdir.resolve() in p.resolve().parents
-    return p if inside and p.is_file() else None
 
 
 @contextmanager
@@ -397,6 +243,38 @@ def upscale_files(
     """
     config = config or UpscaleConfig()
     outdir = Path(outdir)
+    sources, manifest = _sources(inputs, outdir, config)
+    method, engine, common = _method_and_engine(config)
+    previous = read_manifest(manifest)
+    rows, todo = plan_rows(sources, outdir, config, common, previous)
+    ledger = dict(previous)
+    ledger.update((ledger_key(r.input), r) for r in rows)
+
+    def save() -> None:
+        write_manifest(ledger.values(), manifest)
+
+    save()  # the pending rows are on disk before the first scan starts
+    bar = tqdm(total=len(todo), desc="upscale", unit="scan", disable=not progress)
+    try:
+        with _stop_on_signals():
+            _Batch(method, engine, config, previous, save, bar, clock).run(todo)
+    except BatchInterrupted as stop:
+        bar.close()
+        save()
+        counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
+        raise BatchInterrupted(
+            stop.signum,
+            f"{stop}: {counts['ok']} written, {counts['failed']} failed, {counts['skipped']} kept from earlier, "
+            f"{counts['pending']} not done (status pending in {manifest}); run the same command again to resume",
+        ) from None
+    bar.close()
+    save()
+    return BatchResult(rows, manifest)
+
+
+def _sources(inputs: Sequence[str | Path], outdir: Path, config: UpscaleConfig) -> tuple[list[ScanSource], Path]:
+    """The scans of this run (this shard's part of them) and its manifest; the output folder is
+    checked writable and cleared of an interrupted run's temporary files."""
     sources = find_scans(inputs, exclude=[outdir])
     if not sources:
         raise FileNotFoundError(
@@ -414,58 +292,102 @@ def upscale_files(
     if removed:
         log.warning("removed %d temporary file(s) left by an interrupted run: %s", len(removed),
                     ", ".join(p.name for p in removed[:5]) + (" ..." if len(removed) > 5 else ""))  # fmt: skip
-    method, engine, common = _method_and_engine(config)
-    winfo = engine.weights if engine is not None else None
-    previous = read_manifest(manifest)
-    rows, todo = _plan(sources, outdir, config, common, previous)
-    ledger = dict(previous)
-    ledger.update((_key(r.input), r) for r in rows)
-
-    def save() -> None:
-        write_manifest(ledger.values(), manifest)
-
-    save()  # the pending rows are on disk before the first scan starts
-    errors = (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError)
-    bar = tqdm(total=len(todo), desc="upscale", unit="scan", disable=not progress)
-    try:
-        with _stop_on_signals():
-            _run_batch(todo, method, engine, winfo, config, previous, errors, bar, save, clock)
-    except BatchInterrupted as stop:
-        bar.close()
-        save()
-        counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
-        raise BatchInterrupted(
-            stop.signum,
-            f"{stop}: {counts['ok']} written, {counts['failed']} failed, {counts['skipped']} kept from earlier, "
-            f"{counts['pending']} not done (status pending in {manifest}); run the same command again to resume",
-        ) from None
-    bar.close()
-    save()
-    return BatchResult(rows, manifest)
+    return sources, manifest
 
 
-def _run_batch(
-    todo: list[tuple[ScanSource, Path, ManifestRow]],
-    method: str,
-    engine: GeneratorEngine | None,
-    winfo: WeightsInfo | None,
-    config: UpscaleConfig,
-    previous: dict[str, ManifestRow],
-    errors: tuple[type[BaseException], ...],
-    bar: Any,
-    save: Callable[[], None],
-    clock: StageClock | None,
-) -> None:
-    """The scans of `todo`, one at a time on the device. Reading (and decompressing) the next scan
-    and writing the last one run in background threads while the current one is computed, so the
-    device is not idle between scans; gzip, file I/O and torch release the GIL. On
+#: A scan still to do: where it is, where its output goes, and its manifest row.
+_Todo: TypeAlias = "tuple[ScanSource, Path, ManifestRow]"
+
+
+@dataclass
+class _Batch:
+    """The scans still to do, one at a time on the device. Reading (and decompressing) the next
+    scan and writing the last one run in background threads while the current one is computed, so
+    the device is not idle between scans; gzip, file I/O and torch release the GIL. On
     `BatchInterrupted` the write under way is finished (atomically) before it propagates."""
-    reader = ThreadPoolExecutor(max_workers=1)
-    writer = ThreadPoolExecutor(max_workers=1)
-    pending: list[tuple[Future, ManifestRow, Path, float, dict[str, Any]]] = []
 
-    def fail(row: ManifestRow, exc: BaseException, t0: float) -> None:
-        prev = previous.get(_key(row.input))
+    method: str
+    engine: GeneratorEngine | None
+    config: UpscaleConfig
+    previous: dict[str, ManifestRow]  # the ledger before this run (a failed scan keeps an earlier output)
+    save: Callable[[], None]
+    bar: tqdm
+    clock: StageClock | None = None
+    writes: list[tuple[Future[Path], ManifestRow, Path, float, dict[str, object]]] = field(default_factory=list)
+
+    #: What fails one scan (recorded in its row) and lets the batch go on.
+    ERRORS: ClassVar = (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError)
+
+    def run(self, todo: list[_Todo]) -> None:
+        reader = ThreadPoolExecutor(max_workers=1)
+        writer = ThreadPoolExecutor(max_workers=1)
+        try:
+            reads: list[Future[Volume] | None] = [reader.submit(src.read) for src, _, _ in todo[:1]]
+            if self.engine is not None and todo:
+                self.engine.warmup()  # first-call costs, once per process, while the first scan is read
+                self.engine.clock = self.clock
+            for i, (src, out, row) in enumerate(todo):
+                self.bar.set_postfix_str(src.name[-30:])
+                t0 = time.perf_counter()
+                if i + 1 < len(todo):
+                    reads.append(reader.submit(todo[i + 1][0].read))
+                try:
+                    read = reads[i]
+                    assert read is not None
+                    vol = read.result()
+                    reads[i] = None  # free the input early
+                    out_vol, what, values = self._upscale(vol, row)
+                    del vol
+                    self._finish()
+                    write = writer.submit(write_volume, out_vol, out, description=what, dtype=out_vol.data.dtype)
+                    self.writes.append((write, row, out, t0, values))
+                    del out_vol
+                except self.ERRORS as exc:
+                    self._fail(row, exc, t0)
+                    self._finish()
+                    self.save()
+                    self.bar.update()
+            self._finish()
+        except BatchInterrupted:
+            # The scan being computed stays pending; the write under way completes (atomically).
+            reader.shutdown(wait=False, cancel_futures=True)
+            self._finish()
+            raise
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True)
+            if self.engine is not None:
+                self.engine.clock = None
+
+    def _upscale(self, vol: Volume, row: ManifestRow) -> tuple[Volume, str, dict[str, object]]:
+        """One scan upscaled as the run asks: the output volume (in its output type), the header's
+        description, and the manifest values of the scan."""
+        config, engine, method = self.config, self.engine, self.method
+        factors = config.factors_for(vol)
+        if method == SELF_SUPERVISED:
+            sr, ssl = _self_supervised(vol, factors, config)
+            row.values.update(ssl)
+        elif config.adapt_steps and engine is not None:
+            sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
+            row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}")
+        else:
+            sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
+        what = f"srgan3d {method} x{_fmt(factors)}"
+        winfo = engine.weights if engine is not None else None
+        if winfo:
+            what += f" {winfo.name} {winfo.sha256[:12]}"
+        data, dtype_info = output_array(sr, config.dtype)
+        values: dict[str, object] = dict(
+            scale=_fmt(factors), input_shape=_fmt(vol.shape), output_shape=_fmt(sr.shape),
+            input_spacing_mm=_fmt(vol.spacing_mm), output_spacing_mm=_fmt(sr.spacing_mm),
+            orientation=vol.orientation, nonfinite_voxels=vol.meta.get("nonfinite_voxels", 0),
+            clipped_voxels=sr.meta.get("clipped_voxels", 0), **dtype_info,
+        )  # fmt: skip
+        values.pop("dtype_note")
+        return Volume(data, sr.affine, sr.meta), what, values
+
+    def _fail(self, row: ManifestRow, exc: BaseException, t0: float) -> None:
+        prev = self.previous.get(ledger_key(row.input))
         if prev is not None and prev.status in ("ok", "skipped") and prev.output and Path(prev.output).exists():
             row.values = dict(prev.values)  # the earlier output and its provenance still stand
             row.output = prev.output
@@ -476,9 +398,10 @@ def _run_batch(
         row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
         log.error("%s", exc)
 
-    def finish() -> None:
-        while pending:
-            fut, row, out, t0, values = pending[0]
+    def _finish(self) -> None:
+        """Every write under way waited for, its row made true and the manifest saved."""
+        while self.writes:
+            fut, row, out, t0, values = self.writes[0]
             try:
                 fut.result()
                 row.values.update(values)
@@ -486,64 +409,8 @@ def _run_batch(
                 row.values["date"] = datetime.now().isoformat(timespec="seconds")
                 row.values.pop("note", None)
                 row.status, row.error, row.output = "ok", "", str(out)
-            except errors as exc:
-                fail(row, exc, t0)
-            pending.pop(0)
-            save()
-            bar.update()
-
-    try:
-        reads = [reader.submit(src.read) for src, _, _ in todo[:1]]
-        if engine is not None and todo:
-            engine.warmup()  # first-call costs, once per process, while the first scan is read
-            engine.clock = clock
-        for i, (src, out, row) in enumerate(todo):
-            bar.set_postfix_str(src.name[-30:])
-            t0 = time.perf_counter()
-            if i + 1 < len(todo):
-                reads.append(reader.submit(todo[i + 1][0].read))
-            try:
-                vol = reads[i].result()
-                reads[i] = None  # type: ignore[call-overload]  # free the input early
-                factors = config.factors_for(vol)
-                if method == SELF_SUPERVISED:
-                    sr, ssl = _self_supervised(vol, factors, config)
-                    row.values.update(ssl)
-                elif config.adapt_steps and engine is not None:
-                    sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
-                    row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}")
-                else:
-                    sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
-                what = f"srgan3d {method} x{_fmt(factors)}"
-                if winfo:
-                    what += f" {winfo.name} {winfo.sha256[:12]}"
-                data, dtype_info = output_array(sr, config.dtype)
-                values = dict(
-                    scale=_fmt(factors), input_shape=_fmt(vol.shape), output_shape=_fmt(sr.shape),
-                    input_spacing_mm=_fmt(vol.spacing_mm), output_spacing_mm=_fmt(sr.spacing_mm),
-                    orientation=vol.orientation, nonfinite_voxels=vol.meta.get("nonfinite_voxels", 0),
-                    clipped_voxels=sr.meta.get("clipped_voxels", 0), **dtype_info,
-                )  # fmt: skip
-                values.pop("dtype_note")
-                del vol
-                finish()
-                out_vol = Volume(data, sr.affine, sr.meta)
-                pending.append((writer.submit(write_volume, out_vol, out, description=what, dtype=data.dtype),
-                                row, out, t0, values))  # fmt: skip
-                del sr, data, out_vol
-            except errors as exc:
-                fail(row, exc, t0)
-                finish()
-                save()
-                bar.update()
-        finish()
-    except BatchInterrupted:
-        # The scan being computed stays pending; the write under way completes (atomically).
-        reader.shutdown(wait=False, cancel_futures=True)
-        finish()
-        raise
-    finally:
-        reader.shutdown(wait=True, cancel_futures=True)
-        writer.shutdown(wait=True)
-        if engine is not None:
-            engine.clock = None
+            except self.ERRORS as exc:
+                self._fail(row, exc, t0)
+            self.writes.pop(0)
+            self.save()
+            self.bar.update()
