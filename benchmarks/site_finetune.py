@@ -26,8 +26,9 @@ from srgan3d.provenance import versions, write_text_atomic
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
 from srgan3d.sr.device import use_bf16
 from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, upscale_volume
+from srgan3d.sr.export import export_weights
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
-from srgan3d.sr.train import TrainConfig, export_weights, split_for_validation, train
+from srgan3d.sr.train import TrainConfig, split_for_validation, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,7 @@ _EXPORTS = {
     "train": "srgan3d.sr.train",
     "TrainResult": "srgan3d.sr.train",
     "upscale_through_plane": "srgan3d.sr.through_plane",
-    "export_weights": "srgan3d.sr.train",
+    "export_weights": "srgan3d.sr.export",
     "degrade_volume": "srgan3d.sr.degrade",
     # the response study
     "evaluate_cohort": "srgan3d.study.evaluation",

@@ -611,7 +611,7 @@ def export(
     ] = "last",
 ) -> None:
     """Write a run's generator (EMA) as weights plus its model card (.json and .md)."""
-    from srgan3d.sr.train import export_weights
+    from srgan3d.sr.export import export_weights
 
     path = export_weights(run_dir, output, use_ema=not raw, description=description, checkpoint=checkpoint)
     typer.echo(f"wrote {path} and its model card")

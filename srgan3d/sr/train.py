@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from srgan3d.io import read_volume
-from srgan3d.provenance import atomic_path, versions, write_text_atomic
+from srgan3d.provenance import atomic_path, write_text_atomic
 from srgan3d.sr.config import TrainConfig
 from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
 from srgan3d.sr.device import resolve_device, use_bf16
@@ -41,12 +41,9 @@ from srgan3d.sr.pairs import (
     predict_patch,
 )
 from srgan3d.sr.weights import (
-    SITE_KEY,
-    check_finite_state,
     find_weights,
     load_generator,
     non_finite_tensors,
-    save_weights,
     sha256_file,
 )
 from srgan3d.volume import Volume, crop_affine
@@ -502,13 +499,41 @@ def train(
     run = _setup(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     _restore(run, config, ckpt_path, resume=resume, init=init)
+    volumes, val_vols, split_note = _training_data(data, val, config)
+    # Reseeded from the step, so a resumed run draws fresh patches deterministically.
+    sampler = make_sampler(volumes, config, seed=config.seed * 100_003 + run.rank * 7 + run.step)
+    val_set = prepare_validation(val_vols, config) if run.main else []
+    if run.main:
+        val_names = [str(v.meta.get("source", "?")) for v in val_vols]
+        _write_run_record(run_dir, config, data, val_names, resume=resume, init=init, device=run.device,
+                          split=split_note)  # fmt: skip
+        if val_set and init is not None and not (resume and (run_dir / "init_validation.json").exists()):
+            # the model it starts from, on the same held-out part: what the fine-tune must beat
+            start = validate(run.gen_ema, val_set, run.device, amp=config.amp)
+            write_text_atomic(run_dir / "init_validation.json", json.dumps(start, indent=2) + "\n")
+    total = config.pretrain_steps + config.gan_steps
+    try:
+        last_val = _loop(run, config, sampler, val_set, run_dir, resume=resume, progress=progress)
+    finally:
+        if run.distributed:
+            torch.distributed.destroy_process_group()
+    if run.main:
+        write_text_atomic(run_dir / "last_validation.json", json.dumps({"step": run.step, **last_val}, indent=2) + "\n")
+    return TrainResult(step=run.step, validation=last_val, stopped_by_budget=run.step < total,
+                       validation_split=split_note or ("--val" if val else "none"))
+
+
+def _training_data(
+    data: Sequence[str | Path], val: Sequence[str | Path], config: TrainConfig
+) -> tuple[list[np.ndarray], list[Volume], str]:
+    """The training volumes, the validation volumes and how they were chosen: `val` as given, or
+    without it a held-out part of the user's own scans (`split_for_validation`)."""
     from srgan3d.discovery import find_scans
 
     min_shape = 4 * max(config.scale)
     train_data: list[str | Path | Volume] = list(data)
     val_vols = [read_volume(p) for p in val]
     split_note = ""
-    # without --val: validate on a held-out part of the user's own scans
     scans = [src.read() for src in find_scans(data)] if not val and data and config.holdout > 0 else []
     if scans and all(min(v.shape) >= min_shape for v in scans):
         kept, held, split_note = split_for_validation(scans, holdout=config.holdout,
@@ -521,17 +546,16 @@ def train(
         train_data, phantoms=config.phantoms, seed=config.seed, hr_scales=config.hr_scales,
         phantom_coarsening=config.phantom_coarsening, min_shape=min_shape,
     )  # fmt: skip
-    # Reseeded from the step, so a resumed run draws fresh patches deterministically.
-    sampler = make_sampler(volumes, config, seed=config.seed * 100_003 + run.rank * 7 + run.step)
-    val_set = prepare_validation(val_vols, config) if run.main else []
-    if run.main:
-        val_names = [str(v.meta.get("source", "?")) for v in val_vols]
-        _write_run_record(run_dir, config, data, val_names, resume=resume, init=init, device=run.device,
-                          split=split_note)  # fmt: skip
-        if val_set and init is not None and not (resume and (run_dir / "init_validation.json").exists()):
-            # the model it starts from, on the same held-out part: what the fine-tune must beat
-            start = validate(run.gen_ema, val_set, run.device, amp=config.amp)
-            write_text_atomic(run_dir / "init_validation.json", json.dumps(start, indent=2) + "\n")
+    return volumes, val_vols, split_note
+
+
+def _loop(
+    run: _Run, config: TrainConfig, sampler: PatchSampler, val_set: list[ValidationVolume], run_dir: Path, *,
+    resume: bool, progress: bool,
+) -> dict[str, float]:  # fmt: skip
+    """The steps up to the recipe's total or the `minutes` budget: the log row of each step,
+    validation and the best checkpoint every `val_every`, the checkpoint every
+    `checkpoint_every`. Returns the last validation metrics."""
     total = config.pretrain_steps + config.gan_steps
     log_path = run_dir / "log.csv"
     new_log = not log_path.exists() or not resume
@@ -549,7 +573,7 @@ def train(
         while run.step < total:
             losses = _step(run, config, sampler.sample(config.batch_size))
             bar.update(1)
-            row: dict[str, Any] = {
+            row: dict[str, str | int] = {
                 "step": run.step, "stage": "gan" if losses["gan"] else "pixel", "l1": f"{losses['l1']:.6f}",
                 "edge": f"{losses['edge']:.6f}", "g_adv": f"{losses['g_adv']:.5f}",
                 "d_loss": f"{losses['d_loss']:.5f}", "seconds": f"{time.perf_counter() - t0:.1f}",
@@ -563,11 +587,11 @@ def train(
                     best_psnr = last_val["psnr"]
                     _save_checkpoint(run_dir / "best.pt", run, config)
                     write_text_atomic(best_path, json.dumps({"step": run.step, **last_val}, indent=2) + "\n")
-            if writer:
+            if writer and log_file:
                 writer.writerow(row)
-                log_file.flush()  # type: ignore[union-attr]
+                log_file.flush()
             if run.main and (run.step % config.checkpoint_every == 0 or last):
-                _save_checkpoint(ckpt_path, run, config)
+                _save_checkpoint(run_dir / "checkpoint.pt", run, config)
             if last and run.step < total:
                 log.info("stopped at step %d of %d: the %g-minute budget is spent", run.step, total, config.minutes)
                 break
@@ -575,12 +599,7 @@ def train(
         bar.close()
         if log_file:
             log_file.close()
-        if run.distributed:
-            torch.distributed.destroy_process_group()
-    if run.main:
-        write_text_atomic(run_dir / "last_validation.json", json.dumps({"step": run.step, **last_val}, indent=2) + "\n")
-    return TrainResult(step=run.step, validation=last_val, stopped_by_budget=run.step < total,
-                       validation_split=split_note or ("--val" if val else "none"))
+    return last_val
 
 
 def _save_checkpoint(path: Path, run: _Run, config: TrainConfig) -> None:
@@ -603,126 +622,3 @@ def _save_checkpoint(path: Path, run: _Run, config: TrainConfig) -> None:
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-# --------------------------------------------------------------------------------------------
-# Export
-
-
-def export_weights(
-    run_dir: str | Path,
-    out: str | Path,
-    *,
-    use_ema: bool = True,
-    description: str = "",
-    training_data: Sequence[str] | None = None,
-    checkpoint: str = "last",
-) -> Path:
-    """Write a run's generator (EMA by default) as `out` (.pt state_dict) with its model card
-    (`.json` and a short `.md`): architecture, scale, data, recipe, steps, validation, sha256.
-
-    `checkpoint`: "last" (`checkpoint.pt`) or "best" (`best.pt`, the step with the highest mean
-    validation PSNR, kept by `train` whenever validation improves)."""
-    run_dir = Path(run_dir)
-    if checkpoint not in ("last", "best"):
-        raise ValueError(f"checkpoint must be 'last' or 'best', not {checkpoint!r}")
-    ckpt = run_dir / ("checkpoint.pt" if checkpoint == "last" else "best.pt")
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint (best.pt exists only for runs with --val)")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    config = TrainConfig.from_dict(json.loads(state["config_json"]))
-    params = state["params_ema" if use_ema else "params"]
-    check_finite_state(params, ckpt, what="its generator weights")
-    model = Generator(config.generator)
-    model.load_state_dict(params)
-    run_info = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else {}
-    val_path = run_dir / ("last_validation.json" if checkpoint == "last" else "best.json")
-    validation = json.loads(val_path.read_text()) if val_path.exists() else {}
-    init_path = run_dir / "init_validation.json"
-    site = _site_heldout(validation, json.loads(init_path.read_text()) if init_path.exists() else None, run_info)
-    card = {
-        "description": description,
-        "scale": list(config.scale),
-        "stage": "gan" if config.gan_steps > 0 else ("pixel (L1 + gradient)" if config.edge_weight else "pixel (L1)")
-        + (", loss on the data-consistent output" if config.dc_loss else ""),
-        "parameters": "EMA" if use_ema else "raw",
-        "training_precision": run_info.get("precision", "not recorded"),
-        "steps": int(state["step"]),
-        "checkpoint": checkpoint,
-        "recipe": config.to_dict(),
-        "training_data": list(training_data or run_info.get("data", [])),
-        "initialised_from": run_info.get("init"),
-        "validation_data": run_info.get("val", []),
-        "validation": validation,
-        "versions": versions(),
-    }
-    if site is not None:
-        card[SITE_KEY] = site
-    path = save_weights(model, out, card)
-    full = json.loads(path.with_suffix(".json").read_text())
-    md = [
-        f"# {path.stem}",
-        "",
-        description or "Generator weights trained by srgan3d.",
-        "",
-        f"- Scale: {tuple(config.scale)}; skip: {config.skip}; stage: {card['stage']}; {card['steps']} steps; "
-        f"generator trained in {card['training_precision']} (discriminator and losses in fp32).",
-        f"- Architecture: {json.dumps(full['generator'])}",
-        f"- Training data: {', '.join(card['training_data']) or 'none'} (at 1/{', 1/'.join(map(str, config.hr_scales))} "
-        f"of their resolution); phantoms: {config.phantoms} (grids up to {config.phantom_coarsening}x coarser)",
-        *(
-            [
-                f"- Fine-tuned from: {card['initialised_from']['name']} (sha256 {card['initialised_from']['sha256']})"
-            ]
-            if card["initialised_from"]
-            else []
-        ),
-        f"- Validation data (held out): {', '.join(card['validation_data']) or 'none'}",
-        f"- Validation at step {card['steps']} (central crops, 2x k-space degradation, foreground PSNR dB):",
-        *_validation_lines(validation),
-        *([f"- Held-out part of the site's scans ({site['split']}): {site['psnr_db']:.2f} dB, "
-           f"{site['gain_vs_sinc_db']:+.2f} dB over zero-filled k-space, {site['gain_vs_init_db']:+.2f} dB over the "
-           f"weights it started from; SSIM {site['ssim']:.4f} (zero-fill {site['ssim_sinc']:.4f}, start "
-           f"{site['ssim_init']:.4f}). `--method auto` uses these weights only if both gains are positive."]
-          if site else []),
-        f"- sha256: {full['sha256']}",
-        "",
-    ]
-    write_text_atomic(path.with_suffix(".md"), "\n".join(md))
-    return path
-
-
-def _site_heldout(
-    validation: dict[str, Any], start: dict[str, Any] | None, run_info: dict[str, Any]
-) -> dict[str, Any] | None:
-    """A fine-tune's held-out result for its model card: on the part of the user's scans that no
-    training patch touched (`split_for_validation`, or --val), the exported checkpoint's PSNR/SSIM
-    against zero-filled k-space and against the weights it started from (None when the run did
-    not start from weights or has no validation)."""
-    if not validation or start is None or "psnr" not in validation:
-        return None
-    return {
-        "split": run_info.get("validation_split", ""),
-        "volumes": run_info.get("val", []),
-        "psnr_db": round(float(validation["psnr"]), 4),
-        "psnr_sinc_db": round(float(validation["psnr_sinc"]), 4),
-        "psnr_init_db": round(float(start["psnr"]), 4),
-        "ssim": round(float(validation["ssim"]), 5),
-        "ssim_sinc": round(float(validation["ssim_sinc"]), 5),
-        "ssim_init": round(float(start["ssim"]), 5),
-        "gain_vs_sinc_db": round(float(validation["psnr"] - validation["psnr_sinc"]), 4),
-        "gain_vs_init_db": round(float(validation["psnr"] - start["psnr"]), 4),
-        "protocol": "central crops of the held-out part, 2x grid-consistent k-space truncation, foreground PSNR",
-    }
-
-
-def _validation_lines(validation: dict[str, Any]) -> list[str]:
-    names = [k[5:-1] for k in validation if k.startswith("psnr[")]
-    if not names:  # older runs recorded only the means
-        return [f"  - mean over the volumes: {json.dumps(validation)}"] if validation else ["  - none"]
-    return [
-        f"  - {n}: this model {validation[f'psnr[{n}]']:.2f}, zero-filled k-space "
-        f"{validation.get(f'psnr_sinc[{n}]', float('nan')):.2f}, tricubic "
-        f"{validation.get(f'psnr_tricubic[{n}]', float('nan')):.2f}"
-        for n in names
-    ]

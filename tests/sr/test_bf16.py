@@ -21,9 +21,10 @@ from srgan3d.cli import app
 from srgan3d.io import write_volume
 from srgan3d.sr import train as train_module
 from srgan3d.sr.engine import GeneratorEngine, IntensityScaling
+from srgan3d.sr.export import export_weights
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.synthetic import make_phantom
-from srgan3d.sr.train import NonFiniteError, TrainConfig, export_weights, train
+from srgan3d.sr.train import NonFiniteError, TrainConfig, train
 from srgan3d.sr.weights import WeightsError, load_generator, non_finite_tensors, save_weights
 
 TINY = dict(channels=8, n_blocks=1, upsample_channels=8, patch_size=8, batch_size=2, val_crop=16, phantoms=1)

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from srgan3d.cli import app
 from srgan3d.io import write_volume
+from srgan3d.sr.export import export_weights
 from srgan3d.sr.pairs import gradient_loss
 from srgan3d.sr.synthetic import make_phantom
-from srgan3d.sr.train import TrainConfig, export_weights, load_training_volumes, make_sampler, train
+from srgan3d.sr.train import TrainConfig, load_training_volumes, make_sampler, train
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.sr.weights import load_generator
 
