@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import platform
 import resource
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -146,49 +147,86 @@ def _model(config: BenchmarkConfig) -> Generator:
     return model
 
 
-def _settings(windows: Sequence[int], batches: Sequence[int], cuda: bool) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class BenchSetting:
+    """One setting of the sweep: the engine's window (0: whole volume or from memory) and batch,
+    precision, torch.compile, memory format and cuDNN autotuning."""
+
+    window: int
+    batch: int
+    precision: str  # fp32, tf32, bf16, fp16
+    compile: bool = False
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+
+
+@dataclass
+class BenchRow:
+    """One measured row: the setting (its window as run, per axis), the untimed warm-up, the
+    median compute time and peak memory, the throughput and the fraction of the matmul peak; or
+    the error that stopped it (CUDA out of memory)."""
+
+    setting: BenchSetting
+    window: list[int]
+    warmup_s: float | None = None
+    compute_s: float | None = None
+    peak_memory_gb: float | None = None
+    lr_voxels_per_s: float | None = None
+    hr_voxels_per_s: float | None = None
+    achieved_tflops: float | None = None
+    fraction_of_peak: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as results JSON holds it: the setting's fields beside the measurements (the
+        ones not taken left out)."""
+        d = {**asdict(self.setting), "window": self.window}
+        d.update({k: v for k, v in asdict(self).items() if k not in ("setting", "window") and v is not None})
+        return d
+
+
+def _settings(windows: Sequence[int], batches: Sequence[int], cuda: bool) -> list[BenchSetting]:
     """The sweep: the default setting of the device over windows and batches, then one change at a
     time. The CPU default is what `srgan3d upscale` uses there: bf16 with bf16 matrix units
     (fp32 otherwise) and channels_last_3d."""
     cpu_precision = "bf16" if use_bf16(torch.device("cpu"), True) else "fp32"
-    base = {"precision": "bf16" if cuda else cpu_precision, "compile": False, "channels_last": not cuda,
-            "cudnn_benchmark": False}  # fmt: skip
-    settings = [{**base, "window": w, "batch": b} for w in windows for b in batches]
+    base = BenchSetting(window=0, batch=1, precision="bf16" if cuda else cpu_precision, channels_last=not cuda)
+    settings = [replace(base, window=w, batch=b) for w in windows for b in batches]
     if not cuda:
-        auto = {**base, "window": windows[0], "batch": batches[0]}
-        settings.append({**auto, "channels_last": False})
+        auto = replace(base, window=windows[0], batch=batches[0])
+        settings.append(replace(auto, channels_last=False))
         if cpu_precision == "bf16":
-            settings.append({**auto, "precision": "fp32"})
+            settings.append(replace(auto, precision="fp32"))
     if cuda:
-        auto = {**base, "window": 0, "batch": 1}
-        settings += [{**auto, "precision": p} for p in ("fp32", "tf32", "fp16")]
-        settings += [{**auto, "compile": True}, {**auto, "channels_last": True}, {**auto, "cudnn_benchmark": True}]
+        auto = replace(base, window=0, batch=1)
+        settings += [replace(auto, precision=p) for p in ("fp32", "tf32", "fp16")]
+        settings += [replace(auto, compile=True), replace(auto, channels_last=True), replace(auto, cudnn_benchmark=True)]
     return settings
 
 
 def _time_setting(
-    s: dict[str, Any], model: Generator, x: np.ndarray, config: BenchmarkConfig, device: torch.device
-) -> dict[str, Any]:
+    s: BenchSetting, model: Generator, x: np.ndarray, config: BenchmarkConfig, device: torch.device
+) -> BenchRow:
     """One row of the sweep: the network over `x` (windows and stitching included)."""
     cuda = device.type == "cuda"
     engine = GeneratorEngine(
-        model, device=device, amp=s["precision"] in ("bf16", "fp16"), channels_last=s["channels_last"],
-        cudnn_benchmark=s["cudnn_benchmark"], sw_batch_size=s["batch"],
+        model, device=device, amp=s.precision in ("bf16", "fp16"), channels_last=s.channels_last,
+        cudnn_benchmark=s.cudnn_benchmark, sw_batch_size=s.batch,
     )  # fmt: skip
-    if s["precision"] == "fp16":
+    if s.precision == "fp16":
         engine.amp_dtype = torch.float16
-    if s["window"]:
-        engine.window = tuple(min(s["window"], n) for n in config.shape)
+    if s.window:
+        engine.window = tuple(min(s.window, n) for n in config.shape)
     window = engine.window or choose_window(config.shape, max_voxels=engine.max_window_voxels, overlap=engine.overlap)
     window = tuple(min(int(w), n) for w, n in zip(window, config.shape, strict=True))
-    row: dict[str, Any] = {**s, "window": list(window)}
+    row = BenchRow(setting=s, window=list(window))
     eager = engine.model
     tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = s["precision"] == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = s.precision == "tf32"
     cudnn_before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = s["cudnn_benchmark"]
+    torch.backends.cudnn.benchmark = s.cudnn_benchmark
     try:
-        if s["compile"]:
+        if s.compile:
             engine.model = torch.compile(engine.model, dynamic=False)  # type: ignore[assignment]
         # Untimed warm-up through the same path (windows of the timed shape, stitched, or the
         # whole volume): kernels, autotuning, compilation and the windowing import are first-call
@@ -198,18 +236,19 @@ def _time_setting(
         t0 = time.perf_counter()
         engine.run_network(np.ascontiguousarray(x[: crop[0], : crop[1], : crop[2]]))
         _sync(device)
-        row["warmup_s"] = time.perf_counter() - t0
+        row.warmup_s = time.perf_counter() - t0
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
         sec = _median_seconds(functools.partial(engine.run_network, x), device, config.repeats, warmup=False)
     except torch.OutOfMemoryError:
-        return {**row, "error": "CUDA out of memory"}
+        row.error = "CUDA out of memory"
+        return row
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
         torch.backends.cudnn.benchmark = cudnn_before
         engine.model = eager
-    row["compute_s"] = sec
-    row["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1024**3 if cuda else _peak_rss_gb()
+    row.compute_s = sec
+    row.peak_memory_gb = torch.cuda.max_memory_allocated(device) / 1024**3 if cuda else _peak_rss_gb()
     return row
 
 
@@ -283,8 +322,6 @@ def _folder(n: int, shape: Sequence[int], weights: str, config: BenchmarkConfig,
 
 def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[str, Any]:
     """Run the measurements; returns a JSON-ready dict with `rows` and a markdown `table`."""
-    from tqdm.auto import tqdm
-
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     if cuda and config.memory_gb:
@@ -294,99 +331,116 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
     model = _model(config)
     gcfg = model.config
     scale = tuple(gcfg.scale)
-    n_lr = int(np.prod(config.shape))
-    n_hr = n_lr * int(np.prod(scale))
-    flops_lr = flops_per_input_voxel(gcfg)
     x = (vol.data - vol.data.mean()) / (vol.data.std() + 1e-6)
-
     # Cold: the first volume this process sends through an engine, before anything else warms up.
     t0 = time.perf_counter()
     GeneratorEngine(model, device=device).run(x)
     _sync(device)
     first_call_s = time.perf_counter() - t0
-
     peaks = {"fp32": matmul_peak_tflops(device, torch.float32)}
     if cuda:
         peaks["tf32"] = matmul_peak_tflops(device, torch.float32, tf32=True)
     if use_bf16(device, True):  # elsewhere bf16 is emulated: no peak worth the name
         peaks["bf16"] = matmul_peak_tflops(device, torch.bfloat16)
-
-    windows = config.windows or ((64, 96, 128, 0) if cuda else (0,))
-    batches = config.batches or ((1, 2, 4) if cuda else (1,))
-    rows = []
-    for s in tqdm(_settings(windows, batches, cuda), desc="benchmark", unit="setting", disable=not progress):
-        row = _time_setting(s, model, x, config, device)
-        if "compute_s" in row:
-            sec = row["compute_s"]
-            achieved = flops_lr * n_lr / sec / 1e12
-            key = s["precision"] if s["precision"] in peaks else ("bf16" if s["precision"] == "fp16" else "fp32")
-            row.update(lr_voxels_per_s=n_lr / sec, hr_voxels_per_s=n_hr / sec, achieved_tflops=achieved,
-                       fraction_of_peak=achieved / peaks[key])  # fmt: skip
-        rows.append(row)
-
-    # The floor: trilinear interpolation of the same volume (scipy on CPU, torch on CUDA).
-    if cuda:
-        t = torch.from_numpy(vol.data).to(device)[None, None]
-        floor_s = _median_seconds(
-            lambda: torch.nn.functional.interpolate(t, scale_factor=scale, mode="trilinear", align_corners=False),
-            device, config.repeats, warmup=True,
-        )  # fmt: skip
-    else:
-        from srgan3d.sr.degrade import spline_upsample
-
-        floor_s = _median_seconds(lambda: spline_upsample(vol.data, scale, order=1), device, 1, warmup=False)
-
-    e2e: dict[str, Any] | None = None
-    stages: dict[str, float] | None = None
-    folder: dict[str, Any] | None = None
-    n_folder = config.folder if config.folder is not None else (20 if cuda else 0)
-    if config.end_to_end or n_folder:
-        with tempfile.TemporaryDirectory(prefix="srgan3d-bench-") as tmpdir:
-            tmp = Path(tmpdir)
-            name = config.weights
-            if name is None:
-                from srgan3d.sr.weights import save_weights
-
-                card = {"description": "untrained, for timing"}
-                name = str(save_weights(model, tmp / "weights" / "bench.pt", card=card))
-            if config.end_to_end:
-                default_engine = GeneratorEngine(model, device=device)
-                stages = _stages(default_engine, vol, tmp)
-                e2e = _end_to_end(vol, name, config, tmp)
-                # The whole job (read, network, k-space, write) against the matmul peak of the
-                # precision `srgan3d upscale` runs in: how close to the hardware a user gets.
-                peak = peaks.get(default_engine.precision, peaks["fp32"])
-                e2e["precision"] = default_engine.precision
-                e2e["generator_tflop"] = flops_lr * n_lr / 1e12
-                for k in ("first.nii.gz", "warm.nii.gz"):
-                    e2e[f"fraction_of_peak[{k}]"] = flops_lr * n_lr / e2e[k] / 1e12 / peak
-            if n_folder:
-                folder = _folder(n_folder, config.folder_shape or config.shape, name, config, tmp)
-
-    best = min((r for r in rows if "compute_s" in r), key=lambda r: r["compute_s"])
+    rows = _sweep(model, x, config, device, peaks, progress=progress)
+    stages, e2e, folder = _runs_through_files(model, vol, config, device, peaks)
+    best = min((r for r in rows if r.compute_s is not None), key=lambda r: r.compute_s or math.inf)
     result = {
         "date": date.today().isoformat(),
-        "device": torch.cuda.get_device_name(device)
-        if cuda
-        else f"cpu: {platform.processor() or platform.machine()}",
+        "device": torch.cuda.get_device_name(device) if cuda else f"cpu: {platform.processor() or platform.machine()}",
         "torch_threads": torch.get_num_threads(),
         "input_shape": list(config.shape),
         "output_shape": [n * s for n, s in zip(config.shape, scale, strict=True)],
         "generator": gcfg.to_dict(),
-        "flops_per_output_voxel": flops_lr / int(np.prod(scale)),
+        "flops_per_output_voxel": flops_per_input_voxel(gcfg) / int(np.prod(scale)),
         "matmul_peak_tflops": peaks,
         "first_call_s": first_call_s,
-        "rows": rows,
-        "best": best,
-        "trilinear_s": floor_s,
+        "rows": [r.to_dict() for r in rows],
+        "best": best.to_dict(),
+        "trilinear_s": _trilinear_seconds(vol, scale, device, config.repeats),
         "stages_s": stages,
         "end_to_end": e2e,
         "folder": folder,
         "config": asdict(config),
         "versions": versions(),
-    }
+    }  # fmt: skip
     result["table"] = markdown_table(result)
     return result
+
+
+def _sweep(
+    model: Generator, x: np.ndarray, config: BenchmarkConfig, device: torch.device, peaks: dict[str, float], *,
+    progress: bool,
+) -> list[BenchRow]:  # fmt: skip
+    """Every setting of the sweep timed, with its throughput and fraction of the matmul peak."""
+    from tqdm.auto import tqdm
+
+    cuda = device.type == "cuda"
+    n_lr = int(np.prod(config.shape))
+    n_hr = n_lr * int(np.prod(model.config.scale))
+    flops_lr = flops_per_input_voxel(model.config)
+    windows = config.windows or ((64, 96, 128, 0) if cuda else (0,))
+    batches = config.batches or ((1, 2, 4) if cuda else (1,))
+    rows = []
+    for s in tqdm(_settings(windows, batches, cuda), desc="benchmark", unit="setting", disable=not progress):
+        row = _time_setting(s, model, x, config, device)
+        if row.compute_s is not None:
+            sec = row.compute_s
+            achieved = flops_lr * n_lr / sec / 1e12
+            key = s.precision if s.precision in peaks else ("bf16" if s.precision == "fp16" else "fp32")
+            row.lr_voxels_per_s, row.hr_voxels_per_s = n_lr / sec, n_hr / sec
+            row.achieved_tflops, row.fraction_of_peak = achieved, achieved / peaks[key]
+        rows.append(row)
+    return rows
+
+
+def _trilinear_seconds(vol: Volume, scale: tuple[int, ...], device: torch.device, repeats: int) -> float:
+    """The floor: trilinear interpolation of the same volume (scipy on CPU, torch on CUDA)."""
+    if device.type == "cuda":
+        t = torch.from_numpy(vol.data).to(device)[None, None]
+        return _median_seconds(
+            lambda: torch.nn.functional.interpolate(t, scale_factor=scale, mode="trilinear", align_corners=False),
+            device, repeats, warmup=True,
+        )  # fmt: skip
+    from srgan3d.sr.degrade import spline_upsample
+
+    return _median_seconds(lambda: spline_upsample(vol.data, scale, order=1), device, 1, warmup=False)
+
+
+def _runs_through_files(
+    model: Generator, vol: Volume, config: BenchmarkConfig, device: torch.device, peaks: dict[str, float]
+) -> tuple[dict[str, float] | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """The stages of one warm volume, `upscale_files` end to end on one scan, and a folder of
+    scans (each when the config asks for it)."""
+    cuda = device.type == "cuda"
+    e2e: dict[str, Any] | None = None
+    stages: dict[str, float] | None = None
+    folder: dict[str, Any] | None = None
+    n_folder = config.folder if config.folder is not None else (20 if cuda else 0)
+    if not (config.end_to_end or n_folder):
+        return stages, e2e, folder
+    flops = flops_per_input_voxel(model.config) * int(np.prod(config.shape))
+    with tempfile.TemporaryDirectory(prefix="srgan3d-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        name = config.weights
+        if name is None:
+            from srgan3d.sr.weights import save_weights
+
+            name = str(save_weights(model, tmp / "weights" / "bench.pt", card={"description": "untrained, for timing"}))
+        if config.end_to_end:
+            default_engine = GeneratorEngine(model, device=device)
+            stages = _stages(default_engine, vol, tmp)
+            e2e = _end_to_end(vol, name, config, tmp)
+            # The whole job (read, network, k-space, write) against the matmul peak of the
+            # precision `srgan3d upscale` runs in: how close to the hardware a user gets.
+            peak = peaks.get(default_engine.precision, peaks["fp32"])
+            e2e["precision"] = default_engine.precision
+            e2e["generator_tflop"] = flops / 1e12
+            for k in ("first.nii.gz", "warm.nii.gz"):
+                e2e[f"fraction_of_peak[{k}]"] = flops / e2e[k] / 1e12 / peak
+        if n_folder:
+            folder = _folder(n_folder, config.folder_shape or config.shape, name, config, tmp)
+    return stages, e2e, folder
 
 
 def markdown_table(result: dict[str, Any]) -> str:
