@@ -20,7 +20,8 @@ from datetime import date
 
 import torch
 
-from srgan3d.provenance import versions, write_text_atomic
+from srgan3d.atomic import write_text_atomic
+from srgan3d.provenance import versions
 from srgan3d.sr.device import cpu_has_bf16_units
 from srgan3d.sr.nets import Generator, GeneratorConfig
 

@@ -50,8 +50,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume
-from srgan3d.provenance import versions, write_text_atomic
+from srgan3d.provenance import versions
 from srgan3d.sr.adapt import adapt_generator
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
 from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, upscale_volume

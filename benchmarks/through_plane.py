@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume
-from srgan3d.provenance import versions, write_text_atomic
+from srgan3d.provenance import versions
 from srgan3d.sr.degrade import sinc_upsample, spline_upsample
 from srgan3d.sr.device import use_bf16
 from srgan3d.sr.engine import IntensityScaling

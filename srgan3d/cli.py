@@ -251,7 +251,7 @@ def benchmark(
     the stages of one volume, end to end, a folder run, and trilinear as the floor."""
     import json
 
-    from srgan3d.provenance import write_text_atomic
+    from srgan3d.atomic import write_text_atomic
     from srgan3d.sr.bench import BenchmarkConfig, run_benchmark
 
     def ints(text: str | None) -> tuple[int, ...] | None:

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume, write_volume
-from srgan3d.provenance import versions, write_text_atomic
+from srgan3d.provenance import versions
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
 from srgan3d.sr.methods import resolve_method_and_weights
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim

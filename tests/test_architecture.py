@@ -75,7 +75,7 @@ def test_the_wings_keep_their_doors():
             doors = {"srgan3d.sr.engine", "srgan3d.sr.methods"} | ({"srgan3d.sr.synthetic", "srgan3d.sr.degrade"}
                                              if mod == "srgan3d.study.synthetic" else set())  # fmt: skip
             assert into_sr <= doors, f"{mod} enters the SR wing other than by the engine: {into_sr}"
-        if mod in ("srgan3d.volume", "srgan3d.provenance", "srgan3d.discovery") or mod.startswith("srgan3d.io"):
+        if mod in ("srgan3d.volume", "srgan3d.provenance", "srgan3d.atomic", "srgan3d.discovery") or mod.startswith("srgan3d.io"):
             assert not [d for d in deps if d.startswith(("srgan3d.sr", "srgan3d.study"))], f"{mod} (hall) imports a wing"
 
 
@@ -182,7 +182,7 @@ def test_the_report_renders_results_and_imports_no_fitting_module():
     model descriptors live in `srgan3d.study.results`, so the report needs nothing that fits."""
     graph = import_graph()
     fitting = {"srgan3d.study.modeling", "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.deep",
-               "srgan3d.study.secondary", "srgan3d.study.evaluation", "srgan3d.study.radiomics", "srgan3d.study.firth",
+               "srgan3d.study.regions", "srgan3d.study.comparators", "srgan3d.study.nomogram", "srgan3d.study.evaluation", "srgan3d.study.radiomics", "srgan3d.study.firth",
                "srgan3d.study.radscore", "srgan3d.study.logistic", "srgan3d.study.validation", "srgan3d.study.readers",
                "srgan3d.study.agreement", "srgan3d.study.cohort", "srgan3d.study.feature_tables"}
     report = [m for m in graph if m.startswith("srgan3d.study.report")]

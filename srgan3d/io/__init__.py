@@ -12,11 +12,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from srgan3d.atomic import atomic_path
 from srgan3d.io.dicom import read_dicom_series
 from srgan3d.io.formats import is_dicom_candidate, is_itk, is_nifti
 from srgan3d.io.itk import read_itk, split_segment
 from srgan3d.io.nifti import gzip_threads, read_nifti, save_nifti
-from srgan3d.provenance import atomic_path
 from srgan3d.volume import Volume, VolumeError
 
 __all__ = ["read_volume", "write_volume", "output_array", "check_dtype_policy", "split_segment",

@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from srgan3d.sr.config import Degradation
+from srgan3d.sr.losses import gradient_loss
 from srgan3d.sr.nets import Generator
-from srgan3d.sr.pairs import Degradation, PatchSampler, gradient_loss, interior, predict_patch
+from srgan3d.sr.pairs import PatchSampler, interior, predict_patch
 from srgan3d.volume import Volume
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from srgan3d.provenance import versions, write_text_atomic
+from srgan3d.atomic import write_text_atomic
+from srgan3d.provenance import versions
 from srgan3d.sr.config import TrainConfig
 from srgan3d.sr.nets import Generator
 from srgan3d.sr.weights import SITE_KEY, check_finite_state, save_weights

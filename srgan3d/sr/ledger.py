@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srgan3d.atomic import write_csv_atomic
 from srgan3d.discovery import ScanSource
-from srgan3d.provenance import write_csv_atomic
 from srgan3d.sr.config import UpscaleConfig
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Training pairs: low-resolution copies of high-resolution volumes and random patches of them.
+"""Training pairs: low-resolution copies of high-resolution volumes and random patches of them
+(the losses are in `srgan3d.sr.losses`).
 
 Shared by training (`srgan3d.sr.train`) and per-scan adaptation (`srgan3d.sr.adapt`), so both
 degrade, normalise, pick foreground patches and augment the same way.
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from srgan3d.sr.config import Degradation
@@ -124,15 +124,6 @@ class PatchSampler:
                     out = [t.transpose(2 + a, 2 + b) if t is not None else None for t in out]
         lr_t, hr_t, base_t = (t.contiguous() if t is not None else None for t in out)
         return lr_t, hr_t, base_t  # type: ignore[return-value]
-
-
-def gradient_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """L1 distance between finite-difference gradients along the three spatial axes."""
-    total = sr.new_zeros(())
-    for dim in (2, 3, 4):
-        if sr.shape[dim] > 1:
-            total = total + F.l1_loss(torch.diff(sr, dim=dim), torch.diff(hr, dim=dim))
-    return total / 3
 
 
 def predict_patch(

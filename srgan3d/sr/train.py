@@ -25,17 +25,17 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from srgan3d.atomic import atomic_path, write_text_atomic
 from srgan3d.io import read_volume
-from srgan3d.provenance import atomic_path, write_text_atomic
 from srgan3d.sr.config import TrainConfig
 from srgan3d.sr.degrade import crop_to_multiple, degrade_array, sinc_upsample, spline_upsample
 from srgan3d.sr.device import resolve_device, use_bf16
 from srgan3d.sr.engine import GeneratorEngine, IntensityScaling
+from srgan3d.sr.losses import bce, gradient_loss
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.nets import Generator, PatchDiscriminator
 from srgan3d.sr.pairs import (
     PatchSampler,
-    gradient_loss,
     interior,
     load_volumes_at_scales,
     predict_patch,
@@ -104,10 +104,6 @@ def load_training_volumes(
 
 def make_sampler(volumes: Sequence[np.ndarray], config: TrainConfig, *, seed: int) -> PatchSampler:
     return PatchSampler(volumes, config.degradation, patch_size=config.patch_size, seed=seed, transpose=config.transpose)
-
-
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 class NonFiniteError(RuntimeError):
@@ -443,7 +439,7 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
     if gan:
         real_pred = _discriminate(run, hr_i).detach()
         fake_pred = _discriminate(run, sr_i)
-        g_adv = 0.5 * (_bce(real_pred - fake_pred.mean(), 0.0) + _bce(fake_pred - real_pred.mean(), 1.0))
+        g_adv = 0.5 * (bce(real_pred - fake_pred.mean(), 0.0) + bce(fake_pred - real_pred.mean(), 1.0))
         check(g_adv, "generator's adversarial loss")
         loss = loss + config.adv_weight * g_adv
     loss.backward()
@@ -457,7 +453,7 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
         run.opt_d.zero_grad(set_to_none=True)
         real_pred = _discriminate(run, hr_i)
         fake_pred = _discriminate(run, sr_i.detach())
-        d_loss = 0.5 * (_bce(real_pred - fake_pred.mean(), 1.0) + _bce(fake_pred - real_pred.mean(), 0.0))
+        d_loss = 0.5 * (bce(real_pred - fake_pred.mean(), 1.0) + bce(fake_pred - real_pred.mean(), 0.0))
         check(d_loss, "discriminator loss")
         d_loss.backward()
         check(_grads(run.disc), "discriminator's gradient")

@@ -21,9 +21,10 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 from tqdm.auto import tqdm
 
+from srgan3d.atomic import remove_stale_temps
 from srgan3d.discovery import ScanSource, find_scans
 from srgan3d.io import output_array, write_volume
-from srgan3d.provenance import remove_stale_temps, versions
+from srgan3d.provenance import versions
 from srgan3d.sr.config import SELF_SUPERVISED, UpscaleConfig
 from srgan3d.sr.device import resolve_device
 from srgan3d.sr.engine import GeneratorEngine, StageClock, axes_for_generator, upscale_volume

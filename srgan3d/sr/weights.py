@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srgan3d.provenance import atomic_path, write_text_atomic
+from srgan3d.atomic import atomic_path, write_text_atomic
 from srgan3d.sr import DEFAULT_WEIGHTS
 from srgan3d.sr.nets import Generator, GeneratorConfig
 

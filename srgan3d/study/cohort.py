@@ -224,6 +224,23 @@ def _affine_difference(mask_affine: np.ndarray, image_affine: np.ndarray) -> str
     )
 
 
+#: Columns of a cohort table that are not clinical variables: files, labels, sets, the
+#: response-measurement columns, the synthetic cohort's truth images.
+NOT_CLINICAL = {
+    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "image_2", "label", "set",
+    "baseline_viable_mm",
+    "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
+}  # fmt: skip
+
+
+def summary_columns(columns: Sequence[str]) -> list[str]:
+    """The clinical columns of a cohort table, for the cohort's summary table: not files, labels,
+    sets, readers' reads, survival endpoints (``*_time``/``*_event``) or the synthetic cohort's
+    truths (``true_*``)."""
+    return [c for c in columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))
+            and not READ_COLUMN.match(c) and not c.endswith(("_time", "_event"))]  # fmt: skip
+
+
 def read_cohort(
     path: str | Path,
     *,

@@ -19,13 +19,22 @@ import torch
 from scipy import ndimage
 
 from srgan3d.study.config import DeepConfig
-from srgan3d.study.results import TRAIN, DeepModelResult, DeepResult, learning_verdict, tested_sets
+from srgan3d.study.results import LEARNED_AUC_FLOOR, TRAIN, DeepModelResult, DeepResult, tested_sets
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
 
 
 
+
+
+def learning_verdict(train_auc: float, best_epoch: int) -> str | None:
+    """None when the model learned; otherwise why it did not, in words for the report."""
+    if not train_auc >= LEARNED_AUC_FLOOR:
+        return f"training AUC {train_auc:.2f} is below the floor of {LEARNED_AUC_FLOOR:.2f}"
+    if best_epoch <= 1:
+        return "its inner-validation loss never improved after the first epoch"
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume
-from srgan3d.provenance import versions, write_text_atomic
+from srgan3d.provenance import versions
 from srgan3d.study import stats
 from srgan3d.study.agreement import reader_agreement
-from srgan3d.study.cohort import MIN_PER_CLASS, READ_COLUMN, Cohort, make_split, read_cohort
+from srgan3d.study.cohort import MIN_PER_CLASS, Cohort, make_split, read_cohort, summary_columns
+from srgan3d.study.comparators import compare_staging
 from srgan3d.study.config import PARAMS_DIR, DeepConfig, ModelingConfig, RadiomicsConfig
 from srgan3d.study.feature_tables import check_same_features, read_feature_table
 from srgan3d.study.modeling import (
@@ -26,7 +28,9 @@ from srgan3d.study.modeling import (
     run_modeling,
     set_metrics,
 )
+from srgan3d.study.nomogram import nomogram
 from srgan3d.study.radiomics import FeatureTables, crop, extract_cohort, sr_images
+from srgan3d.study.regions import region_models
 from srgan3d.study.report import write_report
 from srgan3d.study.result_base import rows_of
 from srgan3d.study.results import (
@@ -57,7 +61,6 @@ from srgan3d.study.results import (
     SurvivalResult,
     tested_sets,
 )
-from srgan3d.study.secondary import compare_staging, nomogram, region_models
 from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
 from srgan3d.study.validation import out_of_fold
@@ -65,11 +68,6 @@ from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
 
-NOT_CLINICAL = {
-    "patient_id", "image", "mask", "response", "image_sr", "mask_sr", "liver_mask", "image_2", "label", "set",
-    "baseline_viable_mm",
-    "followup_viable_mm", "new_lesion", "truth_hr", "truth_hr_mask",
-}  # fmt: skip
 
 
 def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, picks: list[tuple[str, str]]) -> tuple[Example, ...]:
@@ -391,10 +389,7 @@ def _study_result(
 
 
 def _summary_columns(data: _StudyData) -> list[str]:
-    """The cohort table's clinical columns for the summary table (not images, labels, reads,
-    survival endpoints or the synthetic cohort's truths)."""
-    return [c for c in data.cohort.table.columns if c not in NOT_CLINICAL and not c.startswith(("true_", "reader_"))
-            and not READ_COLUMN.match(c) and not c.endswith(("_time", "_event"))]  # fmt: skip
+    return summary_columns(data.cohort.table.columns)
 
 
 def _absent(options: _Options, data: _StudyData, res: ModelingResult) -> dict[str, str]:

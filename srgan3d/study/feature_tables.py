@@ -176,7 +176,7 @@ def check_same_features(pre: FeatureTable, post: FeatureTable) -> None:
 def write_batch_layout(features: pd.DataFrame, cohort: pd.DataFrame, path: str | Path) -> Path:
     """Write `features` (index patient_id) in pyradiomics' batch layout (Image, Mask,
     diagnostics_*, then the features, full precision), matched to the cohort's image/mask."""
-    from srgan3d.provenance import write_text_atomic
+    from srgan3d.atomic import write_text_atomic
 
     rows = cohort.set_index(cohort["patient_id"].astype(str)).loc[features.index.astype(str)]
     out = pd.DataFrame({"Image": rows["image"].to_numpy(), "Mask": rows["mask"].to_numpy(),

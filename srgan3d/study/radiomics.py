@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume, write_volume
-from srgan3d.provenance import write_text_atomic
 from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_volume
 from srgan3d.sr.methods import resolve_method_and_weights
 from srgan3d.study.config import RadiomicsConfig

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan3d.provenance import write_text_atomic
+from srgan3d.atomic import write_text_atomic
 from srgan3d.study.report_format import CSS, esc, fmt_auc, fmt_p_eq, fmt_signed
 from srgan3d.study.report_sections import SECTIONS, cohort_line, has_model, key_results, model_name
 from srgan3d.study.results import RADSCORE_MODELS, TRAIN, StudyResult

@@ -428,15 +428,6 @@ class ComparatorResult(Result):
 LEARNED_AUC_FLOOR = 0.6
 
 
-def learning_verdict(train_auc: float, best_epoch: int) -> str | None:
-    """None when the model learned; otherwise why it did not, in words for the report."""
-    if not train_auc >= LEARNED_AUC_FLOOR:
-        return f"training AUC {train_auc:.2f} is below the floor of {LEARNED_AUC_FLOOR:.2f}"
-    if best_epoch <= 1:
-        return "its inner-validation loss never improved after the first epoch"
-    return None
-
-
 @dataclass(frozen=True)
 class DeepModelResult(Result):
     epochs: int
@@ -446,7 +437,7 @@ class DeepModelResult(Result):
     train_auc: float
     roc: dict[str, RocResult]  # evaluation set -> AUC
     best_epoch: int = 0
-    not_learned: str | None = None  # why the model did not learn (`deep.learning_verdict`), or None
+    not_learned: str | None = None  # why the model did not learn (`srgan3d.study.deep.learning_verdict`), or None
 
     @property
     def learned(self) -> bool:

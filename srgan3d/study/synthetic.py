@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan3d.provenance import write_csv_atomic, write_text_atomic
+from srgan3d.atomic import write_csv_atomic, write_text_atomic
 from srgan3d.sr.synthetic import TumourSpec, make_phantom
 from srgan3d.volume import Volume
 

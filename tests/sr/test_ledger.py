@@ -223,13 +223,13 @@ def test_a_writer_killed_mid_write_leaves_nothing_after_an_immediate_resume(tmp_
     the batch run right after removes its hidden temporary at once (same machine, dead process:
     no waiting for the age rule), while another machine's fresh temporary is left alone."""
 
-    from srgan3d.provenance import _HOST
+    from srgan3d.atomic import _HOST
 
     _scans(tmp_path / "in", 1)
     out = tmp_path / "out"
     code = (
         "import sys, time\n"
-        "from srgan3d.provenance import atomic_path\n"
+        "from srgan3d.atomic import atomic_path\n"
         f"with atomic_path({str(out / 's0_sr2x.nii.gz')!r}) as tmp:\n"
         "    f = open(tmp, 'wb'); f.write(b'x' * 4096); f.flush()\n"
         "    print(tmp.name, flush=True)\n"

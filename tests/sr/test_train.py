@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from srgan3d.cli import app
 from srgan3d.io import write_volume
 from srgan3d.sr.export import export_weights
-from srgan3d.sr.pairs import gradient_loss
+from srgan3d.sr.losses import gradient_loss
 from srgan3d.sr.synthetic import make_phantom
 from srgan3d.sr.train import TrainConfig, load_training_volumes, make_sampler, train
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
@@ -161,7 +161,8 @@ def test_defaults_are_clean_kspace_pairs_with_the_loss_on_the_data_consistent_ou
 def test_thin_volumes_get_thin_patches_and_batches_stay_aligned():
     """A thick-slice scan (16 slices -> 8 LR) is sampled with 8-slice patches; in-plane transposes
     and flips move LR, HR and base together."""
-    from srgan3d.sr.pairs import Degradation, PatchSampler
+    from srgan3d.sr.config import Degradation
+    from srgan3d.sr.pairs import PatchSampler
 
     thin = smooth_volume((48, 40, 16), seed=5) / 2500
     sampler = PatchSampler([thin], Degradation(), patch_size=12, seed=3)

@@ -88,7 +88,8 @@ def test_augmentation_rotates_in_the_axial_plane_only():
 
 
 def test_a_model_that_did_not_learn_is_named_with_its_reason():
-    from srgan3d.study.results import LEARNED_AUC_FLOOR, learning_verdict
+    from srgan3d.study.deep import learning_verdict
+    from srgan3d.study.results import LEARNED_AUC_FLOOR
 
     # the floor itself learned; a hair below it did not
     assert learning_verdict(LEARNED_AUC_FLOOR, 2) is None

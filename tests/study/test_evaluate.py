@@ -228,7 +228,7 @@ def test_deep_models_and_dlrcr(evaluated):
     """The dual-branch deep model before and after SR. On this tiny cohort (4 epochs of a
     quarter-width ResNet-10, seeded and deterministic on the CPU) the post-SR model does not learn:
     the verdict says why, and DLRCR is not built on it."""
-    from srgan3d.study.results import learning_verdict
+    from srgan3d.study.deep import learning_verdict
 
     _, results, html = _results(evaluated)
     deep = results["deep"]

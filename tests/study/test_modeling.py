@@ -117,7 +117,7 @@ def test_cohort_summary_uses_the_right_tests():
 
 @pytest.mark.slow
 def test_nomogram_points_reproduce_the_linear_predictor():
-    from srgan3d.study.secondary import nomogram, nomogram_linear_predictor, nomogram_points
+    from srgan3d.study.nomogram import nomogram, nomogram_linear_predictor, nomogram_points
 
     pre, post, clin, y = _cohort(n=120, seed=2)
     res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=()))
@@ -134,7 +134,7 @@ def test_staging_comparator_orientation_is_fixed_on_training_data():
     pre, post, clin, y = _cohort(n=120, seed=5)
     rng = np.random.default_rng(0)
     stage = pd.DataFrame({"bclc": np.clip(np.round(2 - y + rng.normal(0, 0.7, len(y))), 0, 4)}, index=pre.index)
-    from srgan3d.study.secondary import compare_staging
+    from srgan3d.study.comparators import compare_staging
 
     res = run_modeling(pre, post, clin, y, ModelingConfig(n_bootstrap=0, seed=3, classifiers=("lr",), panel_bootstrap=0))
     sets = res.split.indices(list(pre.index))
