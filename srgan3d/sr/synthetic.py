@@ -101,31 +101,77 @@ def make_phantom(
     affine[:3, 3] = -sp * (np.asarray(shape) - 1) / 2.0
     idx = np.indices(shape, dtype=np.float32)
     p = np.stack([idx[i] * sp[i] + affine[i, 3] for i in range(3)]).astype(np.float32)
-    half = sp * np.asarray(shape) / 2.0
-    j = lambda s=0.05: 1 + rng.uniform(-s, s)  # noqa: E731 - anatomy jitter
+    c = _Canvas(p=p, shape=shape, sp=sp, half=sp * np.asarray(shape) / 2.0, rng=rng, img=np.zeros(shape, np.float32))
+    # one random stream, drawn in one order (a seed's phantom never changes): body, organs, vessels, tumour
+    body_r, bx, by = _body(c)
+    liver, liver_c, liver_r = _organs(c, body_r, bx, by)
+    _vessels(c, liver, liver_c, liver_r, bx, by)
+    tumour_mask = _tumour(c, tumour, body_r, liver, liver_c, liver_r)
+    liver_mask = liver | tumour_mask
+    bias_field = 1 + bias * _smooth_noise(shape, 60.0 / sp, rng)
+    img = c.img * bias_field
+    if noise > 0:
+        sigma = noise * 0.55
+        img = np.sqrt((img + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
+    # Scale into a scanner-like integer range.
+    img = (img * 1000.0).astype(np.float32)
+    meta = {"source": "srgan3d.sr.synthetic.make_phantom", "seed": seed, "sform_code": 1, "qform_code": 1}
+    return Phantom(
+        image=Volume(img, affine, meta),
+        tumour_mask=Volume(tumour_mask.astype(np.float32), affine.copy(), dict(meta)),
+        tumour=tumour,
+        liver_mask=Volume(liver_mask.astype(np.float32), affine.copy(), dict(meta)),
+    )
 
-    # Body outline and subcutaneous fat (fat suppressed: moderately dark), muscle wall.
-    bx, by = 0.46 * 2 * half[0] * j(), 0.40 * 2 * half[1] * j()
+
+@dataclass
+class _Canvas:
+    """The phantom being drawn: world coordinates of every voxel (mm), its grid, the image so far
+    and the one random stream every step draws from in turn."""
+
+    p: np.ndarray
+    shape: tuple[int, int, int]
+    sp: np.ndarray
+    half: np.ndarray
+    rng: np.random.Generator
+    img: np.ndarray
+
+    def jitter(self, s: float = 0.05) -> float:
+        """Anatomy jitter: a factor within 1 +- s."""
+        return 1 + self.rng.uniform(-s, s)
+
+
+def _body(c: _Canvas) -> tuple[np.ndarray, float, float]:
+    """Body outline and subcutaneous fat (fat suppressed: moderately dark), muscle wall, spine
+    and paraspinal muscles. Returns the body's normalised radius and semi-axes."""
+    p, img = c.p, c.img
+    bx, by = 0.46 * 2 * c.half[0] * c.jitter(), 0.40 * 2 * c.half[1] * c.jitter()
     body_r = np.sqrt((p[0] / bx) ** 2 + (p[1] / by) ** 2)
-    img = np.zeros(shape, np.float32)
     img[body_r < 1.0] = 0.35
     img[body_r < 0.93] = 0.45  # muscle wall
     img[body_r < 0.86] = 0.30  # visceral fat
-    # Spine (posterior midline) and paraspinal muscles.
     spine = _ellipsoid(p, (0, -0.55 * by, 0), (18, 16, 1e6)) < 1
     img[_ellipsoid(p, (0, -0.6 * by, 0), (55, 28, 1e6)) < 1] = 0.42
     img[spine] = 0.20
+    return body_r, bx, by
 
+
+def _organs(
+    c: _Canvas, body_r: np.ndarray, bx: float, by: float
+) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float]]:
+    """Liver (textured), spleen (arterial-phase moire) and kidneys (cortex and medulla). Returns
+    the liver's mask, centre and radii."""
+    p, img, j, shape, sp, half = c.p, c.img, c.jitter, c.shape, c.sp, c.half
     liver_c = (-0.30 * bx * j(), 0.05 * by * j(), 0.1 * half[2])
     liver_r = (0.52 * bx * j(), 0.62 * by * j(), 1.6 * half[2])
     liver = _ellipsoid(p, liver_c, liver_r) < 1
     liver &= body_r < 0.84
-    texture = _smooth_noise(shape, 1.2 / sp, rng)
+    texture = _smooth_noise(shape, 1.2 / sp, c.rng)
     img[liver] = (0.55 + 0.03 * texture)[liver]
     spleen = (
         _ellipsoid(p, (0.55 * bx, -0.20 * by, 0), (0.20 * bx * j(), 0.25 * by * j(), 0.9 * half[2])) < 1
     ) & ~liver
-    img[spleen] = (0.75 + 0.08 * _smooth_noise(shape, 3.0 / sp, rng))[spleen]  # arterial-phase moire
+    img[spleen] = (0.75 + 0.08 * _smooth_noise(shape, 3.0 / sp, c.rng))[spleen]  # arterial-phase moire
     for side in (-1, 1):
         kc = (side * 0.35 * bx, -0.42 * by, -0.5 * half[2])
         k = _ellipsoid(p, kc, (28 * j(), 24 * j(), 50 * j()))
@@ -133,8 +179,16 @@ def make_phantom(
         medulla = (k < 0.7) & ~liver
         img[cortex] = 0.95
         img[medulla] = 0.45
+    return liver, liver_c, liver_r
 
-    # Aorta (left of midline, anterior to spine) and hepatic arteries; portal veins in the liver.
+
+def _vessels(
+    c: _Canvas, liver: np.ndarray, liver_c: tuple[float, float, float], liver_r: tuple[float, float, float],
+    bx: float, by: float,
+) -> None:  # fmt: skip
+    """Aorta (left of midline, anterior to the spine), hepatic arteries and portal veins branching
+    from the hilum inside the liver."""
+    p, img, rng = c.p, c.img, c.rng
     aorta = _ellipsoid(p, (0.06 * bx, -0.30 * by, 0), (11, 11, 1e6)) < 1
     img[aorta] = 1.0
     hilum = np.array(
@@ -152,7 +206,14 @@ def make_phantom(
         vessel = _tube(p, np.array(pts), radius * (0.8 if n_branch % 2 else 1.0)) & liver
         img[vessel] = value
 
-    # Tumour: perturbed sphere in the right lobe, enhancing viable rim, necrotic core, capsule.
+
+def _tumour(
+    c: _Canvas, tumour: TumourSpec, body_r: np.ndarray, liver: np.ndarray, liver_c: tuple[float, float, float],
+    liver_r: tuple[float, float, float],
+) -> np.ndarray:  # fmt: skip
+    """The lesion: a perturbed sphere in the right lobe with an enhancing viable part, necrotic
+    core, capsule and peritumoral halo as `tumour` says. Returns its mask (capsule included)."""
+    p, img, rng, shape, sp = c.p, c.img, c.rng, c.shape, c.sp
     r_mm = tumour.diameter_mm / 2
     tc = np.array(
         [liver_c[0] - 0.25 * liver_r[0], liver_c[1] + 0.15 * liver_r[1], liver_c[2] - 0.2 * liver_r[2]]
@@ -175,19 +236,4 @@ def make_phantom(
     if tumour.halo > 0:
         halo = (rel < 1 + 5.0 / r_mm) & ~tumour_mask & liver
         img[halo] = img[halo] * (1 + tumour.halo)
-    liver_mask = liver | tumour_mask
-
-    bias_field = 1 + bias * _smooth_noise(shape, 60.0 / sp, rng)
-    img = img * bias_field  # type: ignore[assignment]  # float64 until the final cast
-    if noise > 0:
-        sigma = noise * 0.55
-        img = np.sqrt((img + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
-    # Scale into a scanner-like integer range.
-    img = (img * 1000.0).astype(np.float32)
-    meta = {"source": "srgan3d.sr.synthetic.make_phantom", "seed": seed, "sform_code": 1, "qform_code": 1}
-    return Phantom(
-        image=Volume(img, affine, meta),
-        tumour_mask=Volume(tumour_mask.astype(np.float32), affine.copy(), dict(meta)),
-        tumour=tumour,
-        liver_mask=Volume(liver_mask.astype(np.float32), affine.copy(), dict(meta)),
-    )
+    return tumour_mask
