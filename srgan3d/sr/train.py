@@ -1,4 +1,5 @@
-"""GAN training of the generator: data, losses, the two-stage loop, validation, checkpoints, export.
+"""GAN training of the generator: data, the two-stage loop, validation and checkpoints (the recipe
+is `srgan3d.sr.config.TrainConfig`, the losses `srgan3d.sr.losses`, export `srgan3d.sr.export`).
 
 Stage 1 pretrains on pixel (L1) and gradient losses; stage 2 adds a relativistic-average
 adversarial loss against `PatchDiscriminator`, with the discriminator and generator stepped in

@@ -1,5 +1,11 @@
 """`srgan3d evaluate`: cohort table -> the split -> radiomics before and after SR -> models fitted on
-the training set -> statistics on every set -> results.json and the report."""
+the training set -> statistics on every set -> results.json and the report.
+
+`evaluate_cohort` is a short list of named steps: read and check the table (`_read_and_check`),
+extract or read the features (`_read_features`), gather the study's patients and split
+(`_study_data`), fit the four models (`srgan3d.study.modeling.run_modeling`), then everything after
+them (`_analyse`: the deep models and DLRCR, the roster and its metrics, staging, rings, survival,
+readers) into the result tree (`_study_result`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The five-classifier radiomics panel of the companion papers, on the study's one split.
 
 For each image (pre-SR, post-SR) the features are the ones its radscore selected on the training
-set (screening, redundancy filter, LASSO: `srgan3d.study.modeling.Radscore`); every classifier
+set (screening, redundancy filter, LASSO: `srgan3d.study.radscore.Radscore`); every classifier
 sees exactly those, standardised with training statistics inside its pipeline. Hyperparameters
 are chosen by a grid search with stratified inner cross-validation on the training rows only
 (scored by ROC AUC); the SVM's probabilities are Platt-calibrated on training folds only. The

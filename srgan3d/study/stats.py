@@ -3,7 +3,7 @@ curves, calibration and operating points.
 
 Everything here takes plain arrays; it imports neither torch nor pyradiomics. The conventions
 follow the reference tools the tests compare with: pROC (R) for AUC, DeLong variance and
-`roc.test(method="delong")`; dcurves for net benefit; statsmodels for the logistic fits and
+`roc.test(method="delong")`; dcurves for net benefit; statsmodels for the recalibration fits and
 Wilson intervals. A higher score always means "more likely positive" (pROC's `direction = "<"`).
 """
 

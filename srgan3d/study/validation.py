@@ -12,7 +12,9 @@ Seeds. Every seeded draw of a study derives from its one ``--seed`` by a fixed o
 two draws share a stream (`SEED_OFFSETS`): the drawn split uses the seed itself, the study models'
 bootstrap seed + 1, the panel's bootstrap seed + 2, the out-of-fold folds seed + 3. Resamples are
 drawn first, in order, then fitted (in `workers` processes): the numbers do not depend on the
-number of workers. Imports neither torch nor any fitting library.
+number of workers. (Seeded by the study's seed itself, apart from these: the LASSO's and the
+panel's inner cross-validation, the deep models, the readers' and the C-index's bootstrap CIs.)
+Imports neither torch nor any fitting library.
 """
 
 from __future__ import annotations
