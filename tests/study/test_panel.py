@@ -16,6 +16,7 @@ from srgan3d.study.panel import PanelFit, _out_of_fold, _pick, fit_classifier
 _cohort = toy_radiomics_cohort
 
 
+@pytest.mark.slow  # five classifiers with their bootstrap: ~20 s
 def test_the_classifier_panel_finds_the_signal_and_picks_its_best_on_training_data():
     from srgan3d.study import stats
 
