@@ -8,6 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from srgan3d.cli import app
+from srgan3d.study.synthetic import CohortSpec, make_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
@@ -210,3 +214,49 @@ def toy_radiomics_cohort(n: int = 80, seed: int = 0) -> tuple[pd.DataFrame, pd.D
         index=idx,
     )
     return pre, post, clin, y
+
+
+FAST_PARAMS = """
+imageType:
+  Original: {}
+featureClass:
+  firstorder:
+  glcm:
+  glrlm:
+  shape:
+setting:
+  normalize: true
+  normalizeScale: 100
+  voxelArrayShift: 300
+  binWidth: 10
+  label: 1
+  minimumROISize: 8
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """A 24-patient synthetic cohort with a second phase and a 10-patient external set, and a fast
+    pyradiomics parameter file beside it; one per test session."""
+    root = tmp_path_factory.mktemp("cohort")
+    spec = CohortSpec(n_patients=24, n_responders=12, shape=(64, 56, 24), spacing_mm=(2.0, 2.0, 3.5), second_phase=True,
+                      n_external=10, external_responders=5)
+    csv = make_cohort(root / "cohort", spec, seed=1, workers=2)
+    (root / "fast.yaml").write_text(FAST_PARAMS)
+    return csv
+
+
+@pytest.fixture(scope="session")
+def evaluated(tiny_cohort, tmp_path_factory) -> tuple[Path, list[str], str]:
+    """One end-to-end `evaluate` of the tiny cohort (every part of the study): its output folder,
+    arguments, and the digest of the cohort folder before it ran."""
+    before = tree_digest(tiny_cohort.parent)
+    out = tmp_path_factory.mktemp("evaluated") / "eval"
+    args = ["evaluate", str(tiny_cohort), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
+            "--bootstrap", "4", "--method", "sinc", "--workers", "2",
+            "--classifiers", "lr,svm", "--panel-bootstrap", "2", "--comparators", "bclc,child_pugh",
+            "--peritumoral", "6", "--dl", "resnet10", "--dl-epochs", "4", "--dl-crop-vox", "16", "--dl-widen", "0.25",
+            "--dl-dual", "ring"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return out, args, before

@@ -10,76 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import chromium_layout, oblique_affine, tree_digest
+from conftest import chromium_layout, tree_digest
 from typer.testing import CliRunner
 
 from srgan3d.cli import app
-from srgan3d.study.radiomics import crop, mask_to_sr_grid, to_sitk, voi_box
-from srgan3d.study.synthetic import CohortSpec, make_cohort
-from srgan3d.volume import Volume
 
 runner = CliRunner()
 
-FAST_PARAMS = """
-imageType:
-  Original: {}
-featureClass:
-  firstorder:
-  glcm:
-  glrlm:
-  shape:
-setting:
-  normalize: true
-  normalizeScale: 100
-  voxelArrayShift: 300
-  binWidth: 10
-  label: 1
-  minimumROISize: 8
-"""
-
-
-def test_sitk_image_has_the_volume_geometry():
-    aff = oblique_affine()
-    vol = Volume(np.random.default_rng(0).random((6, 5, 4)).astype(np.float32), aff, {})
-    img = to_sitk(vol)
-    for ijk in [(0, 0, 0), (5, 0, 0), (2, 4, 3)]:
-        ras = aff @ np.array([*ijk, 1.0])
-        lps = np.array(img.TransformIndexToPhysicalPoint(tuple(int(v) for v in ijk)))
-        np.testing.assert_allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-6)
-        assert img.GetPixel(*ijk) == pytest.approx(vol.data[ijk])
-
-
-def test_crop_keeps_world_positions_and_mask_moves_to_sr_grid_by_the_affine_rule():
-    aff = oblique_affine()
-    idx = np.indices((30, 28, 12)).astype(float)
-    centre = np.array([14.3, 12.6, 5.2])
-    r = np.sqrt(sum(((idx[i] - centre[i]) * s) ** 2 for i, s in enumerate((2.0, 2.0, 4.0))))
-    mask = Volume((r < 11).astype(np.float32), aff, {})
-    box = voi_box(mask.data, 2)
-    sub = crop(mask, box)
-    start = np.array([s.start for s in box])
-    np.testing.assert_allclose(sub.affine[:3, 3], (aff @ np.r_[start, 1.0])[:3], atol=1e-9)
-    sr = mask_to_sr_grid(sub, (2, 2, 2))
-    # volume kept within 5%, centroid in world coordinates within a tenth of an LR voxel
-    assert sr.data.sum() / 8 == pytest.approx(sub.data.sum(), rel=0.05)
-
-    def centroid(v: Volume) -> np.ndarray:
-        c = np.argwhere(v.data > 0.5).mean(axis=0)
-        return (v.affine @ np.r_[c, 1.0])[:3]
-
-    assert np.linalg.norm(centroid(sr) - centroid(sub)) < 0.1 * min(mask.spacing_mm)
-    with pytest.raises(ValueError, match="empty"):
-        voi_box(np.zeros((4, 4, 4)), 1)
-
-
-@pytest.fixture(scope="module")
-def tiny_cohort(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cohort")
-    spec = CohortSpec(n_patients=24, n_responders=12, shape=(64, 56, 24), spacing_mm=(2.0, 2.0, 3.5), second_phase=True,
-                      n_external=10, external_responders=5)
-    csv = make_cohort(root / "cohort", spec, seed=1, workers=2)
-    (root / "fast.yaml").write_text(FAST_PARAMS)
-    return csv
 
 
 def test_synthetic_cohort_has_the_requested_classes_and_files(tiny_cohort):
@@ -107,22 +44,6 @@ def test_synthetic_cohort_has_the_requested_classes_and_files(tiny_cohort):
     assert json.loads((tiny_cohort.parent / "cohort.json").read_text())["simulated"] is True
     for p in df["image"].head(3):
         assert (tiny_cohort.parent / p).is_file()
-
-
-@pytest.fixture(scope="module")
-def evaluated(tiny_cohort, tmp_path_factory) -> tuple[Path, list[str], str]:
-    """One end-to-end `evaluate` of the tiny cohort (every part of the study): its output folder,
-    arguments, and the digest of the cohort folder before it ran."""
-    before = tree_digest(tiny_cohort.parent)
-    out = tmp_path_factory.mktemp("evaluated") / "eval"
-    args = ["evaluate", str(tiny_cohort), "-o", str(out), "--params", str(tiny_cohort.parent.parent / "fast.yaml"),
-            "--bootstrap", "4", "--method", "sinc", "--workers", "2",
-            "--classifiers", "lr,svm", "--panel-bootstrap", "2", "--comparators", "bclc,child_pugh",
-            "--peritumoral", "6", "--dl", "resnet10", "--dl-epochs", "4", "--dl-crop-vox", "16", "--dl-widen", "0.25",
-            "--dl-dual", "ring"]  # fmt: skip
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
-    return out, args, before
 
 
 def _results(evaluated) -> tuple[Path, dict, str]:

@@ -223,7 +223,7 @@ def test_an_external_set_is_tested_but_never_fitted_nor_bootstrapped():
     assert list(a.metrics) == ["train", "test", "centre_B"]
     for m in MODEL_NAMES:
         p = a.predictions[m].to_numpy()
-        assert a.metrics["centre_B"].roc[m] == stats.roc_auc_ci(y[ext], p[ext]).to_dict()
-        op = stats.operating_point(y[ext], p[ext], a.thresholds[m]).to_dict()
+        assert a.metrics["centre_B"].roc[m] == stats.roc_auc_ci(y[ext], p[ext])
+        op = stats.operating_point(y[ext], p[ext], a.thresholds[m])
         assert a.metrics["centre_B"].operating_points[m] == op
     assert (a.predictions["set"].iloc[ext] == "centre_B").all()
