@@ -145,20 +145,6 @@ def choose_window(shape: Sequence[int], *, max_voxels: int, overlap: float) -> t
     return tuple(roi)  # type: ignore[return-value]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 class StageClock:
     """Seconds per stage of the engine's work, summed over calls; each stage is synchronised with
     the device at both ends, so asynchronous GPU work lands in the stage that queued it. Costs a
@@ -484,27 +470,5 @@ def matching_permutation(factors: tuple[int, ...], scale: tuple[int, ...]) -> tu
         if tuple(factors[p] for p in perm) == scale:
             return perm  # type: ignore[return-value]
     return None
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 

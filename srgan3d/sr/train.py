@@ -269,7 +269,6 @@ LOG_COLUMNS = (
 )  # fmt: skip
 
 
-
 @dataclass
 class _Run:
     """The state of a training run: models, optimisers, step, device and the rank's role."""

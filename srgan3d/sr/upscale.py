@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 __all__ = ["UpscaleConfig", "BatchInterrupted", "BatchResult", "merge_manifests", "upscale_files"]
 
 
-
 class BatchInterrupted(Exception):
     """SIGTERM or SIGINT stopped a batch; the manifest was written first. `exit_code` is 128 +
     the signal number (143 for SIGTERM, 130 for SIGINT)."""
@@ -64,27 +63,12 @@ class BatchInterrupted(Exception):
 # Batches of files
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _weights_installed(name: str) -> bool:
     try:
         find_weights(name)
     except WeightsError:
         return False
     return True
-
-
 
 
 def _self_supervised(vol: Volume, factors: Sequence[int], config: UpscaleConfig) -> tuple[Volume, dict[str, Any]]:
@@ -125,10 +109,6 @@ def _adapt_and_upscale(
     log.info("adapted to %s in %.1f s (loss %.4f -> %.4f)", vol.meta.get("source", "scan"), info["seconds"],
              info["loss_first"], info["loss_last"])  # fmt: skip
     return sr, info
-
-
-
-
 
 
 def _fmt(t: Sequence[float], digits: int = 4) -> str:
@@ -183,14 +163,6 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | No
         weights_sha256=engine.weights.sha256, data_consistency="yes" if config.dc else "no",
     )  # fmt: skip
     return method, engine, common
-
-
-
-
-
-
-
-
 
 
 @contextmanager

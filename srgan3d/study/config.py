@@ -30,7 +30,6 @@ def resolve_params(name_or_path: str | Path | None) -> str:
 SPACINGS = ("native", "common")
 
 
-
 #: The share of the patients held out for testing when the cohort table has no `set` column.
 DEFAULT_TEST_SIZE = 0.2
 
@@ -48,7 +47,6 @@ def parse_classifiers(text: str | Sequence[str]) -> tuple[str, ...]:
             f"--classifiers: unknown classifier(s) {', '.join(unknown)}; choose from {', '.join(CLASSIFIER_NAMES)}"
         )
     return tuple(dict.fromkeys(names))
-
 
 
 #: The deep models' MONAI ResNets.

@@ -25,9 +25,6 @@ from srgan3d.volume import Volume
 log = logging.getLogger(__name__)
 
 
-
-
-
 def learning_verdict(train_auc: float, best_epoch: int) -> str | None:
     """None when the model learned; otherwise why it did not, in words for the report."""
     if not train_auc >= LEARNED_AUC_FLOOR:

@@ -75,7 +75,6 @@ from srgan3d.volume import Volume
 log = logging.getLogger(__name__)
 
 
-
 def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, picks: list[tuple[str, str]]) -> tuple[Example, ...]:
     """Axial slices through the VOI centre before and after SR, for the report; `picks` are
     (patient_id, set)."""

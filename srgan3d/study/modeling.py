@@ -49,7 +49,6 @@ from srgan3d.study.validation import bootstrap_optimism, resamples
 log = logging.getLogger(__name__)
 
 
-
 def present_models(*, pre: bool, post: bool) -> tuple[str, ...]:
     """The study's models that the available features allow, in report order: the clinical model
     always; the pre-SR radscore with pre-SR features; the post-SR radscore and RCR with post-SR

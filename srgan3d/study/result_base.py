@@ -82,7 +82,6 @@ class Result:
         return cls(**{k: build(hints[k], v) for k, v in d.items()})
 
 
-
 def rows_of(cls: type[R], table: pd.DataFrame) -> tuple[R, ...]:
     """A table's rows as results of type `cls` (its columns must be the type's fields)."""
     return tuple(cls.from_dict({str(k): plain(v) for k, v in rec.items()}) for rec in table.to_dict(orient="records"))

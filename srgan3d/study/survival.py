@@ -187,8 +187,6 @@ def risk_times(t_max: float, most: int = 6) -> list[float]:
     return round_ticks(0.0, t_max, t_max / most) if t_max > 0 else [0.0]
 
 
-
-
 def study_survival(
     table: pd.DataFrame, p_held: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str],
     sets: dict[str, np.ndarray], *, time_unit: str = "months",

@@ -18,7 +18,6 @@ from srgan3d.cli import app
 runner = CliRunner()
 
 
-
 def test_synthetic_cohort_has_the_requested_classes_and_files(tiny_cohort):
     import pandas as pd
 

@@ -59,8 +59,12 @@ def test_too_few_patients_for_inner_cv_skip_the_panel_with_a_reason():
 
 
 def test_classifier_names_are_read_as_the_option_is_written():
+    from srgan3d.study.config import CLASSIFIER_NAMES
+    from srgan3d.study.results import CLASSIFIER_LABELS
+
     assert parse_classifiers(" LR, svm,lr ,") == ("lr", "svm")
     assert parse_classifiers(["xgboost", "MLP"]) == ("xgboost", "mlp")
+    assert tuple(CLASSIFIER_LABELS) == CLASSIFIER_NAMES  # the report names every classifier the option takes
 
 
 def _fit(name: str, image: str, cv_auc: float) -> PanelFit:
