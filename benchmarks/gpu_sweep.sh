@@ -36,7 +36,7 @@ import sys
 import numpy as np
 from pathlib import Path
 from srgan3d.sr.bench import test_volume
-from srgan3d.volume import write_volume
+from srgan3d.io import write_volume
 write_volume(test_volume((320, 320, 80)), Path(sys.argv[1]) / "cold_in" / "scan.nii.gz")
 PY
 python3 - <<'PY' "$OUT"
