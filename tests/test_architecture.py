@@ -105,6 +105,8 @@ def test_public_api():
     for name in ("upscale_files", "evaluate_cohort", "train", "roc_auc_ci", "delong_test", "decision_curve",
                  "UpscaleConfig", "GeneratorEngine", "read_volume", "write_volume"):  # fmt: skip
         assert name in srgan3d.__all__ and callable(getattr(srgan3d, name)), name
+    # every exported name resolves in the module it is said to live in (a moved one would not)
+    assert [n for n in srgan3d.__all__ if not hasattr(srgan3d, n)] == []
     assert srgan3d.__version__
 
 
