@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.synthetic import make_phantom
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.sr.weights import DEFAULT_WEIGHTS
+
+if TYPE_CHECKING:
+    from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,22 @@ def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = Fals
     return summary
 
 
+def demo_study_configs(
+    method: str, *, seed: int = 0, n_bootstrap: int = 100, workers: int = 1
+) -> tuple[RadiomicsConfig, ModelingConfig, DeepConfig]:
+    """The options the demo runs its study with (one home: `run_demo` and
+    `tools/reevaluate_demo.py` both take them from here): SR of the VOIs by `method`, a 5 mm ring,
+    BCLC and Child-Pugh as comparators, the panel's bootstrap at most 25, the tiny deep model."""
+    from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
+
+    return (
+        RadiomicsConfig(method=method, workers=workers, peritumoral=(5.0,)),
+        ModelingConfig(seed=seed, n_bootstrap=n_bootstrap, comparators=("bclc", "child_pugh"),
+                       panel_bootstrap=min(25, n_bootstrap), workers=workers),
+        DeepConfig.tiny(seed=seed),
+    )  # fmt: skip
+
+
 def run_demo(
     outdir: str | Path,
     *,
@@ -112,7 +131,6 @@ def run_demo(
 
     The synthetic cohort is reused when `outdir/cohort` already holds one of the same spec and seed.
     """
-    from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
     from srgan3d.study.evaluation import evaluate_cohort, write_results
     from srgan3d.study.report import terminal_summary
     from srgan3d.study.results import SrQuality
@@ -128,7 +146,7 @@ def run_demo(
                       external_responders=external_responders)
     cohort_dir = outdir / "cohort"
     card = cohort_dir / "cohort.json"
-    wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()}
+    wanted = spec.record()
     if (
         card.is_file()
         and json.loads(card.read_text()).get("spec") == wanted
@@ -141,15 +159,10 @@ def run_demo(
                  n_patients, n_responders, n_external)
         make_cohort(cohort_dir, spec, seed=seed, workers=workers, progress=progress)
     t2 = time.perf_counter()
-    results = evaluate_cohort(
-        cohort_dir / "cohort.csv",
-        outdir / "evaluation",
-        radiomics=RadiomicsConfig(method=summary["method"], workers=workers, peritumoral=(5.0,)),
-        modeling=ModelingConfig(seed=seed, n_bootstrap=n_bootstrap, comparators=("bclc", "child_pugh"),
-                                panel_bootstrap=min(25, n_bootstrap), workers=workers),
-        deep=DeepConfig.tiny(seed=seed),
-        progress=progress,
-    )
+    radiomics, modeling, deep = demo_study_configs(summary["method"], seed=seed, n_bootstrap=n_bootstrap,
+                                                   workers=workers)  # fmt: skip
+    results = evaluate_cohort(cohort_dir / "cohort.csv", outdir / "evaluation", radiomics=radiomics,
+                              modeling=modeling, deep=deep, progress=progress)  # fmt: skip
     # The phantom's SR quality goes into the study's results and report too.
     from dataclasses import replace
 

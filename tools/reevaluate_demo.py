@@ -14,27 +14,28 @@ the demo) is not recomputed, so the comparison lists it as the one difference.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
+from srgan3d.demo import demo_study_configs
 from srgan3d.study.evaluation import evaluate_cohort
 
 
 def main(out: str, demo: str = "demo_out") -> None:
     dst, src = Path(out), Path(demo)
+    before = json.loads((src / "evaluation" / "results.json").read_text())["config"]["modeling"]
+    method = json.loads((src / "summary.json").read_text())["method"]
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src / "evaluation", dst, ignore=shutil.ignore_patterns("results.json", "report.html", "*.csv"))
     t = time.perf_counter()
-    # the options `srgan3d demo` uses (srgan3d/demo.py: run_demo), with its default seed and bootstrap
-    evaluate_cohort(src / "cohort" / "cohort.csv", dst,
-                    radiomics=RadiomicsConfig(method="generator", workers=2, peritumoral=(5.0,)),
-                    modeling=ModelingConfig(seed=0, n_bootstrap=100, comparators=("bclc", "child_pugh"),
-                                            panel_bootstrap=25, workers=2),
-                    deep=DeepConfig.tiny(seed=0))  # fmt: skip
+    # the demo's own options (`srgan3d.demo.demo_study_configs`), with the seed and bootstrap it ran with
+    radiomics, modeling, deep = demo_study_configs(method, seed=before["seed"], n_bootstrap=before["n_bootstrap"],
+                                                   workers=2)  # fmt: skip
+    evaluate_cohort(src / "cohort" / "cohort.csv", dst, radiomics=radiomics, modeling=modeling, deep=deep)
     print(f"re-evaluated in {time.perf_counter() - t:.0f} s: {dst / 'results.json'}")
 
 

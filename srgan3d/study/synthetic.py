@@ -77,6 +77,11 @@ class CohortSpec:
                 f"{self.n_external}"
             )
 
+    def record(self) -> dict[str, object]:
+        """The spec as cohort.json records it (tuples as lists): the one form that is written and
+        compared when a cohort is reused."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+
 
 def draw_cohort_table(spec: CohortSpec, *, seed: int = 0, prefix: str = "P") -> list[dict[str, object]]:
     """Patients' tumour parameters, clinical variables and mRECIST responses (no images); patient
@@ -265,7 +270,7 @@ def make_cohort(
         "generator": "srgan3d.study.synthetic.make_cohort",
         "seed": seed,
         "format": COHORT_FORMAT,
-        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()},
+        "spec": spec.record(),
         "response_model": "logit P = b0 + b_diam z(log diameter) + b_enh z(enhancement) + b_tex z(texture), "
         "conditioned on n_responders",
     }
