@@ -12,11 +12,11 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from srgan3d.sr.config import TrainConfig, UpscaleConfig
+from srgan3d.sr.config import ThroughPlaneConfig, TrainConfig, UpscaleConfig
 from srgan3d.study.config import DEFAULT_TEST_SIZE, DeepConfig, ModelingConfig, RadiomicsConfig
 
 # Every option's default is its config's (one source of truth): the CLI shows, the library uses.
-_UP, _RAD, _MOD, _DEEP = UpscaleConfig(), RadiomicsConfig(), ModelingConfig(), DeepConfig()
+_UP, _RAD, _MOD, _DEEP, _TP = UpscaleConfig(), RadiomicsConfig(), ModelingConfig(), DeepConfig(), ThroughPlaneConfig()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -102,9 +102,12 @@ def upscale(
         str,
         typer.Option(
             help="auto (the generator where its model card records a gain over sinc on held-out real "
-            "abdominal MRI, else sinc; with --scale through-plane cubic along the slices), generator, "
-            "self-supervised (through-plane SR learnt from each scan's own in-plane slices, opt-in: see "
-            "the README), or a baseline: sinc, tricubic, trilinear, nearest."
+            "abdominal MRI, else sinc; with --scale through-plane: through-plane --weights of the scan's "
+            "protocol where their card records a held-out gain, else bspline-consistent), generator, "
+            "self-supervised (through-plane: a network learnt from each scan's own in-plane planes, used "
+            "where its held-out planes beat bspline-consistent), bspline-consistent (through-plane: cubic "
+            "B-spline along the slices made consistent with the slice profile), or a baseline: sinc, "
+            "tricubic, trilinear, nearest."
         ),
     ] = _UP.method,
     weights: Annotated[
@@ -160,6 +163,14 @@ def upscale(
     self_supervised_minutes: Annotated[
         float, typer.Option(help="--method self-supervised: training minutes per scan.")
     ] = _UP.self_supervised_minutes,
+    slice_profile: Annotated[
+        str | None,
+        typer.Option(help="Through-plane: boxcar or gaussian (FWHM = thickness); default: the weights' own, else boxcar."),
+    ] = _UP.slice_profile,
+    slice_thickness: Annotated[
+        float | None,
+        typer.Option(help="Through-plane: slice thickness in mm (default: a DICOM series' SliceThickness, else the spacing)."),
+    ] = _UP.slice_thickness_mm,
     adapt: Annotated[
         int,
         typer.Option(
@@ -187,7 +198,8 @@ def upscale(
         window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
         overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
         adapt_steps=adapt, dc=dc, dtype=dtype, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
-        self_supervised_minutes=self_supervised_minutes,
+        self_supervised_minutes=self_supervised_minutes, slice_profile=slice_profile,
+        slice_thickness_mm=slice_thickness,
     )  # fmt: skip
     from srgan3d.sr.upscale import BatchInterrupted
 
@@ -207,6 +219,12 @@ def upscale(
         typer.secho(f"failed: {msg}", fg=typer.colors.RED, err=True)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _through_plane_scale(scale: str) -> bool:
+    if scale not in ("2", "through-plane"):
+        raise typer.BadParameter(f"--scale must be 2 or through-plane, not {scale!r}")
+    return scale == "through-plane"
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -408,9 +426,16 @@ def evaluate(
         typer.Option(help="pyradiomics parameter file, or a shipped one: default, extended (~3,000 features)."),
     ] = None,
     method: Annotated[
-        str, typer.Option(help="SR of the VOIs: auto, generator, sinc, tricubic, ...")
+        str, typer.Option(help="SR of the VOIs: auto, generator, sinc, tricubic, ...; with --scale through-plane: "
+                          "auto, self-supervised or bspline-consistent.")
     ] = _RAD.method,
-    weights: Annotated[str, typer.Option(help="Generator weights name or path.")] = _RAD.weights,
+    weights: Annotated[str, typer.Option(help="Generator weights name or path (through-plane weights with --scale through-plane).")] = _RAD.weights,
+    scale: Annotated[
+        str, typer.Option(help="2 (isotropic, the generator's) or through-plane (2x along each scan's slice axis only).")
+    ] = "through-plane" if _RAD.through_plane else "2",
+    through_plane_minutes: Annotated[
+        float, typer.Option(help="--scale through-plane --method self-supervised: training minutes per scan.")
+    ] = _RAD.through_plane_minutes,
     margin: Annotated[
         int, typer.Option(help="LR voxels around each VOI's bounding box to super-resolve.")
     ] = _RAD.margin_vox,
@@ -483,6 +508,7 @@ def evaluate(
         params=resolve_params(params), spacing=spacing, common_spacing_mm=common_spacing, method=method,
         weights=weights, margin_vox=margin, device=device, workers=workers or os.cpu_count() or 1,
         peritumoral=tuple(float(w) for w in peritumoral.split(",") if w.strip()),
+        through_plane=_through_plane_scale(scale), through_plane_minutes=through_plane_minutes,
     )  # fmt: skip
     rcfg.check_params()
     mcfg = ModelingConfig(
@@ -563,10 +589,32 @@ def train(
             "the generator architecture is taken from their model card."
         ),
     ] = None,
+    through_plane: Annotated[
+        bool,
+        typer.Option(
+            "--through-plane",
+            help="Train one through-plane network on thick-slice scans of one protocol (their own in-plane "
+            "planes teach it) and write RUN/<RUN name>.pt with its model card; apply with `upscale --scale "
+            f"through-plane --weights RUN/<name>.pt`. Budget: --minutes (default {_TP.minutes:g}).",
+        ),
+    ] = False,
+    slice_profile: Annotated[
+        str, typer.Option(help="--through-plane: boxcar or gaussian (FWHM = the slice thickness).")
+    ] = "boxcar",
+    slice_thickness: Annotated[
+        float | None,
+        typer.Option(help="--through-plane: slice thickness in mm (default: DICOM SliceThickness, else the spacing)."),
+    ] = None,
 ) -> None:
-    """Train or fine-tune the generator on your own high-resolution scans (multi-GPU: torchrun)."""
+    """Train or fine-tune the generator on your own high-resolution scans (multi-GPU: torchrun), or
+    a through-plane network for one protocol (--through-plane)."""
     from srgan3d.sr.train import TrainConfig
     from srgan3d.sr.train import train as run_training
+
+    if through_plane:
+        _train_through_plane(data, output, minutes=minutes, seed=seed, device=device, amp=amp, init=init,
+                             slice_profile=slice_profile, slice_thickness=slice_thickness)  # fmt: skip
+        return
 
     overrides: dict[str, Any] = {
         k: v
@@ -595,6 +643,23 @@ def train(
              if "psnr" in metrics else "no validation data")  # fmt: skip
     typer.echo(f"trained to step {result.step}{' (the --minutes budget ended it)' if result.stopped_by_budget else ''}; "
                f"{shown}; held out: {result.validation_split}")
+
+
+def _train_through_plane(data: list[Path], output: Path, *, minutes: float | None, seed: int | None,
+                         device: str | None, amp: bool | None, init: str | None, slice_profile: str,
+                         slice_thickness: float | None) -> None:  # fmt: skip
+    from dataclasses import replace
+
+    from srgan3d.sr.protocol import train_protocol
+
+    given = dict(minutes=minutes, seed=seed, amp=amp, init=init)
+    cfg = replace(_TP, **{k: v for k, v in given.items() if v is not None})
+    with logging_redirect_tqdm():
+        model = train_protocol(data, output, cfg, profile=slice_profile, thickness_mm=slice_thickness,
+                               device=device or "cpu", progress=True)  # fmt: skip
+    fit = model.fit
+    typer.echo(f"wrote {model.weights} ({len(model.scans)} scans, {fit.steps} steps): {fit.gain_db:+.2f} dB over "
+               f"B-spline + consistency on {fit.held_out_planes} held-out in-plane planes")  # fmt: skip
 
 
 @app.command(short_help="Write a run's generator as weights + model card.")

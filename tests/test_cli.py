@@ -208,11 +208,13 @@ def test_option_defaults_are_the_configs_defaults():
 
     for option, field in [("method", "method"), ("weights", "weights"), ("device", "device"), ("overlap", "overlap"),
                           ("sw_batch_size", "sw_batch_size"), ("dtype", "dtype"), ("adapt", "adapt_steps"),
-                          ("dc", "dc"), ("compress", "compress"), ("self_supervised_minutes", "self_supervised_minutes")]:
+                          ("dc", "dc"), ("compress", "compress"), ("self_supervised_minutes", "self_supervised_minutes"),
+                          ("slice_profile", "slice_profile"), ("slice_thickness", "slice_thickness_mm")]:
         assert default(cli.upscale, option) == getattr(up, field), option
     for option, value in [("spacing", rad.spacing), ("method", rad.method), ("margin", rad.margin_vox),
                           ("seed", mod.seed), ("bootstrap", mod.n_bootstrap), ("panel_bootstrap", mod.panel_bootstrap),
                           ("test_size", mod.test_size), ("clinical", ",".join(mod.clinical)),
                           ("classifiers", ",".join(mod.classifiers)), ("dl_epochs", deep.epochs),
-                          ("dl_crop_vox", deep.crop_vox), ("dl_widen", deep.widen_factor)]:  # fmt: skip
+                          ("dl_crop_vox", deep.crop_vox), ("dl_widen", deep.widen_factor),
+                          ("through_plane_minutes", rad.through_plane_minutes)]:  # fmt: skip
         assert default(cli.evaluate, option) == value, option

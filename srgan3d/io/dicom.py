@@ -54,12 +54,25 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
         "source": str(folder), "format": "dicom", "series_uid": series_uid, "n_files": len(items),
         "modality": str(first.get("Modality", "")), "series_description": str(first.get("SeriesDescription", "")),
         "sform_code": 1, "qform_code": 1, "nonfinite_voxels": n_bad,
+        # the slice profile and in-plane grid as acquired (`srgan3d.sr.slice_profile.slice_geometry`)
+        "slice_thickness_mm": _float_or_none(first.get("SliceThickness")),
+        "spacing_between_slices_mm": _float_or_none(first.get("SpacingBetweenSlices")),
+        "acquisition_matrix": [int(v) for v in (first.get("AcquisitionMatrix") or [])],
+        "rows": int(first.Rows), "columns": int(first.Columns),
     }  # fmt: skip
     scalings = {(float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)) for _, ds in items}
     if len(scalings) == 1:  # one stored type and scaling for the series: an output can keep them
         (slope, inter), = scalings
         meta.update(source_dtype=str(first.pixel_array.dtype), scl_slope=slope, scl_inter=inter)
     return Volume(data, LPS_TO_RAS @ lps, meta)
+
+
+def _float_or_none(value: object) -> float | None:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if v > 0 else None
 
 
 #: A file of a series and its dataset.

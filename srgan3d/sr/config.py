@@ -22,6 +22,80 @@ from srgan3d.volume import Volume, thickest_axis
 METHODS = ("generator", "sinc", "tricubic", "trilinear", "nearest")
 #: Per-scan self-supervised through-plane SR (`srgan3d.sr.through_plane`).
 SELF_SUPERVISED = "self-supervised"
+#: Through-plane only: the cubic B-spline along the slices made consistent with the slice profile
+#: (`srgan3d.sr.slice_profile.bspline_consistent`), the best non-learned method measured here.
+BSPLINE_CONSISTENT = "bspline-consistent"
+#: Through-plane weights trained for a protocol (`srgan3d.sr.protocol`), as the manifest names the method.
+THROUGH_PLANE_NETWORK = "through-plane-network"
+#: A through-plane network's weights: their model card's "kind".
+THROUGH_PLANE_KIND = "through-plane"
+#: Slice profiles a scanner's slices are modelled with (`srgan3d.sr.slice_profile.SliceProfile`).
+SLICE_PROFILES = ("boxcar", "gaussian")
+
+
+@dataclass(frozen=True)
+class ThroughPlaneConfig:
+    """Options of the through-plane network and its training (`srgan3d.sr.through_plane`), per scan
+    (`--method self-supervised`) or per protocol (`srgan3d train --through-plane`).
+
+    The network works on 2D planes that contain the slice axis: a head convolution, `n_blocks`
+    residual blocks (3x3 conv `channels` -> `expansion` x `channels`, ReLU, 3x3 conv back: WDSR's
+    wide activation), a tail convolution, added to the cubic B-spline base along the slices. It
+    trains on the scan's own in-plane planes made thick along one in-plane axis by the slice
+    profile, L1, Adam with a one-cycle learning rate over the time budget (warm-up to `peak_lr`
+    over the first `warmup` of it, then cosine to zero), on patches drawn in proportion to their
+    gradient energy. One in-plane plane of each `holdout_every` is held out: it picks the best
+    checkpoint and decides, against B-spline + consistency, whether the network is used.
+
+    Attributes:
+        minutes: wall-time budget of the training (the schedule follows it).
+        max_steps: at most this many steps (the schedule follows whichever ends first).
+        patch: side of a square training patch in fine voxels (a multiple of the factor).
+        batch_size: patches per step.
+        peak_lr, warmup: the one-cycle schedule.
+        channels, n_blocks, expansion: the network.
+        holdout_every: one in-plane plane of each this many is held out (at least one is).
+        validations: held-out checks over the budget (the best one's weights are kept).
+        min_gain_db: the held-out gain over B-spline + consistency the network must exceed to be used.
+        init: start from these through-plane weights (a name or path), or None (from scratch).
+        amp: bf16 autocast where the hardware has bf16 units (`srgan3d.sr.device.use_bf16`).
+        seed: patches, flips and initial weights.
+    """
+
+    minutes: float = 3.0
+    max_steps: int = 1_000_000
+    patch: int = 48
+    batch_size: int = 16
+    peak_lr: float = 1e-3
+    warmup: float = 0.1
+    channels: int = 32
+    n_blocks: int = 6
+    expansion: int = 2
+    holdout_every: int = 6
+    validations: int = 8
+    min_gain_db: float = 0.05
+    init: str | None = None
+    amp: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.minutes <= 0:
+            raise ValueError(f"the training budget must be > 0 minutes, not {self.minutes}")
+        if self.patch < 8:
+            raise ValueError(f"the training patch must be >= 8 fine voxels, not {self.patch}")
+        if self.holdout_every < 2:
+            raise ValueError(f"holdout_every must be >= 2, not {self.holdout_every}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup must lie in [0, 1), not {self.warmup}")
+        for name in ("max_steps", "batch_size", "channels", "expansion", "validations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+
+    def network(self) -> dict[str, int]:
+        return {"channels": self.channels, "n_blocks": self.n_blocks, "expansion": self.expansion}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -121,6 +195,10 @@ class UpscaleConfig:
         cudnn_benchmark: let cuDNN autotune per input shape (pays when many scans share a shape).
         self_supervised_minutes: with method "self-supervised" (through-plane only): the training
             budget per scan of `srgan3d.sr.through_plane.upscale_through_plane`.
+        slice_profile: through-plane only: "boxcar" or "gaussian" (FWHM = the slice thickness);
+            None: the protocol weights' own, else boxcar.
+        slice_thickness_mm: through-plane only: the slice thickness (None: a DICOM series' own
+            SliceThickness, else the spacing between slices).
     """
 
     method: str = "auto"
@@ -142,19 +220,26 @@ class UpscaleConfig:
     channels_last: bool | None = None
     cudnn_benchmark: bool = False
     self_supervised_minutes: float = 4.0
+    slice_profile: str | None = None
+    slice_thickness_mm: float | None = None
 
     def __post_init__(self) -> None:
+        if self.slice_profile is not None and self.slice_profile not in SLICE_PROFILES:
+            raise ValueError(f"slice profile must be one of {', '.join(SLICE_PROFILES)}, not {self.slice_profile!r}")
+        if self.slice_thickness_mm is not None and not self.slice_thickness_mm > 0:
+            raise ValueError(f"the slice thickness must be > 0 mm, not {self.slice_thickness_mm}")
         if self.adapt_steps < 0:
             raise ValueError(f"adapt steps must be >= 0, not {self.adapt_steps}")
         if self.shard is not None:
             k, n = self.shard
             if not (n >= 1 and 1 <= k <= n):
                 raise ValueError(f"shard must be K/N with 1 <= K <= N, not {k}/{n}")
-        if self.method not in (*METHODS, "auto", SELF_SUPERVISED):
+        if self.method not in (*METHODS, "auto", SELF_SUPERVISED, BSPLINE_CONSISTENT):
             raise ValueError(f"unknown method {self.method!r}; choose from auto (the default), {', '.join(METHODS)}, "
-                             f"{SELF_SUPERVISED} (through-plane)")  # fmt: skip
-        if self.method == SELF_SUPERVISED and not self.through_plane and sorted(self.scale)[:2] != [1, 1]:
-            raise ValueError(f"--method {SELF_SUPERVISED} upscales along one axis only: give --scale through-plane "
+                             f"{SELF_SUPERVISED} or {BSPLINE_CONSISTENT} (through-plane)")  # fmt: skip
+        one_axis = self.through_plane or sorted(self.scale)[:2] == [1, 1]
+        if self.method in (SELF_SUPERVISED, BSPLINE_CONSISTENT) and not one_axis:
+            raise ValueError(f"--method {self.method} upscales along one axis only: give --scale through-plane "
                              "(or 1,1,2)")  # fmt: skip
         if self.self_supervised_minutes <= 0:
             raise ValueError(f"the self-supervised budget must be > 0 minutes, not {self.self_supervised_minutes}")

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -422,6 +423,18 @@ def upscale_volume(
     return Volume(sr, upscaled_affine(volume.affine, factors), {**volume.meta, "clipped_voxels": clipped})
 
 
+def box_with_context(volume: Volume, box: Sequence[slice], context: int) -> np.ndarray:
+    """The data of `box` with `context` voxels of the scan around it, reflected where the scan
+    ends (repeated where the crop is too thin to reflect)."""
+    lo = [max(0, sl.start - context) for sl in box]
+    hi = [min(n, sl.stop + context) for sl, n in zip(box, volume.shape, strict=True)]
+    data = volume.data[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    pad = [(context - (sl.start - a), context - (b - sl.stop)) for sl, a, b in zip(box, lo, hi, strict=True)]
+    # Reflection needs fewer pad voxels than the axis has; a thin crop at a volume edge repeats.
+    reflect = all(p0 < n and p1 < n for (p0, p1), n in zip(pad, data.shape, strict=True))
+    return np.pad(data, pad, mode="symmetric") if reflect else np.pad(data, pad, mode="edge")
+
+
 def upscale_box(
     volume: Volume,
     box: Sequence[slice],
@@ -441,13 +454,7 @@ def upscale_box(
     gives the crop.
     """
     factors = tuple(int(f) for f in factors)
-    lo = [max(0, sl.start - context) for sl in box]
-    hi = [min(n, sl.stop + context) for sl, n in zip(box, volume.shape, strict=True)]
-    data = volume.data[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
-    pad = [(context - (sl.start - a), context - (b - sl.stop)) for sl, a, b in zip(box, lo, hi, strict=True)]
-    # Reflection needs fewer pad voxels than the axis has; a thin crop at a volume edge repeats.
-    reflect = all(p0 < n and p1 < n for (p0, p1), n in zip(pad, data.shape, strict=True))
-    data = np.pad(data, pad, mode="symmetric") if reflect else np.pad(data, pad, mode="edge")
+    data = box_with_context(volume, box, context)
     affine = crop_affine(volume.affine, [sl.start - context for sl in box])
     scaling = IntensityScaling.fit(volume.data) if method == "generator" else None
     sr = upscale_volume(Volume(np.ascontiguousarray(data), affine, dict(volume.meta)),
@@ -472,3 +479,77 @@ def matching_permutation(factors: tuple[int, ...], scale: tuple[int, ...]) -> tu
     return None
 
 
+
+
+def upscale_box_through_plane(
+    volume: Volume, box: Sequence[slice], *, method: str, weights: str | None = None, factor: int = 2,
+    minutes: float = 3.0, profile: str | None = None, thickness_mm: float | None = None, context: int = 8,
+    device: str = "cpu",
+) -> tuple[Volume, str, tuple[int, int, int]]:  # fmt: skip
+    """Through-plane SR of the sub-volume `box` along the scan's slice (thickest) axis: the study's
+    way into `srgan3d.sr.through_plane`.
+
+    `method`: "self-supervised" (a network trained on the whole scan's in-plane planes, used where
+    its held-out planes beat B-spline + consistency), "bspline-consistent", or "auto" (the
+    through-plane `weights` of the scan's protocol where they are given, else bspline-consistent).
+    The network or B-spline runs on the box with `context` voxels of the scan around it (reflected
+    where the scan ends), with the whole scan's intensity scaling, and the context is cut away.
+    Returns the SR box, the method that ran (as the report says it) and the factors."""
+    from srgan3d.sr.protocol import teach_axes_of
+    from srgan3d.sr.slice_profile import bspline_consistent
+    from srgan3d.sr.through_plane import apply_plane_net
+
+    model, note, geometry = _through_plane_model(volume, method=method, weights=weights, factor=factor,
+                                                 minutes=minutes, profile=profile, thickness_mm=thickness_mm,
+                                                 device=device)  # fmt: skip
+    axis = geometry.axis
+    factors = [1, 1, 1]
+    factors[axis] = factor
+    order = [a for a in range(3) if a != axis] + [axis]
+    scaling = IntensityScaling.fit(np.asarray(volume.data, dtype=np.float32))
+    x = scaling.forward(np.transpose(np.asarray(box_with_context(volume, box, context), dtype=np.float32), order))
+    if model is not None:
+        y = apply_plane_net(model, x, geometry.profile, teach=teach_axes_of(volume, geometry))
+    else:
+        y = bspline_consistent(torch.from_numpy(np.ascontiguousarray(x)), geometry.profile).numpy()
+    out = np.transpose(scaling.inverse(y), np.argsort(order))
+    affine = upscaled_affine(crop_affine(volume.affine, [sl.start - context for sl in box]), factors)
+    cut = tuple(slice(context * f, out.shape[k] - context * f) for k, f in enumerate(factors))
+    sr = Volume(np.ascontiguousarray(out[cut], dtype=np.float32), crop_affine(affine, [c.start for c in cut]),
+                dict(volume.meta))  # fmt: skip
+    return sr, f"{note} (through-plane, x{factor} along the slices)", tuple(factors)  # type: ignore[return-value]
+
+
+def _through_plane_model(
+    volume: Volume, *, method: str, weights: str | None, factor: int, minutes: float, profile: str | None,
+    thickness_mm: float | None, device: str,
+) -> tuple[Any, str, Any]:  # fmt: skip
+    """(network or None for B-spline + consistency, what runs, the scan's slice geometry)."""
+    from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, ThroughPlaneConfig
+    from srgan3d.sr.protocol import is_through_plane_weights, load_plane_net, scan_geometry, teach_axes_of
+    from srgan3d.sr.slice_profile import protocol_mismatch
+    from srgan3d.sr.through_plane import PlanePairs, fit_plane_net, scaled_slices_last
+
+    if method not in ("auto", BSPLINE_CONSISTENT, SELF_SUPERVISED):
+        raise ValueError(f"through-plane SR of a VOI takes auto, {SELF_SUPERVISED} or {BSPLINE_CONSISTENT}, not {method!r}")
+    if method == "auto" and weights is not None and is_through_plane_weights(weights):
+        model, info = load_plane_net(weights)
+        geometry = scan_geometry(volume, factor=factor, profile=profile or info.card["protocol"]["profile"],
+                                 thickness_mm=thickness_mm)  # fmt: skip
+        diff = protocol_mismatch(info.card["protocol"], geometry.protocol())
+        if diff:
+            raise ValueError(f"{volume.meta.get('source', 'scan')}: the through-plane weights {info.name} were trained "
+                             f"for another protocol: {diff}")  # fmt: skip
+        return model, f"through-plane network {info.name}", geometry
+    geometry = scan_geometry(volume, factor=factor, profile=profile or "boxcar", thickness_mm=thickness_mm)
+    teach = teach_axes_of(volume, geometry)
+    if method != SELF_SUPERVISED or not teach:
+        return None, BSPLINE_CONSISTENT, geometry
+    cfg = ThroughPlaneConfig(minutes=minutes)
+    x, _, _ = scaled_slices_last(volume, geometry.axis)
+    pairs = PlanePairs(geometry.profile)
+    pairs.add_volume(x, holdout_every=cfg.holdout_every, teach=teach, inplane_factor=geometry.inplane_factor)
+    fitted, fit = fit_plane_net(pairs, cfg, device=device)
+    if fit.gain_db > cfg.min_gain_db:
+        return fitted, f"{SELF_SUPERVISED} ({fit.gain_db:+.2f} dB held out)", geometry
+    return None, f"{BSPLINE_CONSISTENT} (the scan's own network: {fit.gain_db:+.2f} dB held out)", geometry

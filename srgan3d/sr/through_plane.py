@@ -1,311 +1,462 @@
-"""Self-supervised through-plane super-resolution from a scan's own in-plane slices (after SMORE,
-Zhao et al., IEEE TMI 2021).
+"""Through-plane super-resolution learnt from a scan's own in-plane planes (after SMORE, Zhao et
+al., IEEE TMI 2021), or from many scans of one protocol (`srgan3d.sr.protocol`).
 
-A clinical arterial-phase series is finer in-plane than between its slices. The in-plane axes show
-the scan's own anatomy and contrast at the resolution the slice axis lacks, so the network learns
-the slice axis's missing detail from them, with no external data:
+A clinical arterial-phase series is finer in-plane than between its slices. Its in-plane axes show
+the scan's own anatomy at the resolution the slice axis lacks, so a network learns the slice
+axis's missing detail from them:
 
-1. Pairs: each in-plane plane (X, Y) of the scan is degraded along one in-plane axis by the slice
-   profile (a boxcar of `factor` fine voxels: thickness = spacing, contiguous slices) and the
-   network learns to restore it; both in-plane axes teach it (the plane and its transpose), with
-   flips.
-2. Application: the scan's planes that contain the slice axis, (Y, Z) for each X and (X, Z) for
-   each Y, are upscaled along Z, and the two estimates averaged.
-3. The network adds detail to cubic interpolation along the slices, and the result is made
-   consistent with the scan's slice profile (`slice_profile_consistency`): averaging each group of
-   `factor` output slices gives the input slice back exactly.
+1. Pairs (`PlanePairs`): each in-plane plane is made thick along one in-plane axis by the scan's
+   slice profile (`srgan3d.sr.slice_profile.SliceProfile`, from the header) and upsampled back
+   by the cubic B-spline; the network learns the difference. Both in-plane axes teach it, with
+   flips. One plane of each `holdout_every` is held out.
+2. The network (`PlaneNet`): 2D convolutions on planes, WDSR-like residual blocks, its output
+   added to the B-spline base (its last convolution starts at zero, so training starts from the
+   base).
+3. Training (`fit_plane_net`): L1, Adam, a one-cycle learning rate over the wall-time budget,
+   patches drawn in proportion to their gradient energy, bf16 where the CPU has bf16 units; the
+   held-out planes pick the best checkpoint and measure the gain over B-spline + consistency.
+4. Application (`apply_plane_net`): the planes that contain the slice axis, (Y, Z) for each X and
+   (X, Z) for each Y, through the network, the two estimates averaged, then the least-squares
+   projection onto what the slice profile measured (`project_consistent`).
 
-The network is the project's generator at scale (1, 1, factor) on planes of depth 1 (its 3D
-kernels act as 2D kernels there, in training and in application alike), started from the shipped
-weights where their shapes fit. Training stops at `minutes` or `max_steps`.
+`upscale_through_plane` does this for one scan and uses the network only where the in-plane axes
+carry detail (`inplane_can_teach`) and the held-out planes show a gain over B-spline +
+consistency; otherwise B-spline + consistency, with the reason recorded.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from srgan3d.sr.device import resolve_device
+from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, ThroughPlaneConfig
+from srgan3d.sr.degrade import kspace_downsample_axis
+from srgan3d.sr.device import resolve_device, use_bf16
 from srgan3d.sr.engine import IntensityScaling
-from srgan3d.sr.nets import Generator, GeneratorConfig
+from srgan3d.sr.slice_profile import (
+    AxisDetail,
+    SliceGeometry,
+    SliceProfile,
+    apply_profile,
+    bspline_consistent,
+    bspline_upsample,
+    inplane_can_teach,
+    measure_axis_detail,
+    project_consistent,
+    slice_geometry,
+    teaching_axes,
+)
 from srgan3d.volume import Volume, downscaled_affine, upscaled_affine
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ThroughPlaneConfig:
-    """Options of the per-scan self-supervised through-plane SR.
+# --------------------------------------------------------------------------------------------
+# The network
 
-    Attributes:
-        factor: slices added per input slice (the slice spacing over the target spacing).
-        minutes: wall-time budget of the training on one scan.
-        max_steps: at most this many steps.
-        patch: (across, along) extent of a training patch in fine voxels; `along` is the degraded
-            axis and must be a multiple of `factor`.
-        batch_size: patches per step.
-        learning_rate: Adam's, constant.
-        init: start from these weights' matching tensors (a name or path), or None (from scratch).
-        seed: patches and weights.
-    """
 
-    factor: int = 2
-    minutes: float = 4.0
-    max_steps: int = 4000
-    patch: tuple[int, int] = (48, 48)
-    batch_size: int = 16
-    learning_rate: float = 2e-4
-    channels: int = 32
-    n_blocks: int = 4
-    upsample_channels: int = 16
-    init: str | None = "srgan3d_x2"
-    seed: int = 0
+class _Block(nn.Module):
+    def __init__(self, channels: int, expansion: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels * expansion, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels * expansion, channels, 3, padding=1),
+        )
 
-    def __post_init__(self) -> None:
-        if self.factor < 2:
-            raise ValueError(f"factor must be >= 2, not {self.factor}")
-        if self.patch[1] % self.factor:
-            raise ValueError(f"the patch's extent along the degraded axis ({self.patch[1]}) must be a multiple of {self.factor}")
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
 
-    @property
-    def generator(self) -> GeneratorConfig:
-        return GeneratorConfig(channels=self.channels, n_blocks=self.n_blocks, upsample_channels=self.upsample_channels,
-                               scale=(1, 1, self.factor), skip="sinc")  # fmt: skip
+
+class PlaneNet(nn.Module):
+    """(B, 1, H, W) B-spline base on the fine grid -> (B, 1, H, W) base + learnt detail.
+
+    The tail starts at zero, so an untrained network returns its base: training starts from
+    B-spline, and a network that learnt nothing adds nothing."""
+
+    def __init__(self, channels: int = 32, n_blocks: int = 6, expansion: int = 2) -> None:
+        super().__init__()
+        self.config = {"channels": channels, "n_blocks": n_blocks, "expansion": expansion}
+        self.head = nn.Conv2d(1, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*(_Block(channels, expansion) for _ in range(n_blocks)))
+        self.tail = nn.Conv2d(channels, 1, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, base: torch.Tensor) -> torch.Tensor:
+        h = self.head(base)
+        return base + self.tail(h + self.blocks(h)).float()
 
 
 # --------------------------------------------------------------------------------------------
-# The slice profile, the cubic base and consistency (torch, last axis)
+# Training pairs
 
 
-def slice_average(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """The boxcar slice profile along the last axis: coarse sample i is the mean of fine samples
-    factor*i ... factor*i + factor - 1 (the affine rule's children of coarse voxel i)."""
-    *lead, n = x.shape
-    if n % factor:
-        raise ValueError(f"length {n} is not a multiple of the factor {factor}")
-    return x.reshape(*lead, n // factor, factor).mean(dim=-1)
+@dataclass
+class PlanePairs:
+    """In-plane planes made thick along one in-plane axis: per pair the truth `hr`, the measured
+    `lr` and the B-spline `base`, the thick axis last ((H, W), (H, W / factor), (H, W)).
+    `train` and `held` are lists of pairs; patches are drawn from `train` in proportion to their
+    gradient energy (`sample`)."""
 
+    profile: SliceProfile
+    train: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    _cum: np.ndarray | None = None
+    _offsets: np.ndarray | None = None
 
-def slice_profile_consistency(sr: torch.Tensor, lr: torch.Tensor, factor: int) -> torch.Tensor:
-    """Project `sr` onto the outputs whose slice profile gives `lr` back: each group of `factor`
-    fine samples along the last axis is shifted by its coarse sample's residual, so
-    `slice_average(result) == lr` exactly and nothing else changes."""
-    residual = lr - slice_average(sr, factor)
-    return sr + residual.repeat_interleave(factor, dim=-1)
-
-
-def _cubic_weights(factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Catmull-Rom (Keys a = -0.5) weights of the 4 coarse neighbours of each fine sample's phase,
-    on the affine rule's grid: fine j sits at coarse position (j + 0.5) / factor - 0.5."""
-    offsets, weights = [], []
-    for r in range(factor):
-        t = (r + 0.5) / factor - 0.5
-        base = math.floor(t)
-        f = t - base
-        a = -0.5
-        w = [
-            ((a * (f + 1) - 5 * a) * (f + 1) + 8 * a) * (f + 1) - 4 * a,
-            ((a + 2) * f - (a + 3)) * f * f + 1,
-            ((a + 2) * (1 - f) - (a + 3)) * (1 - f) * (1 - f) + 1,
-            ((a * (2 - f) - 5 * a) * (2 - f) + 8 * a) * (2 - f) - 4 * a,
-        ]
-        offsets.append(base - 1)
-        weights.append(w)
-    return np.array(offsets), np.array(weights, dtype=np.float32)
-
-
-def cubic_upsample_last(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Cubic (Catmull-Rom) interpolation along the last axis by `factor` on the affine rule's
-    grid, edges replicated: the base the network adds detail to."""
-    offsets, weights = _cubic_weights(factor)
-    n = x.shape[-1]
-    pad = 3
-    xp = torch.cat([x[..., :1].expand(*x.shape[:-1], pad), x, x[..., -1:].expand(*x.shape[:-1], pad)], dim=-1)
-    phases: list[torch.Tensor] = []
-    w = torch.from_numpy(weights).to(x)
-    for r in range(factor):
-        start = pad + int(offsets[r])
-        phase = w[r, 0] * xp[..., start : start + n]
-        for k in range(1, 4):
-            phase = phase + w[r, k] * xp[..., start + k : start + k + n]
-        phases.append(phase)
-    return torch.stack(phases, dim=-1).reshape(*x.shape[:-1], n * factor)
-
-
-# --------------------------------------------------------------------------------------------
-# Training pairs from the in-plane planes
-
-
-class PlaneSampler:
-    """Patches of the scan's in-plane planes (fine in both axes), oriented at random (transpose,
-    flips), as (LR, HR) with LR the boxcar slice profile of HR along the patch's last axis.
-
-    `planes`: (n, X, Y) in-plane planes at the scan's in-plane spacing, intensity-scaled."""
-
-    def __init__(self, planes: np.ndarray, config: ThroughPlaneConfig) -> None:
-        self.planes = planes
-        self.config = config
-        self.rng = np.random.default_rng(config.seed)
-        across, along = config.patch
-        if min(planes.shape[1:]) < max(across, along):
-            raise ValueError(
-                f"in-plane extent {planes.shape[1:]} is smaller than the training patch {config.patch}; "
-                "give a smaller ThroughPlaneConfig.patch"
-            )
-        # planes with tissue: a patch is drawn where the plane is not air
+    def add_volume(self, x: np.ndarray, *, holdout_every: int, teach: Sequence[int] = (0, 1),
+                   inplane_factor: int = 1) -> None:  # fmt: skip
+        """Add the in-plane planes of `x` ((X, Y, Z), slice axis last, intensity-scaled), each made
+        thick along the axes in `teach` (0: X, 1: Y; the others are too coarse to teach).
+        `inplane_factor` > 1: the scanner interpolated in-plane, so the planes are brought back to
+        the acquired matrix (central k-space) before they teach."""
+        planes = np.moveaxis(x, 2, 0)
+        if inplane_factor > 1:
+            for axis in (1, 2):
+                n = planes.shape[axis] - planes.shape[axis] % inplane_factor
+                planes = kspace_downsample_axis(np.take(planes, np.arange(n), axis=axis), inplane_factor, axis)
         means = planes.reshape(len(planes), -1).mean(axis=1)
-        self.usable = np.flatnonzero(means > 0.1 * means.max()) if means.max() > 0 else np.arange(len(planes))
+        tissue = np.flatnonzero(means > 0.1 * means.max()) if means.max() > 0 else np.arange(len(planes))
+        held = set(tissue[holdout_every // 2 :: holdout_every].tolist()) or {int(tissue[len(tissue) // 2])}
+        for k in tissue:
+            for plane in [p for a, p in ((1, planes[k]), (0, planes[k].T)) if a in teach]:
+                (self.held if k in held else self.train).append(self._pair(plane))
+        self._cum = None
 
-    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.config
-        across, along = c.patch
-        hr = np.empty((c.batch_size, across, along), np.float32)
-        for b in range(c.batch_size):
-            plane = self.planes[self.rng.choice(self.usable)]
-            if self.rng.random() < 0.5:
-                plane = plane.T
-            i = self.rng.integers(0, plane.shape[0] - across + 1)
-            j = self.rng.integers(0, plane.shape[1] - along + 1)
-            p = plane[i : i + across, j : j + along]
-            if self.rng.random() < 0.5:
-                p = p[::-1]
-            if self.rng.random() < 0.5:
-                p = p[:, ::-1]
-            hr[b] = p
-        hr_t = torch.from_numpy(hr)[:, None, None]  # (B, 1, 1, across, along)
-        return slice_average(hr_t, c.factor), hr_t
+    def _pair(self, plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = self.profile.factor
+        n = plane.shape[1] - plane.shape[1] % f
+        hr = torch.from_numpy(np.ascontiguousarray(plane[:, :n], dtype=np.float32))
+        lr = apply_profile(hr, self.profile)
+        return hr.numpy(), lr.numpy(), bspline_upsample(lr, f).numpy()
+
+    def _weights(self, patch: int) -> None:
+        """Per train pair, the gradient energy of the truth at each patch corner (the patch's sum),
+        with a floor over tissue so flat organs are drawn too; one cumulative table for all."""
+        f = self.profile.factor
+        maps = []
+        for hr, _, _ in self.train:
+            gy, gx = np.gradient(hr)
+            g = np.hypot(gx, gy)
+            g = g + 0.2 * float(g.mean()) * (hr > 0.05)
+            c = np.pad(g.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+            s = c[patch:, patch:] - c[:-patch, patch:] - c[patch:, :-patch] + c[:-patch, :-patch]
+            s[:, np.arange(s.shape[1]) % f != 0] = 0  # corners on the slice grid
+            maps.append(s.ravel())
+        sizes = np.array([m.size for m in maps])
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self._cum = np.cumsum(np.concatenate(maps).astype(np.float64))
+        self._shapes = [(hr.shape[0] - patch + 1, hr.shape[1] - patch + 1) for hr, _, _ in self.train]
+
+    def sample(self, rng: np.random.Generator, batch: int, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base, hr) patches, (batch, 1, patch, patch) each, flipped at random."""
+        if self._cum is None:
+            self._weights(patch)
+        assert self._cum is not None and self._offsets is not None
+        idx = np.searchsorted(self._cum, rng.random(batch) * self._cum[-1], side="right")
+        base = np.empty((batch, 1, patch, patch), np.float32)
+        hr = np.empty_like(base)
+        for b, flat in enumerate(idx):
+            p = int(np.searchsorted(self._offsets, flat, side="right") - 1)
+            i, j = divmod(int(flat - self._offsets[p]), self._shapes[p][1])
+            h, _, bs = self.train[p]
+            ph, pb = h[i : i + patch, j : j + patch], bs[i : i + patch, j : j + patch]
+            if rng.random() < 0.5:
+                ph, pb = ph[::-1], pb[::-1]
+            if rng.random() < 0.5:  # the patch spans whole slices, so its flip does too
+                ph, pb = ph[:, ::-1], pb[:, ::-1]
+            hr[b, 0], base[b, 0] = ph, pb
+        return torch.from_numpy(base), torch.from_numpy(hr)
+
+    def smallest_side(self) -> int:
+        return min(min(hr.shape) for hr, _, _ in self.train) if self.train else 0
 
 
-def _init_from(model: Generator, weights: str | None) -> str:
-    """Copy the tensors of `weights` whose shapes fit (all but the upsampling convolution of a
-    2x2x2 model); returns what was loaded."""
-    if weights is None:
-        return "from scratch"
-    from srgan3d.sr.weights import load_generator
-
-    source, info = load_generator(weights)
-    own = model.state_dict()
-    fit = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
-    own.update(fit)
-    model.load_state_dict(own)
-    return f"{info.name} ({len(fit)} of {len(own)} tensors)"
-
-
-def _forward(model: Generator, lr: torch.Tensor, factor: int) -> torch.Tensor:
-    """Base + detail, then the slice-profile consistency; `lr` is (B, 1, 1, H, W)."""
-    sr = cubic_upsample_last(lr, factor) + model(lr)
-    return slice_profile_consistency(sr, lr, factor)
+# --------------------------------------------------------------------------------------------
+# Training
 
 
 @dataclass(frozen=True)
-class ThroughPlaneFit:
+class PlaneFit:
+    """What a training run did and what the held-out planes said.
+
+    `held_out_psnr_db` is the network's (+ consistency) at its best check, `baseline_psnr_db`
+    B-spline + consistency's on the same planes (PSNR over the tissue, intensities scaled to the
+    scan's robust range); `gain_db` their difference."""
+
     steps: int
     seconds: float
     init: str
-    loss_first: float
-    loss_last: float
+    held_out_planes: int
+    held_out_psnr_db: float
+    baseline_psnr_db: float
+    best_step: int
+    precision: str
+
+    @property
+    def gain_db(self) -> float:
+        return self.held_out_psnr_db - self.baseline_psnr_db
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps, "seconds": round(self.seconds, 1), "init": self.init,
+            "held_out_planes": self.held_out_planes, "held_out_psnr_db": round(self.held_out_psnr_db, 3),
+            "baseline_psnr_db": round(self.baseline_psnr_db, 3), "gain_db": round(self.gain_db, 3),
+            "best_step": self.best_step, "precision": self.precision,
+        }  # fmt: skip
 
 
-def fit_through_plane(
-    planes: np.ndarray, config: ThroughPlaneConfig, *, device: str = "cpu", progress: bool = False
-) -> tuple[Generator, ThroughPlaneFit]:
-    """Train the through-plane generator on `planes` ((n, X, Y) in-plane planes, scaled) within
-    the config's time and step budget. Returns the model (eval mode) and what the fit did."""
+def one_cycle_lr(fraction: float, config: ThroughPlaneConfig) -> float:
+    """The learning rate at `fraction` of the budget: linear warm-up to `peak_lr`, cosine to 0."""
+    t = min(max(fraction, 0.0), 1.0)
+    if t < config.warmup:
+        return config.peak_lr * max(t / config.warmup, 0.01)
+    return config.peak_lr * 0.5 * (1 + math.cos(math.pi * (t - config.warmup) / (1 - config.warmup)))
+
+
+@torch.no_grad()
+def _held_out_psnr(model: PlaneNet | None, pairs: PlanePairs, *, device: torch.device, bf16: bool) -> float:
+    """PSNR over the tissue of all held-out pairs (data range 1 on scaled intensities), after the
+    consistency projection; `model` None: B-spline + consistency."""
+    se, count = 0.0, 0
+    for hr, lr, base in pairs.held:
+        lr_t = torch.from_numpy(lr)
+        if model is None:
+            out = bspline_consistent(lr_t, pairs.profile)
+        else:
+            out = project_consistent(_run(model, torch.from_numpy(base)[None, None], device, bf16)[0, 0].cpu(),
+                                     lr_t, pairs.profile)  # fmt: skip
+        m = hr > 0.05
+        se += float(((out.numpy() - hr)[m].astype(np.float64) ** 2).sum())
+        count += int(m.sum())
+    return 10 * math.log10(count / se) if se > 0 else math.inf
+
+
+def _run(model: PlaneNet, base: torch.Tensor, device: torch.device, bf16: bool) -> torch.Tensor:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model(base.to(device)).float()
+
+
+def build_plane_net(config: ThroughPlaneConfig) -> tuple[PlaneNet, str]:
+    """A fresh network, or `config.init`'s trained weights (a through-plane model) as the start."""
+    model = PlaneNet(**config.network())
+    if config.init is None:
+        return model, "from scratch"
+    from srgan3d.sr.protocol import load_plane_net
+
+    start, info = load_plane_net(config.init)
+    if start.config != model.config:
+        raise ValueError(f"--init {config.init}: its network {start.config} differs from the one asked for {model.config}")
+    return start, f"{info.name} ({info.sha256[:12]})"
+
+
+def fit_plane_net(
+    pairs: PlanePairs, config: ThroughPlaneConfig, *, device: str = "cpu", progress: bool = False
+) -> tuple[PlaneNet, PlaneFit]:
+    """Train on `pairs.train` within the budget; returns the network at its best held-out check
+    (eval mode) and the `PlaneFit`."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     dev = resolve_device(device)
-    model = Generator(config.generator)
-    init = _init_from(model, config.init)
+    bf16 = use_bf16(dev, config.amp)
+    patch = config.patch
+    side = pairs.smallest_side()
+    if side < patch:
+        patch = side - side % pairs.profile.factor
+        if patch < 8:
+            raise ValueError(f"the in-plane planes ({side} voxels across) are too small to train on (8 needed)")
+    model, init = build_plane_net(config)
     model.to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.99))
-    sampler = PlaneSampler(planes, config)
+    opt = torch.optim.Adam(model.parameters(), lr=config.peak_lr, betas=(0.9, 0.99))
+    baseline = _held_out_psnr(None, pairs, device=dev, bf16=bf16)
     budget = config.minutes * 60
+    checks = [(k + 1) / config.validations for k in range(config.validations)]
+    best = (-math.inf, 0, copy.deepcopy(model.state_dict()))
     t0 = time.perf_counter()
-    losses: list[float] = []
-    bar = tqdm(total=config.max_steps, desc="through-plane fit", unit="step", disable=not progress)
     step = 0
-    while step < config.max_steps and time.perf_counter() - t0 < budget:
-        lr, hr = (t.to(dev) for t in sampler.sample())
-        loss = F.l1_loss(_forward(model, lr, config.factor), hr)
+    bar = tqdm(desc="through-plane fit", unit="step", disable=not progress)
+    while True:
+        frac = max((time.perf_counter() - t0) / budget, step / config.max_steps)
+        if checks and frac >= checks[0]:
+            checks.pop(0)
+            score = _held_out_psnr(model.eval(), pairs, device=dev, bf16=bf16)
+            model.train()
+            if score > best[0]:
+                best = (score, step, copy.deepcopy(model.state_dict()))
+            bar.set_postfix_str(f"held-out {score - baseline:+.2f} dB")
+        if frac >= 1:
+            break
+        for g in opt.param_groups:
+            g["lr"] = one_cycle_lr(frac, config)
+        base, hr = (t.to(dev) for t in pairs.sample(rng, config.batch_size, patch))
+        loss = F.l1_loss(_run(model, base, dev, bf16), hr)
         if not torch.isfinite(loss):
-            raise RuntimeError(f"through-plane fit: the loss is not finite at step {step + 1}")
+            raise RuntimeError(f"through-plane training: the loss is not finite at step {step + 1}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
         step += 1
         bar.update()
     bar.close()
-    first = float(np.mean(losses[:20])) if losses else math.nan
-    last = float(np.mean(losses[-20:])) if losses else math.nan
-    return model.eval(), ThroughPlaneFit(step, time.perf_counter() - t0, init, first, last)
+    model.load_state_dict(best[2])
+    fit = PlaneFit(step, time.perf_counter() - t0, init, len(pairs.held), best[0], baseline, best[1],
+                   "bf16" if bf16 else "fp32")  # fmt: skip
+    return model.eval(), fit
+
+
+# --------------------------------------------------------------------------------------------
+# Application
 
 
 @torch.inference_mode()
-def apply_through_plane(model: Generator, volume: np.ndarray, factor: int, *, chunk: int = 16) -> np.ndarray:
-    """Upscale a (X, Y, Z) scaled volume along Z: the (Y, Z) planes of each X and the (X, Z)
-    planes of each Y through the network, the two estimates averaged (the average of two outputs
-    consistent with the slice profile is consistent too). The slice axis is not padded: mirroring
-    8 slices onto each end measured worse (-0.2 dB on the abdominal CT, -1.2 dB on the MR of
-    benchmarks/RESULTS.md)."""
+def apply_plane_net(model: PlaneNet, x: np.ndarray, profile: SliceProfile, *, teach: Sequence[int] = (0, 1),
+                    amp: bool = True, max_pixels: int = 1_500_000) -> np.ndarray:  # fmt: skip
+    """Upscale a (X, Y, Z) scaled volume along Z: the B-spline base of the (Y, Z) planes of each X
+    and of the (X, Z) planes of each Y through the network, the estimates averaged, then projected
+    onto what the slice profile measured. Only the orientations whose across-axis the network saw
+    in training run: (Y, Z) planes when X taught (the network then saw Y across), (X, Z) when Y
+    did. `max_pixels` per forward pass bounds memory."""
     dev = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)).to(dev)
+    bf16 = use_bf16(dev, amp)
+    lr = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
+    base = bspline_upsample(lr, profile.factor)
 
-    def along(planes: torch.Tensor) -> torch.Tensor:  # (n, H, Z) -> (n, H, factor*Z)
-        out = []
-        for k in range(0, planes.shape[0], chunk):
-            lr = planes[k : k + chunk][:, None, None]
-            out.append(_forward(model, lr, factor)[:, 0, 0])
-        return torch.cat(out)
+    def through(planes: torch.Tensor) -> torch.Tensor:  # (n, H, W) -> (n, H, W)
+        chunk = max(1, max_pixels // (planes.shape[1] * planes.shape[2]))
+        return torch.cat([_run(model, planes[k : k + chunk, None], dev, bf16)[:, 0]
+                          for k in range(0, planes.shape[0], chunk)])  # fmt: skip
 
-    first = along(x)  # planes (Y, Z) for each X
-    second = along(x.permute(1, 0, 2).contiguous()).permute(1, 0, 2)  # planes (X, Z) for each Y
-    return (0.5 * (first + second)).cpu().numpy()
+    estimates = []
+    if 0 in teach:
+        estimates.append(through(base))
+    if 1 in teach:
+        estimates.append(through(base.permute(1, 0, 2).contiguous()).permute(1, 0, 2))
+    if not estimates:
+        raise ValueError("no in-plane axis taught the network (teach is empty)")
+    return project_consistent(sum(estimates) / len(estimates), lr, profile).cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# One scan
+
+
+@dataclass(frozen=True)
+class ThroughPlaneRecord:
+    """How one scan was upscaled through-plane, for its manifest row: the method that ran
+    (`SELF_SUPERVISED` or `BSPLINE_CONSISTENT`), why, the slice geometry, the axes' detail and the
+    training (None when none ran)."""
+
+    method: str
+    reason: str
+    geometry: SliceGeometry
+    detail: AxisDetail | None
+    fit: PlaneFit | None = None
+
+    def manifest_values(self) -> dict[str, object]:
+        g = self.geometry
+        values: dict[str, object] = {
+            "method": self.method, "slice_profile": g.profile.describe(g.spacing_mm),
+            "slice_thickness_mm": f"{g.thickness_mm:.4g}", "slice_thickness_from": g.thickness_from,
+            "slice_gap_mm": f"{g.gap_mm:.4g}",
+            "acquired_inplane_mm": "x".join(f"{v:.4g}" for v in g.acquired_inplane_mm),
+            "through_plane_reason": self.reason,
+        }  # fmt: skip
+        if self.detail is not None:
+            values["axis_detail_upper_share"] = "x".join(f"{v:.4f}" for v in self.detail.upper_share)
+        if self.fit is not None:
+            values.update(
+                held_out_gain_db=f"{self.fit.gain_db:.3f}", self_supervised_steps=self.fit.steps,
+                self_supervised_seconds=f"{self.fit.seconds:.1f}",
+            )  # fmt: skip
+        return values
+
+
+def scaled_slices_last(volume: Volume, axis: int) -> tuple[np.ndarray, IntensityScaling, list[int]]:
+    """The volume's data with `axis` last, intensity-scaled; the scaling and the axis order."""
+    order = [a for a in range(3) if a != axis] + [axis]
+    data = np.transpose(np.asarray(volume.data, dtype=np.float32), order)
+    scaling = IntensityScaling.fit(data)
+    return scaling.forward(data), scaling, order
+
+
+def finish_volume(y: np.ndarray, volume: Volume, scaling: IntensityScaling, order: Sequence[int], factor: int,
+                  axis: int) -> Volume:  # fmt: skip
+    """The upscaled (scaled, slice axis last) array back in the input's intensities, axis order and
+    world: the affine rule's grid."""
+    out = np.transpose(scaling.inverse(y), np.argsort(order)).astype(np.float32)
+    factors = [factor if a == axis else 1 for a in range(3)]
+    return Volume(out, upscaled_affine(volume.affine, factors), dict(volume.meta))
+
+
+def upscale_bspline_consistent(volume: Volume, geometry: SliceGeometry) -> Volume:
+    """B-spline along the slices, made consistent with the slice profile."""
+    x, scaling, order = scaled_slices_last(volume, geometry.axis)
+    y = bspline_consistent(torch.from_numpy(x), geometry.profile).numpy()
+    return finish_volume(y, volume, scaling, order, geometry.profile.factor, geometry.axis)
 
 
 def upscale_through_plane(
-    volume: Volume, config: ThroughPlaneConfig | None = None, *, axis: int = 2, device: str = "cpu",
-    progress: bool = False,
-) -> tuple[Volume, ThroughPlaneFit]:  # fmt: skip
-    """Self-supervised through-plane SR of one scan along array axis `axis` (its slice axis):
-    train on its in-plane planes, apply along its slices. The output's affine follows the affine
-    rule, and the slice profile of the output gives the input back."""
+    volume: Volume, config: ThroughPlaneConfig | None = None, *, axis: int = 2, factor: int = 2,
+    profile: str = "boxcar", thickness_mm: float | None = None, device: str = "cpu", progress: bool = False,
+) -> tuple[Volume, ThroughPlaneRecord]:  # fmt: skip
+    """Self-supervised through-plane SR of one scan along array axis `axis` (its slice axis).
+
+    The slice profile and grid come from the header (`slice_geometry`; `profile` and
+    `thickness_mm` as the user gave them). The network is trained on the scan's in-plane planes
+    and used only where those carry detail (`inplane_can_teach`) and its held-out planes beat
+    B-spline + consistency by more than `config.min_gain_db`; otherwise B-spline + consistency
+    runs and the record says why. The output sits on the affine rule's grid, and its slice
+    profile gives the input back."""
     config = config or ThroughPlaneConfig()
-    order = [a for a in range(3) if a != axis] + [axis]
-    data = np.transpose(volume.data, order)
-    side = min(data.shape[:2])  # a small field of view gets patches that fit it
-    if side < max(config.patch):
-        along = max(config.factor, side - side % config.factor)
-        config = replace(config, patch=(min(config.patch[0], side), min(config.patch[1], along)))
-    scaling = IntensityScaling.fit(data)
-    x = scaling.forward(data).astype(np.float32)
-    planes = np.moveaxis(x, 2, 0)  # (Z, X, Y): the in-plane planes
-    model, fit = fit_through_plane(planes, config, device=device, progress=progress)
-    y = apply_through_plane(model, x, config.factor)
-    out = np.transpose(scaling.inverse(y), np.argsort(order)).astype(np.float32)
-    factors: Sequence[int] = [config.factor if a == axis else 1 for a in range(3)]
-    return Volume(out, upscaled_affine(volume.affine, factors), dict(volume.meta)), fit
+    geometry = slice_geometry(volume.spacing_mm, volume.meta, axis=axis, factor=factor, kind=profile,
+                              thickness_mm=thickness_mm)  # fmt: skip
+    x, scaling, order = scaled_slices_last(volume, axis)
+    detail = measure_axis_detail(x)
+    teach = teaching_axes([volume.spacing_mm[a] * (1 if a == axis else geometry.inplane_factor) for a in order], 2, factor)
+    ok, why = inplane_can_teach(detail, teach) if geometry.inplane_factor == 1 else (bool(teach), "no axis teaches")
+    if not ok:
+        return upscale_bspline_consistent(volume, geometry), ThroughPlaneRecord(BSPLINE_CONSISTENT, why, geometry, detail)
+    pairs = PlanePairs(geometry.profile)
+    pairs.add_volume(x, holdout_every=config.holdout_every, teach=teach, inplane_factor=geometry.inplane_factor)
+    model, fit = fit_plane_net(pairs, config, device=device, progress=progress)
+    if not fit.gain_db > config.min_gain_db:
+        why = (f"on {fit.held_out_planes} held-out in-plane planes the network is {fit.gain_db:+.2f} dB against "
+               f"B-spline + consistency (needs > {config.min_gain_db:+.2f})")  # fmt: skip
+        return upscale_bspline_consistent(volume, geometry), ThroughPlaneRecord(BSPLINE_CONSISTENT, why, geometry, detail, fit)
+    y = apply_plane_net(model, x, geometry.profile, teach=teach, amp=config.amp)
+    why = f"{fit.gain_db:+.2f} dB over B-spline + consistency on {fit.held_out_planes} held-out in-plane planes"
+    return finish_volume(y, volume, scaling, order, factor, axis), ThroughPlaneRecord(SELF_SUPERVISED, why, geometry, detail, fit)
 
 
-def thick_slice_copy(volume: Volume, factor: int, *, axis: int = 2) -> Volume:
-    """A thick-slice acquisition of a thin-slice scan: each `factor` slices along `axis` averaged
-    into one (boxcar profile, contiguous), on the grid the affine rule puts it (coarse voxel i
-    centred at the mean of its children)."""
+def thick_slice_copy(volume: Volume, factor: int, *, axis: int = 2, profile: SliceProfile | None = None) -> Volume:
+    """A thick-slice acquisition of a thin-slice scan along `axis`: each slice made by `profile`
+    (default: a contiguous boxcar, the mean of `factor` thin slices) on the grid the affine rule
+    puts it (coarse voxel i centred at the mean of its children)."""
+    profile = profile or SliceProfile("boxcar", factor, 1.0)
+    if profile.factor != factor:
+        profile = replace(profile, factor=factor)
     n = volume.shape[axis] - volume.shape[axis] % factor
-    data = np.take(volume.data, np.arange(n), axis=axis)
-    shape = list(data.shape)
-    shape[axis : axis + 1] = [n // factor, factor]
-    coarse = data.reshape(shape).mean(axis=axis + 1).astype(np.float32)
+    data = np.moveaxis(np.take(np.asarray(volume.data, dtype=np.float32), np.arange(n), axis=axis), axis, -1)
+    coarse = apply_profile(torch.from_numpy(np.ascontiguousarray(data)), profile).numpy()
     factors = [factor if a == axis else 1 for a in range(3)]
-    return Volume(coarse, downscaled_affine(volume.affine, factors), dict(volume.meta))
+    return Volume(np.ascontiguousarray(np.moveaxis(coarse, -1, axis)), downscaled_affine(volume.affine, factors),
+                  dict(volume.meta))  # fmt: skip
 
 
-__all__ = ["ThroughPlaneConfig", "cubic_upsample_last", "slice_average", "slice_profile_consistency", "thick_slice_copy", "upscale_through_plane"]
+__all__ = [
+    "PlaneFit", "PlaneNet", "PlanePairs", "ThroughPlaneConfig", "ThroughPlaneRecord", "apply_plane_net",
+    "fit_plane_net", "one_cycle_lr", "thick_slice_copy", "upscale_bspline_consistent", "upscale_through_plane",
+]  # fmt: skip

@@ -25,7 +25,13 @@ from srgan3d.atomic import remove_stale_temps
 from srgan3d.discovery import ScanSource, find_scans
 from srgan3d.io import output_array, write_volume
 from srgan3d.provenance import versions
-from srgan3d.sr.config import SELF_SUPERVISED, UpscaleConfig
+from srgan3d.sr.config import (
+    BSPLINE_CONSISTENT,
+    SELF_SUPERVISED,
+    THROUGH_PLANE_NETWORK,
+    ThroughPlaneConfig,
+    UpscaleConfig,
+)
 from srgan3d.sr.device import resolve_device
 from srgan3d.sr.engine import GeneratorEngine, StageClock, axes_for_generator, upscale_volume
 from srgan3d.sr.ledger import (
@@ -71,23 +77,81 @@ def _weights_installed(name: str) -> bool:
     return True
 
 
-def _self_supervised(vol: Volume, factors: Sequence[int], config: UpscaleConfig) -> tuple[Volume, dict[str, Any]]:
-    """Through-plane SR of one scan learnt from its own in-plane planes (`upscale_through_plane`),
-    with the manifest values that say how: slice profile, budget, steps, seconds."""
-    from srgan3d.sr.through_plane import ThroughPlaneConfig, upscale_through_plane
+@dataclass
+class _ThroughPlane:
+    """How a through-plane run upscales each scan: per scan (`SELF_SUPERVISED`,
+    `BSPLINE_CONSISTENT`) or with protocol weights (`THROUGH_PLANE_NETWORK`, loaded once)."""
 
-    axes = [a for a, f in enumerate(factors) if f > 1]
-    if len(axes) != 1:
-        raise ValueError(f"--method {SELF_SUPERVISED} upscales along one axis; this scan's factors are {tuple(factors)}")
-    axis = axes[0]
-    cfg = ThroughPlaneConfig(factor=int(factors[axis]), minutes=config.self_supervised_minutes)
-    sr, fit = upscale_through_plane(vol, cfg, axis=axis, device=str(resolve_device(config.device)))
-    spacing = vol.spacing_mm[axis]
-    return sr, {
-        "slice_profile": f"boxcar {spacing:.3g} mm (thickness = slice spacing; data consistency to it)",
-        "self_supervised_budget_min": f"{config.self_supervised_minutes:g}",
-        "self_supervised_steps": fit.steps, "self_supervised_seconds": f"{fit.seconds:.1f}",
-    }
+    method: str
+    config: UpscaleConfig
+    model: Any = None
+    info: WeightsInfo | None = None
+
+    def upscale(self, vol: Volume, factors: Sequence[int]) -> tuple[Volume, dict[str, Any]]:
+        from srgan3d.sr.protocol import upscale_with_protocol
+        from srgan3d.sr.slice_profile import slice_geometry
+        from srgan3d.sr.through_plane import ThroughPlaneRecord, upscale_bspline_consistent, upscale_through_plane
+
+        axes = [a for a, f in enumerate(factors) if f > 1]
+        if len(axes) != 1:
+            raise ValueError(f"--method {self.method} upscales along one axis; this scan's factors are {tuple(factors)}")
+        axis, factor, c = axes[0], int(factors[axes[0]]), self.config
+        if self.method == THROUGH_PLANE_NETWORK:
+            assert self.info is not None
+            sr, geometry = upscale_with_protocol(vol, self.model, self.info, factor=factor,
+                                                 thickness_mm=c.slice_thickness_mm, amp=c.amp)  # fmt: skip
+            gain = self.info.card["held_out"]["gain_db"]
+            record = ThroughPlaneRecord(THROUGH_PLANE_NETWORK, f"protocol weights, {gain:+.2f} dB held out", geometry, None)
+            return sr, record.manifest_values()
+        kind = c.slice_profile or "boxcar"
+        if self.method == BSPLINE_CONSISTENT:
+            geometry = slice_geometry(vol.spacing_mm, vol.meta, axis=axis, factor=factor, kind=kind,
+                                      thickness_mm=c.slice_thickness_mm)  # fmt: skip
+            record = ThroughPlaneRecord(BSPLINE_CONSISTENT, self.why, geometry, None)
+            return upscale_bspline_consistent(vol, geometry), record.manifest_values()
+        tp = ThroughPlaneConfig(minutes=c.self_supervised_minutes, amp=c.amp)
+        sr, record = upscale_through_plane(vol, tp, axis=axis, factor=factor, profile=kind,
+                                           thickness_mm=c.slice_thickness_mm, device=str(resolve_device(c.device)))  # fmt: skip
+        if record.method != SELF_SUPERVISED:
+            log.warning("%s: B-spline + consistency instead of the network: %s", vol.meta.get("source", "scan"), record.reason)
+        return sr, {**record.manifest_values(), "self_supervised_budget_min": f"{c.self_supervised_minutes:g}"}
+
+    @property
+    def why(self) -> str:
+        return "asked for" if self.config.method == BSPLINE_CONSISTENT else "no through-plane weights given"
+
+
+def _through_plane_method(config: UpscaleConfig) -> _ThroughPlane | None:
+    """The through-plane way of this run, or None when it is not a one-axis run that needs one.
+
+    `--method auto` (or generator) with through-plane weights: those weights, if their card
+    records a held-out gain over B-spline + consistency; `auto` without them: B-spline +
+    consistency, said once; `self-supervised` / `bspline-consistent` as asked."""
+    from srgan3d.sr.protocol import is_through_plane_weights, load_plane_net
+
+    one_axis = config.through_plane or sorted(config.scale)[:2] == [1, 1]
+    if config.method in (SELF_SUPERVISED, BSPLINE_CONSISTENT):
+        return _ThroughPlane(config.method, config)
+    if not one_axis or config.method not in ("auto", "generator") or config.adapt_steps:
+        return None
+    if is_through_plane_weights(config.weights):
+        model, info = load_plane_net(config.weights)
+        model.to(resolve_device(config.device))
+        gain = float(info.card["held_out"]["gain_db"])
+        if config.method == "auto" and not gain > ThroughPlaneConfig.min_gain_db:
+            say_once(f"--method auto: the through-plane weights {info.name} are {gain:+.2f} dB against B-spline + "
+                     "consistency on their held-out planes; using B-spline + slice-profile consistency")  # fmt: skip
+            return _ThroughPlane(BSPLINE_CONSISTENT, config)
+        return _ThroughPlane(THROUGH_PLANE_NETWORK, config, model, info)
+    if config.method == "auto" and config.through_plane:
+        say_once(
+            f"--method auto with --scale through-plane: no through-plane weights given ({config.weights} is "
+            f"an isotropic generator); using the cubic B-spline along the slices made consistent with the slice "
+            f"profile ({BSPLINE_CONSISTENT}). Train weights for your protocol with `srgan3d train --through-plane`, "
+            f"or learn from each scan with --method {SELF_SUPERVISED}"
+        )
+        return _ThroughPlane(BSPLINE_CONSISTENT, config)
+    return None
 
 
 def _adapt_and_upscale(
@@ -115,35 +179,27 @@ def _fmt(t: Sequence[float], digits: int = 4) -> str:
     return "x".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in t)
 
 
-def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | None, dict[str, Any]]:
+def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _ThroughPlane | None, dict[str, Any]]:
     """The method `config` resolves to, the engine for it (weights and device resolved once), and
     the manifest values every row shares."""
     resolve_device(config.device)  # --device cuda without CUDA is refused whatever the method
-    if config.method == SELF_SUPERVISED:
-        vers = versions()
-        return SELF_SUPERVISED, None, {"method": SELF_SUPERVISED, "srgan3d": vers["srgan3d"], "torch": vers["torch"],
-                                       "monai": vers["monai"], "device": str(resolve_device(config.device)),
-                                       "data_consistency": "slice profile"}  # fmt: skip
+    vers = versions()
+    common: dict[str, Any] = {
+        "method": config.method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
+        "device": "cpu",
+    }  # fmt: skip
+    through = _through_plane_method(config)
+    if through is not None:
+        common.update(method=through.method, device=str(resolve_device(config.device)), data_consistency="slice profile")
+        if through.info is not None:
+            common.update(weights=through.info.name, weights_sha256=through.info.sha256)
+        return through.method, through, common
     method, weights = resolve_method_and_weights(config.method, config.weights)
-    if config.through_plane and method == "generator" and config.method == "auto" and not config.adapt_steps:
-        scale = tuple(find_weights(weights).card.get("generator", {}).get("scale", (2, 2, 2)))
-        if sorted(scale) != [1, 1, max(config.scale)]:
-            # Never fail a scan for want of through-plane weights: cubic along the slices, said once.
-            say_once(
-                f"--method auto with --scale through-plane: the installed weights {find_weights(weights).name} are "
-                f"{'x'.join(map(str, scale))}, not a through-plane model; using cubic interpolation along the slice "
-                "axis (--method tricubic, which is cubic along that axis only)"
-            )
-            method = "tricubic"
     if config.adapt_steps and method != "generator":
         if config.method not in ("auto", "generator"):
             raise ValueError(f"--adapt needs the generator; it cannot adapt --method {config.method}")
         method = "generator"
-    vers = versions()
-    common: dict[str, Any] = {
-        "method": method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
-        "device": "cpu",
-    }  # fmt: skip
+    common["method"] = method
     if method != "generator":
         return method, None, common
     options: dict[str, Any] = dict(
@@ -218,6 +274,8 @@ def upscale_files(
     outdir = Path(outdir)
     sources, manifest = _sources(inputs, outdir, config)
     method, engine, common = _method_and_engine(config)
+    through = engine if isinstance(engine, _ThroughPlane) else None
+    engine = engine if isinstance(engine, GeneratorEngine) else None
     previous = read_manifest(manifest)
     rows, todo = plan_rows(sources, outdir, config, common, previous)
     ledger = dict(previous)
@@ -230,7 +288,7 @@ def upscale_files(
     bar = tqdm(total=len(todo), desc="upscale", unit="scan", disable=not progress)
     try:
         with _stop_on_signals():
-            _Batch(method, engine, config, previous, save, bar, clock).run(todo)
+            _Batch(method, engine, config, previous, save, bar, clock, through).run(todo)
     except BatchInterrupted as stop:
         bar.close()
         save()
@@ -286,6 +344,7 @@ class _Batch:
     save: Callable[[], None]
     bar: tqdm
     clock: StageClock | None = None
+    through: _ThroughPlane | None = None
     writes: list[tuple[Future[Path], ManifestRow, Path, float, dict[str, object]]] = field(default_factory=list)
 
     #: What fails one scan (recorded in its row) and lets the batch go on.
@@ -337,9 +396,10 @@ class _Batch:
         description, and the manifest values of the scan."""
         config, engine, method = self.config, self.engine, self.method
         factors = config.factors_for(vol)
-        if method == SELF_SUPERVISED:
-            sr, ssl = _self_supervised(vol, factors, config)
-            row.values.update(ssl)
+        if self.through is not None:
+            sr, values_tp = self.through.upscale(vol, factors)
+            row.values.update(values_tp)
+            method = str(values_tp["method"])
         elif config.adapt_steps and engine is not None:
             sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
             row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}")

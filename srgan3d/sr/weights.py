@@ -185,14 +185,12 @@ def _mean_heldout_gain(info: WeightsInfo) -> float:
     return float(np.mean([v["psnr_gain_db"] for v in info.card[HELDOUT_KEY]["volumes"]]))
 
 
-def load_generator(
+def load_checked_state(
     name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu"
-) -> tuple[Generator, WeightsInfo]:
-    """Build the generator its model card describes and load its weights.
-
-    The file's sha256 must match the card; loading uses `torch.load(weights_only=True)`, which
-    refuses anything but tensors and plain containers.
-    """
+) -> tuple[dict[str, Any], WeightsInfo]:
+    """The state_dict of weights whose sha256 matches their model card, loaded with
+    `torch.load(weights_only=True)` (which refuses anything but tensors and plain containers),
+    finite; and their `WeightsInfo`."""
     info = find_weights(name_or_path)
     digest = sha256_file(info.path)
     if not info.sha256:
@@ -205,23 +203,32 @@ def load_generator(
             f"{info.path}: sha256 {digest[:16]}... does not match its model card ({info.sha256[:16]}...); "
             "the file is damaged or was replaced: restore it"
         )
-    if "generator" not in info.card:
-        raise WeightsError(f"{info.path.with_suffix('.json')}: model card has no 'generator' config")
-    config = GeneratorConfig.from_dict(info.card["generator"])
     try:
         state = torch.load(info.path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{info.path}: cannot be loaded safely as a state_dict ({exc})") from exc
     if isinstance(state, dict) and "params_ema" in state:
         state = state["params_ema"]
-    if isinstance(state, dict):
-        check_finite_state(state, info.path)
+    if not isinstance(state, dict):
+        raise WeightsError(f"{info.path}: holds a {type(state).__name__}, not a state_dict")
+    check_finite_state(state, info.path)
+    return state, WeightsInfo(info.name, info.path, {**info.card, "sha256": digest})
+
+
+def load_generator(
+    name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu"
+) -> tuple[Generator, WeightsInfo]:
+    """Build the generator its model card describes and load its weights (`load_checked_state`)."""
+    info = find_weights(name_or_path)
+    if "generator" not in info.card:
+        raise WeightsError(f"{info.path.with_suffix('.json')}: model card has no 'generator' config")
+    config = GeneratorConfig.from_dict(info.card["generator"])
+    state, info = load_checked_state(info.path, map_location=map_location)
     model = Generator(config)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
         raise WeightsError(f"{info.path}: weights do not fit the generator of its card ({exc})") from exc
-    info = WeightsInfo(info.name, info.path, {**info.card, "sha256": digest})
     return model.eval(), info
 
 

@@ -70,6 +70,11 @@ class RadiomicsConfig(Result):
         peritumoral: ring widths in mm (`ring_mask`); features of each ring, before and after SR,
             go into the tables with the prefix ``ring<W>mm_``. The crop's margin grows to hold
             the widest ring.
+        through_plane: super-resolve 2x along each scan's slice (thickest) axis only
+            (`srgan3d.sr.engine.upscale_box_through_plane`); `method` is then auto (through-plane
+            `weights` of the scan's protocol, else B-spline + slice-profile consistency),
+            self-supervised or bspline-consistent.
+        through_plane_minutes: self-supervised: training minutes per scan (on the whole scan).
     """
 
     params: str = str(DEFAULT_PARAMS)
@@ -81,8 +86,13 @@ class RadiomicsConfig(Result):
     device: str = "cpu"
     workers: int = 1
     peritumoral: tuple[float, ...] = ()
+    through_plane: bool = False
+    through_plane_minutes: float = 3.0
 
     def __post_init__(self) -> None:
+        if self.through_plane and self.method not in ("auto", "self-supervised", "bspline-consistent"):
+            raise ValueError(f"--scale through-plane takes --method auto, self-supervised or bspline-consistent, "
+                             f"not {self.method!r}")  # fmt: skip
         if any(not 0 < w <= 50 for w in self.peritumoral):
             raise ValueError(f"--peritumoral widths must lie in (0, 50] mm, not {list(self.peritumoral)}")
         if self.spacing not in SPACINGS:

@@ -36,11 +36,11 @@ import pandas as pd
 
 from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume, write_volume
-from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_volume
+from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_box_through_plane, upscale_volume
 from srgan3d.sr.methods import resolve_method_and_weights
 from srgan3d.study.config import RadiomicsConfig
 from srgan3d.study.result_base import JsonValue, Result
-from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine
+from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, thickest_axis
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -242,12 +242,13 @@ class _Crop:
     sha: str | None
     factors: tuple[int, ...]
     key: str  # the SR crop's cache key
+    config: RadiomicsConfig
 
 
 def _process(row: Mapping[str, object], config: RadiomicsConfig, outdir: Path, resample_mm: float | None) -> PatientFeatures:
     pid = str(row["patient_id"])
     c = _crop(row, config)
-    sr, sr_mask, sr_source = _sr_crop(row, c, outdir)
+    sr, sr_mask, sr_source, sr_method = _sr_crop(row, c, outdir)
     liver_stat = os.stat(str(row["liver_mask"])).st_mtime_ns if row.get("liver_mask") else None
     feats_key = _digest(Path(config.params).read_text(), config.spacing, resample_mm, c.key,
                         sr_source.startswith("table"), list(config.peritumoral), liver_stat)  # fmt: skip
@@ -267,7 +268,7 @@ def _process(row: Mapping[str, object], config: RadiomicsConfig, outdir: Path, r
     result = PatientFeatures(
         patient_id=pid, pre=pre, post=post,
         info={
-            "method": c.method, "sr_source": sr_source, "weights_sha256": c.sha,
+            "method": sr_method, "sr_source": sr_source, "weights_sha256": c.sha,
             "lr_spacing_mm": list(c.lr.spacing_mm), "sr_spacing_mm": list(sr.spacing_mm),
             "voi_voxels_lr": int(c.lr_mask.data.sum()), "voi_voxels_sr": int((sr_mask.data > 0.5).sum()),
             "crop_lr": [[s.start, s.stop] for s in c.box],
@@ -281,8 +282,14 @@ def _process(row: Mapping[str, object], config: RadiomicsConfig, outdir: Path, r
 def _crop(row: Mapping[str, object], config: RadiomicsConfig) -> _Crop:
     """The VOI's bounding box plus the margin (wide enough for the widest ring), cropped."""
     pid = str(row["patient_id"])
-    method, engine, sha = _engine(config)
     image, mask = read_volume(str(row["image"])), read_volume(str(row["mask"]))
+    if config.through_plane:
+        method, engine, sha = config.method, None, _through_plane_sha(config)
+        factors: tuple[int, ...] = tuple(2 if a == thickest_axis(image) else 1 for a in range(3))
+    else:
+        method, engine, sha = _engine(config)
+        # the SR factor is the engine's (a through-plane generator has (1, 1, 2)); 2x for interpolation
+        factors = tuple(int(f) for f in engine.scale) if engine is not None else (2, 2, 2)
     margin = config.margin_vox
     if config.peritumoral:  # the crop must hold the widest ring
         margin = max(margin, int(np.ceil(max(config.peritumoral) / min(image.spacing_mm))) + 2)
@@ -290,25 +297,44 @@ def _crop(row: Mapping[str, object], config: RadiomicsConfig) -> _Crop:
     lr_mask = crop(mask, box)
     lr_mask.data = (lr_mask.data > 0.5).astype(np.uint8)
     src_stat = [os.stat(str(row["image"])).st_mtime_ns, os.stat(str(row["mask"])).st_mtime_ns]
-    # the SR factor is the engine's (a through-plane generator has (1, 1, 2)); 2x for interpolation
-    factors = tuple(int(f) for f in engine.scale) if engine is not None else (2, 2, 2)
-    key = _digest(pid, method, sha, margin, src_stat, "box-context-8", factors)
+    tp = (config.through_plane_minutes,) if config.through_plane else ()
+    key = _digest(pid, method, sha, margin, src_stat, "box-context-8", factors, *tp)
     return _Crop(pid=pid, image=image, box=box, lr=crop(image, box), lr_mask=lr_mask, method=method, engine=engine,
-                 sha=sha, factors=factors, key=key)  # fmt: skip
+                 sha=sha, factors=factors, key=key, config=config)  # fmt: skip
 
 
-def _sr_crop(row: Mapping[str, object], c: _Crop, outdir: Path) -> tuple[Volume, Volume, str]:
+def _through_plane_sha(config: RadiomicsConfig) -> str | None:
+    """The sha256 of through-plane weights when `auto` uses them, else None."""
+    from srgan3d.sr.weights import WeightsError, find_weights
+
+    if config.method != "auto":
+        return None
+    try:
+        info = find_weights(config.weights)
+    except WeightsError:
+        return None
+    return info.sha256 if info.card.get("kind") == "through-plane" else None
+
+
+def _sr_crop(row: Mapping[str, object], c: _Crop, outdir: Path) -> tuple[Volume, Volume, str, str]:
     """The SR crop and its mask: the table's (image_sr, mask_sr), the cache's, or made here (and
-    cached); with where they came from."""
+    cached); with where they came from and the SR method that made them."""
     sr_path, sr_mask_path = sr_files(outdir, c.pid)
     sr_card = sr_path.with_name(f"{c.pid}.json")
     if row.get("image_sr") and row.get("mask_sr"):
-        return read_volume(str(row["image_sr"])), read_volume(str(row["mask_sr"])), "table (image_sr, mask_sr)"
-    if sr_card.is_file() and json.loads(sr_card.read_text()).get("key") == c.key:
-        return read_volume(sr_path), read_volume(sr_mask_path), "cache"
+        return read_volume(str(row["image_sr"])), read_volume(str(row["mask_sr"])), "table (image_sr, mask_sr)", c.method
+    if sr_card.is_file() and (card := json.loads(sr_card.read_text())).get("key") == c.key:
+        return read_volume(sr_path), read_volume(sr_mask_path), "cache", str(card.get("method_ran", c.method))
     # With 8 voxels of the scan's own context around the crop, reflected at its edge: no
     # wrap-around ringing along the crop's faces (see `upscale_box`).
-    sr = upscale_box(c.image, c.box, method=c.method, factors=c.factors, engine=c.engine, context=8)
+    ran = c.method
+    if c.config.through_plane:
+        sr, ran, _ = upscale_box_through_plane(
+            c.image, c.box, method=c.method, weights=c.config.weights, minutes=c.config.through_plane_minutes,
+            context=8, device=c.config.device,
+        )  # fmt: skip
+    else:
+        sr = upscale_box(c.image, c.box, method=c.method, factors=c.factors, engine=c.engine, context=8)
     sr_mask = mask_to_sr_grid(c.lr_mask, c.factors)
     if row.get("mask_sr"):
         sr_mask = read_volume(str(row["mask_sr"]))
@@ -319,8 +345,9 @@ def _sr_crop(row: Mapping[str, object], c: _Crop, outdir: Path) -> tuple[Volume,
             )
     write_volume(sr, sr_path, description=f"srgan3d SR VOI {c.pid}")
     write_volume(sr_mask, sr_mask_path, description=f"srgan3d SR VOI mask {c.pid}")
-    _atomic_json(sr_card, {"key": c.key, "method": c.method, "weights_sha256": c.sha, "box": str(c.box)})
-    return sr, sr_mask, c.method
+    _atomic_json(sr_card, {"key": c.key, "method": c.method, "method_ran": ran, "weights_sha256": c.sha,
+                           "box": str(c.box)})  # fmt: skip
+    return sr, sr_mask, c.method, ran
 
 
 def _ring_features(
@@ -397,8 +424,10 @@ def extract_cohort(
             if rows[0].get("image_sr"):
                 resample_mm = float(min(first.spacing_mm))
             else:  # the finest spacing of the SR grid, by the engine's own factors
-                engine = _engine(config)[1]
+                engine = None if config.through_plane else _engine(config)[1]
                 factors = np.asarray(engine.scale if engine is not None else (2, 2, 2), float)
+                if config.through_plane:
+                    factors = np.array([2.0 if a == thickest_axis(first) else 1.0 for a in range(3)])
                 resample_mm = float(min(np.asarray(first.spacing_mm) / factors))
         config = replace(config, common_spacing_mm=resample_mm)
     jobs = [(r, config, str(outdir), resample_mm) for r in rows]

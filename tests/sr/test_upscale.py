@@ -392,26 +392,3 @@ def test_named_weights_must_exist_even_with_auto(tmp_path, oblique_nifti):
     with pytest.raises(WeightsError, match="model card notes.json is missing"):
         upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(weights=str(not_weights)))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.nii.gz"))
-
-
-def test_through_plane_with_auto_falls_back_to_cubic_along_the_slices(tmp_path, caplog):
-    """The shipped weights are isotropic 2x: `--scale through-plane` with the default method does
-    not fail the scan, it interpolates cubically along the slice axis and says so once."""
-    from scipy import ndimage
-
-    from srgan3d.io import write_volume
-
-    vol = Volume(smooth_volume((16, 14, 6)), np.diag([1.0, 1.0, 4.0, 1.0]))
-    src = write_volume(vol, tmp_path / "thick.nii.gz")
-    with caplog.at_level("WARNING"):
-        res = upscale_files([src], tmp_path / "o", UpscaleConfig(through_plane=True, device="cpu"))
-    assert res.rows[0].status == "ok", res.rows[0].error
-    assert res.rows[0].values["method"] == "tricubic" and res.rows[0].values["scale"] == "1x1x2"
-    assert sum("not a through-plane model" in r.getMessage() for r in caplog.records) == 1
-    out = read_volume(res.rows[0].output)
-    assert out.shape == (16, 14, 12)
-    # in-plane untouched; along z the cubic spline on the affine rule's grid
-    z = (np.arange(12) + 0.5) / 2 - 0.5
-    ref = ndimage.map_coordinates(vol.data.astype(np.float64), np.meshgrid(np.arange(16), np.arange(14), z, indexing="ij"),
-                                  order=3, mode="nearest")  # fmt: skip
-    np.testing.assert_allclose(out.data[:, :, 2:-2], ref[:, :, 2:-2], rtol=2e-3, atol=2.0)
