@@ -94,8 +94,9 @@ def main() -> None:
               flush=True)  # fmt: skip
     out = {
         "date": date.today().isoformat(),
-        "command": "python benchmarks/site_finetune.py " + " ".join(args.scans) + f" --minutes {args.minutes:g}",
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "command": "python benchmarks/site_finetune.py " + " ".join(args.scans) + f" --minutes {args.minutes:g}"
+                   + f" --recipe {args.recipe}",
+        "machine": f"{platform.machine()} {platform.processor()}, {torch.get_num_threads()} torch threads",
         "precision": "bf16" if use_bf16(torch.device("cpu"), True) else "fp32",
         "rows": rows,
         "versions": versions(),

@@ -37,15 +37,17 @@ from srgan3d.sr.degrade import sinc_upsample, spline_upsample
 from srgan3d.sr.device import use_bf16
 from srgan3d.sr.engine import IntensityScaling
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
+from srgan3d.sr.protocol import save_plane_net
 from srgan3d.sr.slice_profile import (
     SliceProfile,
     bspline_consistent,
     inplane_can_teach,
     measure_axis_detail,
+    slice_roughness_ratio,
+    slices_can_learn,
     teaching_axes,
 )
 from srgan3d.sr.through_plane import PlaneNet, PlanePairs, apply_plane_net, fit_plane_net, thick_slice_copy
-from srgan3d.volume import Volume
 
 
 def _case(spec: str, kind: str, factor: int) -> dict:
@@ -87,6 +89,9 @@ def _baselines(case: dict) -> dict[str, dict[str, float]]:
 def _per_scan(case: dict, cfg: ThroughPlaneConfig) -> tuple[dict, dict]:
     detail = measure_axis_detail(case["x"])
     ok, why = inplane_can_teach(detail, case["teach"])
+    ratio = slice_roughness_ratio(case["x"], case["teach"], case["profile"])
+    if ok:
+        ok, why = slices_can_learn(case["x"], case["teach"], case["profile"])
     pairs = PlanePairs(case["profile"])
     pairs.add_volume(case["x"], holdout_every=cfg.holdout_every, teach=case["teach"])
     t0 = time.perf_counter()
@@ -95,17 +100,27 @@ def _per_scan(case: dict, cfg: ThroughPlaneConfig) -> tuple[dict, dict]:
     y = apply_plane_net(model, case["x"], case["profile"], teach=case["teach"], amp=cfg.amp)
     t2 = time.perf_counter()
     gate = "network" if ok and fit.gain_db > cfg.min_gain_db else "B-spline + consistency"
-    info = {"teach_axes": list(case["teach"]), "detail": detail.to_dict(), "detail_ok": ok, "detail_reason": why,
+    info = {"teach_axes": list(case["teach"]), "detail": detail.to_dict(), "slice_roughness_ratio": round(ratio, 3),
+            "detail_ok": ok, "detail_reason": why,
             "fit": fit.to_dict(), "train_s": round(t1 - t0, 1), "apply_s": round(t2 - t1, 1), "gate": gate}  # fmt: skip
     return _score(case, _back(case, y)), info
 
 
-def _protocol(train: list[dict], cfg: ThroughPlaneConfig) -> tuple[PlaneNet, dict]:
+def _protocol(train: list[dict], cfg: ThroughPlaneConfig, save: Path) -> tuple[PlaneNet, dict]:
+    """One network on the thick copies of `train`, saved to `save` (a start for --init)."""
     pairs = PlanePairs(train[0]["profile"])
     for case in train:
         pairs.add_volume(case["x"], holdout_every=cfg.holdout_every, teach=case["teach"])
     model, fit = fit_plane_net(pairs, cfg, progress=False)
-    return model, {"scans": [c["spec"] for c in train], "fit": fit.to_dict()}
+    spacing = train[0]["spacing"]
+    card = {"kind": "through-plane", "description": "benchmarks/through_plane.py protocol model (thick copies)",
+            "protocol": {"profile": train[0]["profile"].kind, "factor": train[0]["profile"].factor,
+                         "spacing_mm": spacing[2], "thickness_mm": spacing[2], "inplane_mm": spacing[:2],
+                         "inplane_factor": 1},
+            "training_data": [{"file": c["spec"]} for c in train], "held_out": fit.to_dict(), "config": cfg.to_dict()}  # fmt: skip
+    save.parent.mkdir(parents=True, exist_ok=True)
+    save_plane_net(model, save, card)
+    return model, {"scans": [c["spec"] for c in train], "fit": fit.to_dict(), "saved": str(save)}
 
 
 def main() -> None:
@@ -117,15 +132,19 @@ def main() -> None:
     ap.add_argument("--no-per-scan", action="store_true", help="skip the per-scan networks")
     ap.add_argument("--protocol-train", nargs="*", default=[])
     ap.add_argument("--protocol-minutes", type=float, default=15.0)
+    ap.add_argument("--save-protocol", default="data/through_plane_protocol_{profile}.pt",
+                    help="where the protocol model is written (a start for --init)")
+    ap.add_argument("--init", default=None, help="per-scan networks start from these through-plane weights")
     ap.add_argument("--json", default="benchmarks/through_plane.json")
     args = ap.parse_args()
-    cfg = ThroughPlaneConfig(minutes=args.minutes)
+    cfg = ThroughPlaneConfig(minutes=args.minutes, init=args.init)
     rows, protocols = [], []
     for kind in args.profiles.split(","):
         proto = None
         if args.protocol_train:
             train = [_case(s, kind, args.factor) for s in args.protocol_train]
-            proto, pinfo = _protocol(train, replace(cfg, minutes=args.protocol_minutes))
+            proto, pinfo = _protocol(train, replace(cfg, minutes=args.protocol_minutes, init=None),
+                                     Path(args.save_protocol.format(profile=kind)))
             protocols.append({"profile": kind, **pinfo})
             print(f"protocol model ({kind}): {pinfo}", flush=True)
         for spec in args.scans:
@@ -154,7 +173,7 @@ def main() -> None:
     out = {"date": date.today().isoformat(), "command": "python benchmarks/through_plane.py " + " ".join(
                args.scans) + f" --profiles {args.profiles} --factor {args.factor} --minutes {args.minutes:g}"
                + (f" --protocol-train {' '.join(args.protocol_train)} --protocol-minutes {args.protocol_minutes:g}"
-                  if args.protocol_train else ""),
+                  if args.protocol_train else "") + (f" --init {args.init}" if args.init else ""),
            "machine": f"{cpu}, {torch.get_num_threads()} torch threads",
            "precision": "bf16" if use_bf16(torch.device("cpu"), True) else "fp32", "config": cfg.to_dict(),
            "rows": rows, "protocols": protocols, "versions": versions()}  # fmt: skip

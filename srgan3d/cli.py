@@ -652,7 +652,7 @@ def _train_through_plane(data: list[Path], output: Path, *, minutes: float | Non
 
     from srgan3d.sr.protocol import train_protocol
 
-    given = dict(minutes=minutes, seed=seed, amp=amp, init=init)
+    given: dict[str, Any] = dict(minutes=minutes, seed=seed, amp=amp, init=init)
     cfg = replace(_TP, **{k: v for k, v in given.items() if v is not None})
     with logging_redirect_tqdm():
         model = train_protocol(data, output, cfg, profile=slice_profile, thickness_mm=slice_thickness,

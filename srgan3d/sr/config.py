@@ -347,8 +347,10 @@ class TrainConfig:
             raise ValueError(f"hr_scales must be positive integers, not {self.hr_scales}")
         if self.phantom_coarsening < 1:
             raise ValueError(f"phantom_coarsening must be >= 1, not {self.phantom_coarsening}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
+        if self.lr_schedule not in ("constant", "cosine", "budget"):
+            raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'budget', not {self.lr_schedule!r}")
+        if self.lr_schedule == "budget" and self.minutes is None:
+            raise ValueError("lr_schedule 'budget' follows the --minutes budget: give minutes")
         if self.patch_size < 8:
             raise ValueError(f"patch_size must be >= 8 low-resolution voxels, not {self.patch_size}")
         if self.pretrain_steps < 0 or self.gan_steps < 0:
@@ -390,14 +392,22 @@ class TrainConfig:
         kwargs: dict[str, Any] = {k: tuple(v) if k in ("scale", "hr_scales") else v for k, v in d.items()}
         return cls(**kwargs)
 
-    def generator_lr(self, step: int) -> float:
-        """Generator learning rate at `step` (0-based). Stage 1: `lr_g`, constant or cosine-decayed
-        to 1% over `pretrain_steps`; stage 2 (GAN): `lr_g_gan`, constant. A function of the step
-        alone, so a resumed run continues the same schedule."""
+    def generator_lr(self, step: int, fraction: float | None = None) -> float:
+        """Generator learning rate at `step` (0-based). Stage 1: `lr_g`, constant, cosine-decayed
+        to 1% over `pretrain_steps`, or ("budget") a one-cycle over the `minutes` budget: linear
+        warm-up over its first 5% (`fraction` of it spent), then cosine to 1%, so that a short
+        fine-tune ends on a small rate whatever its step count. Stage 2 (GAN): `lr_g_gan`,
+        constant. "constant" and "cosine" are functions of the step alone, so a resumed run
+        continues the same schedule."""
         if step >= self.pretrain_steps:
             return self.lr_g_gan
         if self.lr_schedule == "constant":
             return self.lr_g
+        if self.lr_schedule == "budget":
+            t = min(max(fraction if fraction is not None else step / max(1, self.pretrain_steps), 0.0), 1.0)
+            if t < 0.05:
+                return self.lr_g * max(t / 0.05, 0.01)
+            return self.lr_g * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (t - 0.05) / 0.95)))
         t = step / max(1, self.pretrain_steps)
         return self.lr_g * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
 

@@ -527,7 +527,7 @@ def _through_plane_model(
     """(network or None for B-spline + consistency, what runs, the scan's slice geometry)."""
     from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, ThroughPlaneConfig
     from srgan3d.sr.protocol import is_through_plane_weights, load_plane_net, scan_geometry, teach_axes_of
-    from srgan3d.sr.slice_profile import protocol_mismatch
+    from srgan3d.sr.slice_profile import protocol_mismatch, slices_can_learn
     from srgan3d.sr.through_plane import PlanePairs, fit_plane_net, scaled_slices_last
 
     if method not in ("auto", BSPLINE_CONSISTENT, SELF_SUPERVISED):
@@ -540,6 +540,9 @@ def _through_plane_model(
         if diff:
             raise ValueError(f"{volume.meta.get('source', 'scan')}: the through-plane weights {info.name} were trained "
                              f"for another protocol: {diff}")  # fmt: skip
+        x, _, _ = scaled_slices_last(volume, geometry.axis)
+        if not slices_can_learn(x, teach_axes_of(volume, geometry), geometry.profile)[0]:
+            return None, f"{BSPLINE_CONSISTENT} (slices smoother than the in-plane anatomy)", geometry
         return model, f"through-plane network {info.name}", geometry
     geometry = scan_geometry(volume, factor=factor, profile=profile or "boxcar", thickness_mm=thickness_mm)
     teach = teach_axes_of(volume, geometry)
@@ -547,6 +550,8 @@ def _through_plane_model(
         return None, BSPLINE_CONSISTENT, geometry
     cfg = ThroughPlaneConfig(minutes=minutes)
     x, _, _ = scaled_slices_last(volume, geometry.axis)
+    if not slices_can_learn(x, teach, geometry.profile)[0]:
+        return None, f"{BSPLINE_CONSISTENT} (slices smoother than the in-plane anatomy)", geometry
     pairs = PlanePairs(geometry.profile)
     pairs.add_volume(x, holdout_every=cfg.holdout_every, teach=teach, inplane_factor=geometry.inplane_factor)
     fitted, fit = fit_plane_net(pairs, cfg, device=device)

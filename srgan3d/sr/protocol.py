@@ -29,6 +29,7 @@ from srgan3d.sr.slice_profile import (
     measure_axis_detail,
     protocol_mismatch,
     slice_geometry,
+    slices_can_learn,
     teaching_axes,
 )
 from srgan3d.sr.through_plane import (
@@ -39,8 +40,16 @@ from srgan3d.sr.through_plane import (
     finish_volume,
     fit_plane_net,
     scaled_slices_last,
+    upscale_bspline_consistent,
 )
-from srgan3d.sr.weights import WeightsError, WeightsInfo, check_finite_state, find_weights, load_checked_state, sha256_file
+from srgan3d.sr.weights import (
+    WeightsError,
+    WeightsInfo,
+    check_finite_state,
+    find_weights,
+    load_checked_state,
+    sha256_file,
+)
 from srgan3d.volume import Volume, thickest_axis
 
 log = logging.getLogger(__name__)
@@ -79,7 +88,8 @@ def read_protocol_scans(
     sources = find_scans(inputs)
     if not sources:
         raise FileNotFoundError(f"no scans found in {', '.join(map(str, inputs))}")
-    scans, problems = [], []
+    scans: list[ProtocolScan] = []
+    problems: list[str] = []
     for src in sources:
         vol = src.read()
         geometry = scan_geometry(vol, factor=factor, profile=profile, thickness_mm=thickness_mm)
@@ -210,8 +220,10 @@ def is_through_plane_weights(name_or_path: str | Path) -> bool:
 def upscale_with_protocol(
     volume: Volume, model: PlaneNet, info: WeightsInfo, *, factor: int, thickness_mm: float | None = None,
     amp: bool = True,
-) -> tuple[Volume, SliceGeometry]:  # fmt: skip
-    """Apply protocol weights to one scan along its thickest axis.
+) -> tuple[Volume, SliceGeometry, str | None]:  # fmt: skip
+    """Apply protocol weights to one scan along its thickest axis; where the scan's slices look
+    made from a band-limited truth (`slices_can_learn`), B-spline + consistency instead. Returns
+    the output, the geometry and the reason for that fall-back (None: the network ran).
 
     Raises:
         ValueError: the scan's protocol is not the weights' (named, with what differs)."""
@@ -225,8 +237,12 @@ def upscale_with_protocol(
             "--method self-supervised"
         )
     x, scaling, order = scaled_slices_last(volume, geometry.axis)
-    y = apply_plane_net(model, x, geometry.profile, teach=teach_axes_of(volume, geometry), amp=amp)
-    return finish_volume(y, volume, scaling, order, factor, geometry.axis), geometry
+    teach = teach_axes_of(volume, geometry)
+    ok, why = slices_can_learn(x, teach, geometry.profile)
+    if not ok:
+        return upscale_bspline_consistent(volume, geometry), geometry, why
+    y = apply_plane_net(model, x, geometry.profile, teach=teach, amp=amp)
+    return finish_volume(y, volume, scaling, order, factor, geometry.axis), geometry, None
 
 
 __all__ = [

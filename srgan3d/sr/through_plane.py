@@ -54,6 +54,7 @@ from srgan3d.sr.slice_profile import (
     measure_axis_detail,
     project_consistent,
     slice_geometry,
+    slices_can_learn,
     teaching_axes,
 )
 from srgan3d.volume import Volume, downscaled_affine, upscaled_affine
@@ -91,7 +92,7 @@ class PlaneNet(nn.Module):
         self.blocks = nn.Sequential(*(_Block(channels, expansion) for _ in range(n_blocks)))
         self.tail = nn.Conv2d(channels, 1, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]
 
     def forward(self, base: torch.Tensor) -> torch.Tensor:
         h = self.head(base)
@@ -346,7 +347,8 @@ def apply_plane_net(model: PlaneNet, x: np.ndarray, profile: SliceProfile, *, te
         estimates.append(through(base.permute(1, 0, 2).contiguous()).permute(1, 0, 2))
     if not estimates:
         raise ValueError("no in-plane axis taught the network (teach is empty)")
-    return project_consistent(sum(estimates) / len(estimates), lr, profile).cpu().numpy()
+    mean = torch.stack(estimates).mean(dim=0)
+    return project_consistent(mean, lr, profile).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,6 +429,8 @@ def upscale_through_plane(
     detail = measure_axis_detail(x)
     teach = teaching_axes([volume.spacing_mm[a] * (1 if a == axis else geometry.inplane_factor) for a in order], 2, factor)
     ok, why = inplane_can_teach(detail, teach) if geometry.inplane_factor == 1 else (bool(teach), "no axis teaches")
+    if ok:
+        ok, why = slices_can_learn(x, teach, geometry.profile)
     if not ok:
         return upscale_bspline_consistent(volume, geometry), ThroughPlaneRecord(BSPLINE_CONSISTENT, why, geometry, detail)
     pairs = PlanePairs(geometry.profile)

@@ -282,6 +282,7 @@ class _Run:
     rank: int = 0
     distributed: bool = False
     step: int = 0
+    budget_fraction: float | None = None  # of the `minutes` budget spent (the "budget" schedule)
     gen_t: torch.nn.Module | None = None
     disc_t: torch.nn.Module | None = None
 
@@ -419,7 +420,7 @@ def _step(run: _Run, config: TrainConfig, batch) -> dict[str, float]:
     for p in run.disc.parameters():
         p.requires_grad_(False)
     for group in run.opt_g.param_groups:
-        group["lr"] = config.generator_lr(run.step)
+        group["lr"] = config.generator_lr(run.step, run.budget_fraction)
     run.opt_g.zero_grad(set_to_none=True)
     # Only the generator's convolutions run in bf16; its output, the losses and the
     # discriminator are fp32.
@@ -567,6 +568,7 @@ def _loop(
     budget_s = config.minutes * 60 if config.minutes else math.inf
     try:
         while run.step < total:
+            run.budget_fraction = (time.perf_counter() - t0) / budget_s
             losses = _step(run, config, sampler.sample(config.batch_size))
             bar.update(1)
             row: dict[str, str | int] = {

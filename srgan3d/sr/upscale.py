@@ -90,7 +90,11 @@ class _ThroughPlane:
     def upscale(self, vol: Volume, factors: Sequence[int]) -> tuple[Volume, dict[str, Any]]:
         from srgan3d.sr.protocol import upscale_with_protocol
         from srgan3d.sr.slice_profile import slice_geometry
-        from srgan3d.sr.through_plane import ThroughPlaneRecord, upscale_bspline_consistent, upscale_through_plane
+        from srgan3d.sr.through_plane import (
+            ThroughPlaneRecord,
+            upscale_bspline_consistent,
+            upscale_through_plane,
+        )
 
         axes = [a for a, f in enumerate(factors) if f > 1]
         if len(axes) != 1:
@@ -98,10 +102,14 @@ class _ThroughPlane:
         axis, factor, c = axes[0], int(factors[axes[0]]), self.config
         if self.method == THROUGH_PLANE_NETWORK:
             assert self.info is not None
-            sr, geometry = upscale_with_protocol(vol, self.model, self.info, factor=factor,
-                                                 thickness_mm=c.slice_thickness_mm, amp=c.amp)  # fmt: skip
+            sr, geometry, fallback = upscale_with_protocol(vol, self.model, self.info, factor=factor,
+                                                           thickness_mm=c.slice_thickness_mm, amp=c.amp)  # fmt: skip
             gain = self.info.card["held_out"]["gain_db"]
-            record = ThroughPlaneRecord(THROUGH_PLANE_NETWORK, f"protocol weights, {gain:+.2f} dB held out", geometry, None)
+            record = (ThroughPlaneRecord(BSPLINE_CONSISTENT, fallback, geometry, None) if fallback else
+                      ThroughPlaneRecord(THROUGH_PLANE_NETWORK, f"protocol weights, {gain:+.2f} dB held out", geometry, None))  # fmt: skip
+            if fallback:
+                log.warning("%s: B-spline + consistency instead of %s: %s", vol.meta.get("source", "scan"),
+                            self.info.name, fallback)  # fmt: skip
             return sr, record.manifest_values()
         kind = c.slice_profile or "boxcar"
         if self.method == BSPLINE_CONSISTENT:

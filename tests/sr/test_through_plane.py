@@ -26,6 +26,7 @@ from srgan3d.sr.slice_profile import (
     project_consistent,
     protocol_mismatch,
     slice_geometry,
+    slices_can_learn,
     teaching_axes,
 )
 from srgan3d.sr.through_plane import (
@@ -59,6 +60,15 @@ def fast_clock(monkeypatch):
         return clock["t"]
 
     monkeypatch.setattr(tp.time, "perf_counter", fake)
+
+
+def thick_scan(shape: tuple[int, int, int], *, seed: int = 0, spacing: tuple[float, float, float] = (1.0, 1.0, 2.0)) -> Volume:
+    """A thick-slice scan as a scanner makes one: isotropic texture, each pair of thin slices
+    averaged into one slice of `shape[2]` (so its slice axis looks like its in-plane axes made thick)."""
+    x = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=(shape[0], shape[1], 2 * shape[2])), 1.0)
+    thin = (500 + 2000 * (x - x.min()) / (x.max() - x.min())).astype(np.float32)
+    aff = np.diag([spacing[0], spacing[1], spacing[2] / 2, 1.0])
+    return thick_slice_copy(Volume(thin, aff), 2)
 
 
 TINY = ThroughPlaneConfig(minutes=0.1, patch=16, batch_size=2, channels=8, n_blocks=1, validations=2)
@@ -165,6 +175,22 @@ def test_axis_detail_tells_an_interpolated_in_plane_from_an_acquired_one():
     assert not ok and "interpolated in-plane" in why
 
 
+def test_slices_made_from_a_smoother_truth_than_the_in_plane_anatomy_are_refused(fast_clock):
+    """Isotropic texture made thick passes; the same texture smoothed along z first (a band-limited,
+    interpolated truth) is refused before any training, and B-spline + consistency runs."""
+    rng = np.random.default_rng(0)
+    texture = ndimage.gaussian_filter(rng.normal(size=(48, 48, 32)), 1.0)
+    box = SliceProfile("boxcar", 2, 1.0)
+    iso = thick_slice_copy(Volume(texture.astype(np.float32), np.eye(4)), 2)
+    assert slices_can_learn(iso.data, (0, 1), box)[0]
+    smooth = Volume((100 + 10 * ndimage.gaussian_filter1d(texture, 2.0, axis=2)).astype(np.float32), np.eye(4))
+    thick = thick_slice_copy(smooth, 2)
+    ok, why = slices_can_learn(thick.data, (0, 1), box)
+    assert not ok and "smoother than the in-plane axes" in why
+    out, rec = upscale_through_plane(thick, TINY, axis=2)
+    assert rec.method == "bspline-consistent" and rec.fit is None and "band-limited" in rec.reason
+
+
 def test_an_axis_coarser_than_the_target_does_not_teach():
     assert teaching_axes((1.5, 1.5, 5.0), 2, 2) == (0, 1)
     assert teaching_axes((3.0, 1.5, 8.0), 0, 2) == (1,)  # 8 mm has nothing finer than 1.5 mm to show
@@ -211,8 +237,8 @@ def test_pairs_hold_out_planes_and_draw_patches_on_the_slice_grid():
 
 
 def test_through_plane_output_keeps_geometry_and_gives_the_slices_back(fast_clock):
-    aff = np.diag([1.0, 1.0, 2.0, 1.0])
-    vol = Volume(smooth_volume((40, 36, 12)), aff)
+    vol = thick_scan((40, 36, 12))
+    aff = vol.affine
     out, rec = upscale_through_plane(vol, TINY, axis=2)
     assert rec.fit is not None and 1 <= rec.fit.steps <= 4 and rec.fit.init == "from scratch"
     assert out.shape == (40, 36, 24)
@@ -228,7 +254,7 @@ def test_through_plane_output_keeps_geometry_and_gives_the_slices_back(fast_cloc
 
 def test_a_network_that_does_not_beat_bspline_on_held_out_planes_is_not_used(fast_clock):
     """A few steps on a smooth scan gain nothing: B-spline + consistency runs, and the record says why."""
-    vol = Volume(smooth_volume((40, 36, 12)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    vol = thick_scan((40, 36, 12), seed=3)
     out, rec = upscale_through_plane(vol, TINY, axis=2)
     if rec.method == "self-supervised":  # a lucky fit: then it did beat the base on held-out planes
         assert rec.fit is not None and rec.fit.gain_db > TINY.min_gain_db
@@ -241,7 +267,7 @@ def test_a_network_that_does_not_beat_bspline_on_held_out_planes_is_not_used(fas
 def test_training_in_bf16_runs_where_the_cpu_has_no_bf16_units_too(fast_clock, monkeypatch):
     """The bf16 path forced: it must run (emulated where there are no bf16 units) and say so."""
     monkeypatch.setattr(tp, "use_bf16", lambda device, amp: amp)
-    vol = Volume(smooth_volume((32, 32, 8)), np.diag([1.0, 1.0, 2.0, 1.0]))
+    vol = thick_scan((32, 32, 8))
     out, rec = upscale_through_plane(vol, TINY, axis=2)
     assert rec.fit is not None and rec.fit.precision == "bf16" and np.isfinite(out.data).all()
 
@@ -283,7 +309,7 @@ def test_through_plane_auto_without_weights_uses_bspline_consistent_and_says_so_
 
 
 def test_upscale_method_self_supervised_records_how_in_the_manifest(tmp_path, fast_clock):
-    vol = Volume(smooth_volume((56, 52, 8), seed=2), np.diag([1.2, 1.2, 2.4, 1.0]))
+    vol = thick_scan((56, 52, 8), seed=2, spacing=(1.2, 1.2, 2.4))
     src = write_volume(vol, tmp_path / "thick.nii.gz")
     cfg = UpscaleConfig(method="self-supervised", through_plane=True, device="cpu", self_supervised_minutes=0.1,
                         slice_profile="gaussian", slice_thickness_mm=2.0)  # fmt: skip
@@ -308,7 +334,7 @@ def test_protocol_weights_train_apply_and_refuse_another_protocol_by_name(tmp_pa
     scans = tmp_path / "protocol"
     scans.mkdir()
     for k in range(2):
-        write_volume(Volume(smooth_volume((40, 36, 10), seed=k), np.diag([1.5, 1.5, 3.0, 1.0])), scans / f"p{k}.nii.gz")
+        write_volume(thick_scan((40, 36, 10), seed=k, spacing=(1.5, 1.5, 3.0)), scans / f"p{k}.nii.gz")
     res = CliRunner().invoke(app, ["train", "--through-plane", str(scans), "-o", str(tmp_path / "run"),
                                    "--minutes", "0.1", "--no-amp"])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -317,8 +343,8 @@ def test_protocol_weights_train_apply_and_refuse_another_protocol_by_name(tmp_pa
     assert card["kind"] == "through-plane" and card["protocol"]["spacing_mm"] == 3.0
     assert len(card["training_data"]) == 2 and "gain_db" in card["held_out"] and len(card["sha256"]) == 64
     assert weights.with_suffix(".md").is_file()
-    same = write_volume(Volume(smooth_volume((40, 36, 10), seed=7), np.diag([1.5, 1.5, 3.0, 1.0])), tmp_path / "same.nii.gz")
-    other = write_volume(Volume(smooth_volume((40, 36, 10), seed=8), np.diag([1.5, 1.5, 5.0, 1.0])), tmp_path / "other.nii.gz")
+    same = write_volume(thick_scan((40, 36, 10), seed=7, spacing=(1.5, 1.5, 3.0)), tmp_path / "same.nii.gz")
+    other = write_volume(thick_scan((40, 36, 10), seed=8, spacing=(1.5, 1.5, 5.0)), tmp_path / "other.nii.gz")
     res = upscale_files([same, other], tmp_path / "o", UpscaleConfig(through_plane=True, weights=str(weights),
                                                                        method="generator", device="cpu"))  # fmt: skip
     by = {Path(r.input).name: r for r in res.rows}

@@ -107,6 +107,13 @@ def test_learning_rate_schedule():
     assert TrainConfig(lr_g=3e-4).generator_lr(1234) == 3e-4  # constant by default
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="step")
+    # "budget": a one-cycle over the minutes, whatever the step count
+    budget = TrainConfig(pretrain_steps=100_000, lr_g=4e-4, lr_schedule="budget", minutes=10)
+    assert budget.generator_lr(3, 0.025) == pytest.approx(2e-4)  # half the 5% warm-up
+    assert budget.generator_lr(7, 0.525) == pytest.approx(4e-4 * (0.01 + 0.99 * 0.5))  # half the cosine
+    assert budget.generator_lr(9, 1.0) == pytest.approx(4e-6)  # ends at 1%
+    with pytest.raises(ValueError, match="give minutes"):
+        TrainConfig(lr_schedule="budget")
 
 
 def test_multiscale_training_volumes(tmp_path):
