@@ -33,6 +33,11 @@ _EXPORTS = {
     "train": "srgan3d.sr.train",
     "TrainResult": "srgan3d.sr.train",
     "upscale_through_plane": "srgan3d.sr.through_plane",
+    "ThroughPlaneConfig": "srgan3d.sr.config",
+    "SliceProfile": "srgan3d.sr.slice_profile",
+    "slice_geometry": "srgan3d.sr.slice_profile",
+    "train_protocol": "srgan3d.sr.protocol",
+    "load_plane_net": "srgan3d.sr.through_plane",
     "export_weights": "srgan3d.sr.export",
     "degrade_volume": "srgan3d.sr.degrade",
     # the response study

@@ -18,7 +18,6 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from scipy import ndimage
 from srgan3d.sr.config import METHODS
 from srgan3d.sr.degrade import upsample_volume
 from srgan3d.sr.device import cpu_window_voxels, cuda_window_voxels, resolve_device, use_bf16
+from srgan3d.sr.intensity import IntensityScaling
 from srgan3d.sr.kspace import data_consistency, out_of_band, sinc_upsample_t
 from srgan3d.sr.nets import Generator
 from srgan3d.sr.weights import (
@@ -43,36 +43,6 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Intensities
-
-
-@dataclass(frozen=True)
-class IntensityScaling:
-    """Linear map of a volume's robust foreground range [lo, hi] onto [0, 1], and its inverse."""
-
-    lo: float
-    hi: float
-
-    @classmethod
-    def fit(cls, data: np.ndarray, *, lower_pct: float = 0.5, upper_pct: float = 99.5) -> IntensityScaling:
-        """Percentiles over the foreground: voxels above 5% of the 99.5th percentile of the whole
-        volume (MRI air is near zero), or over every voxel when that leaves under 1%."""
-        flat = data[np.isfinite(data)].ravel()
-        if flat.size > 2_000_000:  # percentiles of a regular subsample are as good, and cheap
-            flat = flat[:: flat.size // 1_000_000]
-        top = float(np.percentile(flat, 99.5))
-        fg = flat[flat > 0.05 * top] if top > 0 else flat
-        if fg.size < 0.01 * flat.size:
-            fg = flat
-        lo, hi = (float(v) for v in np.percentile(fg, [lower_pct, upper_pct]))
-        if not hi > lo:
-            hi = lo + 1.0
-        return cls(lo, hi)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.lo) / (self.hi - self.lo)).astype(np.float32)
-
-    def inverse(self, y: np.ndarray) -> np.ndarray:
-        return (y * (self.hi - self.lo) + self.lo).astype(np.float32)
 
 
 def keep_background(lr: np.ndarray, sr: np.ndarray, factors: Sequence[int]) -> tuple[np.ndarray, int]:
@@ -526,9 +496,9 @@ def _through_plane_model(
 ) -> tuple[Any, str, Any]:  # fmt: skip
     """(network or None for B-spline + consistency, what runs, the scan's slice geometry)."""
     from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, ThroughPlaneConfig
-    from srgan3d.sr.protocol import is_through_plane_weights, load_plane_net, scan_geometry, teach_axes_of
+    from srgan3d.sr.protocol import is_through_plane_weights, scan_geometry, teach_axes_of
     from srgan3d.sr.slice_profile import protocol_mismatch, slices_can_learn
-    from srgan3d.sr.through_plane import PlanePairs, fit_plane_net, scaled_slices_last
+    from srgan3d.sr.through_plane import PlanePairs, fit_plane_net, load_plane_net, scaled_slices_last
 
     if method not in ("auto", BSPLINE_CONSISTENT, SELF_SUPERVISED):
         raise ValueError(f"through-plane SR of a VOI takes auto, {SELF_SUPERVISED} or {BSPLINE_CONSISTENT}, not {method!r}")

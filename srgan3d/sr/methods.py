@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from srgan3d.sr.config import THROUGH_PLANE_KIND
 from srgan3d.sr.weights import DEFAULT_WEIGHTS, WeightsError, auto_eligibility, auto_weights, find_weights
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,16 @@ def resolve_method_and_weights(method: str, weights: str | Path = DEFAULT_WEIGHT
     model and its GAN companion (`srgan3d.sr.weights.auto_weights`). Returns (method, weights)."""
     chosen = auto_weights(weights) if method == "auto" else weights
     return resolve_method(method, chosen), chosen
+
+
+def through_plane_weights_sha(weights: str | Path) -> str | None:
+    """The sha256 of `weights` when they are through-plane weights (`srgan3d train
+    --through-plane`), else None."""
+    try:
+        info = find_weights(weights)
+    except WeightsError:
+        return None
+    return info.sha256 if info.card.get("kind") == THROUGH_PLANE_KIND else None
 
 
 _said: set[str] = set()

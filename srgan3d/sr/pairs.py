@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from srgan3d.sr.config import Degradation
 from srgan3d.sr.degrade import DegradeModel, crop_to_multiple, degrade_array, sinc_upsample
-from srgan3d.sr.engine import IntensityScaling
+from srgan3d.sr.intensity import IntensityScaling
 from srgan3d.sr.kspace import out_of_band
 from srgan3d.sr.metrics import foreground_mask
 from srgan3d.volume import Volume

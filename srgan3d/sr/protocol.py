@@ -47,7 +47,6 @@ from srgan3d.sr.weights import (
     WeightsInfo,
     check_finite_state,
     find_weights,
-    load_checked_state,
     sha256_file,
 )
 from srgan3d.volume import Volume, thickest_axis
@@ -195,21 +194,6 @@ def plane_card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def load_plane_net(name_or_path: str | Path) -> tuple[PlaneNet, WeightsInfo]:
-    """A through-plane network and its card (sha256 checked, `torch.load(weights_only=True)`)."""
-    info = find_weights(name_or_path)
-    if info.card.get("kind") != THROUGH_PLANE_KIND:
-        raise WeightsError(f"{info.path}: not through-plane weights (its model card has no kind {THROUGH_PLANE_KIND!r}); "
-                           "train some with `srgan3d train --through-plane`")  # fmt: skip
-    state, info = load_checked_state(info.path)
-    model = PlaneNet(**info.card["plane_net"])
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise WeightsError(f"{info.path}: weights do not fit the network of their card ({exc})") from exc
-    return model.eval(), info
-
-
 def is_through_plane_weights(name_or_path: str | Path) -> bool:
     try:
         return find_weights(name_or_path).card.get("kind") == THROUGH_PLANE_KIND
@@ -246,6 +230,6 @@ def upscale_with_protocol(
 
 
 __all__ = [
-    "ProtocolModel", "ProtocolScan", "is_through_plane_weights", "load_plane_net", "read_protocol_scans",
+    "ProtocolModel", "ProtocolScan", "is_through_plane_weights", "read_protocol_scans",
     "save_plane_net", "train_protocol", "upscale_with_protocol",
 ]  # fmt: skip

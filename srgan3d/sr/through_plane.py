@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, ThroughPlaneConfig
+from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, THROUGH_PLANE_KIND, ThroughPlaneConfig
 from srgan3d.sr.degrade import kspace_downsample_axis
 from srgan3d.sr.device import resolve_device, use_bf16
-from srgan3d.sr.engine import IntensityScaling
+from srgan3d.sr.intensity import IntensityScaling
 from srgan3d.sr.slice_profile import (
     AxisDetail,
     SliceGeometry,
@@ -57,6 +58,7 @@ from srgan3d.sr.slice_profile import (
     slices_can_learn,
     teaching_axes,
 )
+from srgan3d.sr.weights import WeightsError, WeightsInfo, find_weights, load_checked_state
 from srgan3d.volume import Volume, downscaled_affine, upscaled_affine
 
 log = logging.getLogger(__name__)
@@ -249,13 +251,26 @@ def _run(model: PlaneNet, base: torch.Tensor, device: torch.device, bf16: bool) 
         return model(base.to(device)).float()
 
 
+def load_plane_net(name_or_path: str | Path) -> tuple[PlaneNet, WeightsInfo]:
+    """A through-plane network and its card (sha256 checked, `torch.load(weights_only=True)`)."""
+    info = find_weights(name_or_path)
+    if info.card.get("kind") != THROUGH_PLANE_KIND:
+        raise WeightsError(f"{info.path}: not through-plane weights (its model card has no kind {THROUGH_PLANE_KIND!r}); "
+                           "train some with `srgan3d train --through-plane`")  # fmt: skip
+    state, info = load_checked_state(info.path)
+    model = PlaneNet(**info.card["plane_net"])
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise WeightsError(f"{info.path}: weights do not fit the network of their card ({exc})") from exc
+    return model.eval(), info
+
+
 def build_plane_net(config: ThroughPlaneConfig) -> tuple[PlaneNet, str]:
     """A fresh network, or `config.init`'s trained weights (a through-plane model) as the start."""
     model = PlaneNet(**config.network())
     if config.init is None:
         return model, "from scratch"
-    from srgan3d.sr.protocol import load_plane_net
-
     start, info = load_plane_net(config.init)
     if start.config != model.config:
         raise ValueError(f"--init {config.init}: its network {start.config} differs from the one asked for {model.config}")
@@ -462,5 +477,5 @@ def thick_slice_copy(volume: Volume, factor: int, *, axis: int = 2, profile: Sli
 
 __all__ = [
     "PlaneFit", "PlaneNet", "PlanePairs", "ThroughPlaneConfig", "ThroughPlaneRecord", "apply_plane_net",
-    "fit_plane_net", "one_cycle_lr", "thick_slice_copy", "upscale_bspline_consistent", "upscale_through_plane",
+    "fit_plane_net", "load_plane_net", "one_cycle_lr", "thick_slice_copy", "upscale_bspline_consistent", "upscale_through_plane",
 ]  # fmt: skip

@@ -135,7 +135,8 @@ def _through_plane_method(config: UpscaleConfig) -> _ThroughPlane | None:
     `--method auto` (or generator) with through-plane weights: those weights, if their card
     records a held-out gain over B-spline + consistency; `auto` without them: B-spline +
     consistency, said once; `self-supervised` / `bspline-consistent` as asked."""
-    from srgan3d.sr.protocol import is_through_plane_weights, load_plane_net
+    from srgan3d.sr.protocol import is_through_plane_weights
+    from srgan3d.sr.through_plane import load_plane_net
 
     one_axis = config.through_plane or sorted(config.scale)[:2] == [1, 1]
     if config.method in (SELF_SUPERVISED, BSPLINE_CONSISTENT):
@@ -410,7 +411,7 @@ class _Batch:
             method = str(values_tp["method"])
         elif config.adapt_steps and engine is not None:
             sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
-            row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.1f}")
+            row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.2f}")
         else:
             sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
         what = f"srgan3d {method} x{_fmt(factors)}"

@@ -37,7 +37,7 @@ import pandas as pd
 from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume, write_volume
 from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_box_through_plane, upscale_volume
-from srgan3d.sr.methods import resolve_method_and_weights
+from srgan3d.sr.methods import resolve_method_and_weights, through_plane_weights_sha
 from srgan3d.study.config import RadiomicsConfig
 from srgan3d.study.result_base import JsonValue, Result
 from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, thickest_axis
@@ -305,15 +305,7 @@ def _crop(row: Mapping[str, object], config: RadiomicsConfig) -> _Crop:
 
 def _through_plane_sha(config: RadiomicsConfig) -> str | None:
     """The sha256 of through-plane weights when `auto` uses them, else None."""
-    from srgan3d.sr.weights import WeightsError, find_weights
-
-    if config.method != "auto":
-        return None
-    try:
-        info = find_weights(config.weights)
-    except WeightsError:
-        return None
-    return info.sha256 if info.card.get("kind") == "through-plane" else None
+    return through_plane_weights_sha(config.weights) if config.method == "auto" else None
 
 
 def _sr_crop(row: Mapping[str, object], c: _Crop, outdir: Path) -> tuple[Volume, Volume, str, str]:

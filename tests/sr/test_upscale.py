@@ -324,7 +324,7 @@ def test_adapt_fine_tunes_a_copy_per_scan_and_records_it(tmp_path, tiny_weights)
     res = upscale_files([src], tmp_path / "out", cfg)
     assert res.rows[0].status == "ok", res.rows[0].error
     row = next(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
-    assert row["adapt_steps"] == "3" and float(row["adapt_seconds"]) > 0
+    assert row["adapt_steps"] == "3" and float(row["adapt_seconds"]) >= 0  # a time, however short
     assert read_volume(row["output"]).shape == (64, 64, 40)
     with pytest.raises(ValueError, match="adapt"):
         upscale_files([src], tmp_path / "o2", UpscaleConfig(method="tricubic", adapt_steps=3))
