@@ -6,7 +6,7 @@
 #   - renalsegmentor's wheel (GPL-3.0): two subjects of real coronal abdominal T2W TSE (Philips,
 #     ~1.5 mm in-plane, 5.5 mm slices): sub02 trains, sub01 is held out for testing
 #   - mdreg's wheel (Apache-2.0): a real 3D spoiled gradient-echo liver T1 series (VFA.pkl); its
-#     20-degree volume (T1-weighted) is written with a diagonal affine from its spacing
+#     10-25 degree volumes (T1-weighted) are written with a diagonal affine from its spacing
 #   - from ../shared/data when present (not on any registry): the eight CHAOS T2-SPIR subjects,
 #     the ukat GRE subject (two echoes), the TotalSegmentator MR and the two abdominal CTs
 set -euo pipefail
@@ -49,11 +49,12 @@ import numpy as np
 wheel = glob.glob(f"{sys.argv[1]}/mdreg-*.whl")[0]
 with zipfile.ZipFile(wheel) as z:
     d = pickle.loads(z.read("mdreg/datafiles/VFA.pkl"))
-k = [round(float(a)) for a in d["FA"]].index(20)
 affine = np.diag([*map(float, d["spacing"]), 1.0])
-target = f"{sys.argv[2]}/mdreg_vfa_liver_t1_fa20.nii.gz"
-nib.save(nib.Nifti1Image(np.asarray(d["array"][..., k], np.float32), affine), target)
-print("wrote", target)
+for fa in (10, 15, 20, 25):  # T1-weighted flip angles (2 degrees is proton-density-like)
+    k = [round(float(a)) for a in d["FA"]].index(fa)
+    target = f"{sys.argv[2]}/mdreg_vfa_liver_t1_fa{fa}.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(d["array"][..., k], np.float32), affine), target)
+    print("wrote", target)
 PY
 
 shared=../shared/data
@@ -63,6 +64,18 @@ if [ -d "$shared/abdomen_mri/chaos" ]; then
     [ -f "$f" ] && install -m 644 "$f" "$out/"
   done
   echo "copied the CHAOS, ukat, TotalSegmentator MR and CT volumes from $shared"
+  # The TotalSegmentator MR (Apache-2.0) split by slab along x: x 0-81 trains the licence-clean
+  # default, x 82-116 (35 slices, which no training patch touches) is its held-out T1 test.
+  "${PYTHON:-.venv/bin/python}" - "$out" <<'PY'
+import sys
+import nibabel as nib
+out = sys.argv[1]
+img = nib.load(f"{out}/totalseg_example_mr_sm.nii.gz")
+for name, sl in (("train_x0-81", slice(0, 82)), ("test_x82-116", slice(82, None))):
+    part = img.slicer[sl]
+    nib.save(nib.Nifti1Image(part.get_fdata(dtype="float32"), part.affine, part.header), f"{out}/totalseg_mr_{name}.nii.gz")
+    print("wrote", f"{out}/totalseg_mr_{name}.nii.gz", part.shape)
+PY
 else
   echo "no $shared/abdomen_mri/chaos: the CHAOS, ukat and CT volumes are not gathered" >&2
 fi

@@ -369,3 +369,28 @@ def test_features_from_a_pyradiomics_batch_table_give_the_same_aucs(tiny_cohort,
     assert pre_only["metrics"]["test"]["roc"]["radiomics_pre_sr"] == pytest.approx(results["metrics"]["test"]["roc"]["radiomics_pre_sr"])
     html = (tmp_path / "p" / "report.html").read_text()
     assert html.count("No post-SR models") == 1 and "add --features-sr" in html
+
+
+def test_radiomics_on_through_plane_sr_doubles_only_the_slice_axis_and_says_which_ran(tiny_cohort, tmp_path):
+    """`evaluate --scale through-plane` end to end at the extraction: each VOI's box is
+    super-resolved 2x along its scan's slice axis only, the in-plane spacing kept, and the
+    method that ran (auto without protocol weights: B-spline + consistency) recorded per patient."""
+    from srgan3d.study.cohort import read_cohort
+    from srgan3d.study.config import RadiomicsConfig
+    from srgan3d.study.radiomics import extract_cohort
+    from srgan3d.io import read_volume
+
+    table = read_cohort(tiny_cohort).table.head(2)
+    cfg = RadiomicsConfig(
+        params=str(tiny_cohort.parent.parent / "fast.yaml"), method="auto", through_plane=True, margin_vox=4
+    )
+    res = extract_cohort(table, tmp_path / "f", cfg)
+    assert not res.failed
+    assert set(res.info["method"]) == {"bspline-consistent (through-plane, x2 along the slices)"}
+    spacing = np.asarray(read_volume(table["image"].iloc[0]).spacing_mm)
+    slice_axis = int(np.argmax(spacing))
+    want = spacing.copy()
+    want[slice_axis] /= 2
+    np.testing.assert_allclose(res.info["sr_spacing_mm"].iloc[0], want, rtol=1e-6)
+    assert np.isfinite(res.post.to_numpy()).all()
+    assert not np.allclose(res.post.to_numpy(), res.pre.to_numpy())
