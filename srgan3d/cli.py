@@ -327,8 +327,12 @@ def info() -> None:
         typer.echo(f"{'weights':20s} none installed (upscale --method sinc works without them)")
     for w in found:
         ok, why = auto_eligibility(w)
+        lic = w.licence
+        if lic.opt_in:
+            ok, why = False, "opt-in weights: name them with --weights"
         typer.echo(
             f"{'weights':20s} {w.name}  scale {w.card.get('generator', {}).get('scale')}  sha256 {w.sha256[:12]}  "
+            f"licence {lic.licence}{' (opt-in)' if lic.opt_in else ''}  "
             f"--method auto: {'uses it' if ok else 'not used'} ({why})"
         )
 

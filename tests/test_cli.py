@@ -88,6 +88,11 @@ def test_info_lists_versions():
     res = runner.invoke(app, ["info"])
     assert res.exit_code == 0
     assert "torch" in res.output and "monai" in res.output and "weights" in res.output
+    # each shipped weights file with its licence; the NonCommercial pair marked opt-in
+    line = next(x for x in res.output.splitlines() if " srgan3d_x2_nc " in x)
+    assert "licence CC BY-NC-SA 4.0 (opt-in)" in line and "not used (opt-in" in line
+    line = next(x for x in res.output.splitlines() if " srgan3d_x2 " in x)
+    assert "licence Apache-2.0 " in line
 
 
 def test_console_script_as_subprocess(tmp_path):

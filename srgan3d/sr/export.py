@@ -15,8 +15,9 @@ import torch
 from srgan3d.atomic import write_text_atomic
 from srgan3d.provenance import versions
 from srgan3d.sr.config import TrainConfig
+from srgan3d.sr.licences import data_entries, weights_licence
 from srgan3d.sr.nets import Generator
-from srgan3d.sr.weights import SITE_KEY, check_finite_state, save_weights
+from srgan3d.sr.weights import SITE_KEY, WeightsError, check_finite_state, find_weights, save_weights
 
 
 def export_weights(
@@ -50,6 +51,8 @@ def export_weights(
     validation = json.loads(val_path.read_text()) if val_path.exists() else {}
     init_path = run_dir / "init_validation.json"
     site = _site_heldout(validation, json.loads(init_path.read_text()) if init_path.exists() else None, run_info)
+    training = data_entries(list(training_data or run_info.get("data", [])))
+    inherited = _inherited_training_data(run_info.get("init"))
     card = {
         "description": description,
         "scale": list(config.scale),
@@ -60,9 +63,12 @@ def export_weights(
         "steps": int(state["step"]),
         "checkpoint": checkpoint,
         "recipe": config.to_dict(),
-        "training_data": list(training_data or run_info.get("data", [])),
+        "training_data": training,
         "initialised_from": run_info.get("init"),
-        "validation_data": run_info.get("val", []),
+        **({"inherited_training_data": inherited} if inherited else {}),
+        "licence": weights_licence([*training, *inherited]).to_dict(),
+        "validation_data": data_entries(run_info.get("val", [])),
+        "validation_is_not_redistribution": "validation data chose the checkpoint only; their terms do not pass to the weights",
         "validation": validation,
         "versions": versions(),
     }
@@ -71,6 +77,19 @@ def export_weights(
     path = save_weights(model, out, card)
     write_text_atomic(path.with_suffix(".md"), _card_markdown(path, config, card, description))
     return path
+
+
+def _inherited_training_data(init: dict[str, Any] | None) -> list[dict[str, object]]:
+    """The training data of the weights a fine-tune started from (they are in the new weights
+    too, so their terms are): from the starting weights' card where it can be found."""
+    if not init or not init.get("name"):
+        return []
+    try:
+        card = find_weights(init.get("path") or init["name"]).card
+    except (WeightsError, OSError):
+        return [{"file": f"the training data of {init['name']} (card not found)", "licence": "not stated",
+                 "source": "", "commercial_use": None, "derivatives": None, "share_alike": None}]  # fmt: skip
+    return data_entries([*card.get("training_data", []), *card.get("inherited_training_data", [])])
 
 
 def _card_markdown(path: Path, config: TrainConfig, card: dict[str, Any], description: str) -> str:
@@ -86,10 +105,15 @@ def _card_markdown(path: Path, config: TrainConfig, card: dict[str, Any], descri
         f"- Scale: {tuple(config.scale)}; skip: {config.skip}; stage: {card['stage']}; {card['steps']} steps; "
         f"generator trained in {card['training_precision']} (discriminator and losses in fp32).",
         f"- Architecture: {json.dumps(full['generator'])}",
-        f"- Training data: {', '.join(card['training_data']) or 'none'} (at 1/{', 1/'.join(map(str, config.hr_scales))} "
-        f"of their resolution); phantoms: {config.phantoms} (grids up to {config.phantom_coarsening}x coarser)",
+        f"- **Licence: {card['licence']['licence']}** — {card['licence']['why']}.",
+        f"- Training data (at 1/{', 1/'.join(map(str, config.hr_scales))} of their resolution; phantoms: "
+        f"{config.phantoms}, grids up to {config.phantom_coarsening}x coarser):",
+        *_data_lines(card["training_data"]),
+        *(["- Inherited from the starting weights:", *_data_lines(card["inherited_training_data"])]
+          if card.get("inherited_training_data") else []),
         *([f"- Fine-tuned from: {init['name']} (sha256 {init['sha256']})"] if init else []),
-        f"- Validation data (held out): {', '.join(card['validation_data']) or 'none'}",
+        "- Validation data (held out; chose the checkpoint only, so their terms do not pass to the weights):",
+        *_data_lines(card["validation_data"]),
         f"- Validation at step {card['steps']} (central crops, 2x k-space degradation, foreground PSNR dB):",
         *_validation_lines(card["validation"]),
         *([f"- Held-out part of the site's scans ({site['split']}): {site['psnr_db']:.2f} dB, "
@@ -137,3 +161,9 @@ def _validation_lines(validation: dict[str, Any]) -> list[str]:
         f"{validation.get(f'psnr_tricubic[{n}]', float('nan')):.2f}"
         for n in names
     ]
+
+
+def _data_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
+    if not entries:
+        return ["  - none"]
+    return [f"  - `{e['file']}` — {e['licence']} ({e['source']})" for e in entries]

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = (
     "input", "output", "status", "error", "note", "method", "scale", "input_shape", "output_shape",
     "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "date", "device", "precision", "weights",
-    "weights_sha256", "data_consistency", "adapt_steps", "adapt_seconds", "slice_profile", "slice_thickness_mm",
+    "weights_sha256", "weights_licence", "data_consistency", "adapt_steps", "adapt_seconds", "slice_profile", "slice_thickness_mm",
     "slice_thickness_from", "slice_gap_mm", "acquired_inplane_mm", "axis_detail_upper_share", "held_out_gain_db",
     "through_plane_reason", "self_supervised_budget_min", "self_supervised_steps", "self_supervised_seconds", "output_dtype",
     "nonfinite_voxels", "clipped_voxels", "dtype_clipped_voxels", "srgan3d", "torch", "monai",

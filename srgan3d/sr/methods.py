@@ -1,6 +1,7 @@
 """Which upscale method and weights a run uses: `--method auto` takes the generator only where its
 model card records a gain over zero-filled k-space on held-out real abdominal MRI
-(`srgan3d.sr.weights.auto_eligibility`), and says once why when it does not."""
+(`srgan3d.sr.weights.auto_eligibility`), never opt-in weights of restricted licence in place of
+the default (`srgan3d.sr.licences`), and says once why when it does not."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def resolve_method(method: str, weights: str | Path = DEFAULT_WEIGHTS) -> str:
         if str(weights) != DEFAULT_WEIGHTS:
             raise
         say_once(f"no generator weights {str(weights)!r} installed: using zero-filled k-space (--method sinc)")
+        return "sinc"
+    if str(weights) == DEFAULT_WEIGHTS and info.licence.opt_in:
+        say_once(f"--method auto uses zero-filled k-space (sinc), not {info.name}: its licence is {info.licence.licence} "
+                 f"({info.licence.why}); name them with --weights to use them")  # fmt: skip
         return "sinc"
     ok, why = auto_eligibility(info)
     if not ok:

@@ -23,6 +23,7 @@ from srgan3d.atomic import atomic_path, write_text_atomic
 from srgan3d.discovery import find_scans
 from srgan3d.provenance import versions
 from srgan3d.sr.config import THROUGH_PLANE_KIND, ThroughPlaneConfig
+from srgan3d.sr.licences import card_licence, data_entry, weights_licence
 from srgan3d.sr.slice_profile import (
     SliceGeometry,
     inplane_can_teach,
@@ -141,7 +142,7 @@ def train_protocol(
         ok, why = inplane_can_teach(detail, teach)
         if not ok:
             log.warning("%s: %s", scan.name, why)
-        details.append({"file": scan.name, "teach_axes": list(teach), **detail.to_dict()})
+        details.append({**data_entry(scan.name), "teach_axes": list(teach), **detail.to_dict()})
         pairs.add_volume(x, holdout_every=config.holdout_every, teach=teach, inplane_factor=scan.geometry.inplane_factor)
     model, fit = fit_plane_net(pairs, config, device=device, progress=progress)
     protocol = _median_protocol([s.geometry for s in scans])
@@ -151,7 +152,8 @@ def train_protocol(
         "kind": THROUGH_PLANE_KIND,
         "description": f"Through-plane network for one protocol ({scans[0].geometry.profile.describe(protocol['spacing_mm'])}), "
                        f"trained by `srgan3d train --through-plane` on {len(scans)} scan(s).",
-        "protocol": protocol, "training_data": details, "held_out": fit.to_dict(), "config": config.to_dict(),
+        "protocol": protocol, "training_data": details,
+        "licence": weights_licence(details).to_dict(), "held_out": fit.to_dict(), "config": config.to_dict(),
         "date": datetime.now().isoformat(timespec="seconds"), "versions": versions(),
     }  # fmt: skip
     save_plane_net(model, path, card)
@@ -188,7 +190,9 @@ def plane_card_markdown(card: dict[str, Any]) -> str:
         f"{h['held_out_planes']} planes never trained on: {h['held_out_psnr_db']} dB against {h['baseline_psnr_db']} dB "
         f"for B-spline + slice-profile consistency (**{h['gain_db']:+.3f} dB**), after {h['steps']} steps "
         f"({h['seconds']} s, {h['precision']}; best at step {h['best_step']}).",
-        "", "## Training scans", "", *[f"- `{d['file']}`" for d in card["training_data"]], "",
+        "", "## Licence", "", f"**{card_licence(card).licence}** — {card_licence(card).why}.",
+        "", "## Training scans", "",
+        *[f"- `{d['file']}` — {d.get('licence', 'not stated')}" for d in card["training_data"]], "",
         f"sha256 `{card['sha256']}`", "",
     ]  # fmt: skip
     return "\n".join(lines)

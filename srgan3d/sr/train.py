@@ -370,7 +370,7 @@ def _write_run_record(
     }  # fmt: skip
     if init is not None:
         w = find_weights(init)
-        info["init"] = {"name": w.name, "sha256": sha256_file(w.path)}
+        info["init"] = {"name": w.name, "sha256": sha256_file(w.path), "path": str(w.path)}
     cfg_path = run_dir / "config.json"
     if resume and cfg_path.exists():
         before = json.loads(cfg_path.read_text())

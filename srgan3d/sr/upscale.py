@@ -201,7 +201,8 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _T
     if through is not None:
         common.update(method=through.method, device=str(resolve_device(config.device)), data_consistency="slice profile")
         if through.info is not None:
-            common.update(weights=through.info.name, weights_sha256=through.info.sha256)
+            common.update(weights=through.info.name, weights_sha256=through.info.sha256,
+                          weights_licence=through.info.licence.licence)
         return through.method, through, common
     method, weights = resolve_method_and_weights(config.method, config.weights)
     if config.adapt_steps and method != "generator":
@@ -226,6 +227,7 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _T
     common.update(
         device=str(engine.device), precision=engine.precision, weights=engine.weights.name,
         weights_sha256=engine.weights.sha256, data_consistency="yes" if config.dc else "no",
+        weights_licence=engine.weights.licence.licence if engine.weights.sha256 else "",
     )  # fmt: skip
     return method, engine, common
 

@@ -19,6 +19,7 @@ import torch
 
 from srgan3d.atomic import atomic_path, write_text_atomic
 from srgan3d.sr import DEFAULT_WEIGHTS
+from srgan3d.sr.licences import WeightsLicence, announce_licence, card_licence
 from srgan3d.sr.nets import Generator, GeneratorConfig
 
 # Package data: the shipped weights are installed with the wheel, next to this module.
@@ -58,6 +59,11 @@ class WeightsInfo:
     @property
     def sha256(self) -> str:
         return str(self.card.get("sha256", ""))
+
+    @property
+    def licence(self) -> WeightsLicence:
+        """The licence the card records, or the one its training data imply (`srgan3d.sr.licences`)."""
+        return card_licence(self.card)
 
 
 def weights_dirs() -> list[Path]:
@@ -164,7 +170,8 @@ GAN_SUFFIX = "_gan"
 def auto_weights(weights: str | Path = DEFAULT_WEIGHTS) -> str | Path:
     """The weights `--method auto` runs when the user named `weights`.
 
-    For the shipped default, its GAN companion `<name>_gan` is taken only when that card is
+    For the shipped default, its GAN companion `<name>_gan` is taken only when both are
+    licence-clean (never opt-in weights, `srgan3d.sr.licences`), that card is
     eligible too (`auto_eligibility`) and records a higher mean held-out gain over zero-filled
     k-space than the fidelity model's own card: the GAN must beat the fidelity model on the
     card's criteria, not merely pass them. Any other name or path is used as given.
@@ -175,7 +182,7 @@ def auto_weights(weights: str | Path = DEFAULT_WEIGHTS) -> str | Path:
         fidelity, gan = find_weights(DEFAULT_WEIGHTS), find_weights(DEFAULT_WEIGHTS + GAN_SUFFIX)
     except WeightsError:
         return weights
-    if not auto_eligibility(gan)[0]:
+    if fidelity.licence.opt_in or gan.licence.opt_in or not auto_eligibility(gan)[0]:
         return weights
     fidelity_gain = _mean_heldout_gain(fidelity) if auto_eligibility(fidelity)[0] else -float("inf")
     return gan.name if _mean_heldout_gain(gan) > fidelity_gain else weights
@@ -212,6 +219,7 @@ def load_checked_state(
     if not isinstance(state, dict):
         raise WeightsError(f"{info.path}: holds a {type(state).__name__}, not a state_dict")
     check_finite_state(state, info.path)
+    announce_licence(info.name, info.card)
     return state, WeightsInfo(info.name, info.path, {**info.card, "sha256": digest})
 
 

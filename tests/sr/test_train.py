@@ -82,7 +82,7 @@ def test_train_resume_export_and_use(tmp_path):
     assert train([], tmp_path / "run", longer, resume=True).step == 9
     weights = export_weights(tmp_path / "run", tmp_path / "w" / "mine_x2.pt", description="test run")
     card = json.loads(weights.with_suffix(".json").read_text())
-    assert card["steps"] == 9 and card["stage"] == "gan" and card["validation_data"] == [str(val)]
+    assert card["steps"] == 9 and card["stage"] == "gan" and [e["file"] for e in card["validation_data"]] == [str(val)]
     model, info = load_generator(weights)
     assert info.sha256 == card["sha256"]
     res = upscale_files([val], tmp_path / "sr", UpscaleConfig(weights=str(weights), device="cpu"))

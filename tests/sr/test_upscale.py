@@ -17,6 +17,10 @@ from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.sr.weights import WeightsError, load_generator
 from srgan3d.volume import Volume, upscaled_affine
 
+# A model card whose training data are licence-clean (an Apache-2.0 source, `srgan3d.sr.licences`):
+# what `--method auto` needs besides a held-out gain to take weights under the default name.
+CLEAN = {"training_data": ["totalseg_example_ct_abdomen_pelvis_3mm.nii.gz"]}
+
 
 def test_intensity_scaling_inverse_is_exact():
     x = smooth_volume((20, 20, 10)) * 3.7 - 100
@@ -251,7 +255,7 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
     from srgan3d.sr.weights import save_weights
 
     # Installed weights whose card records no held-out abdominal test are not used by auto ...
-    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", {})
+    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", CLEAN)
     res = upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(device="cpu"))
     assert res.rows[0].values["method"] == "sinc"
     assert "records no test on held-out real abdominal MRI" in caplog.text
@@ -262,13 +266,13 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
     ]
     held = {"volumes": vols}
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
-                 {"heldout_abdominal_mri": held})  # fmt: skip
+                 {**CLEAN, "heldout_abdominal_mri": held})  # fmt: skip
     res = upscale_files([oblique_nifti], tmp_path / "out3", UpscaleConfig(device="cpu"))
     assert res.rows[0].values["method"] == "sinc" and "held-out b it is -0.20 dB" in caplog.text
     # ... only weights that gain on every held-out volume.
     vols[1]["psnr_gain_db"] = 0.1
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
-                 {"heldout_abdominal_mri": held})  # fmt: skip
+                 {**CLEAN, "heldout_abdominal_mri": held})  # fmt: skip
     res = upscale_files([oblique_nifti], tmp_path / "out4", UpscaleConfig(device="cpu"))
     assert res.rows[0].values["method"] == "generator" and res.rows[0].values["weights"] == "srgan3d_x2"
     assert res.rows[0].values["data_consistency"] == "yes"
@@ -342,7 +346,7 @@ def test_auto_takes_the_gan_only_when_its_card_beats_the_fidelity_model(tmp_path
     def install(name, gains):
         vols = [{"name": f"v{k}", "psnr_gain_db": g, "ssim": 0.95, "ssim_sinc": 0.94} for k, g in enumerate(gains)]
         save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / f"{name}.pt",
-                     {"heldout_abdominal_mri": {"volumes": vols}})  # fmt: skip
+                     {**CLEAN, "heldout_abdominal_mri": {"volumes": vols}})  # fmt: skip
 
     install("srgan3d_x2", [1.0, 0.8])
     assert auto_weights("srgan3d_x2") == "srgan3d_x2"  # no GAN installed

@@ -104,7 +104,8 @@ def test_the_shipped_weights_load_and_match_their_cards():
 
 def _card(gains: list[float], ssim_gain: float = 0.01) -> dict:
     vols = [{"name": f"v{i}", "psnr_gain_db": g, "ssim": 0.9 + ssim_gain, "ssim_sinc": 0.9} for i, g in enumerate(gains)]
-    return {HELDOUT_KEY: {"volumes": vols}}
+    # licence-clean training data (an Apache-2.0 source): auto may take them under the default name
+    return {HELDOUT_KEY: {"volumes": vols}, "training_data": ["totalseg_example_mr_sm.nii.gz"]}
 
 
 @pytest.mark.parametrize(

@@ -375,10 +375,10 @@ def test_radiomics_on_through_plane_sr_doubles_only_the_slice_axis_and_says_whic
     """`evaluate --scale through-plane` end to end at the extraction: each VOI's box is
     super-resolved 2x along its scan's slice axis only, the in-plane spacing kept, and the
     method that ran (auto without protocol weights: B-spline + consistency) recorded per patient."""
+    from srgan3d.io import read_volume
     from srgan3d.study.cohort import read_cohort
     from srgan3d.study.config import RadiomicsConfig
     from srgan3d.study.radiomics import extract_cohort
-    from srgan3d.io import read_volume
 
     table = read_cohort(tiny_cohort).table.head(2)
     cfg = RadiomicsConfig(
