@@ -446,6 +446,11 @@ def evaluate(
     clinical: Annotated[
         str, typer.Option(help="Candidate clinical variables, comma-separated (numeric or yes/no columns).")
     ] = ",".join(_MOD.clinical),
+    transform: Annotated[
+        str,
+        typer.Option(help="How clinical variables are modelled: COLUMN=log10 or COLUMN=none, comma-separated. Columns "
+                          "not named follow the rule: positive, skewness > 2 -> log10 (the report says which)."),
+    ] = "",
     test_size: Annotated[
         float | None,
         typer.Option(help=f"Fraction held out for testing (stratified; default {DEFAULT_TEST_SIZE:g}). Not with a set column."),
@@ -520,7 +525,7 @@ def evaluate(
         clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),
         classifiers=tuple(c.strip() for c in classifiers.split(",") if c.strip()), panel_bootstrap=panel_bootstrap,
         comparators=tuple(c.strip() for c in comparators.split(",") if c.strip()),
-        workers=workers or os.cpu_count() or 1,
+        workers=workers or os.cpu_count() or 1, transforms=tuple(t for t in transform.split(",") if t.strip()),
     )  # fmt: skip
     deep = None
     if dl != "none":

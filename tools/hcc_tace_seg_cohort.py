@@ -20,7 +20,8 @@ collection's glossary defines it (glossary.csv beside it):
 Writes `cohort.json` beside the table (source, licence, what each column came from). With
 `--study DIR` it then runs the clinical study on it (`make real-example`): `srgan3d evaluate`
 with the arguments of `STUDY_ARGS` (no images: clinical model, staging comparators, TTP and OS,
-the readers' agreement).
+the readers' agreement); `--features F.csv` adds the radiomics models on features computed
+elsewhere (a table keyed by patient_id; rows of the patients the study leaves out are set aside).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def _read(v: object) -> str:
 
 
 #: The clinical study of the real example: complete candidates only (tumour size has 52 gaps, so
-#: it is summarised, not modelled); AFP on a log scale (it spans 1.4 to 566,530 ng/ml).
-CLINICAL = ("afp_log10_ng_ml", "portal_vein_thrombosis", "tumour_involvement_over_50pct", "multinodular")
+#: it is summarised, not modelled); AFP as measured: it spans 1.4 to 566,530 ng/ml, so the skewness rule
+#: (`srgan3d.study.transforms`) models it on log10 and the report says so.
+CLINICAL = ("afp_ng_ml", "portal_vein_thrombosis", "tumour_involvement_over_50pct", "multinodular")
 COMPARATORS = ("bclc_stage", "child_pugh_class", "clip_group", "okuda_stage", "tnm_stage")
 STUDY_ARGS = ["--clinical", ",".join(CLINICAL), "--comparators", ",".join(COMPARATORS), "--time-unit", "weeks",
               "--response-ties", "drop", "--seed", "0", "--workers", "1"]
@@ -86,6 +88,7 @@ def main() -> None:
     ap.add_argument("source", nargs="?", default=str(ROOT / "examples" / "hcc_tace_seg"))
     ap.add_argument("-o", "--output", required=True, help="the cohort table to write (CSV)")
     ap.add_argument("--study", help="then run the clinical study on it into this folder")
+    ap.add_argument("--features", help="with --study: radiomic features computed elsewhere (evaluate --features)")
     args = ap.parse_args()
     source, out = Path(args.source), Path(args.output)
     if not (source / "clinical_data.csv").is_file():
@@ -110,7 +113,7 @@ def main() -> None:
     if args.study:
         from srgan3d.cli import app
 
-        app(["evaluate", str(out), "-o", args.study, *STUDY_ARGS])
+        app(["evaluate", str(out), "-o", args.study, *STUDY_ARGS, *(["--features", args.features] if args.features else [])])
 
 
 if __name__ == "__main__":

@@ -104,6 +104,9 @@ class Cohort:
     reads: pd.DataFrame | None = None
     label_rule: str = ""
     ties: str = ""
+    # the rows of the patients left out (patient_id, the path columns as absolute paths, `reason`):
+    # a feature table computed before the labels were cleaned still has rows for them
+    left_out: pd.DataFrame | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -282,13 +285,17 @@ def read_cohort(
     n_pos = rows.check_counts(kept, has_sets="set" in df.columns, min_per_class=min_per_class)
     if rows.problems:
         raise CohortError(path, rows.problems)
-    out = rows.table(df).iloc[kept].reset_index(drop=True)
+    full = rows.table(df)
+    out = full.iloc[kept].reset_index(drop=True)
+    gone = sorted(rows.excluded)
+    left_out = full.iloc[gone][["patient_id", *rows.paths]].reset_index(drop=True)
+    left_out["reason"] = [rows.excluded[k].reason for k in gone]
     for e in rows.excluded.values():
         log.warning("patient %s left out: %s", e.patient_id, e.reason)
     log.info("cohort %s: %d patients, %d responders", path, len(out), n_pos)
     rule, ties = _label_rule(readers, response_ties)
     return Cohort(path=path, table=out, clinical_columns=clinical, excluded=list(rows.excluded.values()),
-                  reads=rows.read_table(), label_rule=rule, ties=ties)  # fmt: skip
+                  reads=rows.read_table(), label_rule=rule, ties=ties, left_out=left_out)  # fmt: skip
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

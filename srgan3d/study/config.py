@@ -107,6 +107,24 @@ class RadiomicsConfig(Result):
             raise FileNotFoundError(f"pyradiomics parameter file {self.params} does not exist")
 
 
+#: How a clinical variable may be modelled (`evaluate --transform COLUMN=log10|none`).
+TRANSFORMS = ("log10", "none")
+
+
+def parse_transforms(specs: Sequence[str]) -> dict[str, str]:
+    """`--transform` values ("afp_ng_ml=log10", "size_cm=none"; comma-separated or repeated) as
+    {column: transform}; a malformed one is an error naming it and the forms allowed."""
+    out: dict[str, str] = {}
+    for spec in (s.strip() for item in specs for s in str(item).split(",")):
+        if not spec:
+            continue
+        col, sep, how = spec.partition("=")
+        if not sep or not col.strip() or how.strip() not in TRANSFORMS:
+            raise ValueError(f"--transform {spec!r}: write COLUMN=log10 or COLUMN=none")
+        out[col.strip()] = how.strip()
+    return out
+
+
 @dataclass(frozen=True)
 class ModelingConfig(Result):
     """Options of the modelling; one per `evaluate` option.
@@ -132,6 +150,8 @@ class ModelingConfig(Result):
         comparators: ordinal columns (staging systems such as BCLC or Child-Pugh) compared with
             the best model by AUC and DeLong.
         workers: processes for the bootstrap refits (the numbers do not depend on it).
+        transforms: how clinical variables are modelled, "COLUMN=log10" or "COLUMN=none";
+            columns not named follow the skewness rule (`srgan3d.study.transforms`).
     """
 
     test_size: float | None = None
@@ -149,9 +169,12 @@ class ModelingConfig(Result):
     panel_bootstrap: int = 25
     comparators: tuple[str, ...] = ()
     workers: int = 1
+    transforms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classifiers", parse_classifiers(self.classifiers))
+        asked = parse_transforms(self.transforms)
+        object.__setattr__(self, "transforms", tuple(f"{c}={t}" for c, t in asked.items()))
         if self.test_size is not None and not 0.05 <= self.test_size <= 0.5:
             raise ValueError(f"test size must lie between 0.05 and 0.5, not {self.test_size}")
         if not self.clinical:

@@ -65,10 +65,12 @@ from srgan3d.study.results import (
     StudyResult,
     SummaryRow,
     SurvivalResult,
+    TransformRecord,
     tested_sets,
 )
 from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
+from srgan3d.study.transforms import apply_transforms, choose_transforms, parse_transforms
 from srgan3d.study.validation import out_of_fold
 from srgan3d.volume import Volume
 
@@ -147,8 +149,11 @@ def _read_features(
         return StudyFeatures(feats.pre, feats.post, "extracted", feats, failed)
     if mode == "clinical":
         return StudyFeatures(None, None, "none")
-    pre = read_feature_table(features, table)  # type: ignore[arg-type]
-    post = read_feature_table(features_sr, table) if features_sr is not None else None
+    pre = read_feature_table(features, table, left_out=cohort.left_out)  # type: ignore[arg-type]
+    post = read_feature_table(features_sr, table, left_out=cohort.left_out) if features_sr is not None else None
+    for t in (pre, post):
+        if t is not None and t.set_aside:
+            log.warning(t.set_aside_note())
     if post is not None:
         check_same_features(pre, post)
     excluded = list(pre.excluded)
@@ -158,6 +163,9 @@ def _read_features(
     gone = {e.patient_id for e in excluded}
     keep = [p for p in table["patient_id"].astype(str) if p not in gone]
     names = ", ".join(Path(t.path).name for t in (pre, post) if t is not None)
+    if pre.set_aside:
+        names += (f" (their rows of {len(pre.set_aside)} patient(s) the study leaves out set aside: "
+                  f"{', '.join(pre.set_aside)})")  # fmt: skip
     for e in excluded:
         log.warning("patient %s left out: %s", e.patient_id, e.reason)
     return StudyFeatures(
@@ -221,6 +229,8 @@ def evaluate_cohort(
     outdir.mkdir(parents=True, exist_ok=True)
     feats = _read_features(mode, cohort, outdir, radiomics, features, features_sr, progress=progress)
     data = _study_data(options, cohort, feats, mode)
+    options, data = _transformed(options, data)
+    modeling = options.modeling
     log.info("fitting models (bootstrap %d)", modeling.n_bootstrap)
     res = run_modeling(data.pre, data.post, data.clin, data.y, modeling, split=data.split, progress=progress)
     study = _analyse(options, data, res)
@@ -259,6 +269,7 @@ class _StudyData:
     tumour_cols: list[str]
     staging: pd.DataFrame | None
     orders: dict[str, str]
+    transforms: tuple[TransformRecord, ...] = ()
 
     @property
     def excluded(self) -> list[ExcludedPatient]:
@@ -289,6 +300,23 @@ def _read_and_check(options: _Options, features: str | Path | None, features_sr:
     if modeling.comparators:
         rank_stages(cohort.table, modeling.comparators, source=cohort_csv, declared=options.stage_order)
     return cohort, mode
+
+
+def _transformed(options: _Options, data: _StudyData) -> tuple[_Options, _StudyData]:
+    """The clinical variables as the study models them (`srgan3d.study.transforms`): heavily
+    skewed positive ones on log10, named ``log10(name)`` from here on, in the models, the
+    survival covariates and the report; each choice and its reason is said once and recorded."""
+    modeling = options.modeling
+    records = choose_transforms(data.clin, parse_transforms(modeling.transforms))
+    for r in records:
+        if r.transform == "log10":
+            log.warning("clinical variable %s modelled as %s: %s", r.variable, r.modelled_as, r.reason)
+    renamed = tuple(r.modelled_as for r in records)
+    if renamed == tuple(modeling.clinical):
+        return options, replace(data, transforms=records)
+    keep = apply_transforms(data.keep, records)
+    options = replace(options, modeling=replace(modeling, clinical=renamed))
+    return options, replace(data, keep=keep, clin=keep[list(renamed)].astype(float), transforms=records)
 
 
 def _study_data(options: _Options, cohort: Cohort, feats: StudyFeatures, mode: str) -> _StudyData:
@@ -389,7 +417,7 @@ def _study_result(
         deep=deep, survival=survival, readers=readers,
         examples=_examples(data.cohort.table, ext.info, outdir, _picks(pred, data.split)) if ext else (),
         agreement=agreement, excluded=tuple(data.excluded), absent=_absent(options, data, res),
-        features_source=feats.source,
+        features_source=feats.source, transforms=data.transforms,
     )  # fmt: skip
 
 

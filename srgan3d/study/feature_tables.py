@@ -10,9 +10,12 @@ Two layouts are read:
   where that finds nothing, by the files' names);
 - a plain table keyed by ``patient_id``, every other column a feature.
 
-Problems with the table itself (duplicate patients, non-numeric feature columns, PRE and POST
-tables with different features, rows that match no patient) are raised all at once
-(`FeatureTableError`). A patient without features, or with a NaN or infinite feature, cannot be
+Rows of patients the cohort table lists but the study leaves out for a stated reason (no reader
+read them, say) are read and set aside with that reason: extraction runs on every scan before the
+labels are cleaned, so a feature table that covers more patients than the study keeps is the
+normal case. Problems with the table itself (duplicate patients, non-numeric feature columns,
+PRE and POST tables with different features, rows of patients absent from the cohort table, rows
+that match no patient) are raised all at once (`FeatureTableError`). A patient without features, or with a NaN or infinite feature, cannot be
 used: it is returned with the reason (the study names it in the report and on the terminal).
 """
 
@@ -45,6 +48,18 @@ class FeatureTable:
     features: pd.DataFrame
     excluded: list[ExcludedPatient] = field(default_factory=list)
     layout: str = "patient_id"  # "patient_id" or "pyradiomics batch (Image/Mask)"
+    # rows of patients the cohort leaves out, set aside: patient_id -> the cohort's reason
+    set_aside: dict[str, str] = field(default_factory=dict)
+
+    def set_aside_note(self) -> str:
+        """One line naming the set-aside rows and why ('' when there are none)."""
+        if not self.set_aside:
+            return ""
+        by_reason: dict[str, list[str]] = {}
+        for pid, why in self.set_aside.items():
+            by_reason.setdefault(why, []).append(pid)
+        parts = "; ".join(f"{', '.join(ids)} ({why})" for why, ids in by_reason.items())
+        return f"{self.path.name}: the rows of {len(self.set_aside)} patient(s) the study leaves out were set aside: {parts}"
 
 
 def _key(path: str, root: Path) -> str:
@@ -77,10 +92,18 @@ def _match_by_paths(df: pd.DataFrame, cohort: pd.DataFrame, root: Path, path: Pa
     return pd.Series(out, index=df.index, dtype=object)
 
 
-def read_feature_table(path: str | Path, cohort: pd.DataFrame) -> FeatureTable:
+def read_feature_table(path: str | Path, cohort: pd.DataFrame, *, left_out: pd.DataFrame | None = None) -> FeatureTable:
     """The features of `cohort`'s patients (``patient_id``, and ``image``/``mask`` as absolute paths)
-    from a pyradiomics batch CSV or a plain table keyed by ``patient_id``."""
+    from a pyradiomics batch CSV or a plain table keyed by ``patient_id``.
+
+    `left_out`: the cohort table's patients the study leaves out (``patient_id``, ``reason``, and
+    their ``image``/``mask`` where the table has them, `srgan3d.study.cohort.Cohort.left_out`):
+    their rows are read, matched and set aside with the reason (`FeatureTable.set_aside`), not
+    refused."""
     path = Path(path)
+    gone = left_out if left_out is not None else pd.DataFrame({"patient_id": [], "reason": []})
+    reasons = dict(zip(gone["patient_id"].astype(str), gone["reason"].astype(str), strict=True))
+    everyone = pd.concat([cohort, gone.drop(columns="reason")], ignore_index=True) if len(gone) else cohort
     if not path.is_file():
         raise FileNotFoundError(f"feature table {path} does not exist")
     try:
@@ -93,7 +116,7 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame) -> FeatureTable:
         ids = df["patient_id"].str.strip()
         layout = "patient_id"
     elif "Image" in df.columns and "Mask" in df.columns:
-        ids = _match_by_paths(df, cohort, path.parent, path, problems)
+        ids = _match_by_paths(df, everyone, path.parent, path, problems)
         layout = "pyradiomics batch (Image/Mask)"
     else:
         raise FeatureTableError(path, ["neither a patient_id column nor pyradiomics' Image and Mask columns; add a "
@@ -102,7 +125,7 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame) -> FeatureTable:
                     if c != "patient_id" and c not in INPUT_COLUMNS and not c.startswith("diagnostics_")]  # fmt: skip
     if not feature_cols:
         problems.append("no feature columns (every column is patient_id, an input column or diagnostics_*)")
-    problems += _id_problems(ids, set(cohort["patient_id"].astype(str)))
+    problems += _id_problems(ids, set(everyone["patient_id"].astype(str)), len(cohort), len(reasons))
     values = df[feature_cols].apply(lambda col: pd.to_numeric(col.str.strip().replace({"": "nan"}), errors="coerce"))
     for c in feature_cols:
         text = df[c].str.strip()
@@ -114,15 +137,18 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame) -> FeatureTable:
     if problems:
         raise FeatureTableError(path, problems)
     values.index = pd.Index(ids.to_list(), name="patient_id")
+    set_aside = {str(p): reasons[str(p)] for p in values.index if str(p) in reasons}
+    values = values.loc[[str(p) not in reasons for p in values.index]]
     order = [str(p) for p in cohort["patient_id"]]
     excluded = _unusable(values, order, path.name)
     usable = [p for p in order if p not in {e.patient_id for e in excluded}]
-    return FeatureTable(path=path, features=values.loc[usable].astype(float), excluded=excluded, layout=layout)
+    return FeatureTable(path=path, features=values.loc[usable].astype(float), excluded=excluded, layout=layout,
+                        set_aside=set_aside)  # fmt: skip
 
 
-def _id_problems(ids: pd.Series, known: set[str]) -> list[str]:
+def _id_problems(ids: pd.Series, known: set[str], n_kept: int, n_left_out: int) -> list[str]:
     """Empty, duplicate and unknown patient ids, each with its row (None: a row matched to no
-    patient, already reported)."""
+    patient, already reported). Unknown: absent from the cohort table altogether."""
     problems: list[str] = []
     seen: dict[str, int] = {}
     for k, pid in ids.items():
@@ -136,7 +162,8 @@ def _id_problems(ids: pd.Series, known: set[str]) -> list[str]:
         else:
             seen[pid] = line
             if pid not in known:
-                problems.append(f"row {line}: patient {pid} is not in the cohort table")
+                problems.append(f"row {line}: patient {pid} is not in the cohort table (which lists {n_kept + n_left_out} "
+                                f"patients); add the patient to the cohort table, or delete the row")  # fmt: skip
     return problems
 
 

@@ -37,6 +37,7 @@ class Logistic:
         from srgan3d.study.firth import detect_separation, firth_logit
 
         design = sm.add_constant(X[self.variables].astype(float), has_constant="add")
+        self._units = effect_units(X[self.variables])
         yv = np.asarray(y, float)
         self.separation_ = detect_separation(design.to_numpy(), yv.astype(int), list(self.variables))
         self._data = (design.to_numpy(), yv.astype(int))  # for `fit_note`
@@ -62,10 +63,15 @@ class Logistic:
         return self
 
     def _table(self, coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+        """Coefficients per unit of each modelled variable; odds ratios per its `effect_units`
+        (per training SD for a continuous variable, per unit for a binary one)."""
+        units = [("unit", 1.0), *(self._units[v] for v in self.variables)]
+        size = np.array([u[1] for u in units])
         with np.errstate(over="ignore"):  # a near-separated ML fit: an infinite CI bound is the honest answer
-            odds, low, high = np.exp(coef), np.exp(lo), np.exp(hi)
+            odds, low, high = np.exp(coef * size), np.exp(lo * size), np.exp(hi * size)
         return pd.DataFrame({"variable": ["const", *self.variables], "coefficient": coef, "odds_ratio": odds,
-                             "or_ci_low": low, "or_ci_high": high, "p_value": p})  # fmt: skip
+                             "or_ci_low": low, "or_ci_high": high, "p_value": p, "unit": [u[0] for u in units],
+                             "unit_size": size})  # fmt: skip
 
     def fit_note(self) -> FitNote:
         """How the model was fitted, for results.json and the report."""
@@ -83,3 +89,15 @@ class Logistic:
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return expit(self.decision_function(X))
+
+
+def effect_units(X: pd.DataFrame) -> dict[str, tuple[str, float]]:
+    """The unit each variable's odds or hazard ratio is reported per: ("SD", its sample SD) for a
+    continuous variable (more than two distinct values), ("unit", 1.0) for a binary one. Per unit
+    of a variable that spans 1 to 100,000 says nothing; per SD is comparable across variables."""
+    out: dict[str, tuple[str, float]] = {}
+    for v in X.columns:
+        x = X[v].astype(float).to_numpy()
+        sd = float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+        out[str(v)] = ("SD", sd) if len(np.unique(x)) > 2 and sd > 0 else ("unit", 1.0)
+    return out

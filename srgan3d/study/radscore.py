@@ -113,8 +113,8 @@ class Radscore:
         return expit(self.decision_function(X))
 
     def formula(self) -> str:
-        terms = [f"{self.intercept_:+.4f}"] + [
-            f"{c:+.4f} x z({f})" for f, c in zip(self.features_, self.coef_, strict=True)
+        terms = [_signed(self.intercept_)] + [
+            f"{_signed(c)} x z({f})" for f, c in zip(self.features_, self.coef_, strict=True)
         ]
         return "radscore = " + " ".join(terms)
 
@@ -128,3 +128,8 @@ class Radscore:
                 "screen_p": [np.nan, *(self.screen_p_[f] for f in self.features_)],
             }
         )
+
+
+def _signed(c: float) -> str:
+    """'+0.1234', or the scientific form where 4 decimals would print a non-zero value as 0.0000."""
+    return f"{c:+.2e}" if c != 0 and abs(c) < 5e-5 else f"{c:+.4f}"

@@ -115,6 +115,39 @@ def fmt_num(v: object, digits: int = 3) -> str:
     return text.lstrip("-") if float(text) == 0 else text  # never '-0.00'
 
 
+def _rounds_to_one(v: float, digits: int) -> bool:
+    return bool(np.isfinite(v)) and v != 1.0 and float(f"{v:.{digits}f}") == 1.0
+
+
+def fmt_ratio(est: float, lo: float, hi: float, digits: int = 3) -> str:
+    """An odds or hazard ratio with its CI, "1.234 [1.010-1.508]", with as many decimals (up to
+    8) as it takes for no ratio that is not 1 to print as 1.000; beyond that, 10 significant
+    digits. A ratio is never shown as 1.000 [1.000-1.000] when it is not."""
+    d = digits
+    while d < 8 and any(_rounds_to_one(float(v), d) for v in (est, lo, hi)):
+        d += 1
+    if any(_rounds_to_one(float(v), d) for v in (est, lo, hi)):
+        return " ".join([f"{float(est):.10g}", f"[{float(lo):.10g}-{float(hi):.10g}]"])
+    return f"{fmt_num(est, d)} [{fmt_num(lo, d)}-{fmt_num(hi, d)}]"
+
+
+def fmt_coef(v: object, digits: int = 4) -> str:
+    """A coefficient: `digits` decimals, or the scientific form where those would print a
+    non-zero value as 0.0000."""
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return esc(v)
+    if np.isfinite(f) and f != 0 and abs(f) < 0.5 * 10**-digits:
+        return f"{f:.2e}"
+    return fmt_num(f, digits)
+
+
+def fmt_per(unit: str, size: float) -> str:
+    """What a ratio is per: "SD (0.87)" for a continuous variable, "1 unit" for a binary one."""
+    return f"SD ({float(size):.3g})" if unit == "SD" else "1 unit"
+
+
 def table_html(df: pd.DataFrame, *, left: tuple[str, ...] = (), formats: dict[str, Callable[[float], str]] | None = None) -> str:
     formats = formats or {}
     head = "".join(f'<th class="{"l" if c in left else ""}">{esc(c)}</th>' for c in df.columns)
@@ -190,7 +223,8 @@ def odds_ratio_table(rows: Sequence[OddsRatio]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Variable": [var_label(o.variable) for o in kept],
-            "OR [95% CI]": [f"{fmt_num(o.odds_ratio)} [{fmt_num(o.or_ci_low)}-{fmt_num(o.or_ci_high)}]" for o in kept],
+            "Per": [fmt_per(o.unit, o.unit_size) for o in kept],
+            "OR [95% CI]": [fmt_ratio(o.odds_ratio, o.or_ci_low, o.or_ci_high) for o in kept],
             "p": [fmt_p(o.p_value) for o in kept],  # escaped by table_html
         }
     )

@@ -31,10 +31,13 @@ from srgan3d.study.report_format import (
     fit_line,
     fmt_auc,
     fmt_ci,
+    fmt_coef,
     fmt_num,
     fmt_p,
     fmt_p_eq,
+    fmt_per,
     fmt_ranges,
+    fmt_ratio,
     fmt_signed,
     odds_ratio_table,
     table_html,
@@ -219,7 +222,8 @@ def _clinical_section(r: StudyResult) -> Section:
     cfg = r.config.modeling
     candidates = list(cfg.clinical)
     entered = [v.variable for v in r.fitted.clinical_multivariable if v.variable != "const"]
-    others = sorted({v.variable for v in r.cohort_summary} - set(candidates))
+    others = sorted({v.variable for v in r.cohort_summary} - set(candidates) - {t.variable for t in r.transforms})
+    logged = [t for t in r.transforms if t.transform == "log10"]
     parts = [
         "<p>Candidates considered: <b>" + ", ".join(esc(var_label(v)) for v in candidates)
         + "</b> (the <code>clinical</code> modelling option; default: the study's tumour diameter and arterial "
@@ -228,8 +232,13 @@ def _clinical_section(r: StudyResult) -> Section:
            f"{', '.join(esc(var_label(v)) for v in others)}." if others else "")
         + f" Univariable logistic regression of each candidate on the training set; those with p &lt; "
         f"{cfg.clinical_p_enter} enter the multivariable model (all candidates if none does). "
-        f"Entered: <b>{', '.join(esc(var_label(v)) for v in entered)}</b>. Odds ratios per unit of each variable as the "
-        "table gives it (yes vs no for yes/no variables).</p>",
+        f"Entered: <b>{', '.join(esc(var_label(v)) for v in entered)}</b>. Odds ratios per SD of the training values of "
+        "a continuous variable (the Per column gives that SD, in the units the variable is modelled in) and per unit of "
+        "a binary one (yes vs no).</p>"
+        + ("<p>Modelled on log10 (a positive variable with skewness &gt; 2 is, unless <code>--transform "
+           "COLUMN=none</code>; <code>--transform COLUMN=log10</code> asks for it): "
+           + "; ".join(f"<b>{esc(t.variable)}</b> as {esc(t.modelled_as)} ({esc(t.reason)})" for t in logged)
+           + ". The same variables enter the survival models so.</p>" if logged else ""),
         "<b>Univariable</b>" + table_html(odds_ratio_table(r.fitted.clinical_univariable), left=("Variable",)),
         "<b>Multivariable</b>" + table_html(odds_ratio_table(r.fitted.clinical_multivariable), left=("Variable",)),
     ]  # fmt: skip
@@ -586,8 +595,9 @@ def _survival_section(r: StudyResult) -> Section | None:
                          + table_html(pd.DataFrame(risk), left=("Group",)))  # fmt: skip
             if sv.cox is None:
                 continue
-            rows = [{"Covariate": var_label(c.covariate), "HR [95% CI]": f"{fmt_num(c.hr)} [{fmt_num(c.hr_low)}-{fmt_num(c.hr_high)}]",
-                     "coef": fmt_num(c.coef, 4), "SE": fmt_num(c.se, 4), "z": fmt_num(c.z, 2), "p": fmt_p(c.p)}
+            rows = [{"Covariate": var_label(c.covariate), "Per": fmt_per(c.unit, c.unit_size),
+                     "HR [95% CI]": fmt_ratio(c.hr, c.hr_low, c.hr_high),
+                     "coef (per 1)": fmt_coef(c.coef, 4), "SE": fmt_coef(c.se, 4), "z": fmt_num(c.z, 2), "p": fmt_p(c.p)}
                     for c in sv.cox.terms]  # fmt: skip
             ci, lr = sv.c_index, sv.cox.likelihood_ratio
             parts.append(f"<b>Cox model, {esc(ep.endpoint)}, {esc(s)} set</b> (n = {sv.cox.n}, {sv.cox.events} events; "

@@ -24,7 +24,7 @@ from srgan3d.study.result_base import JsonValue, Result
 from srgan3d.study.stats import CalibrationResult, DelongResult, OperatingPoint, RocResult
 
 #: Version of results.json's layout; `StudyResult.from_dict` refuses other versions.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Set names with a fixed meaning in the cohort's `set` column; any other name is an external set.
 TRAIN, TEST = "train", "test"
@@ -236,8 +236,22 @@ class RadscoreCoefficient(Result):
 
 
 @dataclass(frozen=True)
+class TransformRecord(Result):
+    """How a clinical variable is modelled (`srgan3d.study.transforms`): as it is or on log10,
+    and why (the skewness rule or the user's --transform)."""
+
+    variable: str
+    transform: str  # "log10" or "none"
+    reason: str
+    skewness: float | None
+    modelled_as: str
+
+
+@dataclass(frozen=True)
 class OddsRatio(Result):
-    """One row of a logistic model's table: coefficient, odds ratio with its 95% CI, Wald p."""
+    """One row of a logistic model's table: coefficient (per unit of the modelled variable), and
+    the odds ratio with its 95% CI and Wald p per `unit`: per SD of the training values for a
+    continuous variable (`unit_size` = that SD), per unit (1 against 0) for a binary one."""
 
     variable: str
     coefficient: float
@@ -245,6 +259,8 @@ class OddsRatio(Result):
     or_ci_low: float
     or_ci_high: float
     p_value: float
+    unit: str = "unit"  # "SD" or "unit"
+    unit_size: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -510,6 +526,8 @@ class CoxTerm(Result):
     hr: float
     hr_low: float
     hr_high: float
+    unit: str = "unit"  # the hazard ratio per SD of the set's values (continuous) or per unit (binary)
+    unit_size: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -810,6 +828,7 @@ class StudyResult(Result):
     # section -> the one line saying why it is absent (no images, no post-SR features ...)
     absent: dict[str, str] = field(default_factory=dict)
     features_source: str = "extracted"  # "extracted", or the feature tables given (--features)
+    transforms: tuple[TransformRecord, ...] = ()  # how each clinical variable is modelled
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyResult:

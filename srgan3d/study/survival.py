@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from srgan3d.study.logistic import effect_units
 from srgan3d.study.results import (
     GROUP_COVARIATE,
     ChiSquareTest,
@@ -66,8 +67,9 @@ def check_survival(df: pd.DataFrame, duration: str, event: str) -> None:
 def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) -> CoxResult:
     """Cox proportional-hazards regression (Efron's method for ties, as R's coxph).
 
-    Returns a `CoxResult`: one `CoxTerm` per covariate (Wald statistics, the hazard ratio and its
-    95% CI), Harrell's C of the linear predictor, the likelihood-ratio test, n and events.
+    Returns a `CoxResult`: one `CoxTerm` per covariate (Wald statistics per unit of the covariate,
+    the hazard ratio and its 95% CI per SD of a continuous covariate or per unit of a binary one,
+    `srgan3d.study.logistic.effect_units`), Harrell's C of the linear predictor, the likelihood-ratio test, n and events.
     """
     from lifelines import CoxPHFitter
 
@@ -79,10 +81,13 @@ def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) 
     fitter = CoxPHFitter()  # lifelines' partial likelihood uses Efron's approximation for ties
     fitter.fit(data, duration_col=duration, event_col=event)
     s = fitter.summary
+    units = effect_units(data[list(covariates)])
     terms = tuple(
         CoxTerm(covariate=str(c), coef=float(s.loc[c, "coef"]), se=float(s.loc[c, "se(coef)"]), z=float(s.loc[c, "z"]),
-                p=float(s.loc[c, "p"]), hr=float(s.loc[c, "exp(coef)"]), hr_low=float(s.loc[c, "exp(coef) lower 95%"]),
-                hr_high=float(s.loc[c, "exp(coef) upper 95%"]))
+                p=float(s.loc[c, "p"]), hr=float(np.exp(s.loc[c, "coef"] * units[str(c)][1])),
+                hr_low=float(np.exp(s.loc[c, "coef lower 95%"] * units[str(c)][1])),
+                hr_high=float(np.exp(s.loc[c, "coef upper 95%"] * units[str(c)][1])),
+                unit=units[str(c)][0], unit_size=units[str(c)][1])
         for c in s.index
     )  # fmt: skip
     lr = fitter.log_likelihood_ratio_test()

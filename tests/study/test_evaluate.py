@@ -56,7 +56,7 @@ def test_evaluate_writes_its_outputs_and_a_typed_tree(evaluated, tmp_path):
     for name in ("report.html", "results.json", "predictions.csv", "coefficients.csv", "features_pre.csv",
                  "features_post.csv"):  # fmt: skip
         assert (out / name).is_file(), name
-    assert results["schema_version"] == 3
+    assert results["schema_version"] == 4
     # a results.json of the previous layout is refused with the fix
     from srgan3d.study.report import read_results
 

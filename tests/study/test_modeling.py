@@ -95,7 +95,12 @@ def test_clinical_odds_ratios_match_an_independent_fit():
     vars_ = res.fitted.clinical.variables
     ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(clin.iloc[tr][vars_], y[tr])
     table = res.fitted.clinical.table_.set_index("variable")
-    np.testing.assert_allclose(table.loc[vars_, "odds_ratio"], np.exp(ref.coef_[0]), rtol=1e-5)
+    np.testing.assert_allclose(table.loc[vars_, "coefficient"], ref.coef_[0], rtol=1e-5)
+    # odds ratios per training SD of each continuous variable (per unit of a binary one)
+    x = clin.iloc[tr][vars_]
+    sd = [x[v].std(ddof=1) if x[v].nunique() > 2 else 1.0 for v in vars_]
+    np.testing.assert_allclose(table.loc[vars_, "odds_ratio"], np.exp(ref.coef_[0] * sd), rtol=1e-5)
+    assert list(table.loc[vars_, "unit"]) == ["SD" if x[v].nunique() > 2 else "unit" for v in vars_]
 
 
 def test_cohort_summary_uses_the_right_tests():

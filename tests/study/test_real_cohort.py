@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import chromium_layout
@@ -54,6 +55,15 @@ def test_the_clinical_study_on_the_real_cohort(real_study):
     assert ag["n_read_by_all"] == 93 and ag["fleiss_categories"]["ci_low"] < ag["fleiss_categories"]["value"] < ag["fleiss_categories"]["ci_high"]
     assert [m["name"] for m in r["roster"]["models"]] == ["clinical"] and r["roster"]["best"] == "clinical"
     assert set(r["absent"]) == {"radiomics", "sr"}
+    # AFP (1.4 to 566,530 ng/mL) is modelled on log10 by the skewness rule, its ratios per SD
+    afp = next(t for t in r["transforms"] if t["variable"] == "afp_ng_ml")
+    assert afp["transform"] == "log10" and afp["modelled_as"] == "log10(afp_ng_ml)" and afp["skewness"] > 2
+    uni = {o["variable"]: o for o in r["fitted"]["clinical_univariable"]}
+    assert uni["log10(afp_ng_ml)"]["unit"] == "SD" and abs(uni["log10(afp_ng_ml)"]["odds_ratio"] - 1) > 0.01
+    assert uni["portal_vein_thrombosis"]["unit"] == "unit"
+    html = (real_study / "study" / "report.html").read_text()
+    assert "log10(afp_ng_ml)" in html and "skewness 8.36 &gt; 2" in html
+    assert "1.000 [1.000-1.000]" not in html and not re.search(r"[^0-9.]0\.0000[^0-9]", html)
     eps = {e["endpoint"]: e for e in r["survival"]["endpoints"]}
     assert list(eps) == ["time to progression", "overall survival"]
     for e in eps.values():
@@ -116,3 +126,68 @@ def test_post_sr_features_need_the_pre_sr_table(real_study, tmp_path):
     res = CliRunner().invoke(app, ["evaluate", str(real_study / "cohort.csv"), "-o", str(tmp_path / "f"),
                                    "--features-sr", str(real_study / "cohort.csv")])  # fmt: skip
     assert res.exit_code == 2 and "--features-sr was given without --features" in res.output
+
+
+def _batch_features(cohort: pd.DataFrame, ids: list[str], root: Path) -> pd.DataFrame:
+    """A pyradiomics batch CSV as such files come: one row per image/mask pair (here every
+    patient of the real table, unread ones included), diagnostics columns, then the features."""
+    rng = np.random.default_rng(7)
+    rows = pd.DataFrame({"Image": [str(root / f"scans/{p}_arterial.nii.gz") for p in ids],
+                         "Mask": [str(root / f"scans/{p}_tumour.nii.gz") for p in ids],
+                         "diagnostics_Versions_PyRadiomics": "v3.1.0"})  # fmt: skip
+    for k, name in enumerate(["original_firstorder_Mean", "original_firstorder_Entropy", "original_shape_Sphericity",
+                              "original_glcm_Contrast", "original_glszm_ZoneEntropy", "original_gldm_DependenceVariance"]):  # fmt: skip
+        rows[name] = rng.normal(10.0 * (k + 1), 2.0, len(ids))
+    return rows
+
+
+def test_a_feature_table_of_every_patient_sets_aside_the_unread_and_names_the_unusable(real_study, tmp_path):
+    """The real table with a batch feature table (Image/Mask paths) covering all 105 patients: the
+    6 patients no reader read are set aside with that reason, named once; a patient whose
+    features are missing and one with a non-finite feature are left out by name; the study runs."""
+    cohort = pd.read_csv(real_study / "cohort.csv", dtype=str, keep_default_na=False)
+    ids = cohort["patient_id"].tolist()
+    cohort["image"] = [f"scans/{p}_arterial.nii.gz" for p in ids]  # names only: the features come from the table
+    cohort["mask"] = [f"scans/{p}_tumour.nii.gz" for p in ids]
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    batch = _batch_features(cohort, ids, tmp_path)
+    batch = batch[batch["Image"].str.contains("HCC_010_") == False]  # noqa: E712 - a scan whose extraction was never run
+    batch.loc[batch["Image"].str.contains("HCC_020_"), "original_glcm_Contrast"] = np.nan
+    batch.to_csv(tmp_path / "features.csv", index=False)
+    out = tmp_path / "study"
+    sys.path.insert(0, str(REPO / "tools"))
+    from hcc_tace_seg_cohort import STUDY_ARGS
+
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "cohort.csv"), "-o", str(out), *STUDY_ARGS,
+                                   "--features", str(tmp_path / "features.csv"), "--bootstrap", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = json.loads((out / "results.json").read_text())
+    excluded = {e["patient_id"]: e["reason"] for e in r["excluded"]}
+    unread = ["HCC_024", "HCC_045", "HCC_050", "HCC_073", "HCC_085", "HCC_090"]
+    assert all(excluded[p] == "no reader read this patient" for p in unread)
+    assert excluded["HCC_010"] == "no features in features.csv"
+    assert excluded["HCC_020"].startswith("NaN or infinite feature(s) in features.csv: original_glcm_Contrast")
+    assert r["cohort"]["n_patients"] == 97
+    assert res.output.count("were set aside") == 1 and all(p in res.output for p in unread)
+    assert "set aside: HCC_024" in json.dumps(r)  # the methods say where the features came from, and what was set aside
+    # A row of a patient the cohort table does not list at all is an error, with the id and the fix.
+    extra = pd.concat([batch, _batch_features(cohort, ["HCC_999"], tmp_path)], ignore_index=True)
+    extra.to_csv(tmp_path / "extra.csv", index=False)
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "cohort.csv"), "-o", str(tmp_path / "e"), *STUDY_ARGS,
+                                   "--features", str(tmp_path / "extra.csv")])  # fmt: skip
+    assert res.exit_code == 2
+    assert "Image" in res.output and "HCC_999" in res.output and "add a patient_id column, or correct the paths" in res.output
+
+
+def test_a_feature_table_keyed_by_patient_id_names_a_patient_absent_from_the_table(real_study, tmp_path):
+    table = pd.DataFrame({"patient_id": ["HCC_001", "HCC_024", "HCC_999"], "original_firstorder_Mean": [1.0, 2.0, 3.0]})
+    table.to_csv(tmp_path / "f.csv", index=False)
+    sys.path.insert(0, str(REPO / "tools"))
+    from hcc_tace_seg_cohort import STUDY_ARGS
+
+    res = CliRunner().invoke(app, ["evaluate", str(real_study / "cohort.csv"), "-o", str(tmp_path / "s"), *STUDY_ARGS,
+                                   "--features", str(tmp_path / "f.csv")])  # fmt: skip
+    assert res.exit_code == 2
+    assert "row 4: patient HCC_999 is not in the cohort table (which lists 105 patients)" in res.output
+    assert "add the patient to the cohort table, or delete the row" in res.output
+    assert "patient HCC_024 is not" not in res.output and "problem in" in res.output  # unread: set aside, not an error

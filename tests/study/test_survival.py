@@ -45,9 +45,14 @@ def test_cox_matches_r_coxph_on_the_rossi_data():
     df = pd.read_csv(DATA / "rossi.csv")
     res = cox(df, "week", "arrest", list(R_ROSSI.index))
     assert [t.covariate for t in res.terms] == list(R_ROSSI.index)
+    # hazard ratios are reported per SD of a continuous covariate (age, prio) and per unit of a
+    # binary one: R's per-unit ratios raised to the covariates' sample SDs
+    sd = {c: (df[c].std(ddof=1) if df[c].nunique() > 2 else 1.0) for c in R_ROSSI.index}
+    assert {c: res.term(c).unit for c in R_ROSSI.index} == {c: "SD" if c in ("age", "prio") else "unit" for c in sd}
     for col in R_ROSSI.columns:
         ours = [getattr(res.term(c), col) for c in R_ROSSI.index]
-        np.testing.assert_allclose(ours, R_ROSSI[col], rtol=1e-6, err_msg=col)
+        want = [R_ROSSI.loc[c, col] ** sd[c] if col.startswith("hr") else R_ROSSI.loc[c, col] for c in R_ROSSI.index]
+        np.testing.assert_allclose(ours, want, rtol=1e-6, err_msg=col)
     lr = res.likelihood_ratio
     assert lr.df == R_LOGTEST[1]
     assert lr.statistic == pytest.approx(R_LOGTEST[0], rel=1e-6) and lr.p == pytest.approx(R_LOGTEST[2], rel=1e-6)
