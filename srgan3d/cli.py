@@ -503,6 +503,14 @@ def evaluate(
         list[str] | None,
         typer.Option(metavar="COLUMN=v1<v2<...", help="Declare a staging comparator's order (repeat the option)."),
     ] = None,
+    extract_only: Annotated[
+        bool, typer.Option(help="Only super-resolve and extract into OUTPUT's cache (a cluster's array job); no models.")
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="With --extract-only: K/N, the K-th of N parts of the patients. Then run evaluate once "
+                          "without it on the same OUTPUT to fit and report."),
+    ] = None,
 ) -> None:
     """Radiomics before and after SR, the pre-SR, post-SR, clinical and combined models, DeLong,
     decision curves, calibration: report.html, results.json and CSVs in OUTPUT. Without images
@@ -520,6 +528,19 @@ def evaluate(
         through_plane=_through_plane_scale(scale), through_plane_minutes=through_plane_minutes,
     )  # fmt: skip
     rcfg.check_params()
+    if shard is not None and not extract_only:
+        raise typer.BadParameter("--shard needs --extract-only (the shards extract; one run without both fits)")
+    if extract_only:
+        from srgan3d.study.evaluation import extract_shard
+
+        if features is not None:
+            raise typer.BadParameter("--extract-only extracts from the images: it does not take --features")
+        with logging_redirect_tqdm():
+            done = extract_shard(cohort, output, _parse_shard(shard) or (1, 1), radiomics=rcfg,
+                                 response_ties=response_ties, progress=True)  # fmt: skip
+        typer.echo(done.describe())
+        typer.echo(f"when every shard has run: srgan3d evaluate {cohort} -o {output} (the same options) fits and reports")
+        return
     mcfg = ModelingConfig(
         test_size=test_size, seed=seed, n_bootstrap=bootstrap,
         clinical=tuple(c.strip() for c in clinical.split(",") if c.strip()),

@@ -107,6 +107,13 @@ class RadiomicsConfig(Result):
             raise FileNotFoundError(f"pyradiomics parameter file {self.params} does not exist")
 
 
+#: Inner-CV AUCs closer than this to the best are a tie: noise (a re-run, ITK's threaded sums at
+#: the 12th digit) must not decide between them, so ties go to the simpler setting
+#: (`srgan3d.study.validation.simplest_within`: the LASSO's penalty, the panel's grids).
+TIE_TOLERANCE_AUC = 0.01
+#: Inner-CV seeds over which each panel classifier is refitted to show the spread of its test AUC.
+SEED_SPREAD = 5
+
 #: How a clinical variable may be modelled (`evaluate --transform COLUMN=log10|none`).
 TRANSFORMS = ("log10", "none")
 

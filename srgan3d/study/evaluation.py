@@ -240,6 +240,46 @@ def evaluate_cohort(
 
 
 @dataclass(frozen=True)
+class ShardExtraction:
+    """What `extract_shard` did: the shard, its patients, those that failed (with the error), and
+    how many were already in the caches."""
+
+    shard: tuple[int, int]
+    patients: tuple[str, ...]
+    failed: dict[str, str]
+    from_cache: int
+
+    def describe(self) -> str:
+        k, n = self.shard
+        return (f"shard {k}/{n}: {len(self.patients) - len(self.failed)} of {len(self.patients)} patients' features in "
+                f"the cache ({self.from_cache} were there already)"
+                + (f"; failed: {', '.join(f'{p} ({e})' for p, e in self.failed.items())}" if self.failed else ""))  # fmt: skip
+
+
+def extract_shard(
+    cohort_csv: str | Path, outdir: str | Path, shard: tuple[int, int] = (1, 1), *,
+    radiomics: RadiomicsConfig | None = None, response_ties: str | None = None, progress: bool = False,
+) -> ShardExtraction:  # fmt: skip
+    """One shard of a cohort's SR and feature extraction, for a cluster (`evaluate --extract-only
+    --shard K/N`): the K-th of N interleaved parts of the cohort table's patients (those the study
+    keeps) are super-resolved and extracted into `outdir`'s caches (`sr/`, `features_cache/`),
+    each file written atomically; a rerun skips what is done. When every shard has run, `evaluate
+    COHORT -o OUTDIR` (the same options) finds them all in the cache, fits and reports: the
+    numbers are those of a run on one machine."""
+    k, n = shard
+    if not (n >= 1 and 1 <= k <= n):
+        raise ValueError(f"--shard must be K/N with 1 <= K <= N, not {k}/{n}")
+    radiomics = radiomics or RadiomicsConfig()
+    radiomics.check_params()
+    cohort = read_cohort(cohort_csv, need_images=True, response_ties=response_ties)
+    patients = tuple(cohort.table["patient_id"].astype(str))[k - 1 :: n]
+    log.info("shard %d of %d: %d of %d patients", k, n, len(patients), len(cohort.table))
+    feats = extract_cohort(cohort.table, outdir, radiomics, progress=progress, only=patients)
+    cached = int((feats.info["sr_source"] == "cache").sum()) if "sr_source" in feats.info else 0
+    return ShardExtraction(shard=(k, n), patients=patients, failed=dict(feats.failed), from_cache=cached)
+
+
+@dataclass(frozen=True)
 class _Options:
     """What `evaluate_cohort` was asked: the files and every option, passed to its steps as one."""
 

@@ -4,7 +4,8 @@ For each image (pre-SR, post-SR) the features are the ones its radscore selected
 set (screening, redundancy filter, LASSO: `srgan3d.study.radscore.Radscore`); every classifier
 sees exactly those, standardised with training statistics inside its pipeline. Hyperparameters
 are chosen by a grid search with stratified inner cross-validation on the training rows only
-(scored by ROC AUC); the SVM's probabilities are Platt-calibrated on training folds only. The
+(scored by ROC AUC; settings within `validation.TIE_TOLERANCE_AUC` of the best are a tie, won by the
+simpler one, so that noise in the features cannot flip the choice); the SVM's probabilities are Platt-calibrated on training folds only. The
 "best" classifier is the one with the highest training-set cross-validated AUC, never chosen on
 the test set. Imports neither torch nor pyradiomics.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.study import stats, validation
-from srgan3d.study.config import CLASSIFIER_NAMES
+from srgan3d.study.config import CLASSIFIER_NAMES, SEED_SPREAD
 from srgan3d.study.result_base import plain
 from srgan3d.study.results import (
     TRAIN,
@@ -45,8 +46,44 @@ IMAGES = ("pre", "post")
 HyperParams: TypeAlias = "dict[str, float | int | str | tuple[int, ...] | None]"
 
 
-def _search(name: str, seed: int, folds: int) -> GridSearchCV:
-    """A grid search (inner CV on the rows it is fitted on) over one classifier's pipeline."""
+def _complexity(name: str, params: HyperParams, n_features: int) -> tuple[float, ...]:
+    """How complex a setting is (smaller = simpler), to break inner-CV ties: a stronger penalty,
+    a smoother kernel, more neighbours, shallower or slower trees, a smaller network."""
+    p = {k.split("__", 1)[-1]: v for k, v in params.items()}
+
+    def num(key: str) -> float:
+        v = p[key]
+        return float(sum(v)) if isinstance(v, tuple) else float(v)  # type: ignore[arg-type]
+
+    if name == "lr":
+        return (num("C"),)
+    if name == "svm":
+        gamma = 1.0 / max(n_features, 1) if p["gamma"] == "scale" else num("gamma")  # standardised features
+        return (num("C"), gamma)
+    if name == "knn":
+        return (-num("n_neighbors"), float(p["weights"] == "distance"))
+    if name == "xgboost":
+        return (num("max_depth"), num("learning_rate"))
+    if name == "mlp":
+        return (num("hidden_layer_sizes"), -num("alpha"))
+    return (0.0,)
+
+
+def _simplest_near_best(name: str, n_features: int) -> Callable[[Mapping[str, object]], int]:
+    """GridSearchCV's `refit` rule: of the settings whose mean inner-CV AUC is within
+    `validation.TIE_TOLERANCE_AUC` of the best, the simplest (`_complexity`)."""
+
+    def pick(cv_results: Mapping[str, object]) -> int:
+        settings: list[HyperParams] = list(cv_results["params"])  # type: ignore[call-overload]
+        complexity = [_complexity(name, prm, n_features) for prm in settings]
+        return validation.simplest_within(np.asarray(cv_results["mean_test_score"], float), complexity)
+
+    return pick
+
+
+def _search(name: str, seed: int, folds: int, n_features: int = 1) -> GridSearchCV:
+    """A grid search (inner CV on the rows it is fitted on) over one classifier's pipeline; ties
+    within `validation.TIE_TOLERANCE_AUC` go to the simpler setting."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -72,14 +109,16 @@ def _search(name: str, seed: int, folds: int) -> GridSearchCV:
     elif name == "mlp":
         from sklearn.neural_network import MLPClassifier
 
-        clf = MLPClassifier(solver="lbfgs", max_iter=1000, random_state=seed)  # lbfgs: small tabular data
+        # lbfgs: small tabular data; enough iterations to converge on them (a fit that still does not is said)
+        clf = MLPClassifier(solver="lbfgs", max_iter=5000, random_state=seed)
         grid = {"hidden_layer_sizes": [(8,), (16,)], "alpha": [0.1, 1.0, 10.0]}
     else:  # parse_classifiers guards this
         raise ValueError(f"unknown classifier {name!r}")
     step = type(clf).__name__.lower()
     pipe = make_pipeline(StandardScaler(), clf)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return GridSearchCV(pipe, {f"{step}__{k}": v for k, v in grid.items()}, scoring="roc_auc", cv=cv, refit=True)
+    return GridSearchCV(pipe, {f"{step}__{k}": v for k, v in grid.items()}, scoring="roc_auc", cv=cv,
+                        refit=_simplest_near_best(name, n_features))  # fmt: skip
 
 
 @dataclass
@@ -111,13 +150,15 @@ def fit_classifier(
 
     y = np.asarray(y, int)
     Xv = X[features].to_numpy(float)
-    search = _search(name, seed, folds)
+    search = _search(name, seed, folds, len(features))
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", ConvergenceWarning)
         if params is None:
             search.fit(Xv, y)
-            best, cv_auc, chosen = search.best_estimator_, float(search.best_score_), dict(search.best_params_)
+            k = int(search.best_index_)
+            best, chosen = search.best_estimator_, dict(search.cv_results_["params"][k])
+            cv_auc = float(search.cv_results_["mean_test_score"][k])
         else:
             best = clone(search.estimator).set_params(**params).fit(Xv, y)
             cv_auc, chosen = float("nan"), dict(params)
@@ -192,8 +233,10 @@ def run_panel(
         key = f"{name}_{image}"
         probs[key] = fit.predict_proba(data[image])
         oof[key] = _out_of_fold(fit, data[image], y, train, seed=seed, folds=cv_folds)
-        models.setdefault(name, {})[image] = _classifier_result(fit, data[image], y, train, tested, probs[key].to_numpy(),
-                                                                oof[key].to_numpy(), corrected.get((name, image), math.nan))  # fmt: skip
+        res = _classifier_result(fit, data[image], y, train, tested, probs[key].to_numpy(), oof[key].to_numpy(),
+                                 corrected.get((name, image), math.nan))  # fmt: skip
+        spread, settings = _seed_spread(fit, data[image], y, train, tested, seed=seed, folds=folds)
+        models.setdefault(name, {})[image] = replace(res, seed_spread=spread, seed_settings=settings)
     delong = _panel_delong(probs, y, tested, classifiers, fits, reference)
     return result(models, skipped, delong, _pick(fits)), probs, oof
 
@@ -218,6 +261,29 @@ def _fit_panel(
                 skipped[f"{name}/{image}"] = f"{type(exc).__name__}: {exc}"
                 log.warning("classifier %s on the %s-SR features failed: %s", name, image, exc)
     return fits, skipped
+
+
+def _seed_spread(
+    fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, tested: dict[str, np.ndarray], *, seed: int,
+    folds: int,
+) -> tuple[dict[str, tuple[float, float]], int]:  # fmt: skip
+    """The classifier's whole fit (grid search, then the classifier) redone with `SEED_SPREAD`
+    inner-CV seeds (the study's seed and the next ones): the lowest and highest AUC on each tested
+    set, and how many distinct settings the seeds chose. A seed whose fit fails is left out."""
+    aucs: dict[str, list[float]] = {s: [] for s in tested}
+    settings = {str(sorted(fit.params.items()))}
+    for k in range(SEED_SPREAD):
+        try:
+            again = fit if k == 0 else fit_classifier(fit.name, fit.image, X.iloc[train], y[train], fit.features,
+                                                      seed=seed + k, folds=folds)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - one seed failing leaves the others
+            log.debug("seed %d refit of %s/%s failed: %s", seed + k, fit.name, fit.image, exc)
+            continue
+        settings.add(str(sorted(again.params.items())))
+        p = again.predict_proba(X)
+        for s, i in tested.items():
+            aucs[s].append(stats.roc_auc_ci(y[i], p[i]).auc)
+    return {s: (float(min(v)), float(max(v))) for s, v in aucs.items() if v}, len(settings)
 
 
 def _classifier_result(

@@ -390,13 +390,20 @@ class FeatureTables:
 
 
 def extract_cohort(
-    table: pd.DataFrame, outdir: str | Path, config: RadiomicsConfig, *, progress: bool = False
-) -> FeatureTables:
+    table: pd.DataFrame, outdir: str | Path, config: RadiomicsConfig, *, progress: bool = False,
+    only: Sequence[str] | None = None,
+) -> FeatureTables:  # fmt: skip
     """Features for every patient of a validated cohort table (see `srgan3d.study.cohort.read_cohort`).
 
     Writes `features_pre.csv`, `features_post.csv` and `voi_info.csv` in `outdir`; SR crops go to
     `outdir/sr/` and per-patient features to `outdir/features_cache/`, both reused when nothing
-    they depend on changed. A patient that fails is logged and left out; the rest go on.
+    they depend on changed (each written atomically: an interrupted run resumes where it stopped).
+    A patient that fails is logged and left out; the rest go on.
+
+    `only`: extract these patients only, into the caches, and write no tables (one shard of a
+    cohort on a cluster, `evaluate --extract-only --shard K/N`); everything the features depend on
+    (the common spacing too) is still decided on the whole table, so that a later run over the
+    whole table finds every shard's patients in the cache.
     """
     config.check_params()
     from tqdm.auto import tqdm
@@ -422,7 +429,8 @@ def extract_cohort(
                     factors = np.array([2.0 if a == thickest_axis(first) else 1.0 for a in range(3)])
                 resample_mm = float(min(np.asarray(first.spacing_mm) / factors))
         config = replace(config, common_spacing_mm=resample_mm)
-    jobs = [(r, config, str(outdir), resample_mm) for r in rows]
+    wanted = None if only is None else {str(p) for p in only}
+    jobs = [(r, config, str(outdir), resample_mm) for r in rows if wanted is None or str(r["patient_id"]) in wanted]
     results: list[PatientFeatures] = []
     bar = tqdm(total=len(jobs), desc="radiomics pre/post SR", unit="patient", disable=not progress)
     if config.workers > 1:
@@ -440,6 +448,11 @@ def extract_cohort(
     for pid, err in failed.items():
         log.warning("patient %s: feature extraction failed: %s", pid, err)
     ok = [r for r in results if r.error is None]
+    if only is not None:  # one shard: the caches are what it leaves
+        pre = pd.DataFrame([r.pre for r in ok], index=pd.Index([r.patient_id for r in ok], name="patient_id"))
+        return FeatureTables(pre=pre, post=pd.DataFrame([r.post for r in ok], index=pre.index),
+                             info=pd.DataFrame([r.info for r in ok], index=pre.index), failed=failed, config=config,
+                             resample_mm=resample_mm)  # fmt: skip
     if not ok:
         raise RuntimeError(
             "feature extraction failed for every patient; first error: " + next(iter(failed.values()))

@@ -14,6 +14,7 @@ from scipy import stats as sps
 from scipy.special import expit
 
 from srgan3d.study.config import ModelingConfig
+from srgan3d.study.validation import simplest_within
 
 
 @dataclass
@@ -78,8 +79,9 @@ class Radscore:
         return (Xc - self.mean_) / self.sd_
 
     def _lasso(self, Z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
-        """LASSO-logistic regression with a cross-validated penalty (ROC AUC): coefficients,
-        intercept, C, and whether the fallback was taken."""
+        """LASSO-logistic regression with a cross-validated penalty (ROC AUC; of the penalties whose
+        mean AUC is within `TIE_TOLERANCE_AUC` of the best, the strongest): coefficients, intercept,
+        C, and whether the fallback was taken."""
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
         from sklearn.model_selection import StratifiedKFold
 
@@ -93,7 +95,13 @@ class Radscore:
                 random_state=self.seed,  # liblinear draws random numbers: seed them for reproducibility
                 use_legacy_attributes=False,
             ).fit(Z, y)  # fmt: skip
-        coef, intercept, C = lasso.coef_.ravel(), float(lasso.intercept_[0]), float(np.ravel(lasso.C_)[0])
+        # the strongest penalty whose cross-validated AUC is within TIE_TOLERANCE_AUC of the best: settings
+        # that noise alone could reorder are a tie, and the sparser model wins it
+        mean_auc = np.asarray(lasso.scores_, float).reshape(-1, len(lasso.Cs_))  # (folds x l1 ratios, Cs)
+        k = simplest_within(np.nanmean(mean_auc, axis=0), [(float(c),) for c in lasso.Cs_])
+        C = float(lasso.Cs_[k])
+        m = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=5000, random_state=self.seed).fit(Z, y)
+        coef, intercept = m.coef_.ravel(), float(m.intercept_[0])
         if np.any(coef != 0):
             return coef, intercept, C, False
         # The CV optimum shrank every coefficient to zero; take the strongest penalty that keeps

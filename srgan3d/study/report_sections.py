@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from srgan3d.study.config import SEED_SPREAD, TIE_TOLERANCE_AUC
 from srgan3d.study.report_figures import (
     calibration_figure,
     dca_figure,
@@ -349,30 +350,18 @@ def _panel_section(r: StudyResult) -> Section | None:
         "SVM probabilities Platt-calibrated on training folds. Thresholds: the Youden point of each classifier's "
         "out-of-fold training predictions (refitted with its chosen hyperparameters in each fold). "
         f"Optimism-corrected AUC: {panel.n_bootstrap} stratified bootstrap resamples of the development patients, "
-        "features and hyperparameters fixed as chosen.</p>"
+        "features and hyperparameters fixed as chosen. Inner-CV AUCs within "
+        f"{TIE_TOLERANCE_AUC} of the best are a tie, won by the simpler setting (stronger penalty, smoother kernel, more "
+        f"neighbours, shallower trees, smaller network), so that noise in the features cannot flip the choice; the "
+        f"whole fit is redone with {SEED_SPREAD} inner-CV seeds (the study's and the next ones), and the spread of "
+        "each test AUC over them stands beside it.</p>"
     ]  # fmt: skip
     if panel.best:
         b = panel.best
         parts.append(f"<p><b>Best classifier: {esc(CLASSIFIER_LABELS[b.classifier])}, {b.image}-SR features</b> "
                      f"(training cross-validated AUC {b.cv_auc:.3f}): chosen by {esc(b.rule)}.</p>")  # fmt: skip
     tested = r.split.evaluation
-    rows = []
-    notes = Notes()
-    for name, images in panel.models.items():
-        for image, m in images.items():
-            row = {"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR", "Train CV AUC": fmt_num(m.cv_auc),
-                   "Train AUC": fmt_num(m.train_auc), "Corrected AUC": fmt_num(m.corrected_auc)}  # fmt: skip
-            for s in tested:
-                op = m.operating_points[s]
-                row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
-                row[f"{s} sens / spec"] = f"{fmt_num(op.sensitivity)} / {fmt_num(op.specificity)}"
-            row["Threshold"] = f"{m.threshold:.3f}"
-            marks = "".join(notes.mark(w) for w in m.warnings)
-            if m.separation and m.separation != "none":
-                marks += notes.mark(f"{CLASSIFIER_LABELS[name]}, {image}-SR: {m.separation} separation of the training "
-                                    "set by its features; its L2 penalty keeps the coefficients finite.")  # fmt: skip
-            row["Hyperparameters"] = ", ".join(f"{k}={v}" for k, v in m.params.items()) + (f" {marks}" if marks else "")
-            rows.append(row)
+    rows, notes = _panel_rows(r, tested)
     parts.append(table_html(pd.DataFrame(rows), left=("Classifier", "Image", "Hyperparameters")) + notes.html())
     fig = panel_roc_figure(r)
     if fig:
@@ -391,6 +380,35 @@ def _panel_section(r: StudyResult) -> Section | None:
     if panel.skipped:
         parts.append("<p class='small'><b>Skipped:</b> " + "; ".join(f"{esc(k)}: {esc(v)}" for k, v in panel.skipped.items()) + "</p>")
     return "Classifier panel", parts
+
+
+def _panel_rows(r: StudyResult, tested: tuple[str, ...]) -> tuple[list[dict[str, str]], Notes]:
+    """One row per classifier and image of the panel's table, and the notes its marks point to."""
+    assert r.panel is not None
+    panel = r.panel
+    rows: list[dict[str, str]] = []
+    notes = Notes()
+    for name, images in panel.models.items():
+        for image, m in images.items():
+            row = {"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR", "Train CV AUC": fmt_num(m.cv_auc),
+                   "Train AUC": fmt_num(m.train_auc), "Corrected AUC": fmt_num(m.corrected_auc)}  # fmt: skip
+            for s in tested:
+                op = m.operating_points[s]
+                row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
+                lo_hi = m.seed_spread.get(s)
+                row[f"{s} AUC over {SEED_SPREAD} seeds"] = f"{fmt_num(lo_hi[0])}–{fmt_num(lo_hi[1])}" if lo_hi else "–"
+                row[f"{s} sens / spec"] = f"{fmt_num(op.sensitivity)} / {fmt_num(op.specificity)}"
+            row["Threshold"] = f"{m.threshold:.3f}"
+            if m.seed_settings > 1:
+                row["Threshold"] += notes.mark(f"{CLASSIFIER_LABELS[name]}, {image}-SR: the {SEED_SPREAD} inner-CV seeds chose "
+                                               f"{m.seed_settings} different settings.")  # fmt: skip
+            marks = "".join(notes.mark(w) for w in m.warnings)
+            if m.separation and m.separation != "none":
+                marks += notes.mark(f"{CLASSIFIER_LABELS[name]}, {image}-SR: {m.separation} separation of the training "
+                                    "set by its features; its L2 penalty keeps the coefficients finite.")  # fmt: skip
+            row["Hyperparameters"] = ", ".join(f"{k}={v}" for k, v in m.params.items()) + (f" {marks}" if marks else "")
+            rows.append(row)
+    return rows, notes
 
 
 def _comparators_section(r: StudyResult) -> Section | None:

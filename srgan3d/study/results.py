@@ -363,6 +363,10 @@ class ClassifierResult(Result):
     operating_points: dict[str, OperatingPoint]  # evaluation set -> at the training threshold
     corrected_auc: float = math.nan
     separation: str | None = None  # logistic regression only: none / quasi-complete / complete
+    # the whole fit (grid search and classifier) redone with SEED_SPREAD inner-CV seeds: the lowest and
+    # highest AUC on each tested set, and how many distinct settings the seeds chose
+    seed_spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+    seed_settings: int = 1
 
 
 @dataclass(frozen=True)

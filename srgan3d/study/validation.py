@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from srgan3d.study.config import TIE_TOLERANCE_AUC
 from srgan3d.study.stats import stratified_folds
 
 log = logging.getLogger(__name__)
@@ -105,3 +106,16 @@ def out_of_fold(
             log.warning("out-of-fold fit %d of %s failed (%s); its %d patients have no out-of-fold prediction",
                         k, what, exc, len(held))  # fmt: skip
     return out
+
+
+def simplest_within(scores: np.ndarray, complexity: list[tuple[float, ...]], tol: float = TIE_TOLERANCE_AUC) -> int:
+    """The index of the simplest setting whose mean inner-CV score lies within `tol` of the best
+    (`complexity`: a sortable key per setting, smaller = simpler; a tie in complexity goes to the
+    higher score, then to the first). Settings whose score is not finite are never chosen."""
+    s = np.asarray(scores, float)
+    finite = np.isfinite(s)
+    if not finite.any():
+        return 0
+    best = float(np.max(s[finite]))
+    near = [i for i in range(len(s)) if finite[i] and s[i] >= best - tol]
+    return min(near, key=lambda i: (complexity[i], -s[i], i))

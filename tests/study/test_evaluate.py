@@ -394,3 +394,92 @@ def test_radiomics_on_through_plane_sr_doubles_only_the_slice_axis_and_says_whic
     np.testing.assert_allclose(res.info["sr_spacing_mm"].iloc[0], want, rtol=1e-6)
     assert np.isfinite(res.post.to_numpy()).all()
     assert not np.allclose(res.post.to_numpy(), res.pre.to_numpy())
+
+
+def _aucs(tree, path=""):
+    """Every AUC the results report, by its path in results.json (any key that is or ends in 'auc')."""
+    out = {}
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            p = f"{path}/{k}"
+            if (k == "auc" or str(k).endswith("_auc")) and isinstance(v, int | float) and not isinstance(v, bool):
+                out[p] = float(v)
+            else:
+                out.update(_aucs(v, p))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            out.update(_aucs(v, f"{path}[{i}]"))
+    return out
+
+
+@pytest.mark.slow
+def test_noise_at_the_ninth_digit_moves_no_auc_and_no_choice(tmp_path):
+    """A cohort of the demo's size (122 patients; feature tables as if computed elsewhere), and the
+    same with every feature perturbed by relative 1e-9 noise (far above ITK's threaded-sum noise):
+    every AUC the results report moves by less than 0.005, and every hyperparameter choice and the
+    panel's pick stay the same. (The demo's own extracted features take 15 minutes to compute; the
+    same check on them is `benchmarks/noise_stability.py`, in benchmarks/RESULTS.md.)"""
+    from conftest import toy_radiomics_cohort
+
+    pre, post, clin, y = toy_radiomics_cohort(n=122, seed=4)
+    cohort = clin.reset_index().assign(response=y)
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    rng = np.random.default_rng(11)
+    runs = {}
+    for name, scale in (("same", 0.0), ("noisy", 1e-9)):
+        tables = []
+        for which, df in (("pre", pre), ("post", post)):
+            noisy = df * (1 + scale * rng.standard_normal(df.shape))
+            noisy.reset_index().to_csv(tmp_path / f"{name}_{which}.csv", index=False, float_format="%.17g")
+            tables.append(tmp_path / f"{name}_{which}.csv")
+        res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "cohort.csv"), "-o", str(tmp_path / name), "--features",
+                                       str(tables[0]), "--features-sr", str(tables[1]), "--bootstrap", "4",
+                                       "--panel-bootstrap", "2", "--workers", "2", "--seed", "0"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    a, b = _aucs(runs["same"]), _aucs(runs["noisy"])
+    assert a.keys() == b.keys() and len(a) > 50
+    moved = {k: (a[k], b[k]) for k in a if not (np.isnan(a[k]) and np.isnan(b[k])) and not abs(a[k] - b[k]) < 0.005}
+    assert not moved, moved
+    panel_a, panel_b = runs["same"]["panel"], runs["noisy"]["panel"]
+    assert panel_a["best"] == panel_b["best"]
+    for name, images in panel_a["models"].items():
+        for image, m in images.items():
+            assert m["params"] == panel_b["models"][name][image]["params"], (name, image)
+            assert m["seed_spread"]  # the spread over inner-CV seeds is reported
+    assert {k: v["C"] for k, v in runs["same"]["fitted"]["radscore"].items()} == {
+        k: v["C"] for k, v in runs["noisy"]["fitted"]["radscore"].items()
+    }
+
+
+@pytest.mark.slow
+def test_a_cohort_extracted_in_three_shards_gives_the_numbers_of_one_machine(tiny_cohort, tmp_path):
+    """`evaluate --extract-only --shard K/N` three times (as a SLURM array would), then one
+    `evaluate` on the same folder: it extracts nothing again, and its results equal a run on one
+    machine, number for number."""
+    common = ["--params", str(tiny_cohort.parent.parent / "fast.yaml"), "--method", "sinc", "--bootstrap", "2",
+              "--classifiers", "lr,knn", "--panel-bootstrap", "0", "--workers", "1", "--peritumoral", ""]  # fmt: skip
+    one = tmp_path / "one"
+    res = CliRunner().invoke(app, ["evaluate", str(tiny_cohort), "-o", str(one), *common])
+    assert res.exit_code == 0, res.output
+    sharded = tmp_path / "sharded"
+    for k in (1, 2, 3):
+        res = CliRunner().invoke(app, ["evaluate", str(tiny_cohort), "-o", str(sharded), *common, "--extract-only",
+                                       "--shard", f"{k}/3"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert f"shard {k}/3:" in res.output and "when every shard has run" in res.output
+    assert not (sharded / "results.json").exists()
+    assert len(list((sharded / "features_cache").glob("*.json"))) == 34
+    stamps = {p: p.stat().st_mtime_ns for p in (sharded / "features_cache").glob("*.json")}
+    again = CliRunner().invoke(app, ["evaluate", str(tiny_cohort), "-o", str(sharded), *common, "--extract-only",
+                                     "--shard", "2/3"])  # fmt: skip
+    assert again.exit_code == 0 and "were there already" in again.output
+    res = CliRunner().invoke(app, ["evaluate", str(tiny_cohort), "-o", str(sharded), *common])
+    assert res.exit_code == 0, res.output
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "the final run extracted again"
+    a, b = (json.loads((d / "results.json").read_text()) for d in (one, sharded))
+    for key in ("metrics", "fitted", "predictions", "panel", "split", "roster", "cohort_summary", "excluded"):
+        assert a[key] == b[key], key
+    assert (one / "features_pre.csv").read_text() == (sharded / "features_pre.csv").read_text()
+    bad = CliRunner().invoke(app, ["evaluate", str(tiny_cohort), "-o", str(tmp_path / "x"), *common, "--shard", "1/2"])
+    assert bad.exit_code == 2 and "--shard needs --extract-only" in bad.output
