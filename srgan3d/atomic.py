@@ -34,6 +34,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `path` to fill; on success it takes `path`'s place
+    (an existing folder there is moved aside first and removed after), on failure it is removed.
+    A reader never sees a half-written series; a killed run leaves only the temporary folder,
+    which `remove_stale_temps` clears."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{_HOST}-{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.{_HOST}-{os.getpid()}.tmp.old")
+    tmp.mkdir(exist_ok=False)
+    try:
+        yield tmp
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+
+
 #: This machine's name as temporary names carry it (letters, digits, _ and - only).
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
@@ -59,10 +83,12 @@ def remove_stale_temps(folder: str | Path, *, min_age_s: float = 10.0) -> list[P
     sharing the file system, whose process ids mean nothing here), or of the older name without a
     host (`.<name>.<pid>.tmp<suffix>`, its process dead here), only once it has not changed for
     `min_age_s` seconds: a live writer keeps its file fresh. Returns what was removed."""
+    import shutil
+
     removed = []
-    for p in Path(folder).rglob(".*.tmp*"):
+    for p in sorted(Path(folder).rglob(".*.tmp*")):
         m = _TEMP_NAME.match(p.name)
-        if not m or not p.is_file():
+        if not m or not (p.is_file() or p.is_dir()):  # a folder: a DICOM series being written (`atomic_dir`)
             continue
         pid, host = int(m["pid"]), m["host"]
         try:
@@ -73,7 +99,10 @@ def remove_stale_temps(folder: str | Path, *, min_age_s: float = 10.0) -> list[P
                 continue
             elif time.time() - p.stat().st_mtime < min_age_s:
                 continue
-            p.unlink()
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             removed.append(p)
         except FileNotFoundError:  # removed meanwhile
             continue

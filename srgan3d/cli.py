@@ -153,6 +153,11 @@ def upscale(
     compress: Annotated[
         bool, typer.Option(help="Write .nii.gz (gzip level 1) or .nii (--no-compress).")
     ] = _UP.compress,
+    output_format: Annotated[
+        str,
+        typer.Option(help="nifti, or dicom: a DICOM series in gets a derived DICOM series out (new series, same "
+                          "study and frame of reference: PACS/OHIF/Slicer place it on the original); NIfTI in, NIfTI out."),
+    ] = _UP.output_format,
     dc: Annotated[
         bool,
         typer.Option(
@@ -196,7 +201,7 @@ def upscale(
     config = UpscaleConfig(
         method=method, weights=weights, scale=factors, through_plane=through_plane, device=device,
         window=_parse_ints(window, "--window") if window else None, sw_batch_size=sw_batch_size,
-        overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard),
+        overlap=overlap, amp=amp, overwrite=overwrite, compress=compress, shard=_parse_shard(shard), output_format=output_format,
         adapt_steps=adapt, dc=dc, dtype=dtype, channels_last=channels_last, cudnn_benchmark=cudnn_benchmark,
         self_supervised_minutes=self_supervised_minutes, slice_profile=slice_profile,
         slice_thickness_mm=slice_thickness,

@@ -19,8 +19,22 @@ from srgan3d.io.itk import read_itk, split_segment
 from srgan3d.io.nifti import gzip_threads, read_nifti, save_nifti
 from srgan3d.volume import Volume, VolumeError
 
-__all__ = ["read_volume", "write_volume", "output_array", "check_dtype_policy", "split_segment",
+__all__ = ["read_volume", "read_mask", "write_volume", "output_array", "check_dtype_policy", "split_segment",
            "read_dicom_series", "gzip_threads", "OUTPUT_DTYPES"]  # fmt: skip
+
+
+def read_mask(path: str | Path, like: Volume | str | Path) -> Volume:
+    """A mask for the image `like` (a `Volume`, or the image's path, read when needed): a DICOM-SEG
+    segment (``seg.dcm#Liver``) or RTSTRUCT ROI (``rs.dcm#GTV``) is placed on that image's grid
+    (`srgan3d.io.dicom_masks`); any other mask is read as it is (`read_volume`), its grid checked
+    against the image's by the caller."""
+    from srgan3d.io.dicom_masks import dicom_mask_kind, read_dicom_mask
+
+    file, selector = split_segment(path)
+    if file.is_file() and dicom_mask_kind(file) is not None:
+        reference = like if isinstance(like, Volume) else read_volume(like)
+        return read_dicom_mask(file, selector, reference)
+    return read_volume(path)
 
 def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
     """Read a NIfTI file, a DICOM series, or an NRRD/MetaImage file as a float32 `Volume` in RAS+.

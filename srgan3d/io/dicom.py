@@ -59,6 +59,11 @@ def read_dicom_series(folder: str | Path, *, series_uid: str | None = None) -> V
         "spacing_between_slices_mm": _float_or_none(first.get("SpacingBetweenSlices")),
         "acquisition_matrix": [int(v) for v in (first.get("AcquisitionMatrix") or [])],
         "rows": int(first.Rows), "columns": int(first.Columns),
+        # identity, for masks that reference this series (DICOM-SEG, RTSTRUCT) and derived series written from it
+        "study_uid": str(first.get("StudyInstanceUID", "")),
+        "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "")),
+        "sop_instance_uids": [str(ds.get("SOPInstanceUID", "")) for _, ds in items],  # one per slice, in array order
+        "files": [str(f) for f, _ in items],
     }  # fmt: skip
     scalings = {(float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)) for _, ds in items}
     if len(scalings) == 1:  # one stored type and scaling for the series: an output can keep them

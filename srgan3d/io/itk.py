@@ -14,11 +14,12 @@ from srgan3d.volume import LPS_TO_RAS, Volume, VolumeError
 
 def split_segment(path: str | Path) -> tuple[Path, str | None]:
     """A mask path with an optional segment selector: ``masks/P001.seg.nrrd#tumour`` (by name) or
-    ``...#2`` (by label value) -> (the file, the selector); a path without one -> (path, None)."""
+    ``...#2`` (by label value), also ``liver.dcm#Liver`` (a DICOM-SEG segment) and ``rs.dcm#GTV``
+    (an RTSTRUCT ROI) -> (the file, the selector); a path without one -> (path, None)."""
     text = str(path)
     if "#" in text and not Path(text).exists():
         base, _, segment = text.rpartition("#")
-        if is_itk(Path(base)) and segment:
+        if segment and (is_itk(Path(base)) or Path(base).is_file()):  # a .seg.nrrd, or a DICOM-SEG / RTSTRUCT file
             return Path(base), segment
     return Path(text), None
 

@@ -177,6 +177,9 @@ class UpscaleConfig:
             fp32 elsewhere (`srgan3d.sr.device.use_bf16`). The manifest's `precision` says which.
         overwrite: replace existing outputs instead of skipping them.
         suffix: appended to the input's name.
+        output_format: "nifti", or "dicom": a DICOM input gets a derived DICOM series (a folder,
+            `srgan3d.io.dicom_write`) placed on the original by any viewer; NIfTI and NRRD inputs
+            still get NIfTI, and their manifest row says so.
         compress: write .nii.gz (True; gzip level 1 by ISA-L's threaded igzip, `srgan3d.io.nifti`)
             or .nii.
         shard: (K, N): process only the K-th of N interleaved parts of the sorted scan list, so
@@ -213,6 +216,7 @@ class UpscaleConfig:
     overwrite: bool = False
     suffix: str | None = None
     compress: bool = True
+    output_format: str = "nifti"
     shard: tuple[int, int] | None = None
     adapt_steps: int = 0
     dc: bool = True
@@ -230,6 +234,8 @@ class UpscaleConfig:
             raise ValueError(f"the slice thickness must be > 0 mm, not {self.slice_thickness_mm}")
         if self.adapt_steps < 0:
             raise ValueError(f"adapt steps must be >= 0, not {self.adapt_steps}")
+        if self.output_format not in ("nifti", "dicom"):
+            raise ValueError(f"--output-format must be nifti or dicom, not {self.output_format!r}")
         if self.shard is not None:
             k, n = self.shard
             if not (n >= 1 and 1 <= k <= n):

@@ -67,7 +67,11 @@ class BatchResult:
         return [r for r in self.rows if r.status == "failed"]
 
 
-def output_path_for(src: ScanSource, outdir: Path, *, suffix: str, compress: bool) -> Path:
+def output_path_for(src: ScanSource, outdir: Path, *, suffix: str, compress: bool, output_format: str = "nifti") -> Path:
+    """Where a scan's output goes: `<name><suffix>.nii.gz` (or .nii), or, for a DICOM series with
+    `--output-format dicom`, the folder `<name><suffix>/` of the derived series."""
+    if output_format == "dicom" and src.kind == "dicom":
+        return outdir / src.relative.parent / f"{src.name}{suffix}"
     ext = ".nii.gz" if compress else ".nii"
     return outdir / src.relative.parent / f"{src.name}{suffix}{ext}"
 
@@ -167,7 +171,8 @@ def plan_rows(
         prev = previous.get(ledger_key(src.path))
         # an input the ledger knows keeps its row's output, however it is named on the command
         # line (a file given alone, or its folder): one output per input
-        out = _known_output(prev, outdir) or output_path_for(src, outdir, suffix=suffix, compress=config.compress)
+        out = _known_output(prev, outdir) or output_path_for(src, outdir, suffix=suffix, compress=config.compress,
+                                                             output_format=config.output_format)  # fmt: skip
         made_it = (prev is not None and bool(prev.output) and _same_file(prev.output, out, outdir)
                    and prev.status in ("ok", "skipped"))  # fmt: skip
         if out.resolve() in input_files:
@@ -184,6 +189,8 @@ def plan_rows(
                                            "(use --overwrite to replace it)"})  # fmt: skip
         else:
             row = ManifestRow(str(src.path), "", "pending", "", dict(common))
+            if config.output_format == "dicom" and src.kind != "dicom":
+                row.values["note"] = f"a {src.kind} input gets NIfTI output (--output-format dicom applies to DICOM series)"
             if made_it and out.exists():  # --overwrite: the earlier provenance holds until replaced
                 assert prev is not None
                 row.values["note"] = f"replacing the output of {prev.values.get('date') or 'an earlier run'}"

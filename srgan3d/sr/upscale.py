@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from srgan3d.atomic import remove_stale_temps
 from srgan3d.discovery import ScanSource, find_scans
 from srgan3d.io import output_array, write_volume
+from srgan3d.io.dicom_write import write_dicom_series
 from srgan3d.provenance import versions
 from srgan3d.sr.config import (
     BSPLINE_CONSISTENT,
@@ -232,6 +233,23 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _T
     return method, engine, common
 
 
+def _source_stub(vol: Volume) -> Volume:
+    """What a derived DICOM series needs of its source (geometry along the slices, identity, the
+    template file), without holding the source's voxels while the output is written."""
+    return Volume(np.zeros((1, 1, vol.shape[2]), np.float32), vol.affine.copy(), dict(vol.meta))
+
+
+def _write_output(out_vol: Volume, out: Path, source: Volume, what: str, values: dict[str, object]) -> Path:
+    """NIfTI (atomically), or for a folder output a derived DICOM series (atomically, as a folder)."""
+    if out.name.lower().endswith((".nii", ".nii.gz")):
+        return write_volume(out_vol, out, description=what, dtype=out_vol.data.dtype)
+    derivation = f"{what}; {values.get('method', '')} by srgan3d".strip()
+    if values.get("weights_sha256"):
+        derivation += f"; weights sha256 {values['weights_sha256']}"
+    write_dicom_series(out_vol, out, source, derivation=derivation)
+    return out
+
+
 @contextmanager
 def _stop_on_signals() -> Iterator[None]:
     """SIGTERM (what SLURM and `kill` send) and SIGINT (Ctrl-C) raise `BatchInterrupted` in the
@@ -380,9 +398,10 @@ class _Batch:
                     vol = read.result()
                     reads[i] = None  # free the input early
                     out_vol, what, values = self._upscale(vol, row)
+                    source = _source_stub(vol)
                     del vol
                     self._finish()
-                    write = writer.submit(write_volume, out_vol, out, description=what, dtype=out_vol.data.dtype)
+                    write = writer.submit(_write_output, out_vol, out, source, what, values)
                     self.writes.append((write, row, out, t0, values))
                     del out_vol
                 except self.ERRORS as exc:

@@ -414,7 +414,7 @@ class _Rows:
 
     def _check_grids(self, where: str) -> None:
         """Each mask of this row opens and lies on its image's grid, and is not empty."""
-        from srgan3d.io import read_volume
+        from srgan3d.io import read_mask
 
         for img_col, mask_col in (("image", "mask"), ("image_sr", "mask_sr"), ("image", "liver_mask")):
             if img_col not in self.paths or mask_col not in self.paths:
@@ -424,7 +424,7 @@ class _Rows:
                 continue
             try:
                 ishape, iaff = _geometry(Path(ip))
-                mvol = read_volume(mp)
+                mvol = read_mask(mp, Path(ip))  # a DICOM-SEG / RTSTRUCT: placed on the image, its references checked
             except Exception as exc:  # noqa: BLE001 - any unreadable file is one reported problem
                 self.problems.append(f"{where}, columns {img_col!r}/{mask_col!r}: cannot read: {exc}")
                 continue

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.atomic import write_text_atomic
-from srgan3d.io import read_volume
+from srgan3d.io import read_mask, read_volume
 from srgan3d.provenance import versions
 from srgan3d.study import stats
 from srgan3d.study.agreement import reader_agreement
@@ -85,8 +85,9 @@ def _examples(table: pd.DataFrame, info: pd.DataFrame, outdir: Path, picks: list
     for pid, set_name in picks:
         row = rows.loc[pid]
         box = tuple(slice(a, b) for a, b in info.loc[pid, "crop_lr"])
-        lr = crop(read_volume(row["image"]), box)
-        lr_mask = crop(read_volume(row["mask"]), box)
+        image = read_volume(row["image"])
+        lr = crop(image, box)
+        lr_mask = crop(read_mask(row["mask"], image), box)
         sr_path, srm_path = sr_images({**row.to_dict(), "patient_id": pid}, outdir)
         if not sr_path.is_file() or not srm_path.is_file():
             continue
@@ -592,7 +593,8 @@ def _deep_inputs(
     crops: dict[str, list[list[np.ndarray]]] = {"pre": [[], []], "post": [[], []]}
     for pid, row in rows.iterrows():
         box = tuple(slice(a, b) for a, b in feats.info.loc[pid, "crop_lr"])
-        image, mask = read_volume(row["image"]), read_volume(row["mask"])
+        image = read_volume(row["image"])
+        mask = read_mask(row["mask"], image)
         sr_path, srm_path = sr_images({**row.to_dict(), "patient_id": pid}, outdir)
         sr, sr_mask = read_volume(sr_path), read_volume(srm_path)
         centre = tumour_centre_mm(mask)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.atomic import write_text_atomic
-from srgan3d.io import read_volume, write_volume
+from srgan3d.io import read_mask, read_volume, write_volume
 from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_box_through_plane, upscale_volume
 from srgan3d.sr.methods import resolve_method_and_weights, through_plane_weights_sha
 from srgan3d.study.config import RadiomicsConfig
@@ -260,7 +260,7 @@ def _process(row: Mapping[str, object], config: RadiomicsConfig, outdir: Path, r
     extractor = make_extractor(config.params, resample_mm=resample_mm)
     pre = extract_features(extractor, c.lr, c.lr_mask)
     post = extract_features(extractor, sr, sr_mask)
-    rings = (_ring_features(extractor, config, row, c.box, c.lr, c.lr_mask, sr, sr_mask, c.factors)
+    rings = (_ring_features(extractor, config, row, c.box, c.lr, c.lr_mask, sr, sr_mask, c.factors, c.image)
              if config.peritumoral else {})  # fmt: skip
     for width, r in rings.items():
         pre.update({f"ring{width:g}mm_{k}": v for k, v in r.pre.items()})
@@ -282,7 +282,8 @@ def _process(row: Mapping[str, object], config: RadiomicsConfig, outdir: Path, r
 def _crop(row: Mapping[str, object], config: RadiomicsConfig) -> _Crop:
     """The VOI's bounding box plus the margin (wide enough for the widest ring), cropped."""
     pid = str(row["patient_id"])
-    image, mask = read_volume(str(row["image"])), read_volume(str(row["mask"]))
+    image = read_volume(str(row["image"]))
+    mask = read_mask(str(row["mask"]), image)  # a DICOM-SEG or RTSTRUCT is placed on the image's grid
     if config.through_plane:
         method, engine, sha = config.method, None, _through_plane_sha(config)
         factors: tuple[int, ...] = tuple(2 if a == thickest_axis(image) else 1 for a in range(3))
@@ -314,7 +315,8 @@ def _sr_crop(row: Mapping[str, object], c: _Crop, outdir: Path) -> tuple[Volume,
     sr_path, sr_mask_path = sr_files(outdir, c.pid)
     sr_card = sr_path.with_name(f"{c.pid}.json")
     if row.get("image_sr") and row.get("mask_sr"):
-        return read_volume(str(row["image_sr"])), read_volume(str(row["mask_sr"])), "table (image_sr, mask_sr)", c.method
+        image_sr = read_volume(str(row["image_sr"]))
+        return image_sr, read_mask(str(row["mask_sr"]), image_sr), "table (image_sr, mask_sr)", c.method
     if sr_card.is_file() and (card := json.loads(sr_card.read_text())).get("key") == c.key:
         return read_volume(sr_path), read_volume(sr_mask_path), "cache", str(card.get("method_ran", c.method))
     # With 8 voxels of the scan's own context around the crop, reflected at its edge: no
@@ -344,13 +346,13 @@ def _sr_crop(row: Mapping[str, object], c: _Crop, outdir: Path) -> tuple[Volume,
 
 def _ring_features(
     extractor: RadiomicsFeatureExtractor, config: RadiomicsConfig, row: Mapping[str, object], box: Sequence[slice], lr: Volume, lr_mask: Volume,
-    sr: Volume, sr_mask: Volume, factors: Sequence[int],
+    sr: Volume, sr_mask: Volume, factors: Sequence[int], image: Volume,
 ) -> dict[float, RingFeatures]:  # fmt: skip
     """Features of each peritumoral ring before and after SR; the rings are made on each grid
     (`ring_mask`), clipped to the liver mask when the table gives one."""
     liver_lr = liver_sr = None
     if row.get("liver_mask"):
-        liver_lr = crop(read_volume(str(row["liver_mask"])), box)
+        liver_lr = crop(read_mask(str(row["liver_mask"]), image), box)
         if liver_lr.shape != lr.shape:
             raise ValueError(f"liver_mask {row['liver_mask']} does not lie on the image's grid")
         liver_sr = mask_to_sr_grid(liver_lr, factors)
