@@ -13,11 +13,12 @@ with both UIDs named.
   voxel centres (within 1% of a voxel), else the SEG is refused. A FRACTIONAL SEG is thresholded
   at 0.5 of its maximum fractional value (stated in the log).
 - **RTSTRUCT**: ``rtstruct.dcm#GTV`` names the ROI (any case); several ROIs and none named lists
-  them. Each closed planar contour is rasterised on the slice its points lie in: **a voxel is
-  inside when its centre is inside the polygon** (even-odd rule, `skimage.draw.polygon`, whose
-  boundary convention counts centres on the edge in); contours inside contours on one slice are
-  holes (even-odd: a voxel inside an odd number of the slice's contours is in the ROI), and
-  several contours on a slice are handled the same way. A contour whose points do not lie on one
+  them. Each closed planar contour is rasterised on the slice its points lie in: **a voxel is in
+  a contour when its centre is inside the polygon or on its edge** (`skimage.draw.polygon`;
+  vertices within 1% of a voxel of a voxel centre are put on it first, so the edge rule does not
+  depend on the file's last decimals). Contours on one slice combine by the even-odd rule: a
+  voxel in an odd number of them is in the ROI, so a contour inside a contour is a hole (its edge
+  voxels go with the hole), and separate contours add. A contour whose points do not lie on one
   slice of the grid (within 1% of the slice spacing) is refused, as is an ROI with no contour.
 """
 
@@ -50,7 +51,7 @@ def dicom_mask_kind(path: str | Path) -> str | None:
     if not p.is_file():
         return None
     try:
-        ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])
+        ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"], force=True)
     except Exception:  # noqa: BLE001 - any unreadable file is simply not a DICOM mask
         return None
     uid, modality = str(ds.get("SOPClassUID", "")), str(ds.get("Modality", ""))
@@ -67,7 +68,7 @@ def read_dicom_mask(path: str | Path, selector: str | None, reference: Volume) -
     import pydicom
 
     path = Path(path)
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path, force=True)  # some structure sets come without the file meta header
     kind = dicom_mask_kind(path)
     _check_references(ds, reference, path)
     if kind == "seg":
@@ -215,6 +216,10 @@ def _rtstruct_mask(ds: Dataset, selector: str | None, reference: Volume, path: P
             raise VolumeError(f"{path}: ROI {names[number]!r}, contour {n + 1} does not lie on one slice of the image "
                               f"(slice index {k.min():.3f} to {k.max():.3f}); its image must be this series")  # fmt: skip
         kk = int(round(k[0]))
+        # vertices within GRID_TOLERANCE of a voxel centre are put on it, so that the edge rule
+        # (a centre on the edge is inside) does not depend on the 6th decimal of the file's mm
+        near = np.abs(vox - np.round(vox)) < GRID_TOLERANCE
+        vox = np.where(near, np.round(vox), vox)
         if not 0 <= kk < reference.shape[2]:
             log.warning("%s: ROI %r, contour %d lies outside the image's slices and is dropped", path, names[number], n + 1)
             continue

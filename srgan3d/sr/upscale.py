@@ -470,7 +470,8 @@ class _Batch:
                 row.values.update(values)
                 row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
                 row.values["date"] = datetime.now().isoformat(timespec="seconds")
-                row.values.pop("note", None)
+                if str(row.values.get("note", "")).startswith("replacing the output"):  # it has been replaced
+                    row.values.pop("note")
                 row.status, row.error, row.output = "ok", "", str(out)
             except self.ERRORS as exc:
                 self._fail(row, exc, t0)

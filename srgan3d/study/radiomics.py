@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.atomic import write_text_atomic
-from srgan3d.io import read_mask, read_volume, write_volume
+from srgan3d.io import read_mask, read_volume, split_segment, write_volume
 from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_box_through_plane, upscale_volume
 from srgan3d.sr.methods import resolve_method_and_weights, through_plane_weights_sha
 from srgan3d.study.config import RadiomicsConfig
@@ -249,7 +249,7 @@ def _process(row: Mapping[str, object], config: RadiomicsConfig, outdir: Path, r
     pid = str(row["patient_id"])
     c = _crop(row, config)
     sr, sr_mask, sr_source, sr_method = _sr_crop(row, c, outdir)
-    liver_stat = os.stat(str(row["liver_mask"])).st_mtime_ns if row.get("liver_mask") else None
+    liver_stat = os.stat(split_segment(str(row["liver_mask"]))[0]).st_mtime_ns if row.get("liver_mask") else None
     feats_key = _digest(Path(config.params).read_text(), config.spacing, resample_mm, c.key,
                         sr_source.startswith("table"), list(config.peritumoral), liver_stat)  # fmt: skip
     feats_path = outdir / "features_cache" / f"{pid}.json"
@@ -283,7 +283,7 @@ def _crop(row: Mapping[str, object], config: RadiomicsConfig) -> _Crop:
     """The VOI's bounding box plus the margin (wide enough for the widest ring), cropped."""
     pid = str(row["patient_id"])
     image = read_volume(str(row["image"]))
-    mask = read_mask(str(row["mask"]), image)  # a DICOM-SEG or RTSTRUCT is placed on the image's grid
+    mask = _on_grid_of(read_mask(str(row["mask"]), image), image)  # a DICOM-SEG or RTSTRUCT: on the image's grid
     if config.through_plane:
         method, engine, sha = config.method, None, _through_plane_sha(config)
         factors: tuple[int, ...] = tuple(2 if a == thickest_axis(image) else 1 for a in range(3))
@@ -297,11 +297,20 @@ def _crop(row: Mapping[str, object], config: RadiomicsConfig) -> _Crop:
     box = voi_box(mask.data, margin)
     lr_mask = crop(mask, box)
     lr_mask.data = (lr_mask.data > 0.5).astype(np.uint8)
-    src_stat = [os.stat(str(row["image"])).st_mtime_ns, os.stat(str(row["mask"])).st_mtime_ns]
+    src_stat = [os.stat(split_segment(str(row[c]))[0]).st_mtime_ns for c in ("image", "mask")]
     tp = (config.through_plane_minutes,) if config.through_plane else ()
     key = _digest(pid, method, sha, margin, src_stat, "box-context-8", factors, *tp)
     return _Crop(pid=pid, image=image, box=box, lr=crop(image, box), lr_mask=lr_mask, method=method, engine=engine,
                  sha=sha, factors=factors, key=key, config=config)  # fmt: skip
+
+
+def _on_grid_of(mask: Volume, image: Volume) -> Volume:
+    """The mask with the image's affine where the two grids agree within 1e-3 mm (as the cohort
+    check requires): a NIfTI mask stores its affine in float32, a DICOM image's is float64, and
+    pyradiomics refuses grids that differ at the 6th decimal."""
+    if mask.shape == image.shape and np.allclose(mask.affine, image.affine, atol=1e-3):
+        return Volume(mask.data, image.affine.copy(), mask.meta)
+    return mask
 
 
 def _through_plane_sha(config: RadiomicsConfig) -> str | None:
@@ -352,7 +361,7 @@ def _ring_features(
     (`ring_mask`), clipped to the liver mask when the table gives one."""
     liver_lr = liver_sr = None
     if row.get("liver_mask"):
-        liver_lr = crop(read_mask(str(row["liver_mask"]), image), box)
+        liver_lr = crop(_on_grid_of(read_mask(str(row["liver_mask"]), image), image), box)
         if liver_lr.shape != lr.shape:
             raise ValueError(f"liver_mask {row['liver_mask']} does not lie on the image's grid")
         liver_sr = mask_to_sr_grid(liver_lr, factors)
