@@ -60,11 +60,19 @@ def write_dicom_series(
 ) -> Path:  # fmt: skip
     """Write `volume` (on an SR grid of `source`, which was read from a DICOM series) as a derived
     series in `folder` (one file per slice, atomically as a folder)."""
+    if not dicom_source_meta(source):
+        raise VolumeError(f"{source.meta.get('source', '?')}: not read from a DICOM series; write NIfTI instead")
+    try:
+        return _write(volume, Path(folder), source, derivation=derivation, label=label)
+    except (KeyError, AttributeError, TypeError, ValueError) as exc:  # a template header pydicom cannot carry over
+        raise VolumeError(f"{source.meta.get('source', '?')}: cannot write a derived DICOM series from its header "
+                          f"({type(exc).__name__}: {exc}); use --output-format nifti for this scan") from exc
+
+
+def _write(volume: Volume, folder: Path, source: Volume, *, derivation: str, label: str) -> Path:
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    if not dicom_source_meta(source):
-        raise VolumeError(f"{source.meta.get('source', '?')}: not read from a DICOM series; write NIfTI instead")
     template = pydicom.dcmread(source.meta["files"][0], stop_before_pixels=True)
     lps = LPS_TO_RAS @ volume.affine  # RAS -> LPS (the flip is its own inverse)
     row_step, col_step, slice_step = lps[:3, 0], lps[:3, 1], lps[:3, 2]
@@ -74,7 +82,6 @@ def write_dicom_series(
     stored = np.clip(np.round((volume.data.astype(np.float64) - intercept) / slope), -32768, 32767).astype(np.int16)
     series_uid = generate_uid()
     src_positions = _source_positions(source)
-    folder = Path(folder)
     with atomic_dir(folder) as tmp:
         for k in range(volume.shape[2]):
             ipp = (lps @ np.array([0.0, 0.0, float(k), 1.0]))[:3]
