@@ -418,7 +418,8 @@ def synth_cohort(
 @_clear_errors
 def evaluate(
     cohort: Annotated[
-        Path, typer.Argument(metavar="COHORT_CSV", help="Cohort table (CSV): patient_id, image, mask, response, clinical columns.")
+        Path, typer.Argument(metavar="COHORT_CSV", help="Cohort table (CSV, or an .xlsx/.xls/.ods workbook; BOOK.xlsx#Sheet for another sheet): patient_id, "
+                               "image, mask, response, clinical columns.")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")],
     spacing: Annotated[
@@ -508,6 +509,11 @@ def evaluate(
         list[str] | None,
         typer.Option(metavar="COLUMN=v1<v2<...", help="Declare a staging comparator's order (repeat the option)."),
     ] = None,
+    response_codes: Annotated[
+        str | None,
+        typer.Option(help="What numeric response codes mean, e.g. 1=CR,2=PR,3=SD,4=PD (HCC-TACE-Seg's); never "
+                          "guessed: without it only 1/0 (responder call) are numbers."),
+    ] = None,
     extract_only: Annotated[
         bool, typer.Option(help="Only super-resolve and extract into OUTPUT's cache (a cluster's array job); no models.")
     ] = False,
@@ -522,6 +528,7 @@ def evaluate(
     or --features, the clinical half: clinical model, staging, survival, readers."""
     import os
 
+    from srgan3d.study.agreement import parse_response_codes
     from srgan3d.study.config import resolve_params
     from srgan3d.study.evaluation import evaluate_cohort
     from srgan3d.study.staging import parse_stage_order
@@ -542,7 +549,8 @@ def evaluate(
             raise typer.BadParameter("--extract-only extracts from the images: it does not take --features")
         with logging_redirect_tqdm():
             done = extract_shard(cohort, output, _parse_shard(shard) or (1, 1), radiomics=rcfg,
-                                 response_ties=response_ties, progress=True)  # fmt: skip
+                                 response_ties=response_ties, response_codes=parse_response_codes(response_codes),
+                                 progress=True)  # fmt: skip
         typer.echo(done.describe())
         typer.echo(f"when every shard has run: srgan3d evaluate {cohort} -o {output} (the same options) fits and reports")
         return
@@ -560,7 +568,8 @@ def evaluate(
     with logging_redirect_tqdm():
         results = evaluate_cohort(cohort, output, radiomics=rcfg, modeling=mcfg, deep=deep, time_unit=time_unit,
                                   features=features, features_sr=features_sr, response_ties=response_ties,
-                                  stage_order=parse_stage_order(stage_order or []), progress=True)  # fmt: skip
+                                  stage_order=parse_stage_order(stage_order or []), progress=True,
+                                  response_codes=parse_response_codes(response_codes))  # fmt: skip
     from srgan3d.study.report import terminal_summary
 
     typer.echo(terminal_summary(results))

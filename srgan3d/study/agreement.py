@@ -16,7 +16,8 @@ numpy/scipy only; imports no torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,20 +33,62 @@ RESPONDER = {"CR": 1, "PR": 1, "SD": 0, "PD": 0}
 TIE_POLICIES = ("drop", "responder", "non-responder")
 
 
-def parse_read(raw: object) -> str | int | None:
-    """One reader's cell: 'CR'/'PR'/'SD'/'PD' (any case), 1/0 as a responder call, empty = None
-    (not read). Anything else raises ValueError with the value."""
+#: mRECIST categories as people write them (lower case, single spaces, '-' and '_' as spaces).
+WRITTEN = {"cr": "CR", "pr": "PR", "sd": "SD", "pd": "PD", "complete response": "CR", "partial response": "PR",
+           "stable disease": "SD", "progressive disease": "PD"}  # fmt: skip
+_CODE_IN_BRACKETS = re.compile(r"\((cr|pr|sd|pd)\)")
+
+
+def written_category(text: str) -> str | None:
+    """An mRECIST category written out: 'CR', 'cr', 'Complete response', 'complete response (CR)',
+    'Progressive-disease' ...; None when the text is none of them."""
+    t = re.sub(r"[\s_-]+", " ", text.strip().lower()).strip()
+    if (m := _CODE_IN_BRACKETS.search(t)) is not None:
+        rest = t.replace(m.group(0), "").strip()
+        if rest in ("", *(k for k, v in WRITTEN.items() if v == m.group(1).upper())):
+            return m.group(1).upper()
+        return None
+    return WRITTEN.get(t)
+
+
+def parse_read(raw: object, codes: Mapping[str, str] | None = None) -> str | int | None:
+    """One reader's cell: an mRECIST category as people write it (`written_category`), 1/0 as a
+    responder call, empty = None (not read). `codes` says what numeric codes mean (--response-codes
+    1=CR,2=PR,3=SD,4=PD): given, a code is read through it, never guessed. Anything else raises
+    ValueError with the value."""
     s = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw).strip()
     if s == "" or s.lower() == "nan":
         return None
+    if codes:
+        key = s[:-2] if s.endswith(".0") else s
+        if key in codes:
+            return codes[key]
+    if (cat := written_category(s)) is not None:
+        return cat
     up = s.upper()
-    if up in RESPONDER:
-        return up
     if up in ("1", "1.0"):
         return 1
     if up in ("0", "0.0"):
         return 0
-    raise ValueError(f"{s!r} is not an mRECIST read; use CR, PR, SD, PD, or 1/0 for a responder call (empty = not read)")
+    hint = (f" (--response-codes maps {', '.join(f'{k}={v}' for k, v in codes.items())}, not {s!r})" if codes
+            else "; numeric codes other than 1/0 need --response-codes, e.g. 1=CR,2=PR,3=SD,4=PD")  # fmt: skip
+    raise ValueError(f"{s!r} is not an mRECIST read; use CR, PR, SD, PD (or complete response, partial response, "
+                     f"stable disease, progressive disease), or 1/0 for a responder call (empty = not read){hint}")
+
+
+def parse_response_codes(spec: str | Mapping[str, str] | None) -> dict[str, str]:
+    """`--response-codes 1=CR,2=PR,3=SD,4=PD` as {"1": "CR", ...}; each target must be an mRECIST
+    category (written any way `written_category` reads) or 1/0."""
+    if not spec:
+        return {}
+    items = spec.items() if isinstance(spec, Mapping) else (p.partition("=")[::2] for p in str(spec).split(",") if p.strip())
+    out: dict[str, str] = {}
+    for code, target in items:
+        cat = written_category(str(target))
+        if not str(code).strip() or cat is None:
+            raise ValueError(f"--response-codes {code}={target}: write CODE=CR|PR|SD|PD, e.g. 1=CR,2=PR,3=SD,4=PD")
+        out[str(code).strip()] = cat
+    return out
 
 
 def responder_call(read: str | int) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,16 @@ import numpy as np
 import pandas as pd
 
 from srgan3d.io import split_segment
-from srgan3d.study.agreement import TIE_POLICIES, majority_label, parse_read, responder_call
+from srgan3d.study.agreement import (
+    TIE_POLICIES,
+    majority_label,
+    parse_read,
+    parse_response_codes,
+    responder_call,
+)
 from srgan3d.study.config import DEFAULT_TEST_SIZE
 from srgan3d.study.results import TEST, TRAIN, ExcludedPatient, Split
+from srgan3d.study.tables import TableReadError, TableSource, read_cells, split_sheet
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,8 @@ class Cohort:
     reads: pd.DataFrame | None = None
     label_rule: str = ""
     ties: str = ""
+    source: TableSource | None = None  # how the table was read (format, delimiter, encoding, sheet)
+    response_codes: dict[str, str] = field(default_factory=dict)  # --response-codes, as used
     # the rows of the patients left out (patient_id, the path columns as absolute paths, `reason`):
     # a feature table computed before the labels were cleaned still has rows for them
     left_out: pd.DataFrame | None = None
@@ -126,18 +135,17 @@ def _truthy(value: object) -> bool | None:
     return None
 
 
-def _response_of(row: pd.Series, where: str, problems: list[str]) -> int | None:
+def _response_of(row: pd.Series, where: str, problems: list[str], codes: Mapping[str, str] | None = None) -> int | None:
     raw = row.get("response")
-    code = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw).strip().upper()
-    if code.endswith(".0"):
-        code = code[:-2]
+    code = "" if raw is None or (isinstance(raw, float) and np.isnan(raw)) else str(raw).strip()
     if code:
-        if code not in RESPONSE_CODES:
-            problems.append(
-                f"{where}, column 'response': unknown code {raw!r}; use CR, PR, SD, PD (mRECIST) or 1/0"
-            )
+        try:
+            read = parse_read(code, codes)
+        except ValueError as exc:
+            problems.append(f"{where}, column 'response': {exc}")
             return None
-        return RESPONSE_CODES[code]
+        assert read is not None
+        return responder_call(read)
     if "baseline_viable_mm" in row.index and "followup_viable_mm" in row.index:
         try:
             base = float(row["baseline_viable_mm"])
@@ -166,14 +174,15 @@ TIE_FIX = "give --response-ties drop (leave such patients out), responder or non
 
 
 def _majority_of(
-    row: pd.Series, columns: list[str], where: str, ties: str | None, problems: list[str]
-) -> tuple[int | None, list[str | int | None], str | None]:
+    row: pd.Series, columns: list[str], where: str, ties: str | None, problems: list[str],
+    codes: Mapping[str, str] | None = None,
+) -> tuple[int | None, list[str | int | None], str | None]:  # fmt: skip
     """(label, the parsed reads, why the patient is left out) from the readers' reads; bad codes,
     and ties or unread patients without a `ties` policy, are problems."""
     reads: list[str | int | None] = []
     for c in columns:
         try:
-            reads.append(parse_read(row[c]))
+            reads.append(parse_read(row[c], codes))
         except ValueError as exc:
             problems.append(f"{where}, column {c!r}: {exc}")
             reads.append(None)
@@ -252,11 +261,17 @@ def read_cohort(
     check_images: bool = True,
     need_images: bool = True,
     response_ties: str | None = None,
+    response_codes: Mapping[str, str] | str | None = None,
 ) -> Cohort:
-    """Read and validate a cohort table (CSV); raise `CohortError` listing every problem.
+    """Read and validate a cohort table; raise `CohortError` listing every problem.
 
     Args:
-        path: the CSV file; paths inside it are relative to its folder (or absolute).
+        path: the table: a CSV (comma, semicolon or tab; decimal commas; UTF-8 or Windows-1252)
+            or a workbook (.xlsx, .xls, .ods; ``book.xlsx#Sheet`` for another sheet than the
+            first), read by `srgan3d.study.tables.read_cells`; paths inside it are relative to
+            its folder (or absolute).
+        response_codes: what numeric response codes mean ({"1": "CR", "2": "PR", ...}, or
+            "1=CR,2=PR,3=SD,4=PD"): never guessed; without it only 1/0 (responder call) are numbers.
         clinical_columns: columns that must be present and numeric or yes/no (None: no check).
         min_per_class: fewest responders and non-responders accepted.
         check_images: open every image and mask header; read masks to check they are not empty
@@ -270,12 +285,14 @@ def read_cohort(
     if response_ties is not None and response_ties not in TIE_POLICIES:
         raise ValueError(f"--response-ties must be one of {', '.join(TIE_POLICIES)}, not {response_ties!r}")
     path = Path(path)
-    df = _read_csv(path)
+    codes = parse_response_codes(response_codes)
+    df, source = _read_table(path)
     required = REQUIRED if need_images else ("patient_id",)
     readers = read_columns(df.columns)
     _check_columns(path, df, required, readers)
     clinical = list(clinical_columns or [])
-    rows = _Rows(root=path.parent, readers=readers, required=required, response_ties=response_ties,
+    rows = _Rows(root=split_sheet(path)[0].parent, readers=readers, required=required, response_ties=response_ties,
+                 codes=codes,
                  paths={c: [] for c in PATH_COLUMNS if c in df.columns}, clinical=clinical,
                  problems=[f"clinical column {c!r} is not in the table (columns: {', '.join(df.columns)})"
                            for c in clinical if c not in df.columns])  # fmt: skip
@@ -294,23 +311,20 @@ def read_cohort(
         log.warning("patient %s left out: %s", e.patient_id, e.reason)
     log.info("cohort %s: %d patients, %d responders", path, len(out), n_pos)
     rule, ties = _label_rule(readers, response_ties)
+    if codes:
+        rule = (rule or "the response column") + " (numeric codes read as " + ", ".join(
+            f"{k} = {v}" for k, v in codes.items()) + ", --response-codes)"  # fmt: skip
     return Cohort(path=path, table=out, clinical_columns=clinical, excluded=list(rows.excluded.values()),
-                  reads=rows.read_table(), label_rule=rule, ties=ties, left_out=left_out)  # fmt: skip
+                  reads=rows.read_table(), label_rule=rule, ties=ties, source=source, response_codes=codes,
+                  left_out=left_out)  # fmt: skip
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_table(path: Path) -> tuple[pd.DataFrame, TableSource]:
     """The table's cells as written (strings, empty cells empty); an unreadable file is one problem."""
-    if not path.is_file():
-        raise FileNotFoundError(f"cohort table {path} does not exist")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        fix = "the file is empty: give a CSV with a header row (patient_id,image,mask,response,...)"
-        raise CohortError(path, [fix]) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise CohortError(path, [f"not a readable CSV file: {exc}"]) from None
-    df.columns = [c.strip() for c in df.columns]
-    return df
+        return read_cells(path, what="cohort table")
+    except TableReadError as exc:
+        raise CohortError(split_sheet(path)[0], [str(exc)]) from None
 
 
 def _check_columns(path: Path, df: pd.DataFrame, required: Sequence[str], readers: list[str]) -> None:
@@ -354,6 +368,7 @@ class _Rows:
     readers: list[str]
     required: Sequence[str]
     response_ties: str | None
+    codes: dict[str, str]
     paths: dict[str, list[str]]
     clinical: list[str]
     problems: list[str] = field(default_factory=list)
@@ -374,13 +389,14 @@ class _Rows:
         else:
             self.seen[pid] = line
         if self.readers:
-            label, row_reads, left_out = _majority_of(row, self.readers, where, self.response_ties, self.problems)
+            label, row_reads, left_out = _majority_of(row, self.readers, where, self.response_ties, self.problems,
+                                                      self.codes)  # fmt: skip
             self.reads[pid] = row_reads
             if left_out:
                 self.excluded[i] = ExcludedPatient(pid, left_out)
             self.labels.append(label)
         else:
-            self.labels.append(_response_of(row, where, self.problems))
+            self.labels.append(_response_of(row, where, self.problems, self.codes))
         if "set" in row.index:
             self.sets.append(_set_of(row["set"], where, self.problems))
         self._check_paths(row, where, need_images)

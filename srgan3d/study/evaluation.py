@@ -70,6 +70,7 @@ from srgan3d.study.results import (
 )
 from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
+from srgan3d.study.tables import read_cells, split_sheet
 from srgan3d.study.transforms import apply_transforms, choose_transforms, parse_transforms
 from srgan3d.study.validation import out_of_fold
 from srgan3d.volume import Volume
@@ -126,6 +127,7 @@ class StudyFeatures:
     source: str
     extracted: FeatureTables | None = None
     excluded: list[ExcludedPatient] = field(default_factory=list)
+    tables: tuple[str, ...] = ()  # how each feature table was read (`srgan3d.study.tables.TableSource`)
 
 
 def _study_mode(table_columns: Sequence[str], features: str | Path | None, features_sr: str | Path | None) -> str:
@@ -171,7 +173,7 @@ def _read_features(
         log.warning("patient %s left out: %s", e.patient_id, e.reason)
     return StudyFeatures(
         pre.features.loc[keep], post.features.loc[keep] if post is not None else None, f"tables: {names}",
-        excluded=excluded,
+        excluded=excluded, tables=tuple(t.source.describe() for t in (pre, post) if t is not None and t.source),
     )  # fmt: skip
 
 
@@ -208,6 +210,7 @@ def evaluate_cohort(
     response_ties: str | None = None,
     stage_order: Mapping[str, tuple[str, ...]] | None = None,
     progress: bool = False,
+    response_codes: Mapping[str, str] | None = None,
 ) -> StudyResult:
     """The whole analysis of one cohort; writes results.json, CSVs and report.html in `outdir`.
 
@@ -218,14 +221,16 @@ def evaluate_cohort(
     draw. Every model is fitted on the training set and reported on every set. `deep` (a
     `srgan3d.study.deep.DeepConfig`) adds the 3D ResNet models and DLRCR (images only).
     `response_ties`: what to do with readers who split evenly (`srgan3d.study.cohort.read_cohort`);
-    `stage_order`: declared orders of staging columns (`srgan3d.study.staging`).
+    `stage_order`: declared orders of staging columns (`srgan3d.study.staging`); `response_codes`:
+    what numeric response codes mean ({"1": "CR", ...}, `srgan3d.study.cohort.read_cohort`).
 
     Returns the study's result tree (results.json is its `to_dict()`).
     """
     radiomics = radiomics or RadiomicsConfig()
     modeling = modeling or ModelingConfig()
     cohort_csv, outdir = Path(cohort_csv), Path(outdir)
-    options = _Options(cohort_csv, outdir, radiomics, modeling, deep, time_unit, response_ties, dict(stage_order or {}))
+    options = _Options(cohort_csv, outdir, radiomics, modeling, deep, time_unit, response_ties, dict(stage_order or {}),
+                       dict(response_codes or {}))  # fmt: skip
     cohort, mode = _read_and_check(options, features, features_sr)
     outdir.mkdir(parents=True, exist_ok=True)
     feats = _read_features(mode, cohort, outdir, radiomics, features, features_sr, progress=progress)
@@ -260,6 +265,7 @@ class ShardExtraction:
 def extract_shard(
     cohort_csv: str | Path, outdir: str | Path, shard: tuple[int, int] = (1, 1), *,
     radiomics: RadiomicsConfig | None = None, response_ties: str | None = None, progress: bool = False,
+    response_codes: Mapping[str, str] | None = None,
 ) -> ShardExtraction:  # fmt: skip
     """One shard of a cohort's SR and feature extraction, for a cluster (`evaluate --extract-only
     --shard K/N`): the K-th of N interleaved parts of the cohort table's patients (those the study
@@ -272,7 +278,7 @@ def extract_shard(
         raise ValueError(f"--shard must be K/N with 1 <= K <= N, not {k}/{n}")
     radiomics = radiomics or RadiomicsConfig()
     radiomics.check_params()
-    cohort = read_cohort(cohort_csv, need_images=True, response_ties=response_ties)
+    cohort = read_cohort(cohort_csv, need_images=True, response_ties=response_ties, response_codes=response_codes)
     patients = tuple(cohort.table["patient_id"].astype(str))[k - 1 :: n]
     log.info("shard %d of %d: %d of %d patients", k, n, len(patients), len(cohort.table))
     feats = extract_cohort(cohort.table, outdir, radiomics, progress=progress, only=patients)
@@ -292,6 +298,7 @@ class _Options:
     time_unit: str
     response_ties: str | None
     stage_order: dict[str, tuple[str, ...]]
+    response_codes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -332,10 +339,10 @@ def _read_and_check(options: _Options, features: str | Path | None, features_sr:
     cohort_csv, modeling = options.cohort_csv, options.modeling
     if options.outdir.resolve() == cohort_csv.parent.resolve():
         raise ValueError(f"the output folder {options.outdir} is the cohort's own folder; choose a separate one")
-    head = pd.read_csv(cohort_csv, nrows=0).columns if cohort_csv.is_file() else []
+    head = read_cells(cohort_csv, what="cohort table")[0].columns if split_sheet(cohort_csv)[0].is_file() else []
     mode = _study_mode([str(c).strip() for c in head], features, features_sr)
     cohort = read_cohort(cohort_csv, clinical_columns=modeling.clinical, need_images=mode == "images",
-                         response_ties=options.response_ties)  # fmt: skip
+                         response_ties=options.response_ties, response_codes=options.response_codes)  # fmt: skip
     if "set" in cohort.table.columns:
         make_split(cohort.table, test_size=modeling.test_size, seed=modeling.seed, source=cohort_csv)
     if modeling.comparators:
@@ -458,8 +465,16 @@ def _study_result(
         deep=deep, survival=survival, readers=readers,
         examples=_examples(data.cohort.table, ext.info, outdir, _picks(pred, data.split)) if ext else (),
         agreement=agreement, excluded=tuple(data.excluded), absent=_absent(options, data, res),
-        features_source=feats.source, transforms=data.transforms,
+        features_source=feats.source, transforms=data.transforms, tables=_tables_read(data.cohort, feats),
     )  # fmt: skip
+
+
+def _tables_read(cohort: Cohort, feats: StudyFeatures) -> tuple[str, ...]:
+    """One line per table the study read: its format as found, and what its response codes mean."""
+    first = cohort.source.describe() if cohort.source is not None else cohort.path.name
+    if cohort.response_codes:
+        first += "; response codes " + ", ".join(f"{k} = {v}" for k, v in cohort.response_codes.items())
+    return (first, *feats.tables)
 
 
 def _summary_columns(data: _StudyData) -> list[str]:

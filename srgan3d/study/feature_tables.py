@@ -29,6 +29,7 @@ import pandas as pd
 
 from srgan3d.study.cohort import TableProblems
 from srgan3d.study.results import ExcludedPatient
+from srgan3d.study.tables import TableReadError, TableSource, read_cells, split_sheet
 
 #: Columns pyradiomics' batch mode copies from its input CSV (case as pyradiomics writes them).
 INPUT_COLUMNS = ("Image", "Mask", "Label", "label", "Reader", "ID", "id")
@@ -50,6 +51,7 @@ class FeatureTable:
     layout: str = "patient_id"  # "patient_id" or "pyradiomics batch (Image/Mask)"
     # rows of patients the cohort leaves out, set aside: patient_id -> the cohort's reason
     set_aside: dict[str, str] = field(default_factory=dict)
+    source: TableSource | None = None  # how the file was read
 
     def set_aside_note(self) -> str:
         """One line naming the set-aside rows and why ('' when there are none)."""
@@ -100,17 +102,14 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame, *, left_out: pd.D
     their ``image``/``mask`` where the table has them, `srgan3d.study.cohort.Cohort.left_out`):
     their rows are read, matched and set aside with the reason (`FeatureTable.set_aside`), not
     refused."""
-    path = Path(path)
     gone = left_out if left_out is not None else pd.DataFrame({"patient_id": [], "reason": []})
     reasons = dict(zip(gone["patient_id"].astype(str), gone["reason"].astype(str), strict=True))
     everyone = pd.concat([cohort, gone.drop(columns="reason")], ignore_index=True) if len(gone) else cohort
-    if not path.is_file():
-        raise FileNotFoundError(f"feature table {path} does not exist")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise FeatureTableError(path, [f"not a readable CSV file: {exc}"]) from None
-    df.columns = [str(c).strip() for c in df.columns]
+        df, source = read_cells(path, what="feature table")
+    except TableReadError as exc:
+        raise FeatureTableError(split_sheet(path)[0], [str(exc)]) from None
+    path = source.path
     problems: list[str] = []
     if "patient_id" in df.columns:
         ids = df["patient_id"].str.strip()
@@ -119,8 +118,9 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame, *, left_out: pd.D
         ids = _match_by_paths(df, everyone, path.parent, path, problems)
         layout = "pyradiomics batch (Image/Mask)"
     else:
-        raise FeatureTableError(path, ["neither a patient_id column nor pyradiomics' Image and Mask columns; add a "
-                                       "patient_id column naming each row's patient"])  # fmt: skip
+        raise FeatureTableError(path, ["neither a patient_id column nor pyradiomics' Image and Mask columns (columns: "
+                                       f"{', '.join(list(df.columns)[:8])}); add a patient_id column naming each row's "
+                                       "patient"])  # fmt: skip
     feature_cols = [c for c in df.columns
                     if c != "patient_id" and c not in INPUT_COLUMNS and not c.startswith("diagnostics_")]  # fmt: skip
     if not feature_cols:
@@ -143,7 +143,7 @@ def read_feature_table(path: str | Path, cohort: pd.DataFrame, *, left_out: pd.D
     excluded = _unusable(values, order, path.name)
     usable = [p for p in order if p not in {e.patient_id for e in excluded}]
     return FeatureTable(path=path, features=values.loc[usable].astype(float), excluded=excluded, layout=layout,
-                        set_aside=set_aside)  # fmt: skip
+                        set_aside=set_aside, source=source)  # fmt: skip
 
 
 def _id_problems(ids: pd.Series, known: set[str], n_kept: int, n_left_out: int) -> list[str]:

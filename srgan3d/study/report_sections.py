@@ -201,6 +201,8 @@ def _cohort_section(r: StudyResult) -> Section:
     c = r.cohort
     parts = [f"<p>{c.n_in_table} patients in the cohort table; {c.n_patients} in the study: {c.n_responders} "
              f"responders (mRECIST CR + PR) and {c.n_patients - c.n_responders} non-responders (SD + PD).</p>"]  # fmt: skip
+    if r.tables:
+        parts.append("<p class='small'>Tables read: " + "; ".join(esc(t) for t in r.tables) + ".</p>")
     if r.excluded:
         left = pd.DataFrame([{"Patient": e.patient_id, "Why it was left out": e.reason} for e in r.excluded])
         parts.append(f"<b>Left out of the study: {len(r.excluded)} patient{'s' if len(r.excluded) != 1 else ''}</b>"

@@ -833,6 +833,7 @@ class StudyResult(Result):
     absent: dict[str, str] = field(default_factory=dict)
     features_source: str = "extracted"  # "extracted", or the feature tables given (--features)
     transforms: tuple[TransformRecord, ...] = ()  # how each clinical variable is modelled
+    tables: tuple[str, ...] = ()  # how each table was read: format, delimiter, encoding, sheet, response codes
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyResult:

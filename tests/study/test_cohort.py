@@ -79,7 +79,7 @@ def test_every_problem_is_reported_at_once_with_row_and_column(files):
     assert "row 2 (patient R0), column 'image': file missing.nii.gz not found" in msg
     assert "row 3 (patient R1), column 'mask': the mask is empty" in msg
     assert "row 4 (patient R2), column 'mask': mask grid (6, 8, 4) does not match" in msg
-    assert "row 5 (patient R3), column 'response': unknown code 'NE'" in msg
+    assert "row 5 (patient R3), column 'response': 'NE' is not an mRECIST read" in msg
     assert "row 6 (patient R3), column 'patient_id': duplicate of row 5" in msg
     assert "row 6 (patient R3), column 'diameter_mm': 'abc' is neither a number nor yes/no" in msg
 

@@ -273,7 +273,7 @@ def test_evaluate_reports_every_cohort_problem(tiny_cohort, tmp_path):
         bad.unlink()
     assert res.exit_code == 2
     assert "row 2 (patient P001), column 'image': file images/nope.nii.gz not found" in res.output
-    assert "row 3 (patient P002), column 'response': unknown code 'maybe'" in res.output
+    assert "row 3 (patient P002), column 'response': 'maybe' is not an mRECIST read" in res.output
 
 
 def test_radiomics_with_the_generator_records_its_weights_and_reuses_its_cache(
