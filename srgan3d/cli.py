@@ -13,7 +13,14 @@ import typer
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from srgan3d.sr.config import ThroughPlaneConfig, TrainConfig, UpscaleConfig
-from srgan3d.study.config import DEFAULT_TEST_SIZE, DeepConfig, ModelingConfig, RadiomicsConfig
+from srgan3d.study.config import (
+    DEFAULT_TEST_SIZE,
+    DEFAULT_TIME_UNIT,
+    EXTENDED_FEATURES,
+    DeepConfig,
+    ModelingConfig,
+    RadiomicsConfig,
+)
 
 # Every option's default is its config's (one source of truth): the CLI shows, the library uses.
 _UP, _RAD, _MOD, _DEEP, _TP = UpscaleConfig(), RadiomicsConfig(), ModelingConfig(), DeepConfig(), ThroughPlaneConfig()
@@ -433,7 +440,7 @@ def evaluate(
     ] = None,
     params: Annotated[
         str | None,
-        typer.Option(help="pyradiomics parameter file, or a shipped one: default, extended (~3,000 features)."),
+        typer.Option(help=f"pyradiomics parameter file, or a shipped one: default, extended ({EXTENDED_FEATURES:,} features)."),
     ] = None,
     method: Annotated[
         str, typer.Option(help="SR of the VOIs: auto, generator, sinc, tricubic, ...; with --scale through-plane: "
@@ -490,7 +497,7 @@ def evaluate(
     dl_widen: Annotated[float, typer.Option(help="Deep model: ResNet width factor (1 = standard).")] = _DEEP.widen_factor,
     time_unit: Annotated[
         str, typer.Option(help="Unit of the survival time columns (days, weeks, months, years), for the KM axis and the medians.")
-    ] = "months",
+    ] = DEFAULT_TIME_UNIT,
     features: Annotated[
         Path | None,
         typer.Option(metavar="PRE_CSV", help="Pre-SR radiomic features computed elsewhere (pyradiomics batch CSV, or a "

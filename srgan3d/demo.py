@@ -43,7 +43,7 @@ def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = Fals
     """Render a phantom, degrade it 2x by k-space truncation, upscale it with the best installed
     method and with interpolation baselines, and score each against the true high resolution.
 
-    Returns the summary also written to `outdir/summary.json`.
+    Returns the summary (`run_demo` writes it, with the study's, to `summary.json`).
     """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

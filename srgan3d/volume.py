@@ -35,7 +35,8 @@ class Volume:
     """A 3D scan.
 
     Attributes:
-        data: float32 array of shape (X, Y, Z) in NIfTI voxel order.
+        data: array of shape (X, Y, Z) in NIfTI voxel order (the readers give float32; an output
+            may hold the source's integer type, `srgan3d.io.output_array`).
         affine: (4, 4) float64 matrix, voxel index -> RAS+ millimetres.
         meta: free-form provenance (source path, header codes, DICOM series UID...).
     """

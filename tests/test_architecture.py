@@ -1,5 +1,6 @@
-"""The house rules of ../shared/ARCHITECTURE.md, checked on the code: two wings, no cycles, the
-study wing enters the SR wing only through the engine, and no torch where none belongs."""
+"""The rules of docs/ARCHITECTURE.md, checked on the code: two wings, no cycles, the study wing
+enters the SR wing only through the engine, no torch where none belongs, typed results, one
+source for every default, and the design document itself complete (every module, every rule a test)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def test_the_wings_keep_their_doors():
 #: Modules that must import no torch (the CLI starts, and the statistics run, without it).
 NO_TORCH = [
     "srgan3d.volume", "srgan3d.io", "srgan3d.discovery", "srgan3d.study.stats", "srgan3d.study.modeling",
-    "srgan3d.study.cohort", "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.readers",
+    "srgan3d.study.cohort", "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.reader_study",
     "srgan3d.study.report", "srgan3d.study.config", "srgan3d.sr.config", "srgan3d.cli",
 ]  # fmt: skip
 
@@ -158,7 +159,7 @@ def test_the_result_tree_has_typed_leaves():
 def test_study_functions_take_and_return_typed_values():
     """No function of the study wing takes or returns `Any` or a bare `dict`/`list`/`tuple`: the
     steps pass the frozen results of `srgan3d.study.results` (or arrays and data frames). The
-    JSON conversion itself (`to_dict`, `from_dict`, `result_base.plain`/`build`) is the exception."""
+    JSON conversion itself (`to_dict`, `from_dict`, `serialisation.plain`/`build`) is the exception."""
     exempt = {"to_dict", "from_dict", "plain", "build"}
     offenders = []
     for path in _study_modules():
@@ -193,9 +194,128 @@ def test_the_report_renders_results_and_imports_no_fitting_module():
     graph = import_graph()
     fitting = {"srgan3d.study.modeling", "srgan3d.study.panel", "srgan3d.study.survival", "srgan3d.study.deep",
                "srgan3d.study.regions", "srgan3d.study.comparators", "srgan3d.study.nomogram", "srgan3d.study.evaluation", "srgan3d.study.radiomics", "srgan3d.study.firth",
-               "srgan3d.study.radscore", "srgan3d.study.logistic", "srgan3d.study.validation", "srgan3d.study.readers",
+               "srgan3d.study.radscore", "srgan3d.study.logistic", "srgan3d.study.resampling", "srgan3d.study.reader_study",
                "srgan3d.study.agreement", "srgan3d.study.cohort", "srgan3d.study.feature_tables"}
     report = [m for m in graph if m.startswith("srgan3d.study.report")]
     assert len(report) >= 4, report
     for mod in report:
         assert not graph[mod] & fitting, f"{mod} imports {sorted(graph[mod] & fitting)}"
+
+
+DESIGN = PKG.parent / "docs" / "ARCHITECTURE.md"
+
+
+def test_every_module_is_in_the_design_document():
+    """docs/ARCHITECTURE.md lists every module of the package by its path (`sr/engine.py`)."""
+    text = DESIGN.read_text()
+    missing = [str(p.relative_to(PKG)) for p in sorted(PKG.rglob("*.py")) if f"`{p.relative_to(PKG)}`" not in text]
+    assert not missing, f"modules not in docs/ARCHITECTURE.md: {missing}"
+
+
+def test_every_rule_names_a_test():
+    """Each row of the design document's rules table names the test(s) of this file that check it,
+    and every test of this file is named there."""
+    text = DESIGN.read_text()
+    rules = text.split("## Rules", 1)[1].split("\n## ", 1)[0]
+    rows = [r for r in rules.splitlines() if r.startswith("| ") and not r.startswith(("| rule", "|---"))]
+    assert len(rows) >= 8
+    here = {n.name for n in ast.parse(Path(__file__).read_text()).body if isinstance(n, ast.FunctionDef)}
+    tests = {n for n in here if n.startswith("test_")}
+    named = set()
+    for row in rows:
+        found = re.findall(r"`(test_\w+)`", row.rsplit("|", 2)[-2])
+        assert found, f"a rule names no test: {row}"
+        named.update(found)
+    assert named <= tests, f"rules name tests that do not exist: {sorted(named - tests)}"
+    assert tests <= named, f"tests that check no stated rule: {sorted(tests - named)}"
+
+
+#: CLI options that set no config field, and why.
+CLI_ONLY = {
+    ("upscale", "inputs"), ("upscale", "output"), ("upscale", "shard"),  # what to run on / a part of it
+    ("upscale", "scale"),  # '2' or 'through-plane' or '1,1,2': parsed into scale and through_plane
+    ("benchmark", "output"), ("benchmark", "quick"),
+    ("merge-manifests", "output"), ("report", "output"), ("synth-cohort", "output"), ("demo", "output"),
+    ("demo", "workers"), ("synth-cohort", "workers"), ("evaluate", "workers"),  # 0: as many as CPU cores
+    ("synth-cohort", "seed"),
+    ("evaluate", "cohort"), ("evaluate", "output"), ("evaluate", "scale"), ("evaluate", "dl"), ("evaluate", "features"),
+    ("evaluate", "features_sr"), ("evaluate", "response_ties"), ("evaluate", "stage_order"),
+    ("evaluate", "response_codes"), ("evaluate", "extract_only"), ("evaluate", "shard"),
+    ("train", "data"), ("train", "output"), ("train", "val"), ("train", "config"), ("train", "resume"), ("train", "init"),
+    ("train", "through_plane"), ("train", "slice_thickness"),
+    # None: the recipe's (TrainConfig's) value stands unless the option is given
+    ("train", "pretrain_steps"), ("train", "gan_steps"), ("train", "patch_size"), ("train", "batch_size"),
+    ("train", "phantoms"), ("train", "seed"), ("train", "device"), ("train", "minutes"), ("train", "amp"),
+    ("export", "run_dir"), ("export", "output"), ("export", "raw"), ("export", "description"), ("export", "checkpoint"),
+}  # fmt: skip
+
+
+def _cli_sources() -> dict[tuple[str, str], object]:
+    """(command, option) -> the default of the config field or function argument it sets."""
+    import inspect
+
+    from srgan3d.demo import run_demo
+    from srgan3d.sr.bench import BenchmarkConfig
+    from srgan3d.sr.config import UpscaleConfig
+    from srgan3d.sr.protocol import read_protocol_scans
+    from srgan3d.study.config import DEFAULT_TIME_UNIT, DeepConfig, ModelingConfig, RadiomicsConfig
+    from srgan3d.study.synthetic import CohortSpec
+
+    up, rad, mod, deep, bench, spec = (UpscaleConfig(), RadiomicsConfig(), ModelingConfig(), DeepConfig(),
+                                       BenchmarkConfig(), CohortSpec())  # fmt: skip
+    demo = {k: p.default for k, p in inspect.signature(run_demo).parameters.items()}
+    joined = ",".join
+    out: dict[tuple[str, str], object] = {}
+    for opt in ("method", "weights", "device", "window", "sw_batch_size", "overlap", "amp", "dtype", "channels_last",
+                "cudnn_benchmark", "overwrite", "compress", "output_format", "dc", "self_supervised_minutes",
+                "slice_profile"):  # fmt: skip
+        out[("upscale", opt)] = getattr(up, opt)
+    out[("upscale", "slice_thickness")], out[("upscale", "adapt")] = up.slice_thickness_mm, up.adapt_steps
+    out.update({("evaluate", "spacing"): rad.spacing, ("evaluate", "common_spacing"): rad.common_spacing_mm,
+                ("evaluate", "method"): rad.method, ("evaluate", "weights"): rad.weights, ("evaluate", "device"): rad.device,
+                ("evaluate", "through_plane_minutes"): rad.through_plane_minutes, ("evaluate", "margin"): rad.margin_vox,
+                ("evaluate", "peritumoral"): joined(f"{w:g}" for w in rad.peritumoral),
+                ("evaluate", "params"): None,  # None: RadiomicsConfig's own parameter file (resolve_params)
+                ("evaluate", "clinical"): joined(mod.clinical), ("evaluate", "transform"): joined(mod.transforms),
+                ("evaluate", "test_size"): mod.test_size, ("evaluate", "seed"): mod.seed,
+                ("evaluate", "bootstrap"): mod.n_bootstrap, ("evaluate", "classifiers"): joined(mod.classifiers),
+                ("evaluate", "panel_bootstrap"): mod.panel_bootstrap, ("evaluate", "comparators"): joined(mod.comparators),
+                ("evaluate", "dl_dual"): deep.dual, ("evaluate", "dl_epochs"): deep.epochs,
+                ("evaluate", "dl_crop_vox"): deep.crop_vox, ("evaluate", "dl_widen"): deep.widen_factor,
+                ("evaluate", "time_unit"): DEFAULT_TIME_UNIT})  # fmt: skip
+    out.update({("benchmark", "shape"): joined(map(str, bench.shape)), ("benchmark", "device"): bench.device,
+                ("benchmark", "windows"): bench.windows, ("benchmark", "batches"): bench.batches,
+                ("benchmark", "repeats"): bench.repeats, ("benchmark", "end_to_end"): bench.end_to_end,
+                ("benchmark", "weights"): bench.weights, ("benchmark", "folder"): bench.folder,
+                ("benchmark", "folder_shape"): bench.folder_shape, ("benchmark", "memory_gb"): bench.memory_gb})  # fmt: skip
+    out.update({("demo", "seed"): demo["seed"], ("demo", "patients"): demo["n_patients"],
+                ("demo", "responders"): demo["n_responders"], ("demo", "external"): demo["n_external"],
+                ("demo", "external_responders"): demo["external_responders"], ("demo", "bootstrap"): demo["n_bootstrap"],
+                ("synth-cohort", "patients"): spec.n_patients, ("synth-cohort", "responders"): spec.n_responders,
+                ("synth-cohort", "second_phase"): spec.second_phase, ("synth-cohort", "external"): spec.n_external,
+                ("synth-cohort", "external_responders"): spec.external_responders,
+                ("train", "slice_profile"): inspect.signature(read_protocol_scans).parameters["profile"].default})  # fmt: skip
+    return out
+
+
+def test_every_cli_default_is_its_configs():
+    """One source for every default: each option of each command defaults to the config field (or
+    function argument) it sets; an option that sets none is listed in CLI_ONLY with its reason."""
+    import inspect
+
+    from srgan3d import cli
+
+    sources = _cli_sources()
+    unlisted, different = [], []
+    for cmd in cli.app.registered_commands:
+        name = cmd.name or cmd.callback.__name__
+        for opt, p in inspect.signature(cmd.callback).parameters.items():
+            key = (name, opt)
+            if key in CLI_ONLY:
+                continue
+            if key not in sources:
+                unlisted.append(key)
+            elif p.default != sources[key]:
+                different.append(f"{name} --{opt.replace('_', '-')}: CLI {p.default!r}, config {sources[key]!r}")
+    assert not unlisted, f"CLI options that set no known config field (add them to _cli_sources or CLI_ONLY): {unlisted}"
+    assert not different, "CLI defaults that differ from their configs:\n" + "\n".join(different)

@@ -198,28 +198,3 @@ def test_help_reads_at_80_columns(command):
         assert len(listed) >= 10 and not any(line.rstrip().endswith("...") for line in listed), listed
 
 
-def test_option_defaults_are_the_configs_defaults():
-    """One source of truth: every option that sets a config field defaults to that field's default."""
-    import inspect
-
-    from srgan3d import cli
-    from srgan3d.sr.config import UpscaleConfig
-    from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
-
-    up, rad, mod, deep = UpscaleConfig(), RadiomicsConfig(), ModelingConfig(), DeepConfig()
-
-    def default(command, option):
-        return inspect.signature(command).parameters[option].default
-
-    for option, field in [("method", "method"), ("weights", "weights"), ("device", "device"), ("overlap", "overlap"),
-                          ("sw_batch_size", "sw_batch_size"), ("dtype", "dtype"), ("adapt", "adapt_steps"),
-                          ("dc", "dc"), ("compress", "compress"), ("self_supervised_minutes", "self_supervised_minutes"),
-                          ("slice_profile", "slice_profile"), ("slice_thickness", "slice_thickness_mm")]:
-        assert default(cli.upscale, option) == getattr(up, field), option
-    for option, value in [("spacing", rad.spacing), ("method", rad.method), ("margin", rad.margin_vox),
-                          ("seed", mod.seed), ("bootstrap", mod.n_bootstrap), ("panel_bootstrap", mod.panel_bootstrap),
-                          ("test_size", mod.test_size), ("clinical", ",".join(mod.clinical)),
-                          ("classifiers", ",".join(mod.classifiers)), ("dl_epochs", deep.epochs),
-                          ("dl_crop_vox", deep.crop_vox), ("dl_widen", deep.widen_factor),
-                          ("through_plane_minutes", rad.through_plane_minutes)]:  # fmt: skip
-        assert default(cli.evaluate, option) == value, option

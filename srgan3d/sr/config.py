@@ -330,7 +330,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     lr_d: float = 1e-4
     l1_weight: float = 1.0
-    edge_weight: float = 0.1
+    edge_weight: float = 0.0  # off: an edge loss measured worse on held-out real MRI (a recipe may set it)
     dc_loss: bool = True
     adv_weight: float = 5e-3
     ema_decay: float = 0.999

@@ -37,7 +37,7 @@ from srgan3d.study.agreement import (
 )
 from srgan3d.study.config import DEFAULT_TEST_SIZE
 from srgan3d.study.results import TEST, TRAIN, ExcludedPatient, Split
-from srgan3d.study.tables import TableReadError, TableSource, read_cells, split_sheet
+from srgan3d.study.tables import TableReadError, TableSource, is_number, read_cells, split_sheet
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,7 @@ class _Rows:
             v = row[c].strip()
             if v == "":
                 self.problems.append(f"{where}, column {c!r}: empty; fill it or drop the patient")
-            elif not _is_float(v) and _truthy(v) is None:
+            elif not is_number(v) and _truthy(v) is None:
                 self.problems.append(f"{where}, column {c!r}: {v!r} is neither a number nor yes/no")
 
     def _check_grids(self, where: str) -> None:
@@ -476,7 +476,7 @@ class _Rows:
         if "set" in df.columns:
             out["set"] = self.sets
         for c in self.clinical:
-            out[c] = [float(v) if _is_float(v) else float(bool(_truthy(v))) for v in df[c].str.strip()]
+            out[c] = [float(v) if is_number(v) else float(bool(_truthy(v))) for v in df[c].str.strip()]
         if self.readers:
             out["response"] = out["label"].astype(str)  # the majority's responder call, as the report shows it
         return out
@@ -573,9 +573,3 @@ def make_split(table: pd.DataFrame, *, test_size: float | None, seed: int, sourc
     return Split(sets={TRAIN: tuple(ids[train]), TEST: tuple(ids[test])}, source="drawn", seed=seed, test_size=size)
 
 
-def _is_float(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srgan3d.sr import DEFAULT_WEIGHTS
-from srgan3d.study.result_base import Result
+from srgan3d.study.serialisation import Result
 
 PARAMS_DIR = Path(__file__).parent / "params"
 DEFAULT_PARAMS = PARAMS_DIR / "arterial_mri.yaml"
 #: Parameter files shipped with srgan3d, by the name `--params` accepts.
 SHIPPED_PARAMS = {"default": DEFAULT_PARAMS, "arterial_mri": DEFAULT_PARAMS, "extended": PARAMS_DIR / "extended.yaml"}
+#: Features per VOI of the extended parameter file, as pyradiomics computes them (measured in
+#: benchmarks/extended_radiomics.py; the help text and README take it from here).
+EXTENDED_FEATURES = 2525
 
 
 def resolve_params(name_or_path: str | Path | None) -> str:
@@ -65,7 +68,7 @@ class RadiomicsConfig(Result):
         method: upscale method for the VOI crops ("auto", "generator" or an interpolation).
         weights: generator weights name or path.
         margin_vox: LR voxels added around the VOI's bounding box.
-        device: torch device for the generator.
+        device: torch device for the generator: auto (CUDA when there is one), cpu, cuda[:N].
         workers: patients processed in parallel (processes).
         peritumoral: ring widths in mm (`ring_mask`); features of each ring, before and after SR,
             go into the tables with the prefix ``ring<W>mm_``. The crop's margin grows to hold
@@ -83,7 +86,7 @@ class RadiomicsConfig(Result):
     method: str = "auto"
     weights: str = DEFAULT_WEIGHTS
     margin_vox: int = 16
-    device: str = "cpu"
+    device: str = "auto"
     workers: int = 1
     peritumoral: tuple[float, ...] = ()
     through_plane: bool = False
@@ -107,9 +110,13 @@ class RadiomicsConfig(Result):
             raise FileNotFoundError(f"pyradiomics parameter file {self.params} does not exist")
 
 
+#: Units of the survival time columns, and the default (`evaluate --time-unit`).
+TIME_UNITS = ("days", "weeks", "months", "years")
+DEFAULT_TIME_UNIT = "months"
+
 #: Inner-CV AUCs closer than this to the best are a tie: noise (a re-run, ITK's threaded sums at
 #: the 12th digit) must not decide between them, so ties go to the simpler setting
-#: (`srgan3d.study.validation.simplest_within`: the LASSO's penalty, the panel's grids).
+#: (`srgan3d.study.resampling.simplest_within`: the LASSO's penalty, the panel's grids).
 TIE_TOLERANCE_AUC = 0.01
 #: Inner-CV seeds over which each panel classifier is refitted to show the spread of its test AUC.
 SEED_SPREAD = 5

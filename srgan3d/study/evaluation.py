@@ -26,7 +26,7 @@ from srgan3d.study import stats
 from srgan3d.study.agreement import reader_agreement
 from srgan3d.study.cohort import MIN_PER_CLASS, Cohort, make_split, read_cohort, summary_columns
 from srgan3d.study.comparators import compare_staging
-from srgan3d.study.config import PARAMS_DIR, DeepConfig, ModelingConfig, RadiomicsConfig
+from srgan3d.study.config import DEFAULT_TIME_UNIT, PARAMS_DIR, DeepConfig, ModelingConfig, RadiomicsConfig
 from srgan3d.study.feature_tables import check_same_features, read_feature_table
 from srgan3d.study.modeling import (
     ModelingResult,
@@ -38,7 +38,7 @@ from srgan3d.study.nomogram import nomogram
 from srgan3d.study.radiomics import FeatureTables, crop, extract_cohort, sr_images
 from srgan3d.study.regions import region_models
 from srgan3d.study.report import write_report
-from srgan3d.study.result_base import rows_of
+from srgan3d.study.resampling import out_of_fold
 from srgan3d.study.results import (
     CLASSIFIER_LABELS,
     SCHEMA_VERSION,
@@ -68,11 +68,11 @@ from srgan3d.study.results import (
     TransformRecord,
     tested_sets,
 )
+from srgan3d.study.serialisation import rows_of
 from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
 from srgan3d.study.tables import read_cells, split_sheet
 from srgan3d.study.transforms import apply_transforms, choose_transforms, parse_transforms
-from srgan3d.study.validation import out_of_fold
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def evaluate_cohort(
     radiomics: RadiomicsConfig | None = None,
     modeling: ModelingConfig | None = None,
     deep: DeepConfig | None = None,
-    time_unit: str = "months",
+    time_unit: str = DEFAULT_TIME_UNIT,
     features: str | Path | None = None,
     features_sr: str | Path | None = None,
     response_ties: str | None = None,
@@ -694,7 +694,7 @@ def _readers(
 ) -> ReaderResult | None:
     """The best model against the readers on each test set, when the table has reader columns; a
     problem skips the comparison with its reason, the study goes on."""
-    from srgan3d.study.readers import compare_readers, reader_columns
+    from srgan3d.study.reader_study import compare_readers, reader_columns
 
     if not reader_columns(keep):
         return None

@@ -1,7 +1,7 @@
 """The study's four models: the radscores (`srgan3d.study.radscore`), the clinical model and
 clinical + post-SR radscore (RCR; `srgan3d.study.logistic`), fitted on the study's training set and
 evaluated on every other set (internal test, external sets) and by bootstrap internal validation
-(`srgan3d.study.validation`); and the cohort's summary table.
+(`srgan3d.study.resampling`); and the cohort's summary table.
 
 The models that every set is scored with are fitted on the training rows only: `fit_models` is
 only ever given those, and `tests/study/test_modeling.py` shuffles the test labels and checks that
@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from srgan3d.study import stats, validation
+from srgan3d.study import resampling, stats
 from srgan3d.study.config import ModelingConfig
 from srgan3d.study.logistic import Logistic
 from srgan3d.study.radscore import Radscore
-from srgan3d.study.result_base import rows_of
+from srgan3d.study.resampling import bootstrap_optimism, resamples
 from srgan3d.study.results import (
     MODEL_NAMES,
     RADSCORE_MODELS,
@@ -44,7 +44,7 @@ from srgan3d.study.results import (
     SetMetrics,
     Split,
 )
-from srgan3d.study.validation import bootstrap_optimism, resamples
+from srgan3d.study.serialisation import rows_of
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def optimism_corrected_auc(
     *,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Harrell's bootstrap (`validation.bootstrap_optimism`, the study models' seed stream): the
+    """Harrell's bootstrap (`resampling.bootstrap_optimism`, the study models' seed stream): the
     apparent AUC of the whole pipeline fitted on these patients, minus the mean optimism, with
     selection and fitting redone on each stratified resample."""
     y = np.asarray(y, int)
@@ -179,7 +179,7 @@ def out_of_fold(
     pre: pd.DataFrame | None, post: pd.DataFrame | None, clin: pd.DataFrame, y: np.ndarray, config: ModelingConfig
 ) -> pd.DataFrame:
     """Each (training) patient's probability from the whole pipeline (selection, LASSO, clinical
-    and combined models) fitted on the other folds (`validation.out_of_fold`): the predictions
+    and combined models) fitted on the other folds (`resampling.out_of_fold`): the predictions
     the operating thresholds and the training set's survival risk groups are chosen on, so that
     neither rewards a model for fitting its own patients."""
     y = np.asarray(y, int)
@@ -189,7 +189,7 @@ def out_of_fold(
         fitted = fit_models(_rows(pre, fit_rows), _rows(post, fit_rows), clin.iloc[fit_rows], y[fit_rows], config)
         return fitted.predict(_rows(pre, held), _rows(post, held), clin.iloc[held])[list(names)].to_numpy()
 
-    oof = validation.out_of_fold(y, config.cv_folds, config.seed, fit_predict, columns=len(names), what="the study models")
+    oof = resampling.out_of_fold(y, config.cv_folds, config.seed, fit_predict, columns=len(names), what="the study models")
     return pd.DataFrame(oof, index=clin.index, columns=list(names))
 
 

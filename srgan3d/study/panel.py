@@ -4,7 +4,7 @@ For each image (pre-SR, post-SR) the features are the ones its radscore selected
 set (screening, redundancy filter, LASSO: `srgan3d.study.radscore.Radscore`); every classifier
 sees exactly those, standardised with training statistics inside its pipeline. Hyperparameters
 are chosen by a grid search with stratified inner cross-validation on the training rows only
-(scored by ROC AUC; settings within `validation.TIE_TOLERANCE_AUC` of the best are a tie, won by the
+(scored by ROC AUC; settings within `resampling.TIE_TOLERANCE_AUC` of the best are a tie, won by the
 simpler one, so that noise in the features cannot flip the choice); the SVM's probabilities are Platt-calibrated on training folds only. The
 "best" classifier is the one with the highest training-set cross-validated AUC, never chosen on
 the test set. Imports neither torch nor pyradiomics.
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from srgan3d.study import stats, validation
+from srgan3d.study import resampling, stats
 from srgan3d.study.config import CLASSIFIER_NAMES, SEED_SPREAD
-from srgan3d.study.result_base import plain
+from srgan3d.study.resampling import bootstrap_optimism, resamples
 from srgan3d.study.results import (
     TRAIN,
     ClassifierComparison,
@@ -34,7 +34,7 @@ from srgan3d.study.results import (
     PanelResult,
     tested_sets,
 )
-from srgan3d.study.validation import bootstrap_optimism, resamples
+from srgan3d.study.serialisation import plain
 
 if TYPE_CHECKING:
     from sklearn.model_selection import GridSearchCV
@@ -71,19 +71,19 @@ def _complexity(name: str, params: HyperParams, n_features: int) -> tuple[float,
 
 def _simplest_near_best(name: str, n_features: int) -> Callable[[Mapping[str, object]], int]:
     """GridSearchCV's `refit` rule: of the settings whose mean inner-CV AUC is within
-    `validation.TIE_TOLERANCE_AUC` of the best, the simplest (`_complexity`)."""
+    `resampling.TIE_TOLERANCE_AUC` of the best, the simplest (`_complexity`)."""
 
     def pick(cv_results: Mapping[str, object]) -> int:
         settings: list[HyperParams] = list(cv_results["params"])  # type: ignore[call-overload]
         complexity = [_complexity(name, prm, n_features) for prm in settings]
-        return validation.simplest_within(np.asarray(cv_results["mean_test_score"], float), complexity)
+        return resampling.simplest_within(np.asarray(cv_results["mean_test_score"], float), complexity)
 
     return pick
 
 
 def _search(name: str, seed: int, folds: int, n_features: int = 1) -> GridSearchCV:
     """A grid search (inner CV on the rows it is fitted on) over one classifier's pipeline; ties
-    within `validation.TIE_TOLERANCE_AUC` go to the simpler setting."""
+    within `resampling.TIE_TOLERANCE_AUC` go to the simpler setting."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -344,7 +344,7 @@ def _separation(X: pd.DataFrame, y: np.ndarray, features: list[str]) -> str:
 
 def _out_of_fold(fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, *, seed: int, folds: int) -> np.ndarray:
     """The classifier's out-of-fold probabilities of the training rows (NaN elsewhere): refitted
-    with its chosen hyperparameters on the study's folds (`validation.out_of_fold`), each fold
+    with its chosen hyperparameters on the study's folds (`resampling.out_of_fold`), each fold
     predicted by the fit that did not see it. Its operating threshold is chosen on these."""
 
     def fit_predict(fit_rows: np.ndarray, held: np.ndarray) -> np.ndarray:
@@ -355,7 +355,7 @@ def _out_of_fold(fit: PanelFit, X: pd.DataFrame, y: np.ndarray, train: np.ndarra
 
     out = np.full(len(y), np.nan)
     # any failure of one fold's refit leaves its patients without a prediction, the rest go on
-    out[train] = validation.out_of_fold(y[train], folds, seed, fit_predict, what=f"{fit.name}/{fit.image}",
+    out[train] = resampling.out_of_fold(y[train], folds, seed, fit_predict, what=f"{fit.name}/{fit.image}",
                                         errors=(Exception,))  # fmt: skip
     return out
 
@@ -383,7 +383,7 @@ def _optimism(
     data: dict[str, pd.DataFrame], y: np.ndarray, fits: dict[tuple[str, str], PanelFit], *, seed: int, folds: int,
     n_bootstrap: int, workers: int = 1,
 ) -> dict[tuple[str, str], float]:  # fmt: skip
-    """Harrell's optimism-corrected AUC over these patients (`validation.bootstrap_optimism`, the
+    """Harrell's optimism-corrected AUC over these patients (`resampling.bootstrap_optimism`, the
     panel's seed stream), each classifier refitted on each stratified resample with its features
     and hyperparameters fixed."""
     apparent: dict[tuple[str, str], float] = {}

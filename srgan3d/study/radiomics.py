@@ -39,7 +39,7 @@ from srgan3d.io import read_mask, read_volume, split_segment, write_volume
 from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_box_through_plane, upscale_volume
 from srgan3d.sr.methods import resolve_method_and_weights, through_plane_weights_sha
 from srgan3d.study.config import RadiomicsConfig
-from srgan3d.study.result_base import JsonValue, Result
+from srgan3d.study.serialisation import JsonValue, Result
 from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, thickest_axis
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from scipy import stats as sps
 from scipy.special import expit
 
 from srgan3d.study.config import ModelingConfig
-from srgan3d.study.validation import simplest_within
+from srgan3d.study.resampling import simplest_within
 
 
 @dataclass

@@ -5,8 +5,9 @@ Each object has `to_dict()` (JSON-ready: lists, numbers, strings) and `from_dict
 it from that dict alone, so `srgan3d report` renders from results.json without the images. Every
 leaf is typed: the statistics are `srgan3d.study.stats`' own results (`RocResult`, `DelongResult`,
 `OperatingPoint`, `CalibrationResult`), the options are `srgan3d.study.config`'s, and the tables
-(odds ratios, coefficients, the nomogram, the cohort summary) are rows of their own type. The one
-free-form value is a synthetic or real cohort's card (`JsonValue`). Imports no torch.
+(odds ratios, coefficients, the nomogram, the cohort summary) are rows of their own type. The
+free-form values (`JsonValue`) are four, listed in tests/test_architecture.py: a cohort's card,
+a panel classifier's hyperparameters, and the per-patient extraction details. Imports no torch.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
-from srgan3d.study.result_base import JsonValue, Result
+from srgan3d.study.config import DEFAULT_TIME_UNIT, DeepConfig, ModelingConfig, RadiomicsConfig
+from srgan3d.study.serialisation import JsonValue, Result
 from srgan3d.study.stats import CalibrationResult, DelongResult, OperatingPoint, RocResult
 
 #: Version of results.json's layout; `StudyResult.from_dict` refuses other versions.
@@ -574,7 +575,7 @@ class SurvivalEndpoint(Result):
     threshold: float
     sets: dict[str, SurvivalSet] = field(default_factory=dict)
     skipped: str | None = None
-    time_unit: str = "months"
+    time_unit: str = DEFAULT_TIME_UNIT
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from srgan3d.study.tables import is_number
+
 _PREFIX = re.compile(r"^(stage|bclc|child[\s_-]*pugh|cps|cp|clip|okuda|tnm)[\s_:.-]*", re.IGNORECASE)
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4}
 _ROMAN_RE = re.compile(r"^(IV|I{1,3})([ABC])?$")
@@ -120,7 +122,7 @@ def _rank_scheme(core: pd.Series, column: str) -> tuple[pd.Series, str] | None:
             )
         rank = {v: 10.0 * _ROMAN[g[0]] + (float(" ABC".index(g[1])) if g[1] else 0.0) for v, g in groups.items()}
         return core.map(rank).astype(float), "Roman stages I < II < III < IV (substages A < B < C)"
-    if all(_RANGE_RE.match(v) or _is_number(v) for v in values):
+    if all(_RANGE_RE.match(v) or is_number(v) for v in values):
         bounds: dict[str, tuple[float, float]] = {}
         for v in values:
             m = _RANGE_RE.match(v)
@@ -134,12 +136,6 @@ def _rank_scheme(core: pd.Series, column: str) -> tuple[pd.Series, str] | None:
     return None
 
 
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
 
 
 def rank_stages(

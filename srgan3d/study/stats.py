@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from srgan3d.study.result_base import Result
+from srgan3d.study.serialisation import Result
 
 log = logging.getLogger(__name__)
 

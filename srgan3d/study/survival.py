@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from srgan3d.study.config import DEFAULT_TIME_UNIT, TIME_UNITS
 from srgan3d.study.logistic import effect_units
 from srgan3d.study.results import (
     GROUP_COVARIATE,
@@ -168,7 +169,6 @@ ENDPOINT_LABELS = {
     "tts": "time to surgery", "dss": "disease-specific survival", "css": "cancer-specific survival",
 }  # fmt: skip
 #: The time units `--time-unit` accepts.
-TIME_UNITS = ("days", "weeks", "months", "years")
 
 
 def survival_endpoints(columns: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -194,7 +194,7 @@ def risk_times(t_max: float, most: int = 6) -> list[float]:
 
 def study_survival(
     table: pd.DataFrame, p_held: np.ndarray, threshold: float, best_name: str, covariates: Sequence[str],
-    sets: dict[str, np.ndarray], *, time_unit: str = "months",
+    sets: dict[str, np.ndarray], *, time_unit: str = DEFAULT_TIME_UNIT,
 ) -> SurvivalResult | None:  # fmt: skip
     """Survival of the risk groups the best response model makes (predicted responder: probability
     at or above its out-of-fold training threshold), in each set of the split, for each endpoint

@@ -61,6 +61,15 @@ class TableSource:
         return f"{self.path.name}: CSV, {', '.join(parts)}"
 
 
+def is_number(text: str) -> bool:
+    """Does a cell read as a number (as `float` reads it: '3', '-0.5', '1e3', 'nan', 'inf')?"""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def split_sheet(path: str | Path) -> tuple[Path, str | None]:
     """``book.xlsx#Sheet name`` -> (the workbook, the sheet); any other path -> (path, None)."""
     text = str(path)

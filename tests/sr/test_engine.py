@@ -262,8 +262,21 @@ def test_a_crop_super_resolves_like_the_whole_volume_without_edge_ringing():
 
 
 def test_a_box_at_the_volume_edge_is_reflected():
-    from srgan3d.sr.engine import upscale_box
+    """A box touching the volume's edges is super-resolved as if the scan went on as its mirror
+    image: equal to the same box cut from the whole volume reflected by np.pad, and not to the
+    box with zeros beyond the edge."""
+    from srgan3d.sr.engine import upscale_box, upscale_volume
 
-    vol = Volume(smooth_volume((20, 18, 6), seed=13).astype(np.float32) * 100, np.eye(4), {})
-    out = upscale_box(vol, (slice(0, 12), slice(5, 18), slice(0, 6)), method="sinc", context=8)
-    assert out.shape == (24, 26, 12) and np.isfinite(out.data).all()
+    vol = Volume(smooth_volume((20, 18, 12), seed=13).astype(np.float32) * 100 + 50, np.eye(4), {})
+    box, c = (slice(0, 12), slice(5, 18), slice(2, 10)), 8
+    out = upscale_box(vol, box, method="sinc", context=c)
+    assert out.shape == (24, 26, 16)
+
+    def reference(mode: str) -> np.ndarray:
+        padded = np.pad(vol.data, c, mode=mode)  # the scan continued beyond its edges
+        window = tuple(slice(sl.start, sl.stop + 2 * c) for sl in box)  # the box and c voxels around it
+        sr = upscale_volume(Volume(padded[window], np.eye(4), {}), method="sinc", factors=(2, 2, 2)).data
+        return sr[2 * c : -2 * c, 2 * c : -2 * c, 2 * c : -2 * c]
+
+    np.testing.assert_allclose(out.data, reference("symmetric"), rtol=1e-5, atol=1e-3)
+    assert np.abs(out.data - reference("constant")).max() > 1.0  # zero padding would ring at the edge

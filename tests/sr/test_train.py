@@ -162,7 +162,7 @@ def test_defaults_are_clean_kspace_pairs_with_the_loss_on_the_data_consistent_ou
     cfg = TrainConfig()
     deg = cfg.degradation
     assert (deg.noise_max, deg.blur_max, deg.gaussian_fraction, deg.n_variants) == (0.0, 0.0, 0.0, 1)
-    assert cfg.dc_loss and cfg.phantoms == 0
+    assert cfg.dc_loss and cfg.phantoms == 0 and cfg.edge_weight == 0.0
 
 
 def test_thin_volumes_get_thin_patches_and_batches_stay_aligned():

@@ -1,4 +1,4 @@
-"""The study's validation loops (`srgan3d.study.validation`): out-of-fold predictions and
+"""The study's validation loops (`srgan3d.study.resampling`): out-of-fold predictions and
 Harrell's optimism bootstrap, shared by the study models, the panel and DLRCR."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from srgan3d.study import stats
-from srgan3d.study.validation import SEED_OFFSETS, bootstrap_optimism, out_of_fold, resamples
+from srgan3d.study.resampling import SEED_OFFSETS, bootstrap_optimism, out_of_fold, resamples
 
 
 def test_resamples_are_stratified_seeded_and_one_stream_per_use():
