@@ -343,7 +343,7 @@ def info() -> None:
         if lic.opt_in:
             ok, why = False, "opt-in weights: name them with --weights"
         typer.echo(
-            f"{'weights':20s} {w.name}  scale {w.card.get('generator', {}).get('scale')}  sha256 {w.sha256[:12]}  "
+            f"{'weights':20s} {w.name}  scale {w.card.generator.scale if w.card.generator else None}  sha256 {w.sha256[:12]}  "
             f"licence {lic.licence}{' (opt-in)' if lic.opt_in else ''}  "
             f"--method auto: {'uses it' if ok else 'not used'} ({why})"
         )
@@ -678,7 +678,7 @@ def train(
     if init is not None:
         from srgan3d.sr.weights import find_weights
 
-        arch = find_weights(init).card.get("generator", {})
+        arch = (g.to_dict() if (g := find_weights(init).card.generator) is not None else {})
         overrides.update(
             {
                 k: v

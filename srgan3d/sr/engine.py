@@ -235,7 +235,7 @@ class GeneratorEngine:
         model, info = load_generator(name_or_path)
         engine = cls(model, device=dev, **options)  # type: ignore[arg-type]
         engine.weights = info
-        if not engine.dc and info.card.get("recipe", {}).get("dc_loss"):
+        if not engine.dc and info.card.trained_for_dc:
             log.warning(
                 "%s was trained for data-consistent output; without it (--no-dc) its unconstrained "
                 "in-band part is added too, which measured worse than zero-filled k-space",
@@ -504,9 +504,9 @@ def _through_plane_model(
         raise ValueError(f"through-plane SR of a VOI takes auto, {SELF_SUPERVISED} or {BSPLINE_CONSISTENT}, not {method!r}")
     if method == "auto" and weights is not None and is_through_plane_weights(weights):
         model, info = load_plane_net(weights)
-        geometry = scan_geometry(volume, factor=factor, profile=profile or info.card["protocol"]["profile"],
+        geometry = scan_geometry(volume, factor=factor, profile=profile or info.card.protocol["profile"],
                                  thickness_mm=thickness_mm)  # fmt: skip
-        diff = protocol_mismatch(info.card["protocol"], geometry.protocol())
+        diff = protocol_mismatch(info.card.protocol, geometry.protocol())
         if diff:
             raise ValueError(f"{volume.meta.get('source', 'scan')}: the through-plane weights {info.name} were trained "
                              f"for another protocol: {diff}")  # fmt: skip

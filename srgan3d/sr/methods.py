@@ -57,7 +57,7 @@ def through_plane_weights_sha(weights: str | Path) -> str | None:
         info = find_weights(weights)
     except WeightsError:
         return None
-    return info.sha256 if info.card.get("kind") == THROUGH_PLANE_KIND else None
+    return info.sha256 if info.card.kind == THROUGH_PLANE_KIND else None
 
 
 _said: set[str] = set()

@@ -200,7 +200,7 @@ def plane_card_markdown(card: dict[str, Any]) -> str:
 
 def is_through_plane_weights(name_or_path: str | Path) -> bool:
     try:
-        return find_weights(name_or_path).card.get("kind") == THROUGH_PLANE_KIND
+        return find_weights(name_or_path).card.kind == THROUGH_PLANE_KIND
     except WeightsError:
         return False
 
@@ -215,7 +215,7 @@ def upscale_with_protocol(
 
     Raises:
         ValueError: the scan's protocol is not the weights' (named, with what differs)."""
-    expected = info.card["protocol"]
+    expected = info.card.protocol
     geometry = scan_geometry(volume, factor=factor, profile=expected["profile"], thickness_mm=thickness_mm)
     diff = protocol_mismatch(expected, geometry.protocol())
     if diff:

@@ -254,11 +254,11 @@ def _run(model: PlaneNet, base: torch.Tensor, device: torch.device, bf16: bool) 
 def load_plane_net(name_or_path: str | Path) -> tuple[PlaneNet, WeightsInfo]:
     """A through-plane network and its card (sha256 checked, `torch.load(weights_only=True)`)."""
     info = find_weights(name_or_path)
-    if info.card.get("kind") != THROUGH_PLANE_KIND:
+    if info.card.kind != THROUGH_PLANE_KIND:
         raise WeightsError(f"{info.path}: not through-plane weights (its model card has no kind {THROUGH_PLANE_KIND!r}); "
                            "train some with `srgan3d train --through-plane`")  # fmt: skip
     state, info = load_checked_state(info.path)
-    model = PlaneNet(**info.card["plane_net"])
+    model = PlaneNet(**info.card.plane_net)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:

@@ -48,7 +48,7 @@ from srgan3d.sr.ledger import (
 )
 from srgan3d.sr.methods import resolve_method_and_weights, say_once
 from srgan3d.sr.nets import Generator, GeneratorConfig
-from srgan3d.sr.weights import WeightsError, WeightsInfo, find_weights
+from srgan3d.sr.weights import WeightsCard, WeightsError, WeightsInfo, find_weights
 from srgan3d.volume import Volume, VolumeError
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class _ThroughPlane:
             assert self.info is not None
             sr, geometry, fallback = upscale_with_protocol(vol, self.model, self.info, factor=factor,
                                                            thickness_mm=c.slice_thickness_mm, amp=c.amp)  # fmt: skip
-            gain = self.info.card["held_out"]["gain_db"]
+            gain = self.info.card.held_out_gain_db or 0.0
             record = (ThroughPlaneRecord(BSPLINE_CONSISTENT, fallback, geometry, None) if fallback else
                       ThroughPlaneRecord(THROUGH_PLANE_NETWORK, f"protocol weights, {gain:+.2f} dB held out", geometry, None))  # fmt: skip
             if fallback:
@@ -147,7 +147,7 @@ def _through_plane_method(config: UpscaleConfig) -> _ThroughPlane | None:
     if is_through_plane_weights(config.weights):
         model, info = load_plane_net(config.weights)
         model.to(resolve_device(config.device))
-        gain = float(info.card["held_out"]["gain_db"])
+        gain = info.card.held_out_gain_db if info.card.held_out_gain_db is not None else float("nan")
         if config.method == "auto" and not gain > ThroughPlaneConfig.min_gain_db:
             say_once(f"--method auto: the through-plane weights {info.name} are {gain:+.2f} dB against B-spline + "
                      "consistency on their held-out planes; using B-spline + slice-profile consistency")  # fmt: skip
@@ -221,7 +221,7 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _T
     if config.adapt_steps and not _weights_installed(config.weights):
         # zero detail branch: starts as zero-filled k-space
         engine = GeneratorEngine(Generator(GeneratorConfig()), device=resolve_device(config.device), **options)
-        engine.weights = WeightsInfo("untrained (adapted per scan)", Path("-"), {"sha256": ""})
+        engine.weights = WeightsInfo("untrained (adapted per scan)", Path("-"), WeightsCard({"sha256": ""}))
     else:
         engine = GeneratorEngine.from_weights(weights, device=config.device, **options)
     assert engine.weights is not None

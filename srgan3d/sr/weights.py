@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,20 +51,89 @@ def check_finite_state(state: dict[str, Any], path: str | Path, *, what: str = "
         )
 
 
+class WeightsCard(Mapping[str, Any]):
+    """A model card as its `.json` holds it (read-only; `to_dict` gives it back as written), with
+    typed accessors for what the tool reads from it: what kind of weights, their architecture,
+    their held-out results, the protocol of through-plane weights, their licence."""
+
+    def __init__(self, raw: Mapping[str, Any] | None = None) -> None:
+        self._raw: dict[str, Any] = dict(raw or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"WeightsCard({self._raw!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._raw)
+
+    @property
+    def kind(self) -> str:
+        """"generator" (isotropic or one-axis 3D generator) or "through-plane" (`sr/protocol.py`)."""
+        return str(self._raw.get("kind", "generator"))
+
+    @property
+    def sha256(self) -> str:
+        return str(self._raw.get("sha256", ""))
+
+    @property
+    def generator(self) -> GeneratorConfig | None:
+        """The generator's architecture (None for through-plane weights or a card without one)."""
+        g = self._raw.get("generator")
+        return GeneratorConfig.from_dict(dict(g)) if isinstance(g, Mapping) else None
+
+    @property
+    def plane_net(self) -> dict[str, int]:
+        """The through-plane network's architecture (`through_plane.PlaneNet` arguments)."""
+        return {str(k): int(v) for k, v in dict(self._raw.get("plane_net") or {}).items()}
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """The acquisition protocol through-plane weights were trained for (empty otherwise)."""
+        return dict(self._raw.get("protocol") or {})
+
+    @property
+    def held_out_gain_db(self) -> float | None:
+        """Through-plane weights: the held-out gain over B-spline + consistency (None otherwise)."""
+        h = self._raw.get("held_out")
+        return float(h["gain_db"]) if isinstance(h, Mapping) and "gain_db" in h else None
+
+    @property
+    def trained_for_dc(self) -> bool:
+        """Was the generator's loss taken on the data-consistent output?"""
+        recipe = self._raw.get("recipe")
+        return bool(recipe.get("dc_loss")) if isinstance(recipe, Mapping) else False
+
+    @property
+    def licence(self) -> WeightsLicence:
+        return card_licence(self._raw)
+
+
 @dataclass(frozen=True)
 class WeightsInfo:
     name: str
     path: Path
-    card: dict[str, Any]
+    card: WeightsCard
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.card, WeightsCard):
+            object.__setattr__(self, "card", WeightsCard(self.card))
 
     @property
     def sha256(self) -> str:
-        return str(self.card.get("sha256", ""))
+        return self.card.sha256
 
     @property
     def licence(self) -> WeightsLicence:
         """The licence the card records, or the one its training data imply (`srgan3d.sr.licences`)."""
-        return card_licence(self.card)
+        return self.card.licence
 
 
 def weights_dirs() -> list[Path]:
@@ -220,7 +290,7 @@ def load_checked_state(
         raise WeightsError(f"{info.path}: holds a {type(state).__name__}, not a state_dict")
     check_finite_state(state, info.path)
     announce_licence(info.name, info.card)
-    return state, WeightsInfo(info.name, info.path, {**info.card, "sha256": digest})
+    return state, WeightsInfo(info.name, info.path, WeightsCard({**info.card, "sha256": digest}))
 
 
 def load_generator(
@@ -228,9 +298,9 @@ def load_generator(
 ) -> tuple[Generator, WeightsInfo]:
     """Build the generator its model card describes and load its weights (`load_checked_state`)."""
     info = find_weights(name_or_path)
-    if "generator" not in info.card:
+    config = info.card.generator
+    if config is None:
         raise WeightsError(f"{info.path.with_suffix('.json')}: model card has no 'generator' config")
-    config = GeneratorConfig.from_dict(info.card["generator"])
     state, info = load_checked_state(info.path, map_location=map_location)
     model = Generator(config)
     try:

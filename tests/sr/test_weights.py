@@ -144,3 +144,19 @@ def test_auto_takes_the_gan_only_when_it_beats_the_fidelity_model(tmp_path, monk
     write(DEFAULT_WEIGHTS + GAN_SUFFIX, 0.3)  # eligible, but below the fidelity model
     assert auto_weights(DEFAULT_WEIGHTS) == DEFAULT_WEIGHTS
     assert auto_weights("other_weights") == "other_weights"  # a name the user chose is used as given
+
+
+def test_the_model_card_is_typed_where_the_tool_reads_it():
+    from srgan3d.sr.weights import WeightsCard
+
+    info = find_weights(DEFAULT_WEIGHTS)
+    card = info.card
+    assert isinstance(card, WeightsCard) and card.kind == "generator" and card.trained_for_dc
+    assert card.generator == GeneratorConfig() and card.sha256 == info.sha256 and len(card.sha256) == 64
+    assert card.licence.licence == "Apache-2.0" and card.held_out_gain_db is None and card.protocol == {}
+    # as written: the JSON file's content, key for key
+    assert card.to_dict() == json.loads(info.path.with_suffix(".json").read_text())
+    tp = WeightsCard({"kind": "through-plane", "plane_net": {"channels": 8}, "held_out": {"gain_db": 0.4},
+                      "protocol": {"profile": "boxcar"}})  # fmt: skip
+    assert tp.kind == "through-plane" and tp.plane_net == {"channels": 8} and tp.held_out_gain_db == 0.4
+    assert tp.generator is None and tp.protocol["profile"] == "boxcar" and not tp.trained_for_dc
