@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -50,6 +50,9 @@ from srgan3d.sr.methods import resolve_method_and_weights, say_once
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.weights import WeightsCard, WeightsError, WeightsInfo, find_weights
 from srgan3d.volume import Volume, VolumeError
+
+if TYPE_CHECKING:
+    from srgan3d.sr.through_plane import PlaneNet
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class _ThroughPlane:
 
     method: str
     config: UpscaleConfig
-    model: Any = None
+    model: PlaneNet | None = None  # protocol weights' network (THROUGH_PLANE_NETWORK only)
     info: WeightsInfo | None = None
 
     def upscale(self, vol: Volume, factors: Sequence[int]) -> tuple[Volume, dict[str, Any]]:
@@ -102,7 +105,7 @@ class _ThroughPlane:
             raise ValueError(f"--method {self.method} upscales along one axis; this scan's factors are {tuple(factors)}")
         axis, factor, c = axes[0], int(factors[axes[0]]), self.config
         if self.method == THROUGH_PLANE_NETWORK:
-            assert self.info is not None
+            assert self.info is not None and self.model is not None
             sr, geometry, fallback = upscale_with_protocol(vol, self.model, self.info, factor=factor,
                                                            thickness_mm=c.slice_thickness_mm, amp=c.amp)  # fmt: skip
             gain = self.info.card.held_out_gain_db or 0.0
