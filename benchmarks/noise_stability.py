@@ -27,22 +27,7 @@ from srgan3d.atomic import write_text_atomic
 from srgan3d.demo import demo_study_configs
 from srgan3d.provenance import versions
 from srgan3d.study.evaluation import evaluate_cohort
-
-
-def aucs(tree: object, path: str = "") -> dict[str, float]:
-    """Every AUC results.json reports (a key that is or ends in 'auc'), by its path."""
-    out: dict[str, float] = {}
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            p = f"{path}/{k}"
-            if (k == "auc" or str(k).endswith("_auc")) and isinstance(v, int | float) and not isinstance(v, bool):
-                out[p] = float(v)
-            else:
-                out.update(aucs(v, p))
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            out.update(aucs(v, f"{path}[{i}]"))
-    return out
+from srgan3d.study.results import reported_aucs
 
 
 def main() -> None:
@@ -69,7 +54,7 @@ def main() -> None:
         out = work / name.replace(" ", "_")
         res = evaluate_cohort(cohort, out, modeling=modeling, features=tables[0], features_sr=tables[1])
         results[name] = json.loads(json.dumps(res.to_dict()))
-    a, b = aucs(results["as extracted"]), aucs(results["perturbed"])
+    a, b = reported_aucs(results["as extracted"]), reported_aucs(results["perturbed"])
     moves = {k: abs(a[k] - b[k]) for k in a if k in b and np.isfinite(a[k]) and np.isfinite(b[k])}
     pa, pb = results["as extracted"]["panel"], results["perturbed"]["panel"]
     params_same = all(m["params"] == pb["models"][n][i]["params"] for n, ims in pa["models"].items() for i, m in ims.items())

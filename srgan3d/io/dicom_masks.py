@@ -141,22 +141,21 @@ def _seg_mask(ds: Dataset, selector: str | None, reference: Volume, path: Path) 
     pixels = ds.pixel_array
     if pixels.ndim == 2:
         pixels = pixels[None]
-    fractional = str(ds.get("SegmentationType", "BINARY")).upper() == "FRACTIONAL"
-    if fractional:
+    threshold = 1.0  # BINARY: 0 or 1
+    if str(ds.get("SegmentationType", "BINARY")).upper() == "FRACTIONAL":
         top = float(ds.get("MaximumFractionalValue", 255) or 255)
-        log.info("%s: FRACTIONAL segmentation, thresholded at 0.5 (%g of %g)", path, top / 2, top)
+        threshold = top / 2
+        log.warning("%s: a FRACTIONAL segmentation, thresholded at 0.5 (%g of %g)", path, threshold, top)
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     to_voxel = _voxel_of(reference)
     out = np.zeros(reference.shape, np.uint8)
     for f, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        seg_id = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber if "SegmentIdentificationSequence" in frame \
-            else shared.SegmentIdentificationSequence[0].ReferencedSegmentNumber  # type: ignore[union-attr]  # fmt: skip
-        if int(seg_id) != number:
+        if int(_group(frame, shared, "SegmentIdentificationSequence").ReferencedSegmentNumber) != number:
             continue
         iop = _group(frame, shared, "PlaneOrientationSequence").ImageOrientationPatient
         spacing = _group(frame, shared, "PixelMeasuresSequence").PixelSpacing
         ipp = frame.PlanePositionSequence[0].ImagePositionPatient
-        plane = pixels[f] >= (float(ds.get("MaximumFractionalValue", 255) or 255) / 2 if fractional else 1)
+        plane = pixels[f] >= threshold
         _place(out, plane, np.asarray(ipp, float), np.asarray(iop, float), np.asarray(spacing, float), to_voxel, path, f)
     if not out.any():
         log.warning("%s: segment %d (%s) is empty on this image", path, number, names[number])
@@ -175,7 +174,6 @@ def _place(out: np.ndarray, plane: np.ndarray, ipp: np.ndarray, iop: np.ndarray,
            to_voxel: np.ndarray, path: Path, frame: int) -> None:  # fmt: skip
     """Scatter one frame (rows x columns) into `out` where its pixel centres fall on the grid."""
     row_dir, col_dir = iop[:3], iop[3:]
-    rows, cols = plane.shape
     corners = np.array([ipp, ipp + row_dir * spacing[1], ipp + col_dir * spacing[0]])  # (r,c) = (0,0), (0,1), (1,0)
     vox = (to_voxel @ np.c_[corners, np.ones(3)].T).T[:, :3]
     origin, d_col, d_row = vox[0], vox[1] - vox[0], vox[2] - vox[0]
@@ -191,7 +189,6 @@ def _place(out: np.ndarray, plane: np.ndarray, ipp: np.ndarray, iop: np.ndarray,
                     frame + 1)  # fmt: skip
     idx = idx[inside]
     out[idx[:, 0], idx[:, 1], idx[:, 2]] = 1
-    del rows, cols
 
 
 def _rtstruct_mask(ds: Dataset, selector: str | None, reference: Volume, path: Path) -> np.ndarray:

@@ -154,9 +154,10 @@ def _read_features(
         return StudyFeatures(None, None, "none")
     pre = read_feature_table(features, table, left_out=cohort.left_out)  # type: ignore[arg-type]
     post = read_feature_table(features_sr, table, left_out=cohort.left_out) if features_sr is not None else None
-    for t in (pre, post):
-        if t is not None and t.set_aside:
-            log.warning(t.set_aside_note())
+    if pre.set_aside:  # the same patients' rows in the post-SR table are set aside alike: said once
+        log.warning(pre.set_aside_note())
+    if post is not None and set(post.set_aside) - set(pre.set_aside):
+        log.warning(post.set_aside_note())
     if post is not None:
         check_same_features(pre, post)
     excluded = list(pre.excluded)

@@ -61,9 +61,12 @@ ACRONYMS = {"afp": "AFP", "bclc": "BCLC", "clip": "CLIP", "tnm": "TNM", "ast": "
 def variable_label(name: str) -> str:
     """A column's name as the report shows it: the study's own variables by `VARIABLE_LABELS`; any
     other column in words, its unit suffix in brackets (`afp_log10_ng_ml` -> 'AFP, log10
-    (ng/mL)', `tumour_size_cm` -> 'Tumour size (cm)', `bclc_stage` -> 'BCLC stage')."""
+    (ng/mL)', `log10(afp_ng_ml)` -> 'log10 AFP (ng/mL)', `tumour_size_cm` -> 'Tumour size (cm)',
+    `bclc_stage` -> 'BCLC stage')."""
     if name in VARIABLE_LABELS:
         return VARIABLE_LABELS[name]
+    if name.startswith("log10(") and name.endswith(")"):  # a variable the study models on log10
+        return f"log10 {variable_label(name[6:-1])}"
     base, unit = name, ""
     for suffix, shown in UNIT_SUFFIXES:
         if name.lower().endswith(suffix) and len(name) > len(suffix):

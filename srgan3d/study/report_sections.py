@@ -394,16 +394,16 @@ def _panel_rows(r: StudyResult, tested: tuple[str, ...]) -> tuple[list[dict[str,
         for image, m in images.items():
             row = {"Classifier": CLASSIFIER_LABELS[name], "Image": f"{image}-SR", "Train CV AUC": fmt_num(m.cv_auc),
                    "Train AUC": fmt_num(m.train_auc), "Corrected AUC": fmt_num(m.corrected_auc)}  # fmt: skip
+            seeds_note = (notes.mark(f"{CLASSIFIER_LABELS[name]}, {image}-SR: the {SEED_SPREAD} inner-CV seeds chose "
+                                     f"{m.seed_settings} different settings.") if m.seed_settings > 1 else "")  # fmt: skip
             for s in tested:
                 op = m.operating_points[s]
                 row[f"{s} AUC [95% CI]"] = fmt_auc(m.roc[s])
                 lo_hi = m.seed_spread.get(s)
-                row[f"{s} AUC over {SEED_SPREAD} seeds"] = f"{fmt_num(lo_hi[0])}–{fmt_num(lo_hi[1])}" if lo_hi else "–"
+                row[f"{s} AUC over {SEED_SPREAD} seeds"] = (f"{fmt_num(lo_hi[0])}–{fmt_num(lo_hi[1])}{seeds_note}"
+                                                            if lo_hi else "–")  # fmt: skip
                 row[f"{s} sens / spec"] = f"{fmt_num(op.sensitivity)} / {fmt_num(op.specificity)}"
             row["Threshold"] = f"{m.threshold:.3f}"
-            if m.seed_settings > 1:
-                row["Threshold"] += notes.mark(f"{CLASSIFIER_LABELS[name]}, {image}-SR: the {SEED_SPREAD} inner-CV seeds chose "
-                                               f"{m.seed_settings} different settings.")  # fmt: skip
             marks = "".join(notes.mark(w) for w in m.warnings)
             if m.separation and m.separation != "none":
                 marks += notes.mark(f"{CLASSIFIER_LABELS[name]}, {image}-SR: {m.separation} separation of the training "
@@ -592,7 +592,9 @@ def _survival_section(r: StudyResult) -> Section | None:
              "grouped by their out-of-fold predictions (each from a fit that did not see them), every other set by the "
              "model fitted on the training set, so that no set's groups come from a model fitted on its own patients. "
              "Kaplan–Meier curves with 95% CIs, numbers at risk and the log-rank test; Cox proportional hazards (Efron "
-             "ties, as R's coxph; lifelines) of the risk group and the clinical candidates; Harrell's C of the model "
+             "ties, as R's coxph; lifelines) of the risk group and the clinical candidates (hazard ratios per SD of the training set's values for a "
+             "continuous covariate, the same unit in every set, and per unit for a binary one: the Per column); "
+             "Harrell's C of the model "
              "(bootstrap 95% CI).</p>"]  # fmt: skip
     for ep in r.survival.endpoints:
         if ep.skipped:

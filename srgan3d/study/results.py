@@ -849,3 +849,20 @@ class StudyResult(Result):
     @property
     def sets(self) -> tuple[str, ...]:
         return self.split.names
+
+
+def reported_aucs(tree: JsonValue, path: str = "") -> dict[str, float]:
+    """Every AUC a results.json reports (a key that is or ends in ``auc``), by its path in the
+    tree: what a stability check compares between two runs."""
+    out: dict[str, float] = {}
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            p = f"{path}/{k}"
+            if (k == "auc" or k.endswith("_auc")) and isinstance(v, int | float) and not isinstance(v, bool):
+                out[p] = float(v)
+            else:
+                out.update(reported_aucs(v, p))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            out.update(reported_aucs(v, f"{path}[{i}]"))
+    return out

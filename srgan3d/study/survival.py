@@ -7,7 +7,7 @@ report needs them, and imports no torch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -18,6 +18,7 @@ from srgan3d.study.config import DEFAULT_TIME_UNIT, TIME_UNITS
 from srgan3d.study.logistic import effect_units
 from srgan3d.study.results import (
     GROUP_COVARIATE,
+    TRAIN,
     ChiSquareTest,
     CIndex,
     CoxResult,
@@ -65,12 +66,16 @@ def check_survival(df: pd.DataFrame, duration: str, event: str) -> None:
         raise SurvivalDataError(f"bad survival values: {shown}. Correct them or drop those patients")
 
 
-def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) -> CoxResult:
+def cox(
+    df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str],
+    units: Mapping[str, tuple[str, float]] | None = None,
+) -> CoxResult:  # fmt: skip
     """Cox proportional-hazards regression (Efron's method for ties, as R's coxph).
 
     Returns a `CoxResult`: one `CoxTerm` per covariate (Wald statistics per unit of the covariate,
     the hazard ratio and its 95% CI per SD of a continuous covariate or per unit of a binary one,
-    `srgan3d.study.logistic.effect_units`), Harrell's C of the linear predictor, the likelihood-ratio test, n and events.
+    `srgan3d.study.logistic.effect_units`; `units` fixes them, e.g. to the training set's SDs so
+    that every set's ratios are per the same unit), Harrell's C of the linear predictor, the likelihood-ratio test, n and events.
     """
     from lifelines import CoxPHFitter
 
@@ -82,7 +87,7 @@ def cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]) 
     fitter = CoxPHFitter()  # lifelines' partial likelihood uses Efron's approximation for ties
     fitter.fit(data, duration_col=duration, event_col=event)
     s = fitter.summary
-    units = effect_units(data[list(covariates)])
+    units = {**effect_units(data[list(covariates)]), **(units or {})}
     terms = tuple(
         CoxTerm(covariate=str(c), coef=float(s.loc[c, "coef"]), se=float(s.loc[c, "se(coef)"]), z=float(s.loc[c, "z"]),
                 p=float(s.loc[c, "p"]), hr=float(np.exp(s.loc[c, "coef"] * units[str(c)][1])),
@@ -225,15 +230,18 @@ def study_survival(
         df[GROUP_COVARIATE] = (np.asarray(p_held) >= threshold).astype(int)
         df["group"] = np.where(df[GROUP_COVARIATE] == 1, "predicted responder", "predicted non-responder")
         per_set = {}
+        # ratios per SD of the training set's values in every set, so that the sets compare
+        units = effect_units(df.iloc[sets[TRAIN]][list(covariates)].astype(float)) if TRAIN in sets else None
         for set_name, rows in sets.items():
-            per_set[set_name] = _survival_of_set(df.iloc[rows], tcol, ecol, covariates, np.asarray(p_held)[rows])
+            per_set[set_name] = _survival_of_set(df.iloc[rows], tcol, ecol, covariates, np.asarray(p_held)[rows], units)
         endpoints.append(replace(base, sets=per_set))
     return SurvivalResult(endpoints=tuple(endpoints)) if endpoints else None
 
 
 def _survival_of_set(
-    df: pd.DataFrame, tcol: str, ecol: str, covariates: Sequence[str], p_best: np.ndarray
-) -> SurvivalSet:
+    df: pd.DataFrame, tcol: str, ecol: str, covariates: Sequence[str], p_best: np.ndarray,
+    units: Mapping[str, tuple[str, float]] | None = None,
+) -> SurvivalSet:  # fmt: skip
     n, events = len(df), int(df[ecol].sum())
     try:
         km = kaplan_meier(df, tcol, ecol, "group", risk_times=risk_times(float(df[tcol].max())))
@@ -241,7 +249,7 @@ def _survival_of_set(
             raise ValueError(f"every patient of this set is a {df['group'].iloc[0]}: no second group to compare")
         return SurvivalSet(
             n=n, events=events, kaplan_meier=tuple(km), logrank=logrank(df, tcol, ecol, "group"),
-            cox=cox(df, tcol, ecol, [GROUP_COVARIATE, *covariates]),
+            cox=cox(df, tcol, ecol, [GROUP_COVARIATE, *covariates], units),
             c_index=harrell_c(df[tcol], df[ecol], 1 - p_best, n_bootstrap=200),
         )  # fmt: skip
     except (SurvivalDataError, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:

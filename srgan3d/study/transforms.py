@@ -61,9 +61,10 @@ def choose_transforms(clin: pd.DataFrame, asked: Mapping[str, str]) -> tuple[Tra
 
 
 def apply_transforms(df: pd.DataFrame, records: Sequence[TransformRecord]) -> pd.DataFrame:
-    """`df` with each log10 column replaced by ``log10(name)`` (other columns as they are)."""
+    """`df` with a ``log10(name)`` column beside each column modelled on log10; the original stays
+    (the cohort summary shows the variable in the units it was measured in)."""
     out = df.copy()
     for r in records:
         if r.transform == "log10" and r.variable in out.columns:
-            out[r.variable] = np.log10(pd.to_numeric(out[r.variable], errors="coerce").astype(float))
-    return out.rename(columns={r.variable: r.modelled_as for r in records})
+            out[r.modelled_as] = np.log10(pd.to_numeric(out[r.variable], errors="coerce").astype(float))
+    return out

@@ -179,3 +179,20 @@ def test_the_study_extracts_the_same_features_from_dicom_masks_as_from_the_same_
             a, b = which.loc[f"{kind}_dicom"], which.loc[f"{kind}_nifti"]
             np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-9, err_msg=kind)
     assert feats.pre.loc["seg_dicom", "original_shape_VoxelVolume"] > 0
+
+
+def test_a_fractional_seg_is_thresholded_at_one_half(ct, tmp_path):
+    """The liver as a FRACTIONAL (probability) SEG: voxels at 200/255 are in, at 100/255 out."""
+    ds = pydicom.dcmread(SEG / "liver.dcm")
+    binary = ds.pixel_array.astype(np.uint8)
+    frac = binary * 200
+    frac[:, ::2, :] = np.where(binary[:, ::2, :] > 0, 100, 0)  # every other row below one half
+    ds.SegmentationType, ds.SegmentationFractionalType, ds.MaximumFractionalValue = "FRACTIONAL", "PROBABILITY", 255
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = frac.tobytes()
+    ds.save_as(tmp_path / "fractional.dcm")
+    mask = read_mask(tmp_path / "fractional.dcm", ct).data > 0
+    binary_mask = read_mask(SEG / "liver.dcm", ct).data > 0
+    kept = binary_mask.copy()
+    kept[:, ::2, :] = False  # SEG rows are the array's axis 1 (frames are rows x columns, placed by position)
+    assert 0 < mask.sum() < binary_mask.sum() and np.array_equal(mask, kept)

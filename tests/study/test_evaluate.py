@@ -396,22 +396,6 @@ def test_radiomics_on_through_plane_sr_doubles_only_the_slice_axis_and_says_whic
     assert not np.allclose(res.post.to_numpy(), res.pre.to_numpy())
 
 
-def _aucs(tree, path=""):
-    """Every AUC the results report, by its path in results.json (any key that is or ends in 'auc')."""
-    out = {}
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            p = f"{path}/{k}"
-            if (k == "auc" or str(k).endswith("_auc")) and isinstance(v, int | float) and not isinstance(v, bool):
-                out[p] = float(v)
-            else:
-                out.update(_aucs(v, p))
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            out.update(_aucs(v, f"{path}[{i}]"))
-    return out
-
-
 @pytest.mark.slow
 def test_noise_at_the_ninth_digit_moves_no_auc_and_no_choice(tmp_path):
     """A cohort of the demo's size (122 patients; feature tables as if computed elsewhere), and the
@@ -437,7 +421,9 @@ def test_noise_at_the_ninth_digit_moves_no_auc_and_no_choice(tmp_path):
                                        "--panel-bootstrap", "2", "--workers", "2", "--seed", "0"])  # fmt: skip
         assert res.exit_code == 0, res.output
         runs[name] = json.loads((tmp_path / name / "results.json").read_text())
-    a, b = _aucs(runs["same"]), _aucs(runs["noisy"])
+    from srgan3d.study.results import reported_aucs
+
+    a, b = reported_aucs(runs["same"]), reported_aucs(runs["noisy"])
     assert a.keys() == b.keys() and len(a) > 50
     moved = {k: (a[k], b[k]) for k in a if not (np.isnan(a[k]) and np.isnan(b[k])) and not abs(a[k] - b[k]) < 0.005}
     assert not moved, moved

@@ -61,6 +61,12 @@ def test_the_clinical_study_on_the_real_cohort(real_study):
     uni = {o["variable"]: o for o in r["fitted"]["clinical_univariable"]}
     assert uni["log10(afp_ng_ml)"]["unit"] == "SD" and abs(uni["log10(afp_ng_ml)"]["odds_ratio"] - 1) > 0.01
     assert uni["portal_vein_thrombosis"]["unit"] == "unit"
+    # every set's hazard ratios are per the training set's SD (one unit across the sets)
+    sizes = {s: next(t["unit_size"] for t in v["cox"]["terms"] if t["covariate"] == "log10(afp_ng_ml)")
+             for e in r["survival"]["endpoints"] for s, v in e["sets"].items() if v.get("cox")}  # fmt: skip
+    assert len(sizes) == 2 and len(set(sizes.values())) == 1
+    # the cohort summary keeps AFP in the units it was measured in
+    assert "afp_ng_ml" in {row["variable"] for row in r["cohort_summary"]}
     html = (real_study / "study" / "report.html").read_text()
     assert "log10(afp_ng_ml)" in html and "skewness 8.36 &gt; 2" in html
     assert "1.000 [1.000-1.000]" not in html and not re.search(r"[^0-9.]0\.0000[^0-9]", html)

@@ -63,6 +63,7 @@ def test_columns_are_named_in_words_with_their_units():
     assert variable_label("afp_log10_ng_ml") == "AFP, log10 (ng/mL)"
     assert variable_label("tumour_size_cm") == "Tumour size (cm)"
     assert variable_label("bclc_stage") == "BCLC stage"
+    assert variable_label("log10(afp_ng_ml)") == "log10 AFP (ng/mL)"  # a variable modelled on log10
     assert variable_label("child_pugh_class") == "Child-Pugh class"
     assert variable_label("diameter_mm") == "Tumour diameter (mm)"
     assert variable_label("x") == "X"

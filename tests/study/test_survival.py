@@ -53,6 +53,11 @@ def test_cox_matches_r_coxph_on_the_rossi_data():
         ours = [getattr(res.term(c), col) for c in R_ROSSI.index]
         want = [R_ROSSI.loc[c, col] ** sd[c] if col.startswith("hr") else R_ROSSI.loc[c, col] for c in R_ROSSI.index]
         np.testing.assert_allclose(ours, want, rtol=1e-6, err_msg=col)
+    # the unit fixed from outside (the study passes the training set's SDs to every set)
+    fixed = cox(df, "week", "arrest", list(R_ROSSI.index), units={"age": ("SD", 2.0)}).term("age")
+    assert (fixed.unit, fixed.unit_size) == ("SD", 2.0)
+    np.testing.assert_allclose([fixed.hr, fixed.hr_low, fixed.hr_high], R_ROSSI.loc["age", ["hr", "hr_low", "hr_high"]] ** 2.0,
+                               rtol=1e-6)  # fmt: skip
     lr = res.likelihood_ratio
     assert lr.df == R_LOGTEST[1]
     assert lr.statistic == pytest.approx(R_LOGTEST[0], rel=1e-6) and lr.p == pytest.approx(R_LOGTEST[2], rel=1e-6)

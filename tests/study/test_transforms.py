@@ -34,7 +34,8 @@ def test_the_skewness_rule_picks_only_heavily_skewed_positive_variables():
     assert recs["age_years"].transform == "none" and recs["pvt"].transform == "none" and recs["pvt"].skewness is None
     assert recs["shift"].transform == "none" and "not all values positive" in recs["shift"].reason
     out = apply_transforms(clin, tuple(recs.values()))
-    assert list(out.columns) == ["log10(afp_ng_ml)", "age_years", "pvt", "shift"]
+    assert list(out.columns) == ["afp_ng_ml", "age_years", "pvt", "shift", "log10(afp_ng_ml)"]
+    pd.testing.assert_frame_equal(out[list(clin.columns)], clin)  # the measured values stay
     np.testing.assert_allclose(out["log10(afp_ng_ml)"], np.log10(clin["afp_ng_ml"]))
 
 
