@@ -298,9 +298,9 @@ def benchmark(
         )  # fmt: skip
     with logging_redirect_tqdm():
         result = run_benchmark(cfg, progress=True)
-    write_text_atomic(output / "benchmark.json", json.dumps(result, indent=2))
-    write_text_atomic(output / "benchmark.md", result["table"] + "\n")
-    typer.echo(result["table"])
+    write_text_atomic(output / "benchmark.json", json.dumps(result.to_dict(), indent=2))
+    write_text_atomic(output / "benchmark.md", result.table + "\n")
+    typer.echo(result.table)
     typer.echo(f"\nwritten: {output / 'benchmark.json'}, {output / 'benchmark.md'}")
 
 
@@ -375,10 +375,10 @@ def demo(
             external_responders=external_responders, n_bootstrap=bootstrap,
             workers=workers or os.cpu_count() or 1, progress=True,
         )  # fmt: skip
-    typer.echo(summary["table"])
-    typer.echo("\n" + summary["evaluation_table"])
+    typer.echo(summary.table)
+    typer.echo("\n" + summary.evaluation_table)
     typer.echo(
-        f"\nSR method: {summary['method']}. Responses are SIMULATED. Report: {summary['report']}\n"
+        f"\nSR method: {summary.method}. Responses are SIMULATED. Report: {summary.report}\n"
         f"Also in {output}/: summary.json, cohort/ (synthetic cohort, cohort.csv), evaluation/ (results.json, "
         "CSVs), phantom/ (single-phantom SR quality against truth)"
     )

@@ -12,20 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import versions
+from srgan3d.serialisation import Record
 from srgan3d.sr.degrade import crop_to_multiple, degrade_volume
-from srgan3d.sr.methods import resolve_method_and_weights
+from srgan3d.sr.method_choice import resolve_method_and_weights
 from srgan3d.sr.metrics import foreground_mask, psnr, ssim
 from srgan3d.sr.synthetic import make_phantom
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.sr.weights import DEFAULT_WEIGHTS
+from srgan3d.study.results import SrMethodQuality, SrQuality
 
 if TYPE_CHECKING:
     from srgan3d.study.config import DeepConfig, ModelingConfig, RadiomicsConfig
@@ -39,7 +42,47 @@ def best_method() -> str:
     return resolve_method_and_weights("auto", DEFAULT_WEIGHTS)[0]
 
 
-def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PhantomSummary(Record):
+    """The demo's first part: each method on the phantom against its true high resolution, and the
+    terminal table of it."""
+
+    method: str
+    note: str
+    seed: int
+    lr_shape: tuple[int, ...]
+    hr_shape: tuple[int, ...]
+    lr_spacing_mm: tuple[float, ...]
+    hr_spacing_mm: tuple[float, ...]
+    results: tuple[SrMethodQuality, ...]
+    versions: dict[str, str]
+    table: str
+
+    def quality(self) -> SrQuality:
+        """The part of it the study's results and report show."""
+        return SrQuality(self.method, self.note, self.hr_shape, self.hr_spacing_mm, self.results)
+
+
+@dataclass(frozen=True)
+class DemoSeconds(Record):
+    phantom: float
+    cohort: float
+    evaluate: float
+
+
+@dataclass(frozen=True)
+class DemoSummary(PhantomSummary):
+    """The whole demo (`summary.json` is its `to_dict()`): the phantom's part, then where the
+    report is, the study's terminal summary, the seconds each part took, and that the responses
+    are simulated."""
+
+    report: str
+    evaluation_table: str
+    seconds: DemoSeconds
+    simulated_responses: bool
+
+
+def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = False) -> PhantomSummary:
     """Render a phantom, degrade it 2x by k-space truncation, upscale it with the best installed
     method and with interpolation baselines, and score each against the true high resolution.
 
@@ -70,33 +113,18 @@ def run_phantom_demo(outdir: str | Path, *, seed: int = 0, progress: bool = Fals
         sr = read_volume(row.output)
         if not np.allclose(sr.affine, hr.affine, atol=1e-5):
             raise RuntimeError(f"demo: {m} output affine differs from the truth's")
-        rows.append(
-            {
-                "method": m,
-                "psnr_db": psnr(hr.data, sr.data, mask=fg),
-                "ssim": ssim(hr.data, sr.data, mask=fg),
-                "psnr_tumour_db": psnr(hr.data, sr.data, mask=tumour),
-                "seconds": float(row.values.get("seconds", "nan")),
-            }
-        )
+        seconds = round(row.seconds, 2) if row.seconds is not None else float("nan")  # as the manifest has it
+        rows.append(SrMethodQuality(m, psnr(hr.data, sr.data, mask=fg), ssim(hr.data, sr.data, mask=fg),
+                                    psnr(hr.data, sr.data, mask=tumour), seconds))  # fmt: skip
     head = f"{'method':10s} {'PSNR dB':>8s} {'SSIM':>7s} {'tumour PSNR':>12s} {'seconds':>8s}"
     lines = [head] + [
-        f"{r['method']:10s} {r['psnr_db']:8.2f} {r['ssim']:7.4f} {r['psnr_tumour_db']:12.2f} {r['seconds']:8.2f}"
-        for r in rows
+        f"{r.method:10s} {r.psnr_db:8.2f} {r.ssim:7.4f} {r.psnr_tumour_db:12.2f} {r.seconds:8.2f}" for r in rows
     ]
-    summary = {
-        "method": method,
-        "note": "synthetic phantom; PSNR/SSIM over the body foreground against the true high resolution",
-        "seed": seed,
-        "lr_shape": list(lr.shape),
-        "hr_shape": list(hr.shape),
-        "lr_spacing_mm": list(lr.spacing_mm),
-        "hr_spacing_mm": list(hr.spacing_mm),
-        "results": rows,
-        "versions": versions(),
-        "table": "\n".join(lines),
-    }
-    return summary
+    return PhantomSummary(
+        method=method, note="synthetic phantom; PSNR/SSIM over the body foreground against the true high resolution",
+        seed=seed, lr_shape=lr.shape, hr_shape=hr.shape, lr_spacing_mm=lr.spacing_mm, hr_spacing_mm=hr.spacing_mm,
+        results=tuple(rows), versions=versions(), table="\n".join(lines),
+    )  # fmt: skip
 
 
 def demo_study_configs(
@@ -126,21 +154,20 @@ def run_demo(
     n_bootstrap: int = 100,
     workers: int = 1,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> DemoSummary:
     """Both parts of the demo; returns the summary also written to `outdir/summary.json`.
 
     The synthetic cohort is reused when `outdir/cohort` already holds one of the same spec and seed.
     """
     from srgan3d.study.evaluation import evaluate_cohort, write_results
     from srgan3d.study.report import terminal_summary
-    from srgan3d.study.results import SrQuality
     from srgan3d.study.synthetic import COHORT_FORMAT, CohortSpec, make_cohort
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     log.info("1/2 single-phantom SR quality against truth")
-    summary = run_phantom_demo(outdir / "phantom", seed=seed, progress=progress)
+    phantom = run_phantom_demo(outdir / "phantom", seed=seed, progress=progress)
     t1 = time.perf_counter()
     spec = CohortSpec(n_patients=n_patients, n_responders=n_responders, n_external=n_external,
                       external_responders=external_responders)
@@ -159,24 +186,20 @@ def run_demo(
                  n_patients, n_responders, n_external)
         make_cohort(cohort_dir, spec, seed=seed, workers=workers, progress=progress)
     t2 = time.perf_counter()
-    radiomics, modeling, deep = demo_study_configs(summary["method"], seed=seed, n_bootstrap=n_bootstrap,
+    radiomics, modeling, deep = demo_study_configs(phantom.method, seed=seed, n_bootstrap=n_bootstrap,
                                                    workers=workers)  # fmt: skip
     results = evaluate_cohort(cohort_dir / "cohort.csv", outdir / "evaluation", radiomics=radiomics,
                               modeling=modeling, deep=deep, progress=progress)  # fmt: skip
     # The phantom's SR quality goes into the study's results and report too.
-    from dataclasses import replace
-
     from srgan3d.study.report import write_report
 
-    quality = SrQuality.from_dict({k: summary[k] for k in ("method", "note", "hr_shape", "hr_spacing_mm", "results")})
-    write_results(outdir / "evaluation", replace(results, sr_quality=quality))
+    write_results(outdir / "evaluation", replace(results, sr_quality=phantom.quality()))
     write_report(outdir / "evaluation")
     t3 = time.perf_counter()
-    summary.update(
-        report=str(outdir / "evaluation" / "report.html"),
-        evaluation_table=terminal_summary(results),
-        seconds={"phantom": round(t1 - t0, 1), "cohort": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
-        simulated_responses=True,
-    )
-    write_text_atomic(outdir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    summary = DemoSummary(
+        **{f.name: getattr(phantom, f.name) for f in fields(PhantomSummary)},
+        report=str(outdir / "evaluation" / "report.html"), evaluation_table=terminal_summary(results),
+        seconds=DemoSeconds(round(t1 - t0, 1), round(t2 - t1, 1), round(t3 - t2, 1)), simulated_responses=True,
+    )  # fmt: skip
+    write_text_atomic(outdir / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary

@@ -132,6 +132,15 @@ def test_demo_runs_the_whole_study_on_built_in_data(tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     summary = __import__("json").loads((out / "summary.json").read_text())
+    # the layout of summary.json as release 0.2.0 wrote it, and the typed summary reads it back
+    assert list(summary) == ["method", "note", "seed", "lr_shape", "hr_shape", "lr_spacing_mm", "hr_spacing_mm",
+                             "results", "versions", "table", "report", "evaluation_table", "seconds",
+                             "simulated_responses"]  # fmt: skip
+    assert list(summary["results"][0]) == ["method", "psnr_db", "ssim", "psnr_tumour_db", "seconds"]
+    assert list(summary["seconds"]) == ["phantom", "cohort", "evaluate"] and summary["simulated_responses"] is True
+    from srgan3d.demo import DemoSummary
+
+    assert DemoSummary.from_dict(summary).to_dict() == summary
     by = {r["method"]: r for r in summary["results"]}
     # Zero-filled k-space undoes k-space truncation better than trilinear interpolation.
     assert by["sinc"]["psnr_db"] > by["trilinear"]["psnr_db"]
@@ -174,6 +183,17 @@ def test_benchmark_quick_writes_json_and_table(tmp_path):
     assert result["first_call_s"] > 0 and all(r["warmup_s"] > 0 for r in result["rows"])
     folder = result["folder"]
     assert folder["scans"] == folder["ok"] == 2 and 0 < folder["device_busy_fraction"] <= 1
+    # the layout of benchmark.json as release 0.2.0 wrote it (a row's setting beside its
+    # measurements), and the typed result reads it back
+    assert list(result) == ["date", "device", "torch_threads", "input_shape", "output_shape", "generator",
+                            "flops_per_output_voxel", "matmul_peak_tflops", "first_call_s", "rows", "best",
+                            "trilinear_s", "stages_s", "end_to_end", "folder", "config", "versions", "table"]  # fmt: skip
+    assert list(rows[0])[:7] == ["window", "batch", "precision", "compile", "channels_last", "cudnn_benchmark", "warmup_s"]
+    from srgan3d.sr.bench import BenchmarkResult
+
+    back = BenchmarkResult.from_dict(result)
+    assert back.rows[0].setting.precision == rows[0]["precision"] and back.folder is not None
+    assert back.to_dict() == result
 
 
 def test_version_matches_the_package_metadata():

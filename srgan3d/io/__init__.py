@@ -6,8 +6,8 @@ torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -19,7 +19,7 @@ from srgan3d.io.itk import read_itk, split_segment
 from srgan3d.io.nifti import gzip_threads, read_nifti, save_nifti
 from srgan3d.volume import Volume, VolumeError
 
-__all__ = ["read_volume", "read_mask", "write_volume", "output_array", "check_dtype_policy", "split_segment",
+__all__ = ["read_volume", "read_mask", "write_volume", "output_array", "StoredType", "check_dtype_policy", "split_segment",
            "read_dicom_series", "gzip_threads", "OUTPUT_DTYPES"]  # fmt: skip
 
 
@@ -82,35 +82,39 @@ def check_dtype_policy(policy: str) -> None:
         raise ValueError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {policy!r}")
 
 
-def output_array(volume: Volume, policy: str = "float32") -> tuple[np.ndarray, dict[str, Any]]:
+@dataclass(frozen=True)
+class StoredType:
+    """The type an output is stored in (`output_array`): its numpy name, the voxels clipped to
+    its range, and what was done."""
+
+    dtype: str = "float32"
+    clipped_voxels: int = 0
+    note: str = ""
+
+
+def output_array(volume: Volume, policy: str = "float32") -> tuple[np.ndarray, StoredType]:
     """The array to store for `volume` under `--dtype` `policy`, and what was done to it.
 
     "float32": the values as computed. "input": the source's stored type (`meta["source_dtype"]`):
     an integer source without scaling gets the values rounded and clipped to its type (the clipped
     voxels are counted); an integer source with scl_slope/inter is stored as float data that
     nibabel scales into that type with the slope/intercept that keeps the output's range; a float
-    or unknown source stays float32. The info dict holds `output_dtype`, `dtype_clipped_voxels`
-    and `dtype_note`.
+    or unknown source stays float32.
     """
     check_dtype_policy(policy)
     data = np.asarray(volume.data, dtype=np.float32)
-    info: dict[str, Any] = {"output_dtype": "float32", "dtype_clipped_voxels": 0, "dtype_note": ""}
     src = volume.meta.get("source_dtype")
     if policy == "float32":
-        return data, info
+        return data, StoredType()
     if not src or not np.issubdtype(np.dtype(src), np.integer):
-        info["dtype_note"] = f"source type {src or 'unknown'}: kept float32"
-        return data, info
+        return data, StoredType(note=f"source type {src or 'unknown'}: kept float32")
     target = np.dtype(src)
-    info["output_dtype"] = target.name
     if (volume.meta.get("scl_slope", 1.0), volume.meta.get("scl_inter", 0.0)) != (1.0, 0.0):
-        info["dtype_note"] = f"{target.name} with scl_slope/scl_inter fitted to the output range"
-        return data, info
+        return data, StoredType(target.name, note=f"{target.name} with scl_slope/scl_inter fitted to the output range")
     lim = np.iinfo(target)
     rounded = np.rint(data)
-    info["dtype_clipped_voxels"] = int(np.count_nonzero((rounded < lim.min) | (rounded > lim.max)))
-    info["dtype_note"] = f"rounded to {target.name}"
-    return np.clip(rounded, lim.min, lim.max).astype(target), info
+    clipped = int(np.count_nonzero((rounded < lim.min) | (rounded > lim.max)))
+    return np.clip(rounded, lim.min, lim.max).astype(target), StoredType(target.name, clipped, f"rounded to {target.name}")
 
 
 def write_volume(

@@ -33,8 +33,8 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ import torch
 
 from srgan3d.io import read_volume, write_volume
 from srgan3d.provenance import versions
+from srgan3d.serialisation import Record
 from srgan3d.sr.device import resolve_device, use_bf16
 from srgan3d.sr.engine import GeneratorEngine, StageClock, choose_window, upscale_volume
 from srgan3d.sr.nets import Generator, GeneratorConfig, flops_per_input_voxel
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig:
+class BenchmarkConfig(Record):
     """Options of `srgan3d benchmark`; one per CLI option.
 
     Attributes:
@@ -148,7 +149,7 @@ def _model(config: BenchmarkConfig) -> Generator:
 
 
 @dataclass(frozen=True)
-class BenchSetting:
+class BenchSetting(Record):
     """One setting of the sweep: the engine's window (0: whole volume or from memory) and batch,
     precision, torch.compile, memory format and cuDNN autotuning."""
 
@@ -161,7 +162,7 @@ class BenchSetting:
 
 
 @dataclass
-class BenchRow:
+class BenchRow(Record):
     """One measured row: the setting (its window as run, per axis), the untimed warm-up, the
     median compute time and peak memory, the throughput and the fraction of the matmul peak; or
     the error that stopped it (CUDA out of memory)."""
@@ -178,11 +179,60 @@ class BenchRow:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The row as results JSON holds it: the setting's fields beside the measurements (the
+        """The row as benchmark.json holds it: the setting's fields beside the measurements (the
         ones not taken left out)."""
-        d = {**asdict(self.setting), "window": self.window}
-        d.update({k: v for k, v in asdict(self).items() if k not in ("setting", "window") and v is not None})
-        return d
+        d = {**self.setting.to_dict(), **super().to_dict()}
+        del d["setting"]
+        return {k: v for k, v in d.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BenchRow:
+        """The row from benchmark.json. Its "window" is the window as run, so the setting's own
+        (0: the engine's choice) reads back as 0."""
+        names = {f.name for f in fields(BenchSetting)} - {"window"}
+        setting = {"window": 0, **{k: v for k, v in d.items() if k in names}}
+        return super().from_dict({"setting": setting, **{k: v for k, v in d.items() if k not in names}})
+
+
+@dataclass(frozen=True)
+class FolderRun(Record):
+    """A folder of scans through `upscale_files`: wall time and how busy the device was."""
+
+    scans: int
+    shape: tuple[int, ...]
+    ok: int
+    wall_s: float
+    per_scan_s: float
+    device_busy_s: float
+    device_busy_fraction: float
+    stages_s: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BenchmarkResult(Record):
+    """What `srgan3d benchmark` measured (benchmark.json is its `to_dict()`, `table` its markdown).
+
+    `end_to_end` and `stages_s` are seconds (and bytes, fractions) by measurement name, e.g.
+    "warm.nii.gz", "read.nii"; `end_to_end["precision"]` names the precision of the default run."""
+
+    date: str
+    device: str
+    torch_threads: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    generator: GeneratorConfig
+    flops_per_output_voxel: float
+    matmul_peak_tflops: dict[str, float]
+    first_call_s: float
+    rows: tuple[BenchRow, ...]
+    best: BenchRow
+    trilinear_s: float
+    stages_s: dict[str, float] | None
+    end_to_end: dict[str, float | str] | None
+    folder: FolderRun | None
+    config: BenchmarkConfig
+    versions: dict[str, str]
+    table: str = ""
 
 
 def _settings(windows: Sequence[int], batches: Sequence[int], cuda: bool) -> list[BenchSetting]:
@@ -279,9 +329,9 @@ def _stages(engine: GeneratorEngine, vol: Volume, tmp: Path) -> dict[str, float]
     return out
 
 
-def _end_to_end(vol: Volume, weights: str, config: BenchmarkConfig, tmp: Path) -> dict[str, Any]:
+def _end_to_end(vol: Volume, weights: str, config: BenchmarkConfig, tmp: Path) -> dict[str, float | str]:
     """`upscale_files` on one scan: cold (first in this process for .nii.gz) and warm, .nii.gz and .nii."""
-    e2e: dict[str, Any] = {}
+    e2e: dict[str, float | str] = {}
     for ext in (".nii.gz", ".nii"):
         src = write_volume(vol, tmp / f"e2e_in{ext[4:] or 'nii'}" / f"bench{ext}")
         ucfg = UpscaleConfig(
@@ -301,7 +351,7 @@ def _end_to_end(vol: Volume, weights: str, config: BenchmarkConfig, tmp: Path) -
     return e2e
 
 
-def _folder(n: int, shape: Sequence[int], weights: str, config: BenchmarkConfig, tmp: Path) -> dict[str, Any]:
+def _folder(n: int, shape: Sequence[int], weights: str, config: BenchmarkConfig, tmp: Path) -> FolderRun:
     """N scans through `upscale_files`: wall time and the device-busy fraction."""
     indir = tmp / "folder_in"
     for i in range(n):
@@ -313,15 +363,13 @@ def _folder(n: int, shape: Sequence[int], weights: str, config: BenchmarkConfig,
     res = upscale_files([indir], tmp / "folder_out", ucfg, clock=clock)
     wall = time.perf_counter() - t0
     busy = sum(clock.seconds[k] for k in ("to_device", "network_stitch", "kspace", "copy_back"))
-    return {
-        "scans": n, "shape": list(shape), "ok": sum(r.status == "ok" for r in res.rows), "wall_s": wall,
-        "per_scan_s": wall / n, "device_busy_s": busy, "device_busy_fraction": busy / wall,
-        "stages_s": dict(clock.seconds),
-    }  # fmt: skip
+    return FolderRun(scans=n, shape=tuple(shape), ok=sum(r.status == "ok" for r in res.rows), wall_s=wall,
+                     per_scan_s=wall / n, device_busy_s=busy, device_busy_fraction=busy / wall,
+                     stages_s=dict(clock.seconds))  # fmt: skip
 
 
-def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[str, Any]:
-    """Run the measurements; returns a JSON-ready dict with `rows` and a markdown `table`."""
+def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> BenchmarkResult:
+    """Run the measurements; the result holds the sweep's rows and its markdown `table`."""
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     if cuda and config.memory_gb:
@@ -345,27 +393,17 @@ def run_benchmark(config: BenchmarkConfig, *, progress: bool = False) -> dict[st
     rows = _sweep(model, x, config, device, peaks, progress=progress)
     stages, e2e, folder = _runs_through_files(model, vol, config, device, peaks)
     best = min((r for r in rows if r.compute_s is not None), key=lambda r: r.compute_s or math.inf)
-    result = {
-        "date": date.today().isoformat(),
-        "device": torch.cuda.get_device_name(device) if cuda else f"cpu: {platform.processor() or platform.machine()}",
-        "torch_threads": torch.get_num_threads(),
-        "input_shape": list(config.shape),
-        "output_shape": [n * s for n, s in zip(config.shape, scale, strict=True)],
-        "generator": gcfg.to_dict(),
-        "flops_per_output_voxel": flops_per_input_voxel(gcfg) / int(np.prod(scale)),
-        "matmul_peak_tflops": peaks,
-        "first_call_s": first_call_s,
-        "rows": [r.to_dict() for r in rows],
-        "best": best.to_dict(),
-        "trilinear_s": _trilinear_seconds(vol, scale, device, config.repeats),
-        "stages_s": stages,
-        "end_to_end": e2e,
-        "folder": folder,
-        "config": asdict(config),
-        "versions": versions(),
-    }  # fmt: skip
-    result["table"] = markdown_table(result)
-    return result
+    result = BenchmarkResult(
+        date=date.today().isoformat(),
+        device=torch.cuda.get_device_name(device) if cuda else f"cpu: {platform.processor() or platform.machine()}",
+        torch_threads=torch.get_num_threads(), input_shape=tuple(config.shape),
+        output_shape=tuple(n * s for n, s in zip(config.shape, scale, strict=True)), generator=gcfg,
+        flops_per_output_voxel=flops_per_input_voxel(gcfg) / int(np.prod(scale)), matmul_peak_tflops=peaks,
+        first_call_s=first_call_s, rows=tuple(rows), best=best,
+        trilinear_s=_trilinear_seconds(vol, scale, device, config.repeats), stages_s=stages, end_to_end=e2e,
+        folder=folder, config=config, versions=versions(),
+    )  # fmt: skip
+    return replace(result, table=markdown_table(result))
 
 
 def _sweep(
@@ -409,13 +447,13 @@ def _trilinear_seconds(vol: Volume, scale: tuple[int, ...], device: torch.device
 
 def _runs_through_files(
     model: Generator, vol: Volume, config: BenchmarkConfig, device: torch.device, peaks: dict[str, float]
-) -> tuple[dict[str, float] | None, dict[str, Any] | None, dict[str, Any] | None]:
+) -> tuple[dict[str, float] | None, dict[str, float | str] | None, FolderRun | None]:
     """The stages of one warm volume, `upscale_files` end to end on one scan, and a folder of
     scans (each when the config asks for it)."""
     cuda = device.type == "cuda"
-    e2e: dict[str, Any] | None = None
+    e2e: dict[str, float | str] | None = None
     stages: dict[str, float] | None = None
-    folder: dict[str, Any] | None = None
+    folder: FolderRun | None = None
     n_folder = config.folder if config.folder is not None else (20 if cuda else 0)
     if not (config.end_to_end or n_folder):
         return stages, e2e, folder
@@ -437,51 +475,51 @@ def _runs_through_files(
             e2e["precision"] = default_engine.precision
             e2e["generator_tflop"] = flops / 1e12
             for k in ("first.nii.gz", "warm.nii.gz"):
-                e2e[f"fraction_of_peak[{k}]"] = flops / e2e[k] / 1e12 / peak
+                e2e[f"fraction_of_peak[{k}]"] = flops / float(e2e[k]) / 1e12 / peak
         if n_folder:
             folder = _folder(n_folder, config.folder_shape or config.shape, name, config, tmp)
     return stages, e2e, folder
 
 
-def markdown_table(result: dict[str, Any]) -> str:
+def markdown_table(result: BenchmarkResult) -> str:
     lines = [
-        f"Input {tuple(result['input_shape'])} -> {tuple(result['output_shape'])} on {result['device']} "
-        f"({result['torch_threads']} threads), {result['date']}; generator "
-        f"{result['flops_per_output_voxel'] / 1e3:.1f} kFLOP per output voxel; matmul peak "
-        + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in result["matmul_peak_tflops"].items()),
+        f"Input {result.input_shape} -> {result.output_shape} on {result.device} "
+        f"({result.torch_threads} threads), {result.date}; generator "
+        f"{result.flops_per_output_voxel / 1e3:.1f} kFLOP per output voxel; matmul peak "
+        + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in result.matmul_peak_tflops.items()),
         "",
-        f"First volume in a fresh process (cold): {result['first_call_s']:.2f} s.",
+        f"First volume in a fresh process (cold): {result.first_call_s:.2f} s.",
         "",
         "| window | batch | precision | compile | channels_last | cudnn bench | warm-up s | compute s | M HR vox/s | peak GB | TFLOP/s | of peak |",
         "|---|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in result["rows"]:
-        w = "x".join(map(str, r["window"]))
-        head = (f"| {w} | {r['batch']} | {r['precision']} | {r['compile']} | {r['channels_last']} | "
-                f"{r.get('cudnn_benchmark', False)} |")  # fmt: skip
-        if "error" in r:
-            lines.append(f"{head} {r['error']} ||||||")
+    for r in result.rows:
+        s = r.setting
+        head = f"| {'x'.join(map(str, r.window))} | {s.batch} | {s.precision} | {s.compile} | {s.channels_last} | {s.cudnn_benchmark} |"
+        if r.error is not None:
+            lines.append(f"{head} {r.error} ||||||")
             continue
+        assert r.hr_voxels_per_s is not None and r.fraction_of_peak is not None
         lines.append(
-            f"{head} {r['warmup_s']:.3f} | {r['compute_s']:.3f} | {r['hr_voxels_per_s'] / 1e6:.2f} | "
-            f"{r['peak_memory_gb']:.2f} | {r['achieved_tflops']:.3f} | {r['fraction_of_peak']:.1%} |"
+            f"{head} {r.warmup_s:.3f} | {r.compute_s:.3f} | {r.hr_voxels_per_s / 1e6:.2f} | "
+            f"{r.peak_memory_gb:.2f} | {r.achieved_tflops:.3f} | {r.fraction_of_peak:.1%} |"
         )
     lines.append("")
-    lines.append(f"Trilinear interpolation of the same volume: {result['trilinear_s']:.3f} s.")
-    if result.get("stages_s"):
-        st = result["stages_s"]
+    lines.append(f"Trilinear interpolation of the same volume: {result.trilinear_s:.3f} s.")
+    if result.stages_s:
+        st = result.stages_s
         order = ["read.nii.gz", "read.nii", "normalise", "to_device", "network", "stitch", "kspace",
                  "copy_back", "denormalise", "engine_total", "write.nii.gz", "write.nii"]  # fmt: skip
         lines += ["", "Stages of one warm volume (default settings, each synchronised):", "",
                   "| " + " | ".join(order) + " |", "|" + "---:|" * len(order),
                   "| " + " | ".join(f"{st.get(k, 0.0):.3f}" for k in order) + " |"]  # fmt: skip
-    if result["end_to_end"]:
-        e = result["end_to_end"]
+    if result.end_to_end:
+        e = result.end_to_end
         lines.append("")
         lines.append(
             "End to end through `upscale_files` (read, normalise, upscale, write): "
             f".nii.gz first {e['first.nii.gz']:.2f} s, warm {e['warm.nii.gz']:.2f} s "
-            f"({e['output_bytes.nii.gz'] / 1e6:.0f} MB); .nii first {e['first.nii']:.2f} s, warm "
+            f"({float(e['output_bytes.nii.gz']) / 1e6:.0f} MB); .nii first {e['first.nii']:.2f} s, warm "
             f"{e['warm.nii']:.2f} s."
         )
         if "generator_tflop" in e:
@@ -490,11 +528,11 @@ def markdown_table(result: dict[str, Any]) -> str:
                 f"{e['fraction_of_peak[first.nii.gz]']:.1%} (first) / {e['fraction_of_peak[warm.nii.gz]']:.1%} "
                 f"(warm) of the measured {e['precision']} matmul peak."
             )
-    if result.get("folder"):
-        f = result["folder"]
+    if result.folder:
+        f = result.folder
         lines.append("")
         lines.append(
-            f"Folder of {f['scans']} scans {tuple(f['shape'])} (.nii.gz in and out): {f['wall_s']:.1f} s, "
-            f"{f['per_scan_s']:.2f} s per scan; device busy {f['device_busy_fraction']:.0%} of the wall time."
+            f"Folder of {f.scans} scans {f.shape} (.nii.gz in and out): {f.wall_s:.1f} s, "
+            f"{f.per_scan_s:.2f} s per scan; device busy {f.device_busy_fraction:.0%} of the wall time."
         )
     return "\n".join(lines)

@@ -7,13 +7,14 @@ come at once.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from srgan3d.io import check_dtype_policy
+from srgan3d.serialisation import Record
 from srgan3d.sr import DEFAULT_WEIGHTS
 from srgan3d.volume import Volume, thickest_axis
 
@@ -34,7 +35,7 @@ SLICE_PROFILES = ("boxcar", "gaussian")
 
 
 @dataclass(frozen=True)
-class ThroughPlaneConfig:
+class ThroughPlaneConfig(Record):
     """Options of the through-plane network and its training (`srgan3d.sr.through_plane`), per scan
     (`--method self-supervised`) or per protocol (`srgan3d train --through-plane`).
 
@@ -94,12 +95,9 @@ class ThroughPlaneConfig:
     def network(self) -> dict[str, int]:
         return {"channels": self.channels, "n_blocks": self.n_blocks, "expansion": self.expansion}
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(Record):
     """Architecture of `Generator`.
 
     Attributes:
@@ -141,19 +139,6 @@ class GeneratorConfig:
         """How far, in input voxels, an output voxel can see: one per 3x3x3 convolution."""
         return 1 + 2 * self.n_blocks + 1 + 1 + 0.5
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["scale"] = list(self.scale)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown generator config keys {sorted(unknown)}; known: {sorted(known)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if k == "scale" else v for k, v in d.items()}
-        return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -165,7 +150,7 @@ class UpscaleConfig:
             generator only when the model card of `weights` records a gain over zero-filled
             k-space on held-out real abdominal MRI (for the shipped default, its GAN companion
             instead when that card beats the fidelity model's), else zero-filled k-space
-            ("sinc"), with the reason said once (`srgan3d.sr.methods.resolve_method_and_weights`).
+            ("sinc"), with the reason said once (`srgan3d.sr.method_choice.resolve_method_and_weights`).
         weights: weights name or path for the generator.
         scale: factor per array axis.
         through_plane: upscale by the largest factor along each scan's thickest axis only.
@@ -294,7 +279,7 @@ class Degradation:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Record):
     """Everything a training run depends on; written into the run folder and the model card.
 
     `dc_loss`: the pixel losses are taken on the data-consistent output (base + the out-of-band
@@ -383,21 +368,6 @@ class TrainConfig:
             gaussian_fraction=self.gaussian_fraction, with_base=self.skip == "sinc",
         )  # fmt: skip
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["scale"] = list(self.scale)
-        d["hr_scales"] = list(self.hr_scales)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
-        kwargs: dict[str, Any] = {k: tuple(v) if k in ("scale", "hr_scales") else v for k, v in d.items()}
-        return cls(**kwargs)
-
     def generator_lr(self, step: int, fraction: float | None = None) -> float:
         """Generator learning rate at `step` (0-based). Stage 1: `lr_g`, constant, cosine-decayed
         to 1% over `pretrain_steps`, or ("budget") a one-cycle over the `minutes` budget: linear
@@ -424,4 +394,7 @@ class TrainConfig:
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a training config must be a mapping of keys to values")
-        return cls.from_dict({**data, **overrides})
+        try:
+            return cls.from_dict({**data, **overrides})
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None

@@ -6,7 +6,7 @@ This is the SR wing's one door: the batch over files (`srgan3d.sr.upscale`), tra
 validation, adaptation, the benchmark and the study's radiomics all run the generator through a
 `GeneratorEngine`, built from installed weights by `GeneratorEngine.from_weights` or around a
 model in memory (training, adaptation, the benchmark) by its constructor. Which method and
-weights a run uses is `srgan3d.sr.methods`'.
+weights a run uses is `srgan3d.sr.method_choice`'.
 """
 
 from __future__ import annotations

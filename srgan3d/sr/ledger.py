@@ -9,10 +9,12 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
+
+import numpy as np
 
 from srgan3d.atomic import write_csv_atomic
 from srgan3d.discovery import ScanSource
@@ -20,41 +22,151 @@ from srgan3d.sr.config import UpscaleConfig
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = (
-    "input", "output", "status", "error", "note", "method", "scale", "input_shape", "output_shape",
-    "input_spacing_mm", "output_spacing_mm", "orientation", "seconds", "date", "device", "precision", "weights",
-    "weights_sha256", "weights_licence", "data_consistency", "adapt_steps", "adapt_seconds", "slice_profile", "slice_thickness_mm",
-    "slice_thickness_from", "slice_gap_mm", "acquired_inplane_mm", "axis_detail_upper_share", "held_out_gain_db",
-    "through_plane_reason", "self_supervised_budget_min", "self_supervised_steps", "self_supervised_seconds", "output_dtype",
-    "nonfinite_voxels", "clipped_voxels", "dtype_clipped_voxels", "srgan3d", "torch", "monai",
-)  # fmt: skip
-
-
 #: Row statuses: the output exists and this row's provenance made it (ok); it existed before this
 #: run and was kept, provenance from the run that made it (skipped); the last attempt failed
 #: (failed); not processed yet (pending: queued, or left when a run was interrupted).
 STATUSES = ("ok", "skipped", "failed", "pending")
 
+#: What the producers of a row hand it (`ManifestRow.update` checks the names and types).
+ManifestValues: TypeAlias = "dict[str, str | int | float | tuple[int, ...] | tuple[float, ...]]"
+
+_CORE = ("input", "output", "status", "error")
+
+
+def _fmt(spec: str) -> dict[str, str]:
+    return {"fmt": spec}
+
 
 @dataclass
 class ManifestRow:
+    """One row of `manifest.csv`, a typed field per column in the CSV's order. Empty cells are ""
+    (text), None (numbers) or () (shapes, spacings); a number's `fmt` metadata is how the CSV
+    writes it, so that a row read back writes the same bytes."""
+
     input: str
     output: str = ""
     status: str = ""
     error: str = ""
-    values: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    method: str = ""
+    scale: tuple[int, ...] = ()
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+    input_spacing_mm: tuple[float, ...] = field(default=(), metadata=_fmt(".4g"))
+    output_spacing_mm: tuple[float, ...] = field(default=(), metadata=_fmt(".4g"))
+    orientation: str = ""
+    seconds: float | None = field(default=None, metadata=_fmt(".2f"))
+    date: str = ""  # ISO 8601, to the second
+    device: str = ""
+    precision: str = ""
+    weights: str = ""
+    weights_sha256: str = ""
+    weights_licence: str = ""
+    data_consistency: str = ""
+    adapt_steps: int | None = None
+    adapt_seconds: float | None = field(default=None, metadata=_fmt(".2f"))
+    slice_profile: str = ""
+    slice_thickness_mm: float | None = field(default=None, metadata=_fmt(".4g"))
+    slice_thickness_from: str = ""
+    slice_gap_mm: float | None = field(default=None, metadata=_fmt(".4g"))
+    acquired_inplane_mm: tuple[float, ...] = field(default=(), metadata=_fmt(".4g"))
+    axis_detail_upper_share: tuple[float, ...] = field(default=(), metadata=_fmt(".4f"))
+    held_out_gain_db: float | None = field(default=None, metadata=_fmt(".3f"))
+    through_plane_reason: str = ""
+    self_supervised_budget_min: float | None = field(default=None, metadata=_fmt("g"))
+    self_supervised_steps: int | None = None
+    self_supervised_seconds: float | None = field(default=None, metadata=_fmt(".1f"))
+    output_dtype: str = ""
+    nonfinite_voxels: int | None = None
+    clipped_voxels: int | None = None
+    dtype_clipped_voxels: int | None = None
+    srgan3d: str = ""
+    torch: str = ""
+    monai: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        d = {c: "" for c in MANIFEST_COLUMNS}
-        d.update({k: v for k, v in self.values.items() if k in d})
-        d.update(input=self.input, output=self.output, status=self.status, error=self.error)
-        return d
+    def update(self, **values: object) -> ManifestRow:
+        """Set columns by name, each checked against its type (numpy numbers and lists are taken
+        as the Python number / tuple they hold); an unknown name or a wrong type raises."""
+        for name, value in values.items():
+            kind = _KINDS.get(name)
+            if kind is None:
+                raise KeyError(f"manifest has no column {name!r}; its columns are {', '.join(MANIFEST_COLUMNS)}")
+            setattr(self, name, _coerce(name, kind, value))
+        return self
+
+    def provenance(self) -> ManifestValues:
+        """Every column but input/output/status/error, as this row holds them."""
+        return {c: getattr(self, c) for c in MANIFEST_COLUMNS if c not in _CORE}
+
+    def take_provenance(self, other: ManifestRow) -> ManifestRow:
+        """This row's provenance replaced by `other`'s (a kept output keeps the run that made it)."""
+        return self.update(**other.provenance())
+
+    def as_csv(self) -> dict[str, str]:
+        return {f.name: _format(getattr(self, f.name), _KINDS[f.name], f.metadata.get("fmt", "")) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, str]) -> ManifestRow:
-        core = ("input", "output", "status", "error")
-        return cls(d["input"], d.get("output", ""), d.get("status", ""), d.get("error", ""),
-                   {k: v for k, v in d.items() if k not in core and v is not None})  # fmt: skip
+    def from_csv(cls, d: Mapping[str, str | None]) -> ManifestRow:
+        """A row as `csv.DictReader` gives it; a cell that is not its column's type raises
+        ValueError naming the input and the column. Columns this release does not know are
+        dropped."""
+        row = cls(d["input"] or "")
+        for name, kind in _KINDS.items():
+            text = d.get(name)
+            if name == "input" or not text:
+                continue
+            try:
+                setattr(row, name, _parse(text, kind))
+            except ValueError:
+                raise ValueError(f"manifest row {row.input}: column {name} holds {text!r}, not {kind}") from None
+        return row
+
+
+_KINDS: dict[str, str] = {f.name: str(f.type) for f in fields(ManifestRow)}
+MANIFEST_COLUMNS = tuple(_KINDS)
+_NUMBER = {"int | None": int, "float | None": float, "tuple[int, ...]": int, "tuple[float, ...]": float}
+if not set(_KINDS.values()) <= {"str", *_NUMBER}:
+    raise TypeError(f"a manifest column of a type the CSV codec does not know: {set(_KINDS.values()) - {'str', *_NUMBER}}")
+
+
+def _coerce(name: str, kind: str, value: object) -> object:
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError(f"manifest column {name} takes text, not {value!r}")
+        return value
+    number = _NUMBER[kind]
+    items = value if kind.startswith("tuple") else (value,)
+    if value is None and not kind.startswith("tuple"):
+        return None
+    if not isinstance(items, (tuple, list)) or not all(_is_a(v, number) for v in items):
+        raise TypeError(f"manifest column {name} takes {kind}, not {value!r}")
+    out = tuple(number(v) for v in items)
+    return out if kind.startswith("tuple") else out[0]
+
+
+def _is_a(v: object, number: type) -> bool:
+    if isinstance(v, bool):
+        return False
+    if number is int:
+        return isinstance(v, (int, np.integer))
+    return isinstance(v, (int, float, np.integer, np.floating))
+
+
+def _format(value: object, kind: str, spec: str) -> str:
+    if value is None:
+        return ""
+    if kind.startswith("tuple"):
+        return "x".join(format(v, spec) for v in value)  # type: ignore[attr-defined]
+    return format(value, spec)
+
+
+def _parse(text: str, kind: str) -> object:
+    if kind == "str":
+        return text
+    number = _NUMBER[kind]
+    if kind.startswith("tuple"):
+        return tuple(number(v) for v in text.split("x"))
+    return number(text)
 
 
 @dataclass
@@ -78,7 +190,7 @@ def output_path_for(src: ScanSource, outdir: Path, *, suffix: str, compress: boo
 
 def write_manifest(rows: Iterable[ManifestRow], path: Path) -> Path:
     """Write the manifest CSV atomically, one row per input, sorted by input."""
-    return write_csv_atomic(path, (r.as_dict() for r in sorted(rows, key=lambda r: r.input)), MANIFEST_COLUMNS)
+    return write_csv_atomic(path, (r.as_csv() for r in sorted(rows, key=lambda r: r.input)), MANIFEST_COLUMNS)
 
 
 def read_manifest(path: Path) -> dict[str, ManifestRow]:
@@ -88,8 +200,8 @@ def read_manifest(path: Path) -> dict[str, ManifestRow]:
         return {}
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            rows = [ManifestRow.from_dict(d) for d in csv.DictReader(f)]
-    except (OSError, csv.Error, KeyError, UnicodeDecodeError) as exc:
+            rows = [ManifestRow.from_csv(d) for d in csv.DictReader(f)]
+    except (OSError, csv.Error, KeyError, ValueError, UnicodeDecodeError) as exc:
         keep = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
         path.rename(keep)
         log.warning("%s: not a readable manifest (%s); kept as %s, starting a new one", path, exc, keep)
@@ -154,7 +266,7 @@ def plan_rows(
     sources: Sequence[ScanSource],
     outdir: Path,
     config: UpscaleConfig,
-    common: dict[str, Any],
+    common: ManifestValues,
     previous: dict[str, ManifestRow],
 ) -> tuple[list[ManifestRow], list[tuple[ScanSource, Path, ManifestRow]]]:
     """This run's manifest rows, one per scan, and the scans still to do.
@@ -176,24 +288,22 @@ def plan_rows(
         made_it = (prev is not None and bool(prev.output) and _same_file(prev.output, out, outdir)
                    and prev.status in ("ok", "skipped"))  # fmt: skip
         if out.resolve() in input_files:
-            row = ManifestRow(str(src.path), "", "failed", "output path is an input file; choose another -o folder",
-                              dict(common))  # fmt: skip
+            row = ManifestRow(str(src.path), status="failed", error="output path is an input file; choose another -o folder")
+            row.update(**common)
         elif out.exists() and not config.overwrite:
+            row = ManifestRow(str(src.path), str(out), "skipped")
             if made_it:
                 assert prev is not None
-                row = ManifestRow(str(src.path), str(out), "skipped", "", dict(prev.values))
-                row.values["note"] = "output kept from an earlier run (use --overwrite to replace it)"
+                row.take_provenance(prev).note = "output kept from an earlier run (use --overwrite to replace it)"
             else:
-                row = ManifestRow(str(src.path), str(out), "skipped", "",
-                                  {"note": "output exists, made outside this manifest: provenance unknown "
-                                           "(use --overwrite to replace it)"})  # fmt: skip
+                row.note = "output exists, made outside this manifest: provenance unknown (use --overwrite to replace it)"
         else:
-            row = ManifestRow(str(src.path), "", "pending", "", dict(common))
+            row = ManifestRow(str(src.path), status="pending").update(**common)
             if config.output_format == "dicom" and src.kind != "dicom":
-                row.values["note"] = f"a {src.kind} input gets NIfTI output (--output-format dicom applies to DICOM series)"
+                row.note = f"a {src.kind} input gets NIfTI output (--output-format dicom applies to DICOM series)"
             if made_it and out.exists():  # --overwrite: the earlier provenance holds until replaced
                 assert prev is not None
-                row.values["note"] = f"replacing the output of {prev.values.get('date') or 'an earlier run'}"
+                row.note = f"replacing the output of {prev.date or 'an earlier run'}"
             todo.append((src, out, row))
         rows.append(row)
     return rows, todo

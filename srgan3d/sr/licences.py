@@ -22,9 +22,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from srgan3d.serialisation import Record
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +167,7 @@ def data_entries(files: Sequence[str | Path | Mapping[str, object]]) -> list[dic
 
 
 @dataclass(frozen=True)
-class WeightsLicence:
+class WeightsLicence(Record):
     """The licence weights carry, derived from the sources that trained them."""
 
     licence: str
@@ -173,11 +175,6 @@ class WeightsLicence:
     opt_in: bool
     why: str
     sources: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
-        d["sources"] = list(self.sources)
-        return d
 
 
 APACHE = "Apache-2.0"

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
+from srgan3d.serialisation import Record
+
 PROFILES = ("boxcar", "gaussian")
 
 #: Share of a line's power (DC excluded) above half its Nyquist frequency below which an axis is
@@ -41,7 +43,7 @@ DETAIL_MIN_SHARE = 0.0005
 
 
 @dataclass(frozen=True)
-class SliceProfile:
+class SliceProfile(Record):
     """How a scanner made each slice from the thin anatomy, in units of the slice spacing.
 
     Attributes:
@@ -78,9 +80,6 @@ class SliceProfile:
         thick = self.thickness * spacing_mm
         gap = spacing_mm - thick
         return f"{self.kind} {thick:.3g} mm at {spacing_mm:.3g} mm spacing ({'gap' if gap >= 0 else 'overlap'} {abs(gap):.3g} mm)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "factor": self.factor, "thickness": self.thickness}
 
     def matrix(self, n_fine: int) -> np.ndarray:
         """(n_fine // factor, n_fine) float64: row i weights the fine samples of slice i."""

@@ -44,6 +44,7 @@ from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, THROUGH_PLANE
 from srgan3d.sr.degrade import kspace_downsample_axis
 from srgan3d.sr.device import resolve_device, use_bf16
 from srgan3d.sr.intensity import IntensityScaling
+from srgan3d.sr.ledger import ManifestValues
 from srgan3d.sr.slice_profile import (
     AxisDetail,
     SliceGeometry,
@@ -382,22 +383,19 @@ class ThroughPlaneRecord:
     detail: AxisDetail | None
     fit: PlaneFit | None = None
 
-    def manifest_values(self) -> dict[str, object]:
+    def manifest_values(self) -> ManifestValues:
         g = self.geometry
-        values: dict[str, object] = {
+        values: ManifestValues = {
             "method": self.method, "slice_profile": g.profile.describe(g.spacing_mm),
-            "slice_thickness_mm": f"{g.thickness_mm:.4g}", "slice_thickness_from": g.thickness_from,
-            "slice_gap_mm": f"{g.gap_mm:.4g}",
-            "acquired_inplane_mm": "x".join(f"{v:.4g}" for v in g.acquired_inplane_mm),
+            "slice_thickness_mm": g.thickness_mm, "slice_thickness_from": g.thickness_from,
+            "slice_gap_mm": g.gap_mm, "acquired_inplane_mm": tuple(g.acquired_inplane_mm),
             "through_plane_reason": self.reason,
         }  # fmt: skip
         if self.detail is not None:
-            values["axis_detail_upper_share"] = "x".join(f"{v:.4f}" for v in self.detail.upper_share)
+            values["axis_detail_upper_share"] = tuple(self.detail.upper_share)
         if self.fit is not None:
-            values.update(
-                held_out_gain_db=f"{self.fit.gain_db:.3f}", self_supervised_steps=self.fit.steps,
-                self_supervised_seconds=f"{self.fit.seconds:.1f}",
-            )  # fmt: skip
+            values.update(held_out_gain_db=self.fit.gain_db, self_supervised_steps=self.fit.steps,
+                          self_supervised_seconds=self.fit.seconds)  # fmt: skip
         return values
 
 

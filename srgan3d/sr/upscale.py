@@ -39,6 +39,7 @@ from srgan3d.sr.ledger import (
     STATUSES,
     BatchResult,
     ManifestRow,
+    ManifestValues,
     check_writable,
     ledger_key,
     merge_manifests,
@@ -46,7 +47,7 @@ from srgan3d.sr.ledger import (
     read_manifest,
     write_manifest,
 )
-from srgan3d.sr.methods import resolve_method_and_weights, say_once
+from srgan3d.sr.method_choice import resolve_method_and_weights, say_once
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.weights import WeightsCard, WeightsError, WeightsInfo, find_weights
 from srgan3d.volume import Volume, VolumeError
@@ -91,7 +92,7 @@ class _ThroughPlane:
     model: PlaneNet | None = None  # protocol weights' network (THROUGH_PLANE_NETWORK only)
     info: WeightsInfo | None = None
 
-    def upscale(self, vol: Volume, factors: Sequence[int]) -> tuple[Volume, dict[str, Any]]:
+    def upscale(self, vol: Volume, factors: Sequence[int]) -> tuple[Volume, ManifestValues]:
         from srgan3d.sr.protocol import upscale_with_protocol
         from srgan3d.sr.slice_profile import slice_geometry
         from srgan3d.sr.through_plane import (
@@ -126,7 +127,7 @@ class _ThroughPlane:
                                            thickness_mm=c.slice_thickness_mm, device=str(resolve_device(c.device)))  # fmt: skip
         if record.method != SELF_SUPERVISED:
             log.warning("%s: B-spline + consistency instead of the network: %s", vol.meta.get("source", "scan"), record.reason)
-        return sr, {**record.manifest_values(), "self_supervised_budget_min": f"{c.self_supervised_minutes:g}"}
+        return sr, {**record.manifest_values(), "self_supervised_budget_min": c.self_supervised_minutes}
 
     @property
     def why(self) -> str:
@@ -192,12 +193,12 @@ def _fmt(t: Sequence[float], digits: int = 4) -> str:
     return "x".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in t)
 
 
-def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _ThroughPlane | None, dict[str, Any]]:
+def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _ThroughPlane | None, ManifestValues]:
     """The method `config` resolves to, the engine for it (weights and device resolved once), and
     the manifest values every row shares."""
     resolve_device(config.device)  # --device cuda without CUDA is refused whatever the method
     vers = versions()
-    common: dict[str, Any] = {
+    common: ManifestValues = {
         "method": config.method, "srgan3d": vers["srgan3d"], "torch": vers["torch"], "monai": vers["monai"],
         "device": "cpu",
     }  # fmt: skip
@@ -242,7 +243,7 @@ def _source_stub(vol: Volume) -> Volume:
     return Volume(np.zeros((1, 1, vol.shape[2]), np.float32), vol.affine.copy(), dict(vol.meta))
 
 
-def _write_output(out_vol: Volume, out: Path, source: Volume, what: str, values: dict[str, object]) -> Path:
+def _write_output(out_vol: Volume, out: Path, source: Volume, what: str, values: ManifestValues) -> Path:
     """NIfTI (atomically), or for a folder output a derived DICOM series (atomically, as a folder)."""
     if out.name.lower().endswith((".nii", ".nii.gz")):
         return write_volume(out_vol, out, description=what, dtype=out_vol.data.dtype)
@@ -377,7 +378,7 @@ class _Batch:
     bar: tqdm
     clock: StageClock | None = None
     through: _ThroughPlane | None = None
-    writes: list[tuple[Future[Path], ManifestRow, Path, float, dict[str, object]]] = field(default_factory=list)
+    writes: list[tuple[Future[Path], ManifestRow, Path, float, ManifestValues]] = field(default_factory=list)
 
     #: What fails one scan (recorded in its row) and lets the batch go on.
     ERRORS: ClassVar = (VolumeError, FileNotFoundError, ValueError, OSError, RuntimeError, MemoryError)
@@ -424,44 +425,43 @@ class _Batch:
             if self.engine is not None:
                 self.engine.clock = None
 
-    def _upscale(self, vol: Volume, row: ManifestRow) -> tuple[Volume, str, dict[str, object]]:
+    def _upscale(self, vol: Volume, row: ManifestRow) -> tuple[Volume, str, ManifestValues]:
         """One scan upscaled as the run asks: the output volume (in its output type), the header's
         description, and the manifest values of the scan."""
         config, engine, method = self.config, self.engine, self.method
         factors = config.factors_for(vol)
         if self.through is not None:
             sr, values_tp = self.through.upscale(vol, factors)
-            row.values.update(values_tp)
+            row.update(**values_tp)
             method = str(values_tp["method"])
         elif config.adapt_steps and engine is not None:
             sr, adapt_info = _adapt_and_upscale(vol, factors, engine, config)
-            row.values.update(adapt_steps=config.adapt_steps, adapt_seconds=f"{adapt_info['seconds']:.2f}")
+            row.update(adapt_steps=config.adapt_steps, adapt_seconds=adapt_info["seconds"])
         else:
             sr = upscale_volume(vol, method=method, factors=factors, engine=engine)
         what = f"srgan3d {method} x{_fmt(factors)}"
         winfo = engine.weights if engine is not None else None
         if winfo:
             what += f" {winfo.name} {winfo.sha256[:12]}"
-        data, dtype_info = output_array(sr, config.dtype)
-        values: dict[str, object] = dict(
-            scale=_fmt(factors), input_shape=_fmt(vol.shape), output_shape=_fmt(sr.shape),
-            input_spacing_mm=_fmt(vol.spacing_mm), output_spacing_mm=_fmt(sr.spacing_mm),
-            orientation=vol.orientation, nonfinite_voxels=vol.meta.get("nonfinite_voxels", 0),
-            clipped_voxels=sr.meta.get("clipped_voxels", 0), **dtype_info,
+        data, stored = output_array(sr, config.dtype)
+        values: ManifestValues = dict(
+            scale=tuple(factors), input_shape=vol.shape, output_shape=sr.shape,
+            input_spacing_mm=vol.spacing_mm, output_spacing_mm=sr.spacing_mm, orientation=vol.orientation,
+            nonfinite_voxels=vol.meta.get("nonfinite_voxels", 0), clipped_voxels=sr.meta.get("clipped_voxels", 0),
+            output_dtype=stored.dtype, dtype_clipped_voxels=stored.clipped_voxels,
         )  # fmt: skip
-        values.pop("dtype_note")
         return Volume(data, sr.affine, sr.meta), what, values
 
     def _fail(self, row: ManifestRow, exc: BaseException, t0: float) -> None:
         prev = self.previous.get(ledger_key(row.input))
         if prev is not None and prev.status in ("ok", "skipped") and prev.output and Path(prev.output).exists():
-            row.values = dict(prev.values)  # the earlier output and its provenance still stand
+            row.take_provenance(prev)  # the earlier output and its provenance still stand
             row.output = prev.output
-            row.values["note"] = "this run failed; the earlier output is kept"
+            row.note = "this run failed; the earlier output is kept"
         else:
             row.output = ""
         row.status, row.error = "failed", str(exc)
-        row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
+        row.seconds = time.perf_counter() - t0
         log.error("%s", exc)
 
     def _finish(self) -> None:
@@ -470,11 +470,11 @@ class _Batch:
             fut, row, out, t0, values = self.writes[0]
             try:
                 fut.result()
-                row.values.update(values)
-                row.values["seconds"] = f"{time.perf_counter() - t0:.2f}"
-                row.values["date"] = datetime.now().isoformat(timespec="seconds")
-                if str(row.values.get("note", "")).startswith("replacing the output"):  # it has been replaced
-                    row.values.pop("note")
+                row.update(**values)
+                row.seconds = time.perf_counter() - t0
+                row.date = datetime.now().isoformat(timespec="seconds")
+                if row.note.startswith("replacing the output"):  # it has been replaced
+                    row.note = ""
                 row.status, row.error, row.output = "ok", "", str(out)
             except self.ERRORS as exc:
                 self._fail(row, exc, t0)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from srgan3d.serialisation import Record
 from srgan3d.sr import DEFAULT_WEIGHTS
-from srgan3d.study.serialisation import Result
 
 PARAMS_DIR = Path(__file__).parent / "params"
 DEFAULT_PARAMS = PARAMS_DIR / "arterial_mri.yaml"
@@ -57,7 +57,7 @@ ARCHS = ("resnet10", "resnet18", "resnet34")
 
 
 @dataclass(frozen=True)
-class RadiomicsConfig(Result):
+class RadiomicsConfig(Record):
     """Options of the feature extraction; one per `evaluate` option.
 
     Attributes:
@@ -140,7 +140,7 @@ def parse_transforms(specs: Sequence[str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class ModelingConfig(Result):
+class ModelingConfig(Record):
     """Options of the modelling; one per `evaluate` option.
 
     Attributes:
@@ -196,7 +196,7 @@ class ModelingConfig(Result):
 
 
 @dataclass(frozen=True)
-class DeepConfig(Result):
+class DeepConfig(Record):
     """Options of the deep models; one per `evaluate --dl-*` option.
 
     Attributes:

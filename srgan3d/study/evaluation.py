@@ -22,6 +22,7 @@ import pandas as pd
 from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_mask, read_volume
 from srgan3d.provenance import versions
+from srgan3d.serialisation import rows_of
 from srgan3d.study import stats
 from srgan3d.study.agreement import reader_agreement
 from srgan3d.study.cohort import MIN_PER_CLASS, Cohort, make_split, read_cohort, summary_columns
@@ -68,7 +69,6 @@ from srgan3d.study.results import (
     TransformRecord,
     tested_sets,
 )
-from srgan3d.study.serialisation import rows_of
 from srgan3d.study.staging import rank_stages
 from srgan3d.study.survival import study_survival
 from srgan3d.study.tables import read_cells, split_sheet

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from srgan3d.serialisation import rows_of
 from srgan3d.study import resampling, stats
 from srgan3d.study.config import ModelingConfig
 from srgan3d.study.logistic import Logistic
@@ -44,7 +45,6 @@ from srgan3d.study.results import (
     SetMetrics,
     Split,
 )
-from srgan3d.study.serialisation import rows_of
 
 log = logging.getLogger(__name__)
 

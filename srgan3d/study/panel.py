@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import pandas as pd
 
+from srgan3d.serialisation import plain
 from srgan3d.study import resampling, stats
 from srgan3d.study.config import CLASSIFIER_NAMES, SEED_SPREAD
 from srgan3d.study.resampling import bootstrap_optimism, resamples
@@ -34,7 +35,6 @@ from srgan3d.study.results import (
     PanelResult,
     tested_sets,
 )
-from srgan3d.study.serialisation import plain
 
 if TYPE_CHECKING:
     from sklearn.model_selection import GridSearchCV

@@ -36,10 +36,10 @@ import pandas as pd
 
 from srgan3d.atomic import write_text_atomic
 from srgan3d.io import read_mask, read_volume, split_segment, write_volume
+from srgan3d.serialisation import JsonValue, Record
 from srgan3d.sr.engine import GeneratorEngine, upscale_box, upscale_box_through_plane, upscale_volume
-from srgan3d.sr.methods import resolve_method_and_weights, through_plane_weights_sha
+from srgan3d.sr.method_choice import resolve_method_and_weights, through_plane_weights_sha
 from srgan3d.study.config import RadiomicsConfig
-from srgan3d.study.serialisation import JsonValue, Result
 from srgan3d.volume import LPS_TO_RAS, Volume, crop_affine, thickest_axis
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def _atomic_json(path: Path, obj: dict[str, object]) -> None:
 
 
 @dataclass(frozen=True)
-class PatientFeatures(Result):
+class PatientFeatures(Record):
     """One patient's features before (``pre``) and after (``post``) SR, and ``info`` (spacings,
     method, crop, rings); or ``error`` (one line) when this patient failed."""
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
+from srgan3d.serialisation import JsonValue, Record
 from srgan3d.study.config import DEFAULT_TIME_UNIT, DeepConfig, ModelingConfig, RadiomicsConfig
-from srgan3d.study.serialisation import JsonValue, Result
 from srgan3d.study.stats import CalibrationResult, DelongResult, OperatingPoint, RocResult
 
 #: Version of results.json's layout; `StudyResult.from_dict` refuses other versions.
@@ -47,7 +47,7 @@ def _delong_fields(result: DelongResult) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class Split(Result):
+class Split(Record):
     """The patients of each set, made once per study and used by every step.
 
     Attributes:
@@ -107,7 +107,7 @@ class Split(Result):
 
 
 @dataclass(frozen=True)
-class ModelEntry(Result):
+class ModelEntry(Record):
     """One model of the report: its key (a column of predictions.csv), label and colour."""
 
     name: str
@@ -142,7 +142,7 @@ GROUP_COVARIATE = "predicted_responder"
 
 
 @dataclass(frozen=True)
-class Roster(Result):
+class Roster(Record):
     """The models compared in every set, in report order, and the study's best model.
 
     `best` is chosen on the training set only (`best_rule` says how); survival, staging and
@@ -185,7 +185,7 @@ class DelongPair(DelongResult):
 
 
 @dataclass(frozen=True)
-class SetMetrics(Result):
+class SetMetrics(Record):
     """Every roster model on one set: AUC with DeLong CI, operating point at the training
     threshold, calibration, pairwise DeLong tests and decision curves.
 
@@ -225,7 +225,7 @@ class SetMetrics(Result):
 
 
 @dataclass(frozen=True)
-class RadscoreCoefficient(Result):
+class RadscoreCoefficient(Record):
     """One term of a radscore: its LASSO coefficient (on the standardised feature), the training
     mean and SD that standardise it, and its screening p-value (NaN for the intercept)."""
 
@@ -237,7 +237,7 @@ class RadscoreCoefficient(Result):
 
 
 @dataclass(frozen=True)
-class TransformRecord(Result):
+class TransformRecord(Record):
     """How a clinical variable is modelled (`srgan3d.study.transforms`): as it is or on log10,
     and why (the skewness rule or the user's --transform)."""
 
@@ -249,7 +249,7 @@ class TransformRecord(Result):
 
 
 @dataclass(frozen=True)
-class OddsRatio(Result):
+class OddsRatio(Record):
     """One row of a logistic model's table: coefficient (per unit of the modelled variable), and
     the odds ratio with its 95% CI and Wald p per `unit`: per SD of the training values for a
     continuous variable (`unit_size` = that SD), per unit (1 against 0) for a binary one."""
@@ -265,7 +265,7 @@ class OddsRatio(Result):
 
 
 @dataclass(frozen=True)
-class Optimism(Result):
+class Optimism(Record):
     """Harrell's bootstrap optimism of one model's training-set AUC."""
 
     model: str
@@ -277,7 +277,7 @@ class Optimism(Result):
 
 
 @dataclass(frozen=True)
-class RadscoreSummary(Result):
+class RadscoreSummary(Record):
     formula: str
     features: tuple[str, ...]
     coefficients: tuple[RadscoreCoefficient, ...]
@@ -290,7 +290,7 @@ class RadscoreSummary(Result):
 
 
 @dataclass(frozen=True)
-class FitNote(Result):
+class FitNote(Record):
     """How one logistic model was fitted: the separation found in its training data (none,
     quasi-complete, complete), the fewest predictors that separate, and the method (maximum
     likelihood, or Firth's penalised likelihood as the remedy)."""
@@ -306,7 +306,7 @@ class FitNote(Result):
 
 
 @dataclass(frozen=True)
-class FittedSummary(Result):
+class FittedSummary(Record):
     """What the training set fitted: the radscores and the logistic models' odds-ratio tables."""
 
     radscore: dict[str, RadscoreSummary]
@@ -329,7 +329,7 @@ class FittedSummary(Result):
 
 
 @dataclass(frozen=True)
-class NomogramPredictor(Result):
+class NomogramPredictor(Record):
     """One axis of a nomogram: the predictor's range, its reference value (0 points) and points
     per unit."""
 
@@ -343,7 +343,7 @@ class NomogramPredictor(Result):
 
 
 @dataclass(frozen=True)
-class Nomogram(Result):
+class Nomogram(Record):
     """A logistic model's nomogram; linear predictor = offset + points * scale."""
 
     predictors: tuple[NomogramPredictor, ...]
@@ -352,7 +352,7 @@ class Nomogram(Result):
 
 
 @dataclass(frozen=True)
-class ClassifierResult(Result):
+class ClassifierResult(Record):
     """One panel classifier on one image's features."""
 
     cv_auc: float
@@ -385,7 +385,7 @@ class ClassifierComparison(DelongResult):
 
 
 @dataclass(frozen=True)
-class PanelPick(Result):
+class PanelPick(Record):
     """The panel's best classifier and image, and the rule that chose it (training set only)."""
 
     classifier: str
@@ -399,7 +399,7 @@ class PanelPick(Result):
 
 
 @dataclass(frozen=True)
-class PanelResult(Result):
+class PanelResult(Record):
     classifiers: tuple[str, ...]
     features: dict[str, tuple[str, ...]]
     inner_cv_folds: int
@@ -415,7 +415,7 @@ class PanelResult(Result):
 
 
 @dataclass(frozen=True)
-class RegionImage(Result):
+class RegionImage(Record):
     """One region's radscore on one image: its features, training AUC and AUC per tested set."""
 
     features: tuple[str, ...]
@@ -424,7 +424,7 @@ class RegionImage(Result):
 
 
 @dataclass(frozen=True)
-class RegionResult(Result):
+class RegionResult(Record):
     """A radscore per peritumoral region and image."""
 
     region: str
@@ -435,7 +435,7 @@ class RegionResult(Result):
 
 
 @dataclass(frozen=True)
-class ComparatorResult(Result):
+class ComparatorResult(Record):
     comparator: str
     direction: str
     best_model: str
@@ -450,7 +450,7 @@ LEARNED_AUC_FLOOR = 0.6
 
 
 @dataclass(frozen=True)
-class DeepModelResult(Result):
+class DeepModelResult(Record):
     epochs: int
     best_val_loss: float
     n_fit: int
@@ -466,7 +466,7 @@ class DeepModelResult(Result):
 
 
 @dataclass(frozen=True)
-class DlrcrModel(Result):
+class DlrcrModel(Record):
     """DLRCR, the logistic model on the post-SR deep score, the post-SR radscore and the clinical
     variables: its variables, odds-ratio table and how it was fitted (its metrics are the
     ``dlrcr`` model of each `SetMetrics`)."""
@@ -477,7 +477,7 @@ class DlrcrModel(Result):
 
 
 @dataclass(frozen=True)
-class DeepResult(Result):
+class DeepResult(Record):
     config: DeepConfig
     models: dict[str, DeepModelResult] = field(default_factory=dict)  # "pre", "post"
     delong_post_vs_pre: dict[str, DelongResult] = field(default_factory=dict)
@@ -487,7 +487,7 @@ class DeepResult(Result):
 
 
 @dataclass(frozen=True)
-class CIndex(Result):
+class CIndex(Record):
     """Harrell's C of a risk score with its percentile-bootstrap CI."""
 
     c_index: float
@@ -497,7 +497,7 @@ class CIndex(Result):
 
 
 @dataclass(frozen=True)
-class ChiSquareTest(Result):
+class ChiSquareTest(Record):
     """A chi-square test: the log-rank test across groups, or a Cox model's likelihood-ratio test."""
 
     statistic: float
@@ -506,7 +506,7 @@ class ChiSquareTest(Result):
 
 
 @dataclass(frozen=True)
-class KaplanMeier(Result):
+class KaplanMeier(Record):
     """One group's product-limit curve, its 95% CI (Greenwood, log-log) and numbers at risk
     (`at_risk`: (time, patients at risk) pairs)."""
 
@@ -520,7 +520,7 @@ class KaplanMeier(Result):
 
 
 @dataclass(frozen=True)
-class CoxTerm(Result):
+class CoxTerm(Record):
     """One covariate of a Cox model: Wald statistics and the hazard ratio with its 95% CI."""
 
     covariate: str
@@ -536,7 +536,7 @@ class CoxTerm(Result):
 
 
 @dataclass(frozen=True)
-class CoxResult(Result):
+class CoxResult(Record):
     """A Cox proportional-hazards fit (Efron ties): its terms, Harrell's C of the linear
     predictor, the likelihood-ratio test, and the patients and events it saw."""
 
@@ -554,7 +554,7 @@ class CoxResult(Result):
 
 
 @dataclass(frozen=True)
-class SurvivalSet(Result):
+class SurvivalSet(Record):
     """One endpoint on one set: KM per risk group, log-rank, Cox and Harrell's C."""
 
     n: int
@@ -567,7 +567,7 @@ class SurvivalSet(Result):
 
 
 @dataclass(frozen=True)
-class SurvivalEndpoint(Result):
+class SurvivalEndpoint(Record):
     endpoint: str
     time: str
     event: str
@@ -579,12 +579,12 @@ class SurvivalEndpoint(Result):
 
 
 @dataclass(frozen=True)
-class SurvivalResult(Result):
+class SurvivalResult(Record):
     endpoints: tuple[SurvivalEndpoint, ...]
 
 
 @dataclass(frozen=True)
-class ReaderRead(Result):
+class ReaderRead(Record):
     """One reader on one set: AUC of the reads, the best model against them (best - reader), and
     the reader's operating point (a probability >= 0.5 or a score >= 3 calls a responder)."""
 
@@ -597,7 +597,7 @@ class ReaderRead(Result):
 
 
 @dataclass(frozen=True)
-class MeanOfReaders(Result):
+class MeanOfReaders(Record):
     """The readers' mean (scores mapped to 0-1) as one more reader."""
 
     roc: RocResult
@@ -605,7 +605,7 @@ class MeanOfReaders(Result):
 
 
 @dataclass(frozen=True)
-class ReaderSet(Result):
+class ReaderSet(Record):
     """The best model against each reader on one evaluation set."""
 
     best: RocResult  # the best model's AUC
@@ -614,14 +614,14 @@ class ReaderSet(Result):
 
 
 @dataclass(frozen=True)
-class ReaderResult(Result):
+class ReaderResult(Record):
     best_model: str
     sets: dict[str, ReaderSet] = field(default_factory=dict)
     skipped: str | None = None
 
 
 @dataclass(frozen=True)
-class KappaResult(Result):
+class KappaResult(Record):
     """An agreement statistic (kappa) with its 95% CI, the patients it was computed on, and how
     its CI was obtained."""
 
@@ -634,7 +634,7 @@ class KappaResult(Result):
 
 
 @dataclass(frozen=True)
-class PairAgreement(Result):
+class PairAgreement(Record):
     """Two readers over the patients both read: linear-weighted kappa on the mRECIST categories
     (None when either gave only responder calls), kappa and percentage agreement on responder
     calls (Wilson CI)."""
@@ -649,7 +649,7 @@ class PairAgreement(Result):
 
 
 @dataclass(frozen=True)
-class ReaderAgreement(Result):
+class ReaderAgreement(Record):
     """Several readers' mRECIST: their agreement and how the study's label came from them.
 
     Attributes:
@@ -671,7 +671,7 @@ class ReaderAgreement(Result):
 
 
 @dataclass(frozen=True)
-class ExcludedPatient(Result):
+class ExcludedPatient(Record):
     """A patient of the cohort table that the study could not use, and why."""
 
     patient_id: str
@@ -679,7 +679,7 @@ class ExcludedPatient(Result):
 
 
 @dataclass(frozen=True)
-class ExampleSlice(Result):
+class ExampleSlice(Record):
     """One axial slice of an example: intensities and tumour mask (rows of the slice), the pixel
     spacing and which axes are shown flipped."""
 
@@ -690,7 +690,7 @@ class ExampleSlice(Result):
 
 
 @dataclass(frozen=True)
-class Example(Result):
+class Example(Record):
     """An axial slice through a tumour's VOI centre before (``lr``) and after (``sr``) SR."""
 
     patient_id: str
@@ -701,7 +701,7 @@ class Example(Result):
 
 
 @dataclass(frozen=True)
-class RadiomicsRecord(Result):
+class RadiomicsRecord(Record):
     """Where the study's features came from: extracted here (with the extraction's settings), read
     from tables computed elsewhere, or none (the clinical half)."""
 
@@ -723,7 +723,7 @@ class RadiomicsRecord(Result):
 
 
 @dataclass(frozen=True)
-class CohortRecord(Result):
+class CohortRecord(Record):
     """The cohort table the study read: its name and file, whether it is simulated, patients in
     the table and studied, responders, and the patients whose extraction failed (with why)."""
 
@@ -738,7 +738,7 @@ class CohortRecord(Result):
 
 
 @dataclass(frozen=True)
-class StudyConfig(Result):
+class StudyConfig(Record):
     """The options the study ran with: extraction (None when no features were extracted here:
     results.json writes ``{}``), modelling, the mode (``images``, ``features`` or ``clinical``),
     the readers' tie policy and the declared stage orders."""
@@ -755,12 +755,12 @@ class StudyConfig(Result):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StudyConfig:
+    def from_dict(cls, d: Mapping[str, Any]) -> StudyConfig:
         return super().from_dict({**d, "radiomics": d.get("radiomics") or None})
 
 
 @dataclass(frozen=True)
-class SummaryRow(Result):
+class SummaryRow(Record):
     """One row of the cohort's summary table (responders against non-responders)."""
 
     variable: str
@@ -772,7 +772,7 @@ class SummaryRow(Result):
 
 
 @dataclass(frozen=True)
-class Provenance(Result):
+class Provenance(Record):
     """Versions of the software, the seed, and the cohort's card (cohort.json beside the table,
     free-form: a synthetic cohort's generator settings or a real cohort's source and licence)."""
 
@@ -782,7 +782,7 @@ class Provenance(Result):
 
 
 @dataclass(frozen=True)
-class SrMethodQuality(Result):
+class SrMethodQuality(Record):
     """One upscale method on the demo's phantom against the true high resolution."""
 
     method: str
@@ -793,7 +793,7 @@ class SrMethodQuality(Result):
 
 
 @dataclass(frozen=True)
-class SrQuality(Result):
+class SrQuality(Record):
     """The demo's phantom: SR quality of each method against the true high resolution."""
 
     method: str
@@ -804,7 +804,7 @@ class SrQuality(Result):
 
 
 @dataclass(frozen=True)
-class StudyResult(Result):
+class StudyResult(Record):
     """Everything `srgan3d evaluate` found; results.json is its `to_dict()`."""
 
     schema_version: int
@@ -837,7 +837,7 @@ class StudyResult(Result):
     tables: tuple[str, ...] = ()  # how each table was read: format, delimiter, encoding, sheet, response codes
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StudyResult:
+    def from_dict(cls, d: Mapping[str, Any]) -> StudyResult:
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from srgan3d.study.serialisation import Result
+from srgan3d.serialisation import Record
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _delong_cov(v10: np.ndarray, v01: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class RocResult(Result):
+class RocResult(Record):
     """AUC with its DeLong variance and Wald interval (clipped to [0, 1], as pROC)."""
 
     auc: float
@@ -153,7 +153,7 @@ def roc_auc_ci(
 
 
 @dataclass(frozen=True)
-class DelongResult(Result):
+class DelongResult(Record):
     """Paired DeLong comparison of two AUCs on the same patients."""
 
     auc_a: float
@@ -337,7 +337,7 @@ def round_ticks(lo: float, hi: float, min_step: float) -> list[float]:
 
 
 @dataclass(frozen=True)
-class CalibrationResult(Result):
+class CalibrationResult(Record):
     """Calibration of predicted probabilities against outcomes.
 
     Attributes:
@@ -482,7 +482,7 @@ def youden_threshold(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float
 
 
 @dataclass(frozen=True)
-class OperatingPoint(Result):
+class OperatingPoint(Record):
     """Accuracy, sensitivity and specificity at one threshold, with Wilson intervals."""
 
     threshold: float

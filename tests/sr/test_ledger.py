@@ -17,6 +17,7 @@ from conftest import smooth_volume
 
 import srgan3d.sr.upscale as upscale_mod
 from srgan3d.io import read_volume
+from srgan3d.sr.ledger import ManifestRow, read_manifest, write_manifest
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,3 +289,39 @@ def test_a_file_first_upscaled_alone_keeps_its_output_when_its_folder_runs(tmp_p
     (row,) = list(csv.DictReader(Path("out/manifest.csv").open()))
     assert row["status"] == "skipped" and row["output"] == "out/s0_sr2x.nii.gz" and row["date"]
     assert not Path("out/nested").exists()
+
+
+def test_a_manifest_of_the_previous_release_is_read_and_written_byte_for_byte(tmp_path):
+    """The typed row keeps the CSV exactly: a manifest written by release 0.2.0 (generator, adapted,
+    through-plane network and B-spline, failed and skipped rows) read and written again."""
+    fixture = ROOT / "tests" / "data" / "manifest_0.2.0.csv"
+    rows = read_manifest(fixture)
+    assert len(rows) == 14
+    out = write_manifest(rows.values(), tmp_path / "manifest.csv")
+    assert out.read_bytes() == fixture.read_bytes()
+    net = next(r for r in rows.values() if r.method == "self-supervised")
+    assert net.held_out_gain_db == 0.14 and net.self_supervised_steps == 67 and net.scale == (1, 1, 2)
+    assert net.axis_detail_upper_share == (0.4918, 0.5016, 0.5124) and net.seconds == 3.97
+    failed = next(r for r in rows.values() if r.status == "failed")
+    assert failed.output == "" and failed.scale == () and failed.nonfinite_voxels is None
+
+
+def test_a_manifest_row_takes_only_its_columns_in_their_types():
+    row = ManifestRow("a.nii.gz")
+    row.update(scale=[2, 2, np.int64(1)], seconds=np.float32(0.5), adapt_steps=np.int64(3))
+    assert row.scale == (2, 2, 1) and type(row.scale[2]) is int and row.as_csv()["seconds"] == "0.50"
+    with pytest.raises(KeyError, match="no column 'sceonds'"):
+        row.update(sceonds=1.0)
+    with pytest.raises(TypeError, match="adapt_steps takes int"):
+        row.update(adapt_steps=2.5)
+    with pytest.raises(TypeError, match="method takes text"):
+        row.update(method=3)
+
+
+def test_a_manifest_with_a_cell_of_the_wrong_type_is_set_aside_not_lost(tmp_path, caplog):
+    text = (ROOT / "tests" / "data" / "manifest_0.2.0.csv").read_text(encoding="utf-8")
+    bad = tmp_path / "manifest.csv"
+    bad.write_text(text.replace(",3.97,", ",soon,"), encoding="utf-8")
+    assert read_manifest(bad) == {}
+    kept = list(tmp_path.glob("manifest.csv.unreadable-*"))
+    assert len(kept) == 1 and "column seconds holds 'soon'" in caplog.text

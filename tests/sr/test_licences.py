@@ -90,14 +90,14 @@ def test_auto_never_takes_opt_in_weights_and_naming_them_says_their_licence_once
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / f"{DEFAULT_WEIGHTS}.pt", nc)
     caplog.set_level(logging.WARNING)
     res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(device="cpu"))
-    assert res.rows[0].values["method"] == "sinc"
+    assert res.rows[0].method == "sinc"
     assert "its licence is CC BY-NC-SA 4.0" in caplog.text
     caplog.clear()
     named = UpscaleConfig(device="cpu", method="generator", weights=DEFAULT_WEIGHTS)
     second = tmp_path / "second.nii.gz"
     second.write_bytes(oblique_nifti.read_bytes())
     res = upscale_files([oblique_nifti, second], tmp_path / "out2", named)
-    assert [r.values["weights_licence"] for r in res.rows] == ["CC BY-NC-SA 4.0"] * 2
+    assert [r.weights_licence for r in res.rows] == ["CC BY-NC-SA 4.0"] * 2
     assert caplog.text.count("licence CC BY-NC-SA 4.0") == 1, caplog.text
 
 

@@ -91,7 +91,7 @@ def test_discriminator_and_config():
     assert d(torch.randn(2, 1, 32, 32, 32)).shape == (2, 1, 8, 8, 8)
     cfg = GeneratorConfig(scale=(1, 1, 2))
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown generator config keys"):
+    with pytest.raises(ValueError, match=r"GeneratorConfig: unknown key\(s\) width; its keys are channels"):
         GeneratorConfig.from_dict({"channels": 8, "width": 3})
     with pytest.raises(ValueError, match="scale must be three positive integers"):
         GeneratorConfig(scale=(2, 2))

@@ -302,8 +302,8 @@ def test_through_plane_auto_without_weights_uses_bspline_consistent_and_says_so_
     assert all(r.status == "ok" for r in res.rows), [r.error for r in res.rows]
     assert sum("no through-plane weights given" in r.getMessage() for r in caplog.records) == 1
     row = res.rows[0]
-    assert row.values["method"] == "bspline-consistent" and row.values["scale"] == "1x1x2"
-    assert row.values["slice_profile"].startswith("boxcar 4 mm") and row.values["slice_thickness_from"] == "assumed = spacing"
+    assert row.method == "bspline-consistent" and row.scale == (1, 1, 2)
+    assert row.slice_profile.startswith("boxcar 4 mm") and row.slice_thickness_from == "assumed = spacing"
     out = read_volume(row.output)
     np.testing.assert_allclose(out.data, _boxcar_reference(read_volume(srcs[0]).data), rtol=1e-4, atol=0.05)
 
@@ -315,10 +315,10 @@ def test_upscale_method_self_supervised_records_how_in_the_manifest(tmp_path, fa
                         slice_profile="gaussian", slice_thickness_mm=2.0)  # fmt: skip
     row = upscale_files([src], tmp_path / "o", cfg).rows[0]
     assert row.status == "ok", row.error
-    assert row.values["method"] in ("self-supervised", "bspline-consistent")
-    assert row.values["slice_profile"] == "gaussian 2 mm at 2.4 mm spacing (gap 0.4 mm)"
-    assert row.values["slice_thickness_from"] == "--slice-thickness" and row.values["held_out_gain_db"] != ""
-    assert int(row.values["self_supervised_steps"]) >= 1 and row.values["through_plane_reason"]
+    assert row.method in ("self-supervised", "bspline-consistent")
+    assert row.slice_profile == "gaussian 2 mm at 2.4 mm spacing (gap 0.4 mm)"
+    assert row.slice_thickness_from == "--slice-thickness" and row.held_out_gain_db is not None
+    assert (row.self_supervised_steps or 0) >= 1 and row.through_plane_reason
     assert read_volume(row.output).shape == (56, 52, 16)
     with pytest.raises(ValueError, match="upscales along one axis only"):
         UpscaleConfig(method="self-supervised", scale=(2, 2, 2))
@@ -349,7 +349,7 @@ def test_protocol_weights_train_apply_and_refuse_another_protocol_by_name(tmp_pa
                                                                        method="generator", device="cpu"))  # fmt: skip
     by = {Path(r.input).name: r for r in res.rows}
     assert by["same.nii.gz"].status == "ok", by["same.nii.gz"].error
-    assert by["same.nii.gz"].values["method"] == "through-plane-network" and by["same.nii.gz"].values["weights"] == "run"
+    assert by["same.nii.gz"].method == "through-plane-network" and by["same.nii.gz"].weights == "run"
     assert read_volume(by["same.nii.gz"].output).shape == (40, 36, 20)
     assert by["other.nii.gz"].status == "failed"
     assert "other.nii.gz" in by["other.nii.gz"].error and "another protocol" in by["other.nii.gz"].error

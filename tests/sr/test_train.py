@@ -23,7 +23,7 @@ TINY = dict(channels=8, n_blocks=1, upsample_channels=8, patch_size=8, batch_siz
 
 def test_config_is_strict(tmp_path):
     (tmp_path / "r.yaml").write_text("channels: 16\nlearning_rate: 0.1\n")
-    with pytest.raises(ValueError, match=r"unknown training config keys \['learning_rate'\]"):
+    with pytest.raises(ValueError, match=r"r.yaml: TrainConfig: unknown key\(s\) learning_rate; its keys are"):
         TrainConfig.from_yaml(tmp_path / "r.yaml")
     (tmp_path / "ok.yaml").write_text("channels: 16\nscale: [1, 1, 2]\n")
     cfg = TrainConfig.from_yaml(tmp_path / "ok.yaml", seed=4)

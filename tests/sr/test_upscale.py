@@ -98,7 +98,7 @@ def test_real_scan_upscales_with_exact_geometry(tmp_path, tiny_weights, method):
 
     # The manifest records the precision the network ran in: bf16 only where the CPU has bf16 units.
     expected = ("bf16" if use_bf16(torch.device("cpu"), True) else "fp32") if method == "generator" else ""
-    assert row.values.get("precision", "") == expected
+    assert row.precision == expected
     data = out.get_fdata()
     if method != "generator":  # the test generator is untrained; interpolation must stay faithful
         from srgan3d.sr.degrade import degrade_array
@@ -248,7 +248,7 @@ def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, mo
 def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti, monkeypatch, caplog):
     monkeypatch.setattr("srgan3d.sr.weights.PACKAGE_WEIGHTS", tmp_path / "none")
     res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig())
-    assert res.rows[0].status == "ok" and res.rows[0].values["method"] == "sinc"
+    assert res.rows[0].status == "ok" and res.rows[0].method == "sinc"
     assert "no generator weights" in caplog.text
     monkeypatch.setenv("SRGAN3D_WEIGHTS_DIR", str(tmp_path / "w"))
     from srgan3d.sr.nets import GeneratorConfig
@@ -257,7 +257,7 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
     # Installed weights whose card records no held-out abdominal test are not used by auto ...
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", CLEAN)
     res = upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(device="cpu"))
-    assert res.rows[0].values["method"] == "sinc"
+    assert res.rows[0].method == "sinc"
     assert "records no test on held-out real abdominal MRI" in caplog.text
     # ... nor weights that lose to zero-filled k-space on one held-out volume by more than 0.05 dB ...
     vols = [
@@ -268,14 +268,14 @@ def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti,
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
                  {**CLEAN, "heldout_abdominal_mri": held})  # fmt: skip
     res = upscale_files([oblique_nifti], tmp_path / "out3", UpscaleConfig(device="cpu"))
-    assert res.rows[0].values["method"] == "sinc" and "held-out b it is -0.20 dB" in caplog.text
+    assert res.rows[0].method == "sinc" and "held-out b it is -0.20 dB" in caplog.text
     # ... only weights that gain on every held-out volume.
     vols[1]["psnr_gain_db"] = 0.1
     save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
                  {**CLEAN, "heldout_abdominal_mri": held})  # fmt: skip
     res = upscale_files([oblique_nifti], tmp_path / "out4", UpscaleConfig(device="cpu"))
-    assert res.rows[0].values["method"] == "generator" and res.rows[0].values["weights"] == "srgan3d_x2"
-    assert res.rows[0].values["data_consistency"] == "yes"
+    assert res.rows[0].method == "generator" and res.rows[0].weights == "srgan3d_x2"
+    assert res.rows[0].data_consistency == "yes"
 
 
 def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
@@ -355,7 +355,7 @@ def test_auto_takes_the_gan_only_when_its_card_beats_the_fidelity_model(tmp_path
     install("srgan3d_x2_gan", [1.2, 0.9])  # beats it
     assert auto_weights("srgan3d_x2") == "srgan3d_x2_gan"
     res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(device="cpu"))
-    assert res.rows[0].values["weights"] == "srgan3d_x2_gan"
+    assert res.rows[0].weights == "srgan3d_x2_gan"
     install("srgan3d_x2_gan", [2.0, -0.3])  # a higher mean, but below zero-fill on one volume
     assert auto_weights("srgan3d_x2") == "srgan3d_x2"
     assert auto_weights("mine.pt") == "mine.pt"  # a name the user chose is used as given
