@@ -18,7 +18,7 @@ from srgan3d.io import read_volume
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.volume import VolumeError
 
-REAL_MR = Path(__file__).parent / "data" / "totalseg_example_mr_sm.nii.gz"
+REAL_MR = Path(__file__).parents[1] / "data" / "totalseg_example_mr_sm.nii.gz"
 
 
 def _copies(nifti: Path, folder: Path) -> list[Path]:
