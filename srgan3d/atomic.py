@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 
 @contextmanager
@@ -116,7 +115,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def write_csv_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> Path:
+def write_csv_atomic(
+    path: str | Path, rows: Iterable[Mapping[str, object]], fieldnames: Sequence[str]
+) -> Path:
     """Write dict rows as CSV to `path` atomically (see `atomic_path`)."""
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(fieldnames))

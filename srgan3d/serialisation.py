@@ -14,9 +14,12 @@ import sys
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 R = TypeVar("R", bound="Record")
 
@@ -93,6 +96,6 @@ def check_keys(cls: type, d: Mapping[str, Any]) -> None:
         raise ValueError(f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; its keys are {', '.join(names)}")
 
 
-def rows_of(cls: type[R], table: Any) -> tuple[R, ...]:
+def rows_of(cls: type[R], table: pd.DataFrame) -> tuple[R, ...]:
     """A data frame's rows as records of type `cls` (its columns must be the type's fields)."""
     return tuple(cls.from_dict({str(k): plain(v) for k, v in rec.items()}) for rec in table.to_dict(orient="records"))

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from srgan3d.io.formats import check_finite, is_itk
 from srgan3d.volume import LPS_TO_RAS, Volume, VolumeError
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 
 def split_segment(path: str | Path) -> tuple[Path, str | None]:
@@ -24,7 +27,15 @@ def split_segment(path: str | Path) -> tuple[Path, str | None]:
     return Path(text), None
 
 
-def _slicer_segments(img: Any) -> list[dict[str, Any]]:
+class SlicerSegment(NamedTuple):
+    """A segment of a 3D Slicer segmentation: its name, label value and layer."""
+
+    name: str
+    value: int
+    layer: int
+
+
+def _slicer_segments(img: sitk.Image) -> list[SlicerSegment]:
     """The segments a 3D Slicer segmentation's header lists (``Segment<i>_Name``, ``_LabelValue``,
     ``_Layer``), in order; empty for any other file."""
     header = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
@@ -32,8 +43,7 @@ def _slicer_segments(img: Any) -> list[dict[str, Any]]:
     i = 0
     while f"Segment{i}_Name" in header or f"Segment{i}_ID" in header:
         seg = {k: header.get(f"Segment{i}_{k}", "") for k in ("Name", "ID", "LabelValue", "Layer")}
-        out.append({"name": seg["Name"] or seg["ID"], "value": int(seg["LabelValue"] or 1),
-                    "layer": int(seg["Layer"] or 0)})  # fmt: skip
+        out.append(SlicerSegment(seg["Name"] or seg["ID"], int(seg["LabelValue"] or 1), int(seg["Layer"] or 0)))
         i += 1
     return out
 
@@ -61,20 +71,20 @@ def read_itk(path: Path, segment: str | None = None) -> Volume:
     if segments or segment is not None:
         if not segments:
             raise VolumeError(f"{path}: a segment ({segment!r}) was asked for, but the file lists no segments")
-        listing = ", ".join(f"{s['name']} (value {s['value']})" for s in segments)
+        listing = ", ".join(f"{s.name} (value {s.value})" for s in segments)
         if segment is None:
             if len(segments) > 1:
                 raise VolumeError(f"{path}: a segmentation with {len(segments)} segments ({listing}); name one as "
                                   f"{path.name}#NAME or #VALUE")  # fmt: skip
             chosen = segments[0]
         else:
-            hits = [s for s in segments if s["name"] == segment or (segment.isdigit() and s["value"] == int(segment))]
+            hits = [s for s in segments if s.name == segment or (segment.isdigit() and s.value == int(segment))]
             if len(hits) != 1:
                 raise VolumeError(f"{path}: segment {segment!r} is {'ambiguous' if hits else 'not in the file'}; "
                                   f"its segments: {listing}")  # fmt: skip
             chosen = hits[0]
-        layer = arr[..., chosen["layer"]] if arr.ndim == 4 else arr
-        arr = (layer == chosen["value"]).astype(np.float32)
+        layer = arr[..., chosen.layer] if arr.ndim == 4 else arr
+        arr = (layer == chosen.value).astype(np.float32)
     elif arr.ndim != 3:
         raise VolumeError(f"{path}: {img.GetNumberOfComponentsPerPixel()} values per voxel; give one 3D scalar volume")
     data = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.float32)
@@ -87,5 +97,5 @@ def read_itk(path: Path, segment: str | None = None) -> Volume:
     lps[:3, :3] = direction * np.asarray(img.GetSpacing(), float)[None, :]
     lps[:3, 3] = img.GetOrigin()
     meta = {"source": str(path), "format": "itk", "source_dtype": img.GetPixelIDTypeAsString(),
-            "nonfinite_voxels": n_bad, **({"segment": chosen["name"]} if segments else {})}  # fmt: skip
+            "nonfinite_voxels": n_bad, **({"segment": chosen.name} if segments else {})}  # fmt: skip
     return Volume(data, LPS_TO_RAS @ lps, meta)

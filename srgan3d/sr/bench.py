@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.volume import Volume
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int, *, warmup: bool) -> float:
+def _median_seconds(fn: Callable[[], _T], device: torch.device, repeats: int, *, warmup: bool) -> float:
     if warmup:
         fn()
         _sync(device)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from srgan3d.io import check_dtype_policy
-from srgan3d.serialisation import Record
+from srgan3d.serialisation import JsonValue, Record
 from srgan3d.sr import DEFAULT_WEIGHTS
 from srgan3d.volume import Volume, thickest_axis
 
@@ -388,7 +387,7 @@ class TrainConfig(Record):
         return self.lr_g * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+    def from_yaml(cls, path: str | Path, **overrides: JsonValue) -> TrainConfig:
         import yaml
 
         data = yaml.safe_load(Path(path).read_text()) or {}

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -37,6 +37,10 @@ from srgan3d.sr.weights import (
     load_generator,
 )
 from srgan3d.volume import Volume, crop_affine, upscaled_affine
+
+if TYPE_CHECKING:
+    from srgan3d.sr.slice_profile import SliceGeometry
+    from srgan3d.sr.through_plane import PlaneNet
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,19 @@ class StageClock:
 _warm: set[str] = set()
 
 
+class EngineOptions(TypedDict, total=False):
+    """The keyword options of `GeneratorEngine` (see its attributes)."""
+
+    window: Sequence[int] | None
+    sw_batch_size: int
+    overlap: float
+    amp: bool
+    max_window_voxels: int | None
+    dc: bool
+    channels_last: bool | None
+    cudnn_benchmark: bool
+
+
 class GeneratorEngine:
     """Runs a `Generator` over volumes of any size with MONAI's sliding-window inference.
 
@@ -224,7 +241,8 @@ class GeneratorEngine:
 
     @classmethod
     def from_weights(
-        cls, name_or_path: str | Path = DEFAULT_WEIGHTS, *, device: str | torch.device = "auto", **options: object
+        cls, name_or_path: str | Path = DEFAULT_WEIGHTS, *, device: str | torch.device = "auto",
+        **options: Unpack[EngineOptions],
     ) -> GeneratorEngine:
         """Resolve weights (a name or a `.pt` with its card) and the device once, and build the engine.
 
@@ -233,7 +251,7 @@ class GeneratorEngine:
         """
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         model, info = load_generator(name_or_path)
-        engine = cls(model, device=dev, **options)  # type: ignore[arg-type]
+        engine = cls(model, device=dev, **options)
         engine.weights = info
         if not engine.dc and info.card.trained_for_dc:
             log.warning(
@@ -264,7 +282,7 @@ class GeneratorEngine:
         """
         scale = self.scale
 
-        def predict(x: torch.Tensor, coords: list) -> torch.Tensor:
+        def predict(x: torch.Tensor, coords: Sequence[Sequence[slice]]) -> torch.Tensor:
             out = self._forward(x)
             weights = []
             for c in coords:
@@ -493,10 +511,10 @@ def upscale_box_through_plane(
 def _through_plane_model(
     volume: Volume, *, method: str, weights: str | None, factor: int, minutes: float, profile: str | None,
     thickness_mm: float | None, device: str,
-) -> tuple[Any, str, Any]:  # fmt: skip
+) -> tuple[PlaneNet | None, str, SliceGeometry]:  # fmt: skip
     """(network or None for B-spline + consistency, what runs, the scan's slice geometry)."""
     from srgan3d.sr.config import BSPLINE_CONSISTENT, SELF_SUPERVISED, ThroughPlaneConfig
-    from srgan3d.sr.protocol import is_through_plane_weights, scan_geometry, teach_axes_of
+    from srgan3d.sr.protocol import card_protocol, is_through_plane_weights, scan_geometry, teach_axes_of
     from srgan3d.sr.slice_profile import protocol_mismatch, slices_can_learn
     from srgan3d.sr.through_plane import PlanePairs, fit_plane_net, load_plane_net, scaled_slices_last
 
@@ -504,9 +522,9 @@ def _through_plane_model(
         raise ValueError(f"through-plane SR of a VOI takes auto, {SELF_SUPERVISED} or {BSPLINE_CONSISTENT}, not {method!r}")
     if method == "auto" and weights is not None and is_through_plane_weights(weights):
         model, info = load_plane_net(weights)
-        geometry = scan_geometry(volume, factor=factor, profile=profile or info.card.protocol["profile"],
-                                 thickness_mm=thickness_mm)  # fmt: skip
-        diff = protocol_mismatch(info.card.protocol, geometry.protocol())
+        expected = card_protocol(info)
+        geometry = scan_geometry(volume, factor=factor, profile=profile or expected.profile, thickness_mm=thickness_mm)
+        diff = protocol_mismatch(expected, geometry.protocol())
         if diff:
             raise ValueError(f"{volume.meta.get('source', 'scan')}: the through-plane weights {info.name} were trained "
                              f"for another protocol: {diff}")  # fmt: skip

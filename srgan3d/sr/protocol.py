@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from srgan3d.provenance import versions
 from srgan3d.sr.config import THROUGH_PLANE_KIND, ThroughPlaneConfig
 from srgan3d.sr.licences import card_licence, data_entry, weights_licence
 from srgan3d.sr.slice_profile import (
+    AcquisitionProtocol,
     SliceGeometry,
     inplane_can_teach,
     measure_axis_detail,
@@ -117,7 +118,7 @@ class ProtocolModel:
 
     weights: Path
     fit: PlaneFit
-    protocol: dict[str, Any]
+    protocol: AcquisitionProtocol
     scans: tuple[str, ...]
 
 
@@ -150,9 +151,9 @@ def train_protocol(
     path = output / f"{output.resolve().name}.pt"
     card = {
         "kind": THROUGH_PLANE_KIND,
-        "description": f"Through-plane network for one protocol ({scans[0].geometry.profile.describe(protocol['spacing_mm'])}), "
+        "description": f"Through-plane network for one protocol ({scans[0].geometry.profile.describe(protocol.spacing_mm)}), "
                        f"trained by `srgan3d train --through-plane` on {len(scans)} scan(s).",
-        "protocol": protocol, "training_data": details,
+        "protocol": protocol.to_dict(), "training_data": details,
         "licence": weights_licence(details).to_dict(), "held_out": fit.to_dict(), "config": config.to_dict(),
         "date": datetime.now().isoformat(timespec="seconds"), "versions": versions(),
     }  # fmt: skip
@@ -160,12 +161,14 @@ def train_protocol(
     return ProtocolModel(path, fit, protocol, tuple(s.name for s in scans))
 
 
-def _median_protocol(geometries: Sequence[SliceGeometry]) -> dict[str, Any]:
-    first = geometries[0].protocol()
-    for key in ("spacing_mm", "thickness_mm"):
-        first[key] = round(float(np.median([g.protocol()[key] for g in geometries])), 4)
-    first["inplane_mm"] = [round(float(np.median([sorted(g.inplane_mm)[i] for g in geometries])), 4) for i in (0, 1)]
-    return first
+def _median_protocol(geometries: Sequence[SliceGeometry]) -> AcquisitionProtocol:
+    """The first scan's protocol with the median spacing, thickness and (sorted) in-plane spacings."""
+    ps = [g.protocol() for g in geometries]
+    return replace(
+        ps[0], spacing_mm=round(float(np.median([p.spacing_mm for p in ps])), 4),
+        thickness_mm=round(float(np.median([p.thickness_mm for p in ps])), 4),
+        inplane_mm=tuple(round(float(np.median([sorted(g.inplane_mm)[i] for g in geometries])), 4) for i in (0, 1)),
+    )  # fmt: skip
 
 
 def save_plane_net(model: PlaneNet, path: Path, card: dict[str, Any]) -> None:
@@ -205,6 +208,14 @@ def is_through_plane_weights(name_or_path: str | Path) -> bool:
         return False
 
 
+def card_protocol(info: WeightsInfo) -> AcquisitionProtocol:
+    """The protocol through-plane weights were trained for, from their card (WeightsError when it
+    records none)."""
+    if info.card.protocol is None:
+        raise WeightsError(f"{info.path}: its model card records no acquisition protocol; re-export the weights")
+    return info.card.protocol
+
+
 def upscale_with_protocol(
     volume: Volume, model: PlaneNet, info: WeightsInfo, *, factor: int, thickness_mm: float | None = None,
     amp: bool = True,
@@ -215,8 +226,8 @@ def upscale_with_protocol(
 
     Raises:
         ValueError: the scan's protocol is not the weights' (named, with what differs)."""
-    expected = info.card.protocol
-    geometry = scan_geometry(volume, factor=factor, profile=expected["profile"], thickness_mm=thickness_mm)
+    expected = card_protocol(info)
+    geometry = scan_geometry(volume, factor=factor, profile=expected.profile, thickness_mm=thickness_mm)
     diff = protocol_mismatch(expected, geometry.protocol())
     if diff:
         raise ValueError(

@@ -285,6 +285,20 @@ def slices_can_learn(x: np.ndarray, teach: Sequence[int], profile: SliceProfile)
 
 
 @dataclass(frozen=True)
+class AcquisitionProtocol(Record):
+    """A scan's acquisition as a through-plane model card records it and checks other scans
+    against (`protocol_mismatch`): the slice profile and factor, the slice spacing and thickness,
+    the in-plane spacings and the scanner's in-plane interpolation."""
+
+    profile: str
+    factor: int
+    spacing_mm: float
+    thickness_mm: float
+    inplane_mm: tuple[float, ...]
+    inplane_factor: int = 1
+
+
+@dataclass(frozen=True)
 class SliceGeometry:
     """What a scan's header says about its slice axis and in-plane grid.
 
@@ -317,13 +331,11 @@ class SliceGeometry:
     def acquired_inplane_mm(self) -> tuple[float, float]:
         return (self.inplane_mm[0] * self.inplane_factor, self.inplane_mm[1] * self.inplane_factor)
 
-    def protocol(self) -> dict[str, Any]:
-        """The acquisition protocol as a model card and the manifest record it."""
-        return {
-            "profile": self.profile.kind, "factor": self.profile.factor, "spacing_mm": round(self.spacing_mm, 4),
-            "thickness_mm": round(self.thickness_mm, 4), "inplane_mm": [round(v, 4) for v in self.inplane_mm],
-            "inplane_factor": self.inplane_factor,
-        }  # fmt: skip
+    def protocol(self) -> AcquisitionProtocol:
+        """The acquisition protocol as a model card records it (to 4 decimals)."""
+        return AcquisitionProtocol(self.profile.kind, self.profile.factor, round(self.spacing_mm, 4),
+                                   round(self.thickness_mm, 4), tuple(round(v, 4) for v in self.inplane_mm),
+                                   self.inplane_factor)  # fmt: skip
 
 
 #: Relative tolerance on spacings and thickness before a scan counts as another protocol.
@@ -364,25 +376,25 @@ def _inplane_factor(meta: dict[str, Any]) -> int:
     return max(1, int(round(ratio))) if ratio >= 1.5 else 1
 
 
-def protocol_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str | None:
+def protocol_mismatch(expected: AcquisitionProtocol, got: AcquisitionProtocol) -> str | None:
     """None when `got` is the protocol `expected` (a model card's) within `PROTOCOL_RTOL`, else
     what differs, in words."""
     diffs = []
     for key in ("profile", "factor", "inplane_factor"):
-        if expected.get(key, 1) != got.get(key, 1):
-            diffs.append(f"{key} {got.get(key)} (the weights': {expected.get(key)})")
+        if getattr(expected, key) != getattr(got, key):
+            diffs.append(f"{key} {getattr(got, key)} (the weights': {getattr(expected, key)})")
     for key in ("spacing_mm", "thickness_mm"):
-        e, g = float(expected[key]), float(got[key])
+        e, g = float(getattr(expected, key)), float(getattr(got, key))
         if abs(g - e) > PROTOCOL_RTOL * e:
             diffs.append(f"{key.removesuffix('_mm')} {g:.3g} mm (the weights': {e:.3g} mm)")
-    e_in, g_in = sorted(expected["inplane_mm"]), sorted(got["inplane_mm"])
+    e_in, g_in = sorted(expected.inplane_mm), sorted(got.inplane_mm)
     if any(abs(g - e) > PROTOCOL_RTOL * e for e, g in zip(e_in, g_in, strict=True)):
         diffs.append(f"in-plane {g_in[0]:.3g}x{g_in[1]:.3g} mm (the weights': {e_in[0]:.3g}x{e_in[1]:.3g} mm)")
     return "; ".join(diffs) or None
 
 
 __all__ = [
-    "DETAIL_MIN_SHARE", "PROFILES", "PROTOCOL_RTOL", "AxisDetail", "SliceGeometry", "SliceProfile", "protocol_mismatch",
+    "DETAIL_MIN_SHARE", "PROFILES", "PROTOCOL_RTOL", "AcquisitionProtocol", "AxisDetail", "SliceGeometry", "SliceProfile", "protocol_mismatch",
     "slice_geometry", "apply_profile", "bspline_consistent",
     "bspline_matrix", "bspline_upsample", "consistency_matrices", "inplane_can_teach", "SMOOTH_SLICES_RATIO", "slice_roughness_ratio",
     "slices_can_learn", "teaching_axes", "TEACHING_SPACING_RATIO", "measure_axis_detail",

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from types import FrameType
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,7 +35,7 @@ from srgan3d.sr.config import (
     UpscaleConfig,
 )
 from srgan3d.sr.device import resolve_device
-from srgan3d.sr.engine import GeneratorEngine, StageClock, axes_for_generator, upscale_volume
+from srgan3d.sr.engine import EngineOptions, GeneratorEngine, StageClock, axes_for_generator, upscale_volume
 from srgan3d.sr.ledger import (
     STATUSES,
     BatchResult,
@@ -217,7 +218,7 @@ def _method_and_engine(config: UpscaleConfig) -> tuple[str, GeneratorEngine | _T
     common["method"] = method
     if method != "generator":
         return method, None, common
-    options: dict[str, Any] = dict(
+    options: EngineOptions = dict(
         window=config.window, sw_batch_size=config.sw_batch_size, overlap=config.overlap,
         amp=config.amp, dc=config.dc, channels_last=config.channels_last,
         cudnn_benchmark=config.cudnn_benchmark,
@@ -265,7 +266,7 @@ def _stop_on_signals() -> Iterator[None]:
     sigs = (signal.SIGTERM, signal.SIGINT)
     before = {s: signal.getsignal(s) for s in sigs}
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         for s, h in before.items():
             signal.signal(s, h)
         raise BatchInterrupted(signum, f"interrupted by {signal.Signals(signum).name}")

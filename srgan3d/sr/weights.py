@@ -22,6 +22,7 @@ from srgan3d.atomic import atomic_path, write_text_atomic
 from srgan3d.sr import DEFAULT_WEIGHTS
 from srgan3d.sr.licences import WeightsLicence, announce_licence, card_licence
 from srgan3d.sr.nets import Generator, GeneratorConfig
+from srgan3d.sr.slice_profile import AcquisitionProtocol
 
 # Package data: the shipped weights are installed with the wheel, next to this module.
 PACKAGE_WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -31,7 +32,7 @@ class WeightsError(ValueError):
     """Weights that are missing, tampered with or do not fit the generator."""
 
 
-def non_finite_tensors(state: dict[str, Any]) -> list[str]:
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors in a state_dict that hold NaN or infinity."""
     return [
         k for k, v in state.items()
@@ -39,7 +40,7 @@ def non_finite_tensors(state: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
-def check_finite_state(state: dict[str, Any], path: str | Path, *, what: str = "weights") -> None:
+def check_finite_state(state: Mapping[str, torch.Tensor], path: str | Path, *, what: str = "weights") -> None:
     """Refuse a state_dict with a NaN or infinite tensor, naming the file and the tensors: such
     weights turn every output voxel they touch into NaN."""
     bad = non_finite_tensors(state)
@@ -95,9 +96,10 @@ class WeightsCard(Mapping[str, Any]):
         return {str(k): int(v) for k, v in dict(self._raw.get("plane_net") or {}).items()}
 
     @property
-    def protocol(self) -> dict[str, Any]:
-        """The acquisition protocol through-plane weights were trained for (empty otherwise)."""
-        return dict(self._raw.get("protocol") or {})
+    def protocol(self) -> AcquisitionProtocol | None:
+        """The acquisition protocol through-plane weights were trained for (None otherwise)."""
+        p = self._raw.get("protocol")
+        return AcquisitionProtocol.from_dict(p) if isinstance(p, Mapping) and p else None
 
     @property
     def held_out_gain_db(self) -> float | None:
@@ -264,7 +266,7 @@ def _mean_heldout_gain(info: WeightsInfo) -> float:
 
 def load_checked_state(
     name_or_path: str | Path = DEFAULT_WEIGHTS, *, map_location: str = "cpu"
-) -> tuple[dict[str, Any], WeightsInfo]:
+) -> tuple[dict[str, torch.Tensor], WeightsInfo]:
     """The state_dict of weights whose sha256 matches their model card, loaded with
     `torch.load(weights_only=True)` (which refuses anything but tensors and plain containers),
     finite; and their `WeightsInfo`."""

@@ -4,6 +4,7 @@ geometry, which axes teach, the 2D network and its training, per-scan and per-pr
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from srgan3d.sr import through_plane as tp
 from srgan3d.sr.config import ThroughPlaneConfig
 from srgan3d.sr.degrade import sinc_upsample, spline_upsample
 from srgan3d.sr.slice_profile import (
+    AcquisitionProtocol,
     SliceProfile,
     apply_profile,
     bspline_consistent,
@@ -198,9 +200,9 @@ def test_an_axis_coarser_than_the_target_does_not_teach():
 
 
 def test_protocol_mismatch_names_what_differs():
-    p = {"profile": "boxcar", "factor": 2, "spacing_mm": 5.0, "thickness_mm": 5.0, "inplane_mm": [1.5, 1.5]}
-    assert protocol_mismatch(p, {**p, "spacing_mm": 5.2}) is None
-    diff = protocol_mismatch(p, {**p, "thickness_mm": 3.0, "profile": "gaussian"})
+    p = AcquisitionProtocol("boxcar", 2, spacing_mm=5.0, thickness_mm=5.0, inplane_mm=(1.5, 1.5))
+    assert protocol_mismatch(p, replace(p, spacing_mm=5.2)) is None
+    diff = protocol_mismatch(p, replace(p, thickness_mm=3.0, profile="gaussian"))
     assert "profile gaussian (the weights': boxcar)" in diff and "thickness 3 mm (the weights': 5 mm)" in diff
 
 

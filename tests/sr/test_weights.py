@@ -153,13 +153,15 @@ def test_the_model_card_is_typed_where_the_tool_reads_it():
     card = info.card
     assert isinstance(card, WeightsCard) and card.kind == "generator" and card.trained_for_dc
     assert card.generator == GeneratorConfig() and card.sha256 == info.sha256 and len(card.sha256) == 64
-    assert card.licence.licence == "Apache-2.0" and card.held_out_gain_db is None and card.protocol == {}
+    assert card.licence.licence == "Apache-2.0" and card.held_out_gain_db is None and card.protocol is None
     # as written: the JSON file's content, key for key
     assert card.to_dict() == json.loads(info.path.with_suffix(".json").read_text())
     tp = WeightsCard({"kind": "through-plane", "plane_net": {"channels": 8}, "held_out": {"gain_db": 0.4},
-                      "protocol": {"profile": "boxcar"}})  # fmt: skip
+                      "protocol": {"profile": "boxcar", "factor": 2, "spacing_mm": 4.0, "thickness_mm": 4.0,
+                                   "inplane_mm": [1.0, 1.0]}})  # fmt: skip
     assert tp.kind == "through-plane" and tp.plane_net == {"channels": 8} and tp.held_out_gain_db == 0.4
-    assert tp.generator is None and tp.protocol["profile"] == "boxcar" and not tp.trained_for_dc
+    assert tp.generator is None and tp.protocol is not None and tp.protocol.profile == "boxcar"
+    assert tp.protocol.inplane_factor == 1 and not tp.trained_for_dc  # a card from before inplane_factor
 
 
 def test_the_shipped_cards_configs_come_back_through_the_serialiser_unchanged():
