@@ -16,6 +16,11 @@ from srgan3d.study.synthetic import CohortSpec, make_cohort
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"
 REAL_SCAN = TEST_DATA / "totalseg_example_mr_sm.nii.gz"
+# A model card whose training data are licence-clean (an Apache-2.0 source, `srgan3d.sr.licences`):
+# what `--method auto` needs besides a held-out gain to take weights under the default name.
+#: A generator training run small enough for a test.
+TINY_TRAIN = dict(channels=8, n_blocks=1, upsample_channels=8, patch_size=8, batch_size=2, val_crop=16, phantoms=1)
+CLEAN_CARD = {"training_data": ["totalseg_example_ct_abdomen_pelvis_3mm.nii.gz"]}
 
 
 def oblique_affine(spacing=(0.8, 1.1, 3.0), angles=(0.3, -0.2, 0.5), origin=(-40.0, 12.5, 7.0)) -> np.ndarray:
@@ -260,3 +265,15 @@ def evaluated(tiny_cohort, tmp_path_factory) -> tuple[Path, list[str], str]:
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     return out, args, before
+
+
+def noisy_generator(seed: int = 0):
+    """A small generator with a non-trivial output (its last layer drawn, not zero)."""
+    import torch
+
+    from srgan3d.sr.nets import Generator, GeneratorConfig
+
+    torch.manual_seed(seed)
+    model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
+    torch.nn.init.normal_(model.tail.weight, std=0.2)
+    return model

@@ -290,6 +290,36 @@ def test_one_serialiser_and_one_unknown_key_check():
         TrainConfig.from_dict({"lr": 1})
 
 
+#: Modules without a test file of their own, and where they are tested.
+_TESTED_ELSEWHERE = {
+    "__init__.py": "test_public_api here", "__main__.py": "the CLI's tests (python -m srgan3d)",
+    "cli/common.py": "test_cli.py", "cli/sr.py": "test_cli.py and sr/", "cli/study.py": "test_cli.py and study/",
+    "demo.py": "test_cli.py (the demo end to end)", "provenance.py": "every manifest and card test",
+    "io/__init__.py": "io/ (read_volume and write_volume dispatch to each format)",
+    "sr/__init__.py": "sr/test_weights.py (the default weights' name)",
+    "sr/bench.py": "test_cli.py (benchmark --quick, its JSON layout)", "sr/export.py": "sr/test_train.py, test_bf16.py",
+    "sr/protocol.py": "sr/test_through_plane.py (protocol weights trained, applied, refused)",
+    "study/__init__.py": "-", "study/logistic.py": "study/test_firth.py (Logistic and its Firth fallback)",
+    "study/regions.py": "study/test_rings.py, test_evaluation.py", "study/results.py": "study/test_report.py",
+    "study/report_figures.py": "study/test_report.py", "study/report_format.py": "study/test_report.py",
+    "study/report_sections.py": "study/test_report.py",
+}  # fmt: skip
+
+
+def test_every_module_has_a_test_file_of_its_own_or_says_where_it_is_tested():
+    """`tests/` mirrors `srgan3d/`: `srgan3d/sr/x.py` is tested in `tests/**/test_x.py`, or the
+    module is listed with the tests that cover it."""
+    tests = {p.stem for p in (PKG.parent / "tests").rglob("test_*.py")}
+    def own(m: Path) -> str:  # a package's __init__.py is tested as the package
+        return f"test_{m.parent.name if m.stem == '__init__' else m.stem}"
+
+    missing = [str(m.relative_to(PKG)) for m in sorted(PKG.rglob("*.py")) if own(m) not in tests
+               and str(m.relative_to(PKG)) not in _TESTED_ELSEWHERE]  # fmt: skip
+    assert not missing, f"modules with no test file of their own and not listed: {missing}"
+    stale = [k for k in _TESTED_ELSEWHERE if not (PKG / k).is_file()]
+    assert not stale, f"listed modules that no longer exist: {stale}"
+
+
 def test_no_study_function_is_longer_than_60_lines():
     """A function of the study wing reads as one job: at most 60 lines of code (its docstring
     and signature not counted)."""

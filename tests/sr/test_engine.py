@@ -5,54 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import smooth_volume
+from conftest import noisy_generator, smooth_volume
 
-from srgan3d.sr.degrade import degrade_array, sinc_upsample
-from srgan3d.sr.engine import GeneratorEngine, upscale_volume
-from srgan3d.sr.kspace import data_consistency, kspace_downsample_t, sinc_upsample_t
+from srgan3d.sr.degrade import degrade_array
+from srgan3d.sr.engine import GeneratorEngine, choose_window, upscale_volume
+from srgan3d.sr.intensity import IntensityScaling
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.volume import Volume
 
 SHAPES = [(16, 12, 10), (15, 13, 9), (8, 9, 6)]  # even and odd lengths: the Nyquist bin differs
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 1, 2), (3, 2, 1)])
-def test_torch_kspace_matches_the_numpy_reference(shape, factors):
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    up = sinc_upsample_t(torch.from_numpy(x), factors).numpy()
-    np.testing.assert_allclose(up, sinc_upsample(x, factors), atol=1e-5)
-    hr = np.random.default_rng(1).random(tuple(n * f for n, f in zip(shape, factors, strict=True)), dtype=np.float32)
-    down = kspace_downsample_t(torch.from_numpy(hr), factors).numpy()
-    np.testing.assert_allclose(down, degrade_array(hr, factors), atol=1e-5)
-
-
-@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 1, 2)])
-def test_data_consistency_reproduces_the_input_when_degraded(factors):
-    """Degrading the projected output gives the input back (to 1e-5 relative), whatever the
-    network produced; and the projection changes nothing that already fits."""
-    rng = np.random.default_rng(2)
-    lr = torch.from_numpy(rng.random((12, 10, 8), dtype=np.float32) * 100 + 50)
-    wild = torch.from_numpy(rng.normal(size=tuple(n * f for n, f in zip(lr.shape, factors, strict=True))).astype(np.float32)) * 80
-    out = data_consistency(wild, lr, factors)
-    back = kspace_downsample_t(out, factors)
-    assert float((back - lr).abs().max() / lr.abs().max()) < 1e-5
-    base = sinc_upsample_t(lr, factors)
-    assert torch.allclose(data_consistency(base, lr, factors), base, atol=1e-3)
-    # Idempotent: a projection.
-    assert torch.allclose(data_consistency(out, lr, factors), out, atol=1e-3)
-
-
-def _noisy_generator(seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
-    torch.nn.init.normal_(model.tail.weight, std=0.2)
-    return model
-
-
 def test_engine_output_keeps_the_measured_band_and_no_dc_does_not():
     x = (smooth_volume((16, 14, 10), seed=5) * 1.0).astype(np.float32)
-    model = _noisy_generator()
+    model = noisy_generator()
     dc = GeneratorEngine(model, device=torch.device("cpu"), dc=True).run(x)
     raw = GeneratorEngine(model, device=torch.device("cpu"), dc=False).run(x)
     err_dc = np.abs(degrade_array(dc, 2) - x).max() / np.abs(x).max()
@@ -65,7 +31,7 @@ def test_engine_with_windows_equals_the_whole_volume_with_dc():
     """Data consistency runs once on the stitched volume, so windows change nothing."""
     x = smooth_volume((50, 41, 23), seed=6)
     x = ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
-    model = _noisy_generator(1)
+    model = noisy_generator(1)
     # Receptive radius 5.5 voxels fits in the halo floor(24 * 0.5 / 2) = 6.
     assert model.config.receptive_radius <= 6
     whole = GeneratorEngine(model, device=torch.device("cpu")).run(x)
@@ -77,7 +43,7 @@ def test_out_of_memory_retries_with_smaller_windows(monkeypatch, caplog):
     """A CUDA out-of-memory error (simulated here, so the test runs on any machine) is retried with
     a smaller window, and the result is still the full volume."""
     x = smooth_volume((20, 16, 12), seed=7).astype(np.float32)
-    engine = GeneratorEngine(_noisy_generator(2), device=torch.device("cpu"), window=(20, 16, 12), sw_batch_size=2)
+    engine = GeneratorEngine(noisy_generator(2), device=torch.device("cpu"), window=(20, 16, 12), sw_batch_size=2)
     calls = {"n": 0}
     forward = engine._forward
 
@@ -108,29 +74,6 @@ ZEN4 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16\n"
 SKYLAKE_X = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512vl\n"
 
 
-def test_bf16_units_are_read_from_the_cpu_flags():
-    from srgan3d.sr.device import cpu_has_bf16_units
-
-    assert cpu_has_bf16_units(SAPPHIRE_RAPIDS) and cpu_has_bf16_units(ZEN4)
-    # AVX2 or AVX512 without BF16: oneDNN emulates bf16 there, far slower than fp32.
-    assert not cpu_has_bf16_units(AMD_MILAN) and not cpu_has_bf16_units(SKYLAKE_X)
-    assert not cpu_has_bf16_units("")
-
-
-def test_cpu_precision_follows_the_bf16_units(monkeypatch):
-    from srgan3d.sr import device as device_mod
-
-    model = _noisy_generator(1)
-    monkeypatch.setattr(device_mod, "_CPU_BF16", False)
-    assert GeneratorEngine(model, device=torch.device("cpu"), amp=True).precision == "fp32"
-    monkeypatch.setattr(device_mod, "_CPU_BF16", True)
-    assert GeneratorEngine(model, device=torch.device("cpu"), amp=True).precision == "bf16"
-    assert GeneratorEngine(model, device=torch.device("cpu"), amp=False).precision == "fp32"
-    # channels_last_3d by default on the CPU (faster there), off when asked
-    assert GeneratorEngine(model, device=torch.device("cpu")).channels_last
-    assert not GeneratorEngine(model, device=torch.device("cpu"), channels_last=False).channels_last
-
-
 def test_bf16_on_the_cpu_matches_fp32_within_bf16_rounding(monkeypatch):
     """bf16 keeps 8 bits of mantissa (relative step 2^-8 = 0.4%); over a few convolutions the
     output may differ from fp32 by a few of those steps of its largest value, not more. Data
@@ -138,10 +81,10 @@ def test_bf16_on_the_cpu_matches_fp32_within_bf16_rounding(monkeypatch):
     from srgan3d.sr import device as device_mod
 
     x = smooth_volume((12, 12, 8), seed=8).astype(np.float32)
-    model = _noisy_generator(3)
+    model = noisy_generator(3)
     fp32 = GeneratorEngine(model, device=torch.device("cpu"), amp=False).run(x)
     monkeypatch.setattr(device_mod, "_CPU_BF16", True)  # bf16 even where it is only emulated
-    engine = GeneratorEngine(_noisy_generator(3), device=torch.device("cpu"), amp=True)
+    engine = GeneratorEngine(noisy_generator(3), device=torch.device("cpu"), amp=True)
     assert engine.precision == "bf16"
     bf16 = engine.run(x)
     err = np.abs(bf16 - fp32).max() / np.abs(fp32).max()
@@ -153,7 +96,7 @@ def test_bf16_on_cuda_matches_fp32():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     x = smooth_volume((32, 32, 16), seed=8).astype(np.float32)
-    model = _noisy_generator(3)
+    model = noisy_generator(3)
     cpu = GeneratorEngine(model, device=torch.device("cpu")).run(x)
     gpu = GeneratorEngine(model, device=torch.device("cuda"), amp=True).run(x)
     assert np.abs(gpu - cpu).max() < 2e-2 * np.abs(cpu).max()
@@ -164,7 +107,7 @@ def test_real_cuda_out_of_memory_is_retried():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     x = smooth_volume((48, 48, 32), seed=9).astype(np.float32)
-    engine = GeneratorEngine(_noisy_generator(4), device=torch.device("cuda"), window=(48, 48, 32), sw_batch_size=4)
+    engine = GeneratorEngine(noisy_generator(4), device=torch.device("cuda"), window=(48, 48, 32), sw_batch_size=4)
     free, _ = torch.cuda.mem_get_info()
     hog = torch.empty(int(free * 0.97) // 4, dtype=torch.float32, device="cuda")  # leave almost nothing
     try:
@@ -187,7 +130,7 @@ def test_a_volume_that_fits_runs_whole_without_windows(monkeypatch):
 
     monkeypatch.setattr(monai.inferers, "sliding_window_inference", forbidden)
     x = smooth_volume((20, 18, 12), seed=7).astype(np.float32)
-    model = _noisy_generator(2)
+    model = noisy_generator(2)
     out = GeneratorEngine(model, device=torch.device("cpu")).run(x)
     assert out.shape == (40, 36, 24) and np.isfinite(out).all()
 
@@ -196,7 +139,7 @@ def test_stage_clock_times_every_stage_of_a_volume():
     from srgan3d.sr.engine import StageClock
 
     vol = Volume(smooth_volume((30, 26, 12), seed=8) * 500, np.diag([1.0, 1.0, 2.5, 1.0]), {})
-    engine = GeneratorEngine(_noisy_generator(3), device=torch.device("cpu"), window=(16, 16, 12))
+    engine = GeneratorEngine(noisy_generator(3), device=torch.device("cpu"), window=(16, 16, 12))
     engine.clock = clock = StageClock(engine.device)
     upscale_volume(vol, engine=engine)
     sec = clock.seconds
@@ -207,9 +150,9 @@ def test_stage_clock_times_every_stage_of_a_volume():
 
 def test_channels_last_gives_the_same_output():
     x = smooth_volume((18, 16, 10), seed=9).astype(np.float32)
-    model = _noisy_generator(4)
+    model = noisy_generator(4)
     a = GeneratorEngine(model, device=torch.device("cpu")).run(x)
-    b = GeneratorEngine(_noisy_generator(4), device=torch.device("cpu"), channels_last=True).run(x)
+    b = GeneratorEngine(noisy_generator(4), device=torch.device("cpu"), channels_last=True).run(x)
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
@@ -218,11 +161,11 @@ def test_warmup_runs_once_per_process_and_device(monkeypatch):
 
     monkeypatch.setattr(engine_mod, "_warm", set())
     calls = []
-    eng = GeneratorEngine(_noisy_generator(5), device=torch.device("cpu"))
+    eng = GeneratorEngine(noisy_generator(5), device=torch.device("cpu"))
     monkeypatch.setattr(eng, "run", lambda x: calls.append(x.shape))
     eng.warmup()
     eng.warmup()
-    other = GeneratorEngine(_noisy_generator(6), device=torch.device("cpu"))
+    other = GeneratorEngine(noisy_generator(6), device=torch.device("cpu"))
     monkeypatch.setattr(other, "run", lambda x: calls.append(x.shape))
     other.warmup()
     assert len(calls) == 1
@@ -280,3 +223,53 @@ def test_a_box_at_the_volume_edge_is_reflected():
 
     np.testing.assert_allclose(out.data, reference("symmetric"), rtol=1e-5, atol=1e-3)
     assert np.abs(out.data - reference("constant")).max() > 1.0  # zero padding would ring at the edge
+
+
+def _random_detail_generator(seed=0):
+    torch.manual_seed(seed)
+    model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("window", "overlap"), [((24, 24, 24), 0.5), ((48, 48, 48), 0.25), ((20, 48, 20), 0.6)]
+)
+def test_sliding_window_equals_whole_volume(window, overlap):
+    """In fp32 (amp off, on every CPU): windows of other shapes round alike, so 1e-4 holds. The
+    bf16 path has its own test with a tolerance from bf16's precision (tests/sr/test_bf16.py)."""
+    model = _random_detail_generator()
+    # Receptive radius 5.5 voxels fits in the halo: floor(24 * 0.5 / 2) = 6, floor(48 * 0.25 / 2) = 6.
+    assert model.config.receptive_radius <= int(min(window) * overlap / 2)
+    x = IntensityScaling.fit(smooth_volume((50, 41, 23))).forward(smooth_volume((50, 41, 23)))
+    engine = GeneratorEngine(model, device=torch.device("cpu"), window=window, overlap=overlap, amp=False)
+    assert engine.precision == "fp32"
+    tiled = engine.run_network(x).numpy()
+    with torch.inference_mode():
+        whole = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    assert tiled.shape == whole.shape == (100, 82, 46)
+    assert np.abs(tiled - whole).max() < 1e-4
+    assert np.abs(whole).max() > 0.05  # the detail branch really contributes
+
+
+def test_sinc_skip_untrained_generator_equals_sinc():
+    x = smooth_volume((20, 18, 10))
+    engine = GeneratorEngine(Generator(GeneratorConfig(channels=8, n_blocks=1)), device=torch.device("cpu"))
+    g = upscale_volume(Volume(x, np.eye(4)), method="generator", factors=(2, 2, 2), engine=engine)
+    s = upscale_volume(Volume(x, np.eye(4)), method="sinc", factors=(2, 2, 2))
+    np.testing.assert_allclose(g.data, s.data, rtol=1e-4, atol=1e-2)
+
+
+def test_background_stays_background():
+    x = smooth_volume((24, 24, 12))
+    x[:, :6] = 0  # padding outside the field of view
+    for method in ("sinc", "tricubic"):
+        out = upscale_volume(Volume(x, np.eye(4)), method=method, factors=(2, 2, 2)).data
+        assert out.min() >= 0
+        assert np.all(out[:, :10] == 0)  # inside the zero band (eroded by one coarse voxel)
+
+
+def test_choose_window_respects_budget():
+    assert choose_window((40, 40, 20), max_voxels=10**6, overlap=0.25) == (40, 40, 20)
+    roi = choose_window((192, 192, 100), max_voxels=128**3, overlap=0.25)
+    assert np.prod(roi) <= 128**3 and all(r <= n for r, n in zip(roi, (192, 192, 100), strict=True))

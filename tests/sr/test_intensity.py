@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import smooth_volume
 
 from srgan3d.sr.intensity import IntensityScaling
 
@@ -28,3 +29,11 @@ def test_a_constant_or_non_finite_volume_still_scales():
     x[0, 0, 0] = np.nan
     s = IntensityScaling.fit(x)
     assert np.isfinite([s.lo, s.hi]).all()
+
+
+def test_intensity_scaling_inverse_is_exact():
+    x = smooth_volume((20, 20, 10)) * 3.7 - 100
+    s = IntensityScaling.fit(x)
+    y = s.forward(x)
+    assert 0.0 < float(np.median(y)) < 1.0
+    np.testing.assert_allclose(s.inverse(y), x, rtol=1e-5, atol=1e-3)

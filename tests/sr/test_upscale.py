@@ -11,73 +11,11 @@ import torch
 from conftest import REAL_SCAN, smooth_volume, tree_digest, write_dicom_series
 
 from srgan3d.io import read_volume
-from srgan3d.sr.engine import GeneratorEngine, IntensityScaling, choose_window, upscale_volume
+from srgan3d.sr.engine import GeneratorEngine, upscale_volume
 from srgan3d.sr.nets import Generator, GeneratorConfig
 from srgan3d.sr.upscale import UpscaleConfig, upscale_files
 from srgan3d.sr.weights import WeightsError, load_generator
 from srgan3d.volume import Volume, upscaled_affine
-
-# A model card whose training data are licence-clean (an Apache-2.0 source, `srgan3d.sr.licences`):
-# what `--method auto` needs besides a held-out gain to take weights under the default name.
-CLEAN = {"training_data": ["totalseg_example_ct_abdomen_pelvis_3mm.nii.gz"]}
-
-
-def test_intensity_scaling_inverse_is_exact():
-    x = smooth_volume((20, 20, 10)) * 3.7 - 100
-    s = IntensityScaling.fit(x)
-    y = s.forward(x)
-    assert 0.0 < float(np.median(y)) < 1.0
-    np.testing.assert_allclose(s.inverse(y), x, rtol=1e-5, atol=1e-3)
-
-
-def _random_detail_generator(seed=0):
-    torch.manual_seed(seed)
-    model = Generator(GeneratorConfig(channels=8, n_blocks=1, upsample_channels=8))
-    torch.nn.init.normal_(model.tail.weight, std=0.05)
-    return model.eval()
-
-
-@pytest.mark.parametrize(
-    ("window", "overlap"), [((24, 24, 24), 0.5), ((48, 48, 48), 0.25), ((20, 48, 20), 0.6)]
-)
-def test_sliding_window_equals_whole_volume(window, overlap):
-    """In fp32 (amp off, on every CPU): windows of other shapes round alike, so 1e-4 holds. The
-    bf16 path has its own test with a tolerance from bf16's precision (tests/sr/test_bf16.py)."""
-    model = _random_detail_generator()
-    # Receptive radius 5.5 voxels fits in the halo: floor(24 * 0.5 / 2) = 6, floor(48 * 0.25 / 2) = 6.
-    assert model.config.receptive_radius <= int(min(window) * overlap / 2)
-    x = IntensityScaling.fit(smooth_volume((50, 41, 23))).forward(smooth_volume((50, 41, 23)))
-    engine = GeneratorEngine(model, device=torch.device("cpu"), window=window, overlap=overlap, amp=False)
-    assert engine.precision == "fp32"
-    tiled = engine.run_network(x).numpy()
-    with torch.inference_mode():
-        whole = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
-    assert tiled.shape == whole.shape == (100, 82, 46)
-    assert np.abs(tiled - whole).max() < 1e-4
-    assert np.abs(whole).max() > 0.05  # the detail branch really contributes
-
-
-def test_sinc_skip_untrained_generator_equals_sinc():
-    x = smooth_volume((20, 18, 10))
-    engine = GeneratorEngine(Generator(GeneratorConfig(channels=8, n_blocks=1)), device=torch.device("cpu"))
-    g = upscale_volume(Volume(x, np.eye(4)), method="generator", factors=(2, 2, 2), engine=engine)
-    s = upscale_volume(Volume(x, np.eye(4)), method="sinc", factors=(2, 2, 2))
-    np.testing.assert_allclose(g.data, s.data, rtol=1e-4, atol=1e-2)
-
-
-def test_background_stays_background():
-    x = smooth_volume((24, 24, 12))
-    x[:, :6] = 0  # padding outside the field of view
-    for method in ("sinc", "tricubic"):
-        out = upscale_volume(Volume(x, np.eye(4)), method=method, factors=(2, 2, 2)).data
-        assert out.min() >= 0
-        assert np.all(out[:, :10] == 0)  # inside the zero band (eroded by one coarse voxel)
-
-
-def test_choose_window_respects_budget():
-    assert choose_window((40, 40, 20), max_voxels=10**6, overlap=0.25) == (40, 40, 20)
-    roi = choose_window((192, 192, 100), max_voxels=128**3, overlap=0.25)
-    assert np.prod(roi) <= 128**3 and all(r <= n for r, n in zip(roi, (192, 192, 100), strict=True))
 
 
 @pytest.mark.parametrize("method", ["sinc", "tricubic", "generator"])
@@ -237,47 +175,6 @@ def test_weights_are_checked_and_loaded_safely(tmp_path, tiny_weights):
         load_generator(evil / "e.pt")
 
 
-def test_missing_default_weights_say_how_to_get_them(tmp_path, oblique_nifti, monkeypatch):
-    monkeypatch.setattr("srgan3d.sr.weights.PACKAGE_WEIGHTS", tmp_path / "none")
-    with pytest.raises(WeightsError, match="--method sinc"):
-        upscale_files(
-            [oblique_nifti], tmp_path / "out", UpscaleConfig(method="generator", weights="srgan3d_x2")
-        )
-
-
-def test_auto_method_falls_back_to_sinc_without_weights(tmp_path, oblique_nifti, monkeypatch, caplog):
-    monkeypatch.setattr("srgan3d.sr.weights.PACKAGE_WEIGHTS", tmp_path / "none")
-    res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig())
-    assert res.rows[0].status == "ok" and res.rows[0].method == "sinc"
-    assert "no generator weights" in caplog.text
-    monkeypatch.setenv("SRGAN3D_WEIGHTS_DIR", str(tmp_path / "w"))
-    from srgan3d.sr.nets import GeneratorConfig
-    from srgan3d.sr.weights import save_weights
-
-    # Installed weights whose card records no held-out abdominal test are not used by auto ...
-    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt", CLEAN)
-    res = upscale_files([oblique_nifti], tmp_path / "out2", UpscaleConfig(device="cpu"))
-    assert res.rows[0].method == "sinc"
-    assert "records no test on held-out real abdominal MRI" in caplog.text
-    # ... nor weights that lose to zero-filled k-space on one held-out volume by more than 0.05 dB ...
-    vols = [
-        {"name": "a", "psnr_gain_db": 0.8, "ssim": 0.95, "ssim_sinc": 0.94},
-        {"name": "b", "psnr_gain_db": -0.2, "ssim": 0.95, "ssim_sinc": 0.94},
-    ]
-    held = {"volumes": vols}
-    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
-                 {**CLEAN, "heldout_abdominal_mri": held})  # fmt: skip
-    res = upscale_files([oblique_nifti], tmp_path / "out3", UpscaleConfig(device="cpu"))
-    assert res.rows[0].method == "sinc" and "held-out b it is -0.20 dB" in caplog.text
-    # ... only weights that gain on every held-out volume.
-    vols[1]["psnr_gain_db"] = 0.1
-    save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / "srgan3d_x2.pt",
-                 {**CLEAN, "heldout_abdominal_mri": held})  # fmt: skip
-    res = upscale_files([oblique_nifti], tmp_path / "out4", UpscaleConfig(device="cpu"))
-    assert res.rows[0].method == "generator" and res.rows[0].weights == "srgan3d_x2"
-    assert res.rows[0].data_consistency == "yes"
-
-
 def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
     import csv
 
@@ -307,60 +204,6 @@ def test_shards_partition_the_scans_and_merge_into_one_manifest(tmp_path):
         UpscaleConfig(shard=(3, 2))
 
 
-def test_adapt_fine_tunes_a_copy_per_scan_and_records_it(tmp_path, tiny_weights):
-    import csv
-
-    from srgan3d.io import write_volume
-    from srgan3d.sr.adapt import adapt_generator
-    from srgan3d.sr.upscale import UpscaleConfig, upscale_files
-    from srgan3d.volume import Volume
-
-    vol = Volume(smooth_volume((32, 32, 20), seed=3) * 500 + 100, np.diag([1.0, 1.0, 2.0, 1.0]), {})
-    model, _ = load_generator(tiny_weights)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    adapted, info = adapt_generator(model, vol, steps=5, batch_size=2, patch_size=8)
-    assert info["steps"] == 5 and info["seconds"] > 0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the input model changed"
-    assert any(not torch.equal(before[k], v) for k, v in adapted.state_dict().items())
-
-    src = write_volume(vol, tmp_path / "in" / "a.nii.gz")
-    cfg = UpscaleConfig(method="generator", weights=str(tiny_weights), adapt_steps=3)
-    res = upscale_files([src], tmp_path / "out", cfg)
-    assert res.rows[0].status == "ok", res.rows[0].error
-    row = next(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
-    assert row["adapt_steps"] == "3" and float(row["adapt_seconds"]) >= 0  # a time, however short
-    assert read_volume(row["output"]).shape == (64, 64, 40)
-    with pytest.raises(ValueError, match="adapt"):
-        upscale_files([src], tmp_path / "o2", UpscaleConfig(method="tricubic", adapt_steps=3))
-    with pytest.raises(ValueError, match="too small"):
-        adapt_generator(model, Volume(np.ones((6, 6, 6), np.float32), np.eye(4), {}), steps=1)
-
-
-def test_auto_takes_the_gan_only_when_its_card_beats_the_fidelity_model(tmp_path, oblique_nifti, monkeypatch):
-    from srgan3d.sr.nets import GeneratorConfig
-    from srgan3d.sr.weights import auto_weights, save_weights
-
-    monkeypatch.setattr("srgan3d.sr.weights.PACKAGE_WEIGHTS", tmp_path / "none")
-    monkeypatch.setenv("SRGAN3D_WEIGHTS_DIR", str(tmp_path / "w"))
-
-    def install(name, gains):
-        vols = [{"name": f"v{k}", "psnr_gain_db": g, "ssim": 0.95, "ssim_sinc": 0.94} for k, g in enumerate(gains)]
-        save_weights(Generator(GeneratorConfig(channels=8, n_blocks=1)), tmp_path / "w" / f"{name}.pt",
-                     {**CLEAN, "heldout_abdominal_mri": {"volumes": vols}})  # fmt: skip
-
-    install("srgan3d_x2", [1.0, 0.8])
-    assert auto_weights("srgan3d_x2") == "srgan3d_x2"  # no GAN installed
-    install("srgan3d_x2_gan", [0.9, 0.6])  # eligible, but below the fidelity model
-    assert auto_weights("srgan3d_x2") == "srgan3d_x2"
-    install("srgan3d_x2_gan", [1.2, 0.9])  # beats it
-    assert auto_weights("srgan3d_x2") == "srgan3d_x2_gan"
-    res = upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(device="cpu"))
-    assert res.rows[0].weights == "srgan3d_x2_gan"
-    install("srgan3d_x2_gan", [2.0, -0.3])  # a higher mean, but below zero-fill on one volume
-    assert auto_weights("srgan3d_x2") == "srgan3d_x2"
-    assert auto_weights("mine.pt") == "mine.pt"  # a name the user chose is used as given
-
-
 def test_clear_refusals_name_the_input_and_the_fix(tmp_path, oblique_nifti):
     import torch as _torch
 
@@ -386,13 +229,3 @@ def test_clear_refusals_name_the_input_and_the_fix(tmp_path, oblique_nifti):
     assert "one.nii.gz" in res.rows[0].error
 
 
-def test_named_weights_must_exist_even_with_auto(tmp_path, oblique_nifti):
-    from srgan3d.sr.weights import WeightsError
-
-    with pytest.raises(WeightsError, match="srgan3d_x2_typo"):
-        upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(weights="srgan3d_x2_typo"))
-    not_weights = tmp_path / "notes.pt"
-    not_weights.write_text("not weights")
-    with pytest.raises(WeightsError, match="model card notes.json is missing"):
-        upscale_files([oblique_nifti], tmp_path / "out", UpscaleConfig(weights=str(not_weights)))
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.nii.gz"))
