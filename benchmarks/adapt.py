@@ -50,8 +50,8 @@ def main() -> None:
                     "method": method if not steps else f"adapt {steps} steps",
                     "psnr_db": psnr(hr.data, sr.data, mask=fg),
                     "ssim": ssim(hr.data, sr.data, mask=fg),
-                    "seconds": float(row.values["seconds"]),
-                    "adapt_seconds": float(row.values.get("adapt_seconds") or 0),
+                    "seconds": row.seconds,
+                    "adapt_seconds": row.adapt_seconds or 0.0,
                 }
             )
             print(rows[-1], flush=True)
