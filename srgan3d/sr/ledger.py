@@ -1,6 +1,7 @@
-"""The ledger of an output folder: `manifest.csv`, one row per input ever processed into it, with
-each row's status (`STATUSES`), output and provenance; which scans a run must do and which
-outputs it keeps; shard manifests and their merge.
+"""The ledger of an output folder: `manifest.csv`, one row per input ever processed into it
+(`ManifestRow`, a typed field per column, written and read back byte for byte), with each row's
+status (`STATUSES`), output and provenance; which scans a run must do and which outputs it keeps;
+shard manifests and their merge.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The shipped generator weights: lookup by name, checksum, safe loading.
+"""Weights and their model cards: lookup by name, checksum, safe loading, and the card as the
+typed `WeightsCard` the tool reads.
 
 A weights file `<name>.pt` holds a state_dict only; `<name>.json` beside it (the model card)
 holds the architecture config, scale, training data and recipe, validation metrics and the
-sha256 of the .pt. Nothing is ever fetched from the network.
+sha256 of the .pt (through-plane weights: the network and the acquisition protocol). Nothing is
+ever fetched from the network.
 """
 
 from __future__ import annotations
