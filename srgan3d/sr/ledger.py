@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 STATUSES = ("ok", "skipped", "failed", "pending")
 
 #: What the producers of a row hand it (`ManifestRow.update` checks the names and types).
-ManifestValues: TypeAlias = "dict[str, str | int | float | tuple[int, ...] | tuple[float, ...]]"
+ManifestValues: TypeAlias = "dict[str, str | int | float | tuple[int, ...] | tuple[float, ...] | None]"
 
 _CORE = ("input", "output", "status", "error")
 
 
-def _fmt(spec: str) -> dict[str, str]:
+def _written_as(spec: str) -> dict[str, str]:
+    """A number column's format in the CSV (field metadata)."""
     return {"fmt": spec}
 
 
@@ -53,10 +54,10 @@ class ManifestRow:
     scale: tuple[int, ...] = ()
     input_shape: tuple[int, ...] = ()
     output_shape: tuple[int, ...] = ()
-    input_spacing_mm: tuple[float, ...] = field(default=(), metadata=_fmt(".4g"))
-    output_spacing_mm: tuple[float, ...] = field(default=(), metadata=_fmt(".4g"))
+    input_spacing_mm: tuple[float, ...] = field(default=(), metadata=_written_as(".4g"))
+    output_spacing_mm: tuple[float, ...] = field(default=(), metadata=_written_as(".4g"))
     orientation: str = ""
-    seconds: float | None = field(default=None, metadata=_fmt(".2f"))
+    seconds: float | None = field(default=None, metadata=_written_as(".2f"))
     date: str = ""  # ISO 8601, to the second
     device: str = ""
     precision: str = ""
@@ -65,18 +66,18 @@ class ManifestRow:
     weights_licence: str = ""
     data_consistency: str = ""
     adapt_steps: int | None = None
-    adapt_seconds: float | None = field(default=None, metadata=_fmt(".2f"))
+    adapt_seconds: float | None = field(default=None, metadata=_written_as(".2f"))
     slice_profile: str = ""
-    slice_thickness_mm: float | None = field(default=None, metadata=_fmt(".4g"))
+    slice_thickness_mm: float | None = field(default=None, metadata=_written_as(".4g"))
     slice_thickness_from: str = ""
-    slice_gap_mm: float | None = field(default=None, metadata=_fmt(".4g"))
-    acquired_inplane_mm: tuple[float, ...] = field(default=(), metadata=_fmt(".4g"))
-    axis_detail_upper_share: tuple[float, ...] = field(default=(), metadata=_fmt(".4f"))
-    held_out_gain_db: float | None = field(default=None, metadata=_fmt(".3f"))
+    slice_gap_mm: float | None = field(default=None, metadata=_written_as(".4g"))
+    acquired_inplane_mm: tuple[float, ...] = field(default=(), metadata=_written_as(".4g"))
+    axis_detail_upper_share: tuple[float, ...] = field(default=(), metadata=_written_as(".4f"))
+    held_out_gain_db: float | None = field(default=None, metadata=_written_as(".3f"))
     through_plane_reason: str = ""
-    self_supervised_budget_min: float | None = field(default=None, metadata=_fmt("g"))
+    self_supervised_budget_min: float | None = field(default=None, metadata=_written_as("g"))
     self_supervised_steps: int | None = None
-    self_supervised_seconds: float | None = field(default=None, metadata=_fmt(".1f"))
+    self_supervised_seconds: float | None = field(default=None, metadata=_written_as(".1f"))
     output_dtype: str = ""
     nonfinite_voxels: int | None = None
     clipped_voxels: int | None = None

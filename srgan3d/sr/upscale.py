@@ -244,13 +244,12 @@ def _source_stub(vol: Volume) -> Volume:
     return Volume(np.zeros((1, 1, vol.shape[2]), np.float32), vol.affine.copy(), dict(vol.meta))
 
 
-def _write_output(out_vol: Volume, out: Path, source: Volume, what: str, values: ManifestValues) -> Path:
-    """NIfTI (atomically), or for a folder output a derived DICOM series (atomically, as a folder)."""
+def _write_output(out_vol: Volume, out: Path, source: Volume, what: str, weights_sha256: str) -> Path:
+    """NIfTI (atomically), or for a folder output a derived DICOM series (atomically, as a folder)
+    whose DerivationDescription names the method and the weights' full sha256."""
     if out.name.lower().endswith((".nii", ".nii.gz")):
         return write_volume(out_vol, out, description=what, dtype=out_vol.data.dtype)
-    derivation = f"{what}; {values.get('method', '')} by srgan3d".strip()
-    if values.get("weights_sha256"):
-        derivation += f"; weights sha256 {values['weights_sha256']}"
+    derivation = f"{what}; by srgan3d" + (f"; weights sha256 {weights_sha256}" if weights_sha256 else "")
     write_dicom_series(out_vol, out, source, derivation=derivation)
     return out
 
@@ -406,7 +405,7 @@ class _Batch:
                     source = _source_stub(vol)
                     del vol
                     self._finish()
-                    write = writer.submit(_write_output, out_vol, out, source, what, values)
+                    write = writer.submit(_write_output, out_vol, out, source, what, row.weights_sha256)
                     self.writes.append((write, row, out, t0, values))
                     del out_vol
                 except self.ERRORS as exc:

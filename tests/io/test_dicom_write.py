@@ -84,3 +84,16 @@ def test_a_second_run_keeps_the_series_and_a_nifti_input_gets_nifti(outputs, tmp
     assert row["output"].endswith(".nii.gz") and "gets NIfTI output" in row["note"]
     res = CliRunner().invoke(app, ["upscale", str(CT), "-o", str(tmp_path / "x"), "--output-format", "png"])
     assert res.exit_code != 0 and "--output-format must be nifti or dicom" in res.output
+
+
+def test_a_generator_series_names_its_weights_full_sha256(tmp_path, tiny_weights):
+    """The derived series says what made it: the method and the weights' whole checksum."""
+    from srgan3d.sr.weights import sha256_file
+
+    res = CliRunner().invoke(app, ["upscale", str(CT), "-o", str(tmp_path / "g"), "--method", "generator",
+                                   "--weights", str(tiny_weights), "--output-format", "dicom"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "g" / "ct_3slice_sr2x").iterdir())
+    d = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert "generator" in d.DerivationDescription and "by srgan3d" in d.DerivationDescription
+    assert f"weights sha256 {sha256_file(tiny_weights)}" in d.DerivationDescription
